@@ -1,0 +1,173 @@
+"""The public estimator: ``AutoML(target=...).fit(data)``, scikit-learn style.
+
+The constructor only stores settings; ``fit`` validates, runs the autopilot and returns self;
+learned state ends in ``_``. Orchestration lives in :mod:`automl.fit`.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from automl.config import EnsembleConfig, ResourceConfig, SearchConfig, ValidationConfig
+from automl.data import TableSource, load_table
+from automl.exceptions import ConfigError, NotFittedError
+from automl.metrics import Metric
+from automl.predictor import Predictor
+from automl.profile import DataProfile, profile_table
+
+logger = logging.getLogger(__name__)
+
+#: the wall-clock budget when neither time_limit nor SearchConfig.max_trials is given
+DEFAULT_TIME_LIMIT = 300.0
+
+
+class AutoML:
+    """Profile a table, search model pipelines with Ray Tune, ensemble the winners.
+
+    Args:
+        target: the column to predict.
+        problem_type: "binary", "multiclass" or "regression"; inferred when None.
+        metric: a metric name (see ``automl.metrics.METRICS``) or a ``custom_metric``; default
+            roc_auc (binary), accuracy (multiclass), rmse (regression).
+        time_limit: wall-clock seconds for the whole fit, Ray start-up, ensembling and saving
+            included. Default: 300 s unless ``search.max_trials`` bounds the search instead.
+        search, validation, ensemble, resources: settings objects (see ``automl.config``).
+        seed: seeds splits, searchers and models.
+        output_dir: the run directory (default: a new temporary directory).
+        drop_columns: columns never used as features.
+        weight_column: a column of non-negative sample weights (used in training).
+        class_weight: "balanced" weighs classes inversely to their frequency.
+
+    Example:
+        >>> run = AutoML(target="class", time_limit=60).fit("data/adult.csv.gz")  # doctest: +SKIP
+        >>> run.leaderboard().head()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        problem_type: str | None = None,
+        metric: str | Metric | None = None,
+        time_limit: float | None = None,
+        search: SearchConfig | None = None,
+        validation: ValidationConfig | None = None,
+        ensemble: EnsembleConfig | None = None,
+        resources: ResourceConfig | None = None,
+        seed: int = 0,
+        output_dir: str | Path | None = None,
+        drop_columns: tuple[str, ...] | list[str] = (),
+        weight_column: str | None = None,
+        class_weight: str | None = None,
+    ) -> None:
+        self.target = target
+        self.problem_type = problem_type
+        self.metric = metric
+        self.time_limit = time_limit
+        self.search = search
+        self.validation = validation
+        self.ensemble = ensemble
+        self.resources = resources
+        self.seed = seed
+        self.output_dir = output_dir
+        self.drop_columns = drop_columns
+        self.weight_column = weight_column
+        self.class_weight = class_weight
+
+    # -- fitting ------------------------------------------------------------------------------------
+    def _spec(self) -> Any:
+        from automl.fit import FitSpec
+
+        search = self.search or SearchConfig()
+        time_limit = self.time_limit
+        if time_limit is not None and time_limit <= 0:
+            raise ConfigError(f"time_limit must be a positive number of seconds; got {time_limit!r}")
+        if time_limit is None and search.max_trials is None:
+            time_limit = DEFAULT_TIME_LIMIT
+            logger.info("no time_limit or max_trials given: using time_limit=%ss", DEFAULT_TIME_LIMIT)
+        if self.class_weight not in (None, "balanced"):
+            raise ConfigError(f"class_weight must be None or 'balanced'; got {self.class_weight!r}")
+        return FitSpec(
+            target=self.target, problem_type=self.problem_type, metric=self.metric, time_limit=time_limit,
+            search=search, validation=self.validation or ValidationConfig(),
+            ensemble=self.ensemble or EnsembleConfig(), resources=self.resources or ResourceConfig(),
+            seed=int(self.seed), drop_columns=tuple(self.drop_columns), weight_column=self.weight_column,
+            class_weight=self.class_weight,
+        )
+
+    def fit(self, data: TableSource, *, validation_data: TableSource | None = None,
+            test_data: TableSource | None = None, resume: bool = False) -> "AutoML":
+        """Run the autopilot on ``data``; returns self.
+
+        ``validation_data`` replaces the automatic validation split (the final models are then
+        refit on both); ``test_data`` is scored once at the end (``score_test`` on the
+        leaderboard). ``resume=True`` continues an interrupted search in the same ``output_dir``.
+        """
+        import time
+
+        from automl.fit import run_fit
+
+        started = time.time()
+        spec = self._spec()
+        train = load_table(data, name="train")
+        valid = load_table(validation_data, name="validation") if validation_data is not None else None
+        test = load_table(test_data, name="test") if test_data is not None else None
+        run_dir = Path(self.output_dir) if self.output_dir else Path(tempfile.mkdtemp(prefix="automl-run-"))
+        result = run_fit(spec, train, run_dir=run_dir, validation=valid, test=test, resume=resume,
+                         started_at=started)
+        self.predictor_ = result.predictor
+        self.leaderboard_ = result.leaderboard
+        self.profile_ = result.profile
+        self.run_info_ = result.run_info
+        self.run_dir_ = run_dir
+        return self
+
+    def profile(self, data: TableSource) -> DataProfile:
+        """Profile ``data`` without fitting (what ``fit`` would infer and warn about)."""
+        spec = self._spec()
+        v = spec.validation
+        return profile_table(load_table(data), self.target, problem_type=self.problem_type, metric=self.metric,
+                             drop_columns=spec.drop_columns, time_column=v.time_column,
+                             group_column=v.group_column, weight_column=self.weight_column, n_folds=v.n_folds)
+
+    # -- using the result ---------------------------------------------------------------------------
+    def _predictor(self) -> Predictor:
+        pred = getattr(self, "predictor_", None)
+        if pred is None:
+            raise NotFittedError("this AutoML instance is not fitted yet; call fit() with a table first")
+        return pred
+
+    def leaderboard(self) -> pd.DataFrame:
+        """Every trial and the ensemble, best first (a copy)."""
+        self._predictor()
+        return self.leaderboard_.copy()
+
+    def predict(self, data: TableSource) -> pd.Series:
+        """One prediction per input row, in input order."""
+        return self._predictor().predict(_frame(data))
+
+    def predict_proba(self, data: TableSource) -> pd.DataFrame:
+        """Class probabilities, one column per class label (classifiers only)."""
+        return self._predictor().predict_proba(_frame(data))
+
+    def save(self, path: str | Path) -> Path:
+        """Copy the Predictor artifact (without the search state) to ``path``."""
+        pred = self._predictor()
+        extra = {n: self.run_dir_ / n for n in ("profile.json", "leaderboard.csv") if (self.run_dir_ / n).exists()}
+        return pred.save(Path(path), extra_files=extra)
+
+
+def _frame(data: TableSource) -> pd.DataFrame:
+    return data if isinstance(data, pd.DataFrame) else load_table(data)
+
+
+def load(path: str | Path) -> Predictor:
+    """Load a saved Predictor; verifies checksums and does not need Ray."""
+    return Predictor.load(path)
+
+
+__all__ = ["AutoML", "load"]

@@ -1,0 +1,152 @@
+"""Settings as frozen dataclasses, validated on construction (never with ``assert``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from automl.exceptions import ConfigError
+
+SEARCH_STRATEGIES = ("bayesian", "random", "grid", "hyperband", "asha", "bohb")
+VALIDATION_STRATEGIES = ("auto", "holdout", "kfold")
+
+
+def _choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}; got {value!r}")
+
+
+def _positive(name: str, value: float | int | None, *, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or value <= 0:
+        raise ConfigError(f"{name} must be a positive number; got {value!r}")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How candidates are searched.
+
+    Args:
+        strategy: bayesian (Optuna TPE + ASHA, default), random, grid, hyperband, asha, bohb.
+        searcher: for ``asha`` only: "tpe" (default) or "random".
+        max_trials: stop after this many trials (the portfolio counts). None: until the time limit.
+        target_score: stop as soon as a trial reaches this validation score (metric units).
+        patience: stop when this many trials in a row did not improve the best score.
+        families: restrict the search to these model families (default: all that apply).
+        portfolio: evaluate each family's default configs before searching.
+        max_concurrent_trials: default: one per CPU (per GPU when trials use GPUs).
+        warm_start: a previous run directory whose best configs are evaluated first.
+    """
+
+    strategy: str = "bayesian"
+    searcher: str = "tpe"
+    max_trials: int | None = None
+    target_score: float | None = None
+    patience: int | None = None
+    families: tuple[str, ...] | None = None
+    portfolio: bool = True
+    max_concurrent_trials: int | None = None
+    warm_start: str | None = None
+
+    def __post_init__(self) -> None:
+        _choice("search strategy", self.strategy, SEARCH_STRATEGIES)
+        _choice("searcher", self.searcher, ("tpe", "random"))
+        _positive("max_trials", self.max_trials)
+        _positive("patience", self.patience)
+        _positive("max_concurrent_trials", self.max_concurrent_trials)
+        if self.families is not None:
+            object.__setattr__(self, "families", tuple(self.families))
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """How candidates are validated.
+
+    ``auto`` uses k-fold (every row gets an out-of-fold prediction, and the fold models form a
+    bag) up to ``kfold_max_rows`` training rows, and a holdout above that.
+    """
+
+    strategy: str = "auto"
+    n_folds: int = 5
+    holdout_fraction: float = 0.2
+    kfold_max_rows: int = 100_000
+    time_column: str | None = None
+    group_column: str | None = None
+
+    def __post_init__(self) -> None:
+        _choice("validation strategy", self.strategy, VALIDATION_STRATEGIES)
+        if self.n_folds < 2:
+            raise ConfigError(f"n_folds must be at least 2; got {self.n_folds}")
+        if not 0 < self.holdout_fraction < 1:
+            raise ConfigError(f"holdout_fraction must be between 0 and 1; got {self.holdout_fraction}")
+        if self.time_column and self.group_column:
+            raise ConfigError("give either time_column or group_column, not both")
+
+    def resolve(self, n_rows: int) -> str:
+        if self.strategy != "auto":
+            return self.strategy
+        return "kfold" if n_rows <= self.kfold_max_rows else "holdout"
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """How the winners are combined and what the deployed model must satisfy.
+
+    Args:
+        enabled: build a greedy weighted ensemble (Caruana) over out-of-fold predictions.
+        size: rounds of greedy selection (with replacement).
+        max_members: candidates considered (the best of each family first).
+        stack_levels: 0, 1 or 2 extra layers of models trained on out-of-fold predictions.
+        refit: "auto" (refit the chosen members on all rows after a holdout search, keep the
+            fold bags after k-fold), True, or False.
+        max_predict_latency_ms: per-row latency the deployed model must meet (measured).
+        max_model_size_mb: size on disk the deployed model must meet.
+        calibrate: calibrate classifier probabilities on out-of-fold predictions when it helps.
+    """
+
+    enabled: bool = True
+    size: int = 25
+    max_members: int = 12
+    stack_levels: int = 0
+    refit: bool | str = "auto"
+    max_predict_latency_ms: float | None = None
+    max_model_size_mb: float | None = None
+    calibrate: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("ensemble size", self.size, allow_none=False)
+        _choice("stack_levels", self.stack_levels, (0, 1, 2))
+        _choice("refit", self.refit, ("auto", True, False))
+        _positive("max_predict_latency_ms", self.max_predict_latency_ms)
+        _positive("max_model_size_mb", self.max_model_size_mb)
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """Where trials run.
+
+    Args:
+        address: a Ray cluster address ("auto", "ray://...") or None to start Ray in-process
+            (or join the one ``RAY_ADDRESS`` names).
+        num_cpus: CPUs for an in-process Ray (default: all).
+        cpus_per_trial: CPUs each trial uses (threads of the model library).
+        gpus_per_trial: GPUs each trial requests; None: 1 when the cluster has GPUs and the
+            family can use them, else 0.
+        train_workers: Ray Train workers for a large-data trial (>= 2 forces the Ray Train path).
+        ray_train_min_rows: training rows from which a trial trains through Ray Train workers.
+        storage: where the run directory's search state lives (absolute path or s3:// URI) for
+            clusters whose nodes do not share the driver's disk.
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None
+    train_workers: int = 1
+    ray_train_min_rows: int = 1_000_000
+    storage: str | None = None
+
+    def __post_init__(self) -> None:
+        _positive("num_cpus", self.num_cpus)
+        _positive("cpus_per_trial", self.cpus_per_trial, allow_none=False)
+        _positive("train_workers", self.train_workers, allow_none=False)

@@ -1,0 +1,215 @@
+"""The orchestrator of a fit: profile -> preprocess -> folds -> search -> ensemble -> Predictor.
+
+The only module of ``automl`` that imports ``tuning`` (and so Ray Tune).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from automl import leaderboard as lb
+from automl.assemble import assemble
+from automl.config import EnsembleConfig, ResourceConfig, SearchConfig, ValidationConfig
+from automl.exceptions import ConfigError, DataError
+from automl.metrics import Metric, resolve_metric
+from automl.models.base import Task, all_families, get_family
+from automl.predictor import Predictor
+from automl.preprocessing import Preprocessor
+from automl.profile import DataProfile, profile_table
+from automl.schema import ColumnSpec, InputSchema
+from automl.splits import Folds, make_folds
+from automl.training import TrialData
+
+logger = logging.getLogger(__name__)
+
+MAX_SCHEMA_LEVELS = 1000
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    target: str
+    problem_type: str | None = None
+    metric: str | Metric | None = None
+    time_limit: float | None = None
+    search: SearchConfig = field(default_factory=SearchConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    resources: ResourceConfig = field(default_factory=ResourceConfig)
+    seed: int = 0
+    drop_columns: tuple[str, ...] = ()
+    weight_column: str | None = None
+    class_weight: str | None = None
+
+
+@dataclass
+class FitResult:
+    predictor: Predictor
+    leaderboard: pd.DataFrame
+    profile: DataProfile
+    run_info: dict[str, Any]
+
+
+def build_schema(profile: DataProfile, df: pd.DataFrame) -> InputSchema:
+    cols = []
+    for c in profile.columns:
+        if not c.is_feature:
+            continue
+        cats = None
+        if c.kind in ("categorical", "boolean"):
+            cats = [str(v) for v in df[c.name].dropna().astype(str).value_counts().index[:MAX_SCHEMA_LEVELS]]
+        cols.append(ColumnSpec(c.name, c.kind, c.dtype, required=c.missing_share == 0, categories=cats))
+    ids = [c.name for c in profile.columns if c.kind == "identifier"]
+    return InputSchema(cols, ids)
+
+
+def encode_target(y: pd.Series, profile: DataProfile) -> tuple[np.ndarray, list[Any] | None]:
+    if not profile.problem.is_classification:
+        return pd.to_numeric(y).to_numpy(dtype=np.float64), None
+    classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
+    classes = [c.item() if hasattr(c, "item") else c for c in classes]
+    codes = pd.Categorical(y, categories=classes).codes.astype(np.int32)
+    return codes, classes
+
+
+def sample_weights(df: pd.DataFrame, y: np.ndarray, spec: FitSpec, classification: bool) -> np.ndarray | None:
+    w = None
+    if spec.weight_column:
+        w = pd.to_numeric(df[spec.weight_column], errors="coerce").to_numpy(dtype=float)
+        if np.isnan(w).any() or (w < 0).any():
+            raise DataError(f"weight column {spec.weight_column!r} must hold non-negative numbers in every row")
+    if spec.class_weight == "balanced":
+        if not classification:
+            raise ConfigError("class_weight='balanced' applies to classification only")
+        counts = np.bincount(y)
+        cw = len(y) / (len(counts) * np.maximum(counts, 1))
+        w = cw[y] if w is None else w * cw[y]
+    return w
+
+
+def select_families(spec: FitSpec, task: Task) -> dict[str, Any]:
+    wanted = spec.search.families
+    if wanted:
+        fams = {n: get_family(n) for n in wanted}
+        bad = [n for n, f in fams.items() if not f.applies_to(task)]
+        if bad:
+            raise ConfigError(f"families {bad} do not support {task.problem_type.value} problems")
+        return fams
+    return {n: f for n, f in all_families().items() if f.applies_to(task)}
+
+
+def make_run_folds(spec: FitSpec, df: pd.DataFrame, y: np.ndarray, profile: DataProfile,
+                   n_user_valid: int) -> Folds:
+    n = len(df)
+    if n_user_valid:
+        tr, va = np.arange(n - n_user_valid), np.arange(n - n_user_valid, n)
+        return Folds("user", [(tr, va)], n, spec.seed)
+    v = spec.validation
+    strategy = v.resolve(n)
+    return make_folds(
+        n, strategy=strategy, n_folds=v.n_folds, holdout_fraction=v.holdout_fraction,
+        y=y if profile.problem.is_classification else None,
+        time_values=df[v.time_column] if v.time_column else None,
+        groups=df[v.group_column] if v.group_column else None, seed=spec.seed,
+    )
+
+
+def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd.DataFrame | None = None,
+            test: pd.DataFrame | None = None, resume: bool = False, started_at: float | None = None) -> FitResult:
+    """Run the autopilot. The time limit counts from ``started_at`` (default: now)."""
+    from tuning import ensure_ray, run_search  # the orchestrator is the one place automl imports tuning
+
+    t0 = started_at or time.time()
+    deadline = t0 + spec.time_limit if spec.time_limit else None
+    timings: dict[str, float] = {}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    n_valid = 0
+    if validation is not None:
+        n_valid = len(validation)
+        train = pd.concat([train, validation[train.columns.intersection(validation.columns)]], ignore_index=True)
+    v = spec.validation
+    profile = profile_table(train, spec.target, problem_type=spec.problem_type, metric=spec.metric,
+                            drop_columns=spec.drop_columns, time_column=v.time_column, group_column=v.group_column,
+                            weight_column=spec.weight_column, n_folds=v.n_folds)
+    df = train.loc[train[spec.target].notna()].reset_index(drop=True)
+    profile.save(run_dir / "profile.json")
+    metric, _ = resolve_metric(spec.metric, profile.problem)
+    y, classes = encode_target(df[spec.target], profile)
+    if metric.custom and classes is not None:
+        metric = metric.with_classes(classes)
+    schema = build_schema(profile, df)
+    task = Task(profile.problem, len(classes) if classes else 0, len(df), len(schema.columns), seed=spec.seed,
+                num_threads=max(1, int(spec.resources.cpus_per_trial)))
+    families = select_families(spec, task)
+    timings["profile_s"] = time.time() - t0
+
+    t = time.time()
+    recipes = sorted({f.recipe for f in families.values()})
+    pre = {r: Preprocessor(r, schema.columns).fit(df) for r in recipes}
+    feats = {r: p.transform(df) for r, p in pre.items()}
+    folds = make_run_folds(spec, df, y, profile, n_valid)
+    (run_dir / "folds.json").write_text(json.dumps(folds.to_dict()))
+    logger.info("validation: %s (%s)", folds.kind, folds.describe()["validation_rows"])
+    data = TrialData(feats, y, sample_weights(df, y, spec, profile.problem.is_classification), folds.folds, task,
+                     metric, classes)
+    timings["preprocess_s"] = time.time() - t
+
+    t = time.time()
+    cluster = ensure_ray(spec.resources)
+    timings["ray_init_s"] = time.time() - t
+    # time kept after the search for loading candidates, ensembling, refitting and saving
+    reserve = min(60.0, max(3.0, 0.06 * spec.time_limit)) if spec.time_limit else 0.0
+    search_deadline = deadline - reserve if deadline else None
+    outcome = run_search(data, families, spec.search, cluster=cluster, resources=spec.resources, run_dir=run_dir,
+                         deadline=search_deadline, seed=spec.seed, resume=resume,
+                         extra_points=_warm_start_points(spec.search.warm_start, families))
+    timings["search_s"] = outcome.wall_s
+
+    t = time.time()
+    predictor, rows, info = assemble(spec, outcome, data, folds, pre, schema, profile, classes, metric,
+                                     test=test, deadline=deadline - 1.0 if deadline else None)
+    timings["ensemble_s"] = time.time() - t
+    board = lb.build(rows, metric.greater_is_better)
+    lb.save(board, run_dir / "leaderboard.csv")
+    t = time.time()
+    predictor.save(run_dir)
+    timings["save_s"] = time.time() - t
+    timings["total_s"] = time.time() - t0
+    completed = [r for r in outcome.trials if r.status == "completed" and r.library_time_s is not None]
+    overhead = [r.driver_wall_s - r.library_time_s for r in completed if r.driver_wall_s]
+    run_info = {
+        "target": spec.target, "problem_type": profile.problem_type, "metric": metric.name,
+        "time_limit_s": spec.time_limit, "search_strategy": outcome.strategy, "ended_because": outcome.ended_because,
+        "n_trials": len(outcome.trials),
+        "trials_by_status": pd.Series([r.status for r in outcome.trials]).value_counts().to_dict(),
+        "concurrency": outcome.concurrency, "validation": folds.describe(), "timings": timings,
+        "overshoot_s": (timings["total_s"] - spec.time_limit) if spec.time_limit else None,
+        "trial_overhead_s": {"mean": float(np.mean(overhead)) if overhead else None,
+                             "median": float(np.median(overhead)) if overhead else None,
+                             "max": float(np.max(overhead)) if overhead else None},
+        "experiment_path": outcome.experiment_path, "seed": spec.seed, **info,
+    }
+    (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+    logger.info("fit done in %.1fs: %s", timings["total_s"], info.get("chosen"))
+    return FitResult(predictor, board, profile, run_info)
+
+
+def _warm_start_points(previous: str | None, families: dict[str, Any], top: int = 5) -> list[dict[str, Any]]:
+    """Best configs of an earlier run (its leaderboard), evaluated first in this search."""
+    if not previous:
+        return []
+    path = Path(previous) / "leaderboard.csv"
+    if not path.exists():
+        raise ConfigError(f"warm_start: {str(path)!r} does not exist; pass a run directory of an earlier fit")
+    board = lb.load(path)
+    done = board[(board["status"] == "completed") & board["family"].isin(list(families))].head(top)
+    points = [{"family": r.family, **{f"{r.family}.{k}": v for k, v in json.loads(r.params).items()}}
+              for r in done.itertuples()]
+    logger.info("warm start: %d configs from %s", len(points), previous)
+    return points

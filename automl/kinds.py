@@ -1,0 +1,117 @@
+"""Column kind inference: what each column *is*, with the reason, from its values and name."""
+from __future__ import annotations
+
+import enum
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+
+
+class ColumnKind(str, enum.Enum):
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    BOOLEAN = "boolean"
+    DATETIME = "datetime"
+    TEXT = "text"
+    IDENTIFIER = "identifier"
+    CONSTANT = "constant"
+
+    @property
+    def is_feature(self) -> bool:
+        return self not in (ColumnKind.IDENTIFIER, ColumnKind.CONSTANT)
+
+
+_ID_NAME = re.compile(
+    r"(?i)(^id$|^id[_\-\s]|[_\-\s]id$|^idcode$|[a-z]ID$|uuid|guid|^index$|^unnamed: ?0$|^row_?(id|num|number)$)"
+)
+_BOOL_TOKENS = {"0", "1", "true", "false", "yes", "no", "y", "n", "t", "f"}
+_DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?\s*$")
+
+#: share of parsable values above which a text column is read as numbers or dates
+PARSE_SHARE = 0.95
+#: a column whose non-dominant values cover fewer rows than this share (and < 20 rows) is near-constant
+NEAR_CONSTANT_SHARE = 0.001
+SAMPLE = 5000
+
+
+def looks_like_id_name(name: str) -> bool:
+    return bool(_ID_NAME.search(name))
+
+
+def infer_kind(s: pd.Series) -> tuple[ColumnKind, str]:
+    """Return ``(kind, reason)`` for one column."""
+    n = len(s)
+    present = s.dropna()
+    if len(present) == 0:
+        return ColumnKind.CONSTANT, "every value is missing"
+    counts = present.value_counts()
+    n_unique = len(counts)
+    if n_unique == 1:
+        return ColumnKind.CONSTANT, f"a single distinct value ({_short(counts.index[0])})"
+    minority = len(present) - int(counts.iloc[0])
+    if minority < 20 and minority < NEAR_CONSTANT_SHARE * n:
+        return ColumnKind.CONSTANT, (
+            f"near-constant: {_short(counts.index[0])} in all but {minority} of {n} rows"
+        )
+    if pd.api.types.is_bool_dtype(s):
+        return ColumnKind.BOOLEAN, "boolean dtype"
+    if n_unique == 2 and {str(v).strip().lower() for v in counts.index} <= _BOOL_TOKENS:
+        return ColumnKind.BOOLEAN, f"two values {sorted(map(str, counts.index))} that read as true/false"
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return ColumnKind.DATETIME, "datetime dtype"
+    if pd.api.types.is_numeric_dtype(s):
+        return _numeric_kind(s.name, present, n_unique, n)
+    return _text_kind(s.name, present, n_unique, n)
+
+
+def _numeric_kind(name, present: pd.Series, n_unique: int, n: int) -> tuple[ColumnKind, str]:
+    integral = pd.api.types.is_integer_dtype(present) or bool(np.all(np.mod(present.to_numpy(float), 1) == 0))
+    if integral:
+        if looks_like_id_name(str(name)) and n_unique > 50 and n_unique > 0.01 * n:
+            return ColumnKind.IDENTIFIER, (
+                f"integer column named like an identifier with {n_unique} distinct values"
+            )
+        if n_unique == n and n > 50 and (present.is_monotonic_increasing or present.is_monotonic_decreasing):
+            return ColumnKind.IDENTIFIER, "a unique, monotonic integer per row (a row number or key)"
+    return ColumnKind.NUMERIC, "numeric dtype"
+
+
+def _text_kind(name, present: pd.Series, n_unique: int, n: int) -> tuple[ColumnKind, str]:
+    sample = present.astype(str).sample(min(SAMPLE, len(present)), random_state=0)
+    numeric_share = pd.to_numeric(sample, errors="coerce").notna().mean()
+    if numeric_share >= PARSE_SHARE:
+        return ColumnKind.NUMERIC, f"text values of which {numeric_share:.0%} parse as numbers"
+    date_share = sample.str.match(_DATE_LIKE).mean()
+    if date_share >= PARSE_SHARE:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+        if parsed.notna().mean() >= PARSE_SHARE:
+            return ColumnKind.DATETIME, f"{parsed.notna().mean():.0%} of the values parse as dates"
+    unique_share = n_unique / max(len(present), 1)
+    mean_words = sample.str.split().str.len().mean()
+    if unique_share > 0.5 and mean_words >= 3:
+        return ColumnKind.TEXT, f"free text: {unique_share:.0%} distinct values, {mean_words:.1f} words on average"
+    if unique_share >= 0.95 and n_unique > 50:
+        return ColumnKind.IDENTIFIER, f"{unique_share:.0%} of the values are distinct short strings (a key)"
+    if looks_like_id_name(str(name)) and n_unique > 50 and unique_share > 0.5:
+        return ColumnKind.IDENTIFIER, f"named like an identifier with {n_unique} distinct values"
+    return ColumnKind.CATEGORICAL, f"text with {n_unique} distinct values"
+
+
+def mixed_type_share(s: pd.Series) -> float:
+    """Share of non-missing values of a text column that parse as numbers (0 for numeric columns)."""
+    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return 0.0
+    present = s.dropna().astype(str)
+    if present.empty:
+        return 0.0
+    sample = present.sample(min(SAMPLE, len(present)), random_state=0)
+    return float(pd.to_numeric(sample, errors="coerce").notna().mean())
+
+
+def _short(v) -> str:
+    text = repr(v.item() if hasattr(v, "item") else v)
+    return text if len(text) <= 30 else text[:27] + "..."

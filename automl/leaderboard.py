@@ -1,0 +1,83 @@
+"""The leaderboard: one row per trial plus the ensemble rows, best first.
+
+Columns: rank, model, family, score_val, score_std, metric, fit_time_s, predict_time_s, status,
+stop_reason, iterations, params (JSON), error, trial_id, members (JSON, ensembles), refit, chosen.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["rank", "model", "family", "score_val", "score_std", "metric", "fit_time_s", "predict_time_s",
+           "status", "stop_reason", "iterations", "params", "error", "trial_id", "members", "refit", "chosen",
+           "score_test", "start_s", "end_s"]
+_STATUS_ORDER = {"completed": 0, "ensemble": 0, "stopped": 1, "failed": 2}
+
+
+@dataclass
+class Row:
+    model: str
+    family: str
+    status: str
+    metric: str
+    score_val: float | None = None
+    score_std: float | None = None
+    fit_time_s: float | None = None
+    predict_time_s: float | None = None
+    stop_reason: str | None = None
+    iterations: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    trial_id: str | None = None
+    members: dict[str, float] | None = None
+    refit: bool = False
+    chosen: bool = False
+    score_test: float | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+def build(rows: list[Row], greater_is_better: bool) -> pd.DataFrame:
+    records = []
+    for r in rows:
+        d = dict(r.__dict__)
+        d["params"] = json.dumps(r.params, sort_keys=True, default=str)
+        d["members"] = json.dumps(r.members) if r.members else ""
+        records.append(d)
+    df = pd.DataFrame.from_records(records)
+    if df.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    order = df["status"].map(lambda s: 0 if s in ("completed", "ensemble") else _STATUS_ORDER.get(s, 3))
+    score = df["score_val"].astype(float)
+    key = -score if greater_is_better else score
+    df = df.assign(_o=order, _k=key.fillna(np.inf)).sort_values(["_o", "_k"], kind="stable").drop(columns=["_o", "_k"])
+    df.insert(0, "rank", range(1, len(df) + 1))
+    return df[COLUMNS].reset_index(drop=True)
+
+
+def save(df: pd.DataFrame, path: Path) -> None:
+    df.to_csv(path, index=False)
+
+
+def load(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=True)
+
+
+def format_table(df: pd.DataFrame, limit: int = 20) -> str:
+    """A readable terminal table of the leaderboard."""
+    show = df.head(limit).copy()
+    cols = ["rank", "model", "score_val", "score_std", "fit_time_s", "predict_time_s", "status", "stop_reason"]
+    show = show[[c for c in cols if c in show.columns]]
+    for c in ("score_val", "score_std"):
+        show[c] = show[c].map(lambda v: "" if pd.isna(v) else f"{v:.5g}")
+    for c in ("fit_time_s", "predict_time_s"):
+        show[c] = show[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    show["stop_reason"] = show["stop_reason"].fillna("")
+    if "chosen" in df.columns:
+        show["model"] = [("* " if c else "  ") + m for m, c in zip(show["model"], df.head(limit)["chosen"].fillna(False))]
+    return show.to_string(index=False)

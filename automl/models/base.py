@@ -1,0 +1,197 @@
+"""The model-family contract and the registry.
+
+A *family* (LightGBM, XGBoost, MLP, ...) owns: its search space (Ray Tune domains sized by the
+data) and a portfolio of default configs tried first; a stepwise *learner* that trains a few
+iterations (boosting rounds, epochs) at a time and exposes its current validation predictions,
+so that folds train in lockstep and a scheduler can stop a trial after any step; and a *fitted
+model* saved in the library's native format (never pickle).
+
+Predictions are *standardised*: classifiers give an ``(n, k)`` array of class probabilities
+(columns = encoded classes 0..k-1), regressors an ``(n,)`` array.
+"""
+from __future__ import annotations
+
+import abc
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from automl.exceptions import ConfigError
+from automl.preprocessing import FeatureMatrix
+from automl.problem import ProblemType
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a family needs to know about the problem and the place it trains on."""
+
+    problem_type: ProblemType
+    n_classes: int  # 0 for regression
+    n_rows: int
+    n_features: int
+    seed: int = 0
+    num_threads: int = 1
+    use_gpu: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["problem_type"] = self.problem_type.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Task":
+        return cls(**{**d, "problem_type": ProblemType(d["problem_type"])})
+
+
+class FittedModel(abc.ABC):
+    """A trained model that predicts standardised outputs and saves itself in a native format."""
+
+    family: ClassVar[str]
+
+    @abc.abstractmethod
+    def predict(self, X: FeatureMatrix) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the model's files into ``directory`` (which exists)."""
+
+    @property
+    def n_iterations(self) -> int:
+        return 0
+
+    def feature_importance(self) -> np.ndarray | None:
+        """Gain-like importance per input feature (``FeatureMatrix.names`` order), if the model has one."""
+        return None
+
+
+class Learner(abc.ABC):
+    """Trains one model on one fold, a few iterations at a time."""
+
+    #: iterations trained so far
+    iteration: int = 0
+    #: the maximum number of iterations this config allows
+    max_iterations: int = 1
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.max_iterations
+
+    @abc.abstractmethod
+    def step(self, n: int) -> None:
+        """Train up to ``n`` more iterations (fewer if ``max_iterations`` is reached)."""
+
+    @abc.abstractmethod
+    def valid_predictions(self) -> np.ndarray:
+        """Standardised predictions on the validation rows at the current iteration."""
+
+    @abc.abstractmethod
+    def finish(self, best_iteration: int) -> FittedModel:
+        """The model as it was after ``best_iteration`` iterations."""
+
+    def fit_time_s(self) -> float:
+        """Seconds spent inside the model library so far."""
+        return getattr(self, "_fit_time", 0.0)
+
+
+class Family(abc.ABC):
+    """A model family: a registry entry."""
+
+    name: ClassVar[str]
+    recipe: ClassVar[str] = "tree"
+    problem_types: ClassVar[tuple[ProblemType, ...]] = tuple(ProblemType)
+    #: portfolio order: lower runs first
+    priority: ClassVar[int] = 50
+    #: iterations without improvement before a trial stops (scaled by the family when needed)
+    patience: ClassVar[int] = 50
+    #: whether the family can train on a GPU
+    supports_gpu: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def search_space(self, task: Task) -> dict[str, Any]:
+        """Ray Tune domains (``tune.loguniform`` ...) keyed by parameter name, sized by the data."""
+
+    @abc.abstractmethod
+    def portfolio(self, task: Task) -> list[dict[str, Any]]:
+        """Configs to try before any search; the first is the family's default."""
+
+    @abc.abstractmethod
+    def learner(self, config: dict[str, Any], task: Task, train: FeatureMatrix, y_train: np.ndarray,
+                w_train: np.ndarray | None, valid: FeatureMatrix, y_valid: np.ndarray) -> Learner: ...
+
+    @abc.abstractmethod
+    def load(self, directory: Path, task: Task) -> FittedModel: ...
+
+    def grid(self, task: Task) -> list[dict[str, Any]]:
+        """Points for grid search: a small Cartesian product of the most important parameters."""
+        return self.portfolio(task)
+
+    def step_size(self, config: dict[str, Any], task: Task) -> int:
+        """Iterations per step (one report to the scheduler per step)."""
+        return 1
+
+    def patience_for(self, config: dict[str, Any]) -> int:
+        return self.patience
+
+    def applies_to(self, task: Task) -> bool:
+        return task.problem_type in self.problem_types
+
+
+_REGISTRY: dict[str, Family] = {}
+
+
+def register(family_cls: type[Family]) -> type[Family]:
+    """Class decorator adding a family to the registry; duplicate names are refused."""
+    name = family_cls.name
+    if name in _REGISTRY:
+        raise ConfigError(f"model family {name!r} is already registered")
+    _REGISTRY[name] = family_cls()
+    return family_cls
+
+
+def get_family(name: str) -> Family:
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown model family {name!r}; choose from {sorted(_REGISTRY)}") from None
+
+
+def all_families() -> dict[str, Family]:
+    _ensure_loaded()
+    return dict(sorted(_REGISTRY.items(), key=lambda kv: (kv[1].priority, kv[0])))
+
+
+def _ensure_loaded() -> None:
+    import automl.models  # noqa: F401  (importing the package registers the built-in families)
+
+
+# --- helpers shared by families -------------------------------------------------------------------
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def raw_to_output(raw: np.ndarray, problem_type: ProblemType) -> np.ndarray:
+    """Turn margins (log-odds / class scores / values) into standardised predictions."""
+    if problem_type is ProblemType.BINARY:
+        p = sigmoid(np.asarray(raw, dtype=float).reshape(-1))
+        return np.column_stack([1.0 - p, p])
+    if problem_type is ProblemType.MULTICLASS:
+        return softmax(np.asarray(raw, dtype=float))
+    return np.asarray(raw, dtype=float).reshape(-1)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())

@@ -1,0 +1,166 @@
+"""LightGBM: gradient-boosted trees with native categorical splits; also random forest and
+extra-trees modes (``boosting="rf"``) for the forest families. Saved as LightGBM's text format."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl.models.base import Family, FittedModel, Learner, Task, raw_to_output, read_json, register, write_json
+from automl.models.gbdt import MAX_ROUNDS, data_sized_leaves, patience_rounds, rounds_per_step
+from automl.preprocessing import FeatureMatrix
+from automl.problem import ProblemType
+
+
+def _objective(task: Task) -> dict[str, Any]:
+    if task.problem_type is ProblemType.BINARY:
+        return {"objective": "binary"}
+    if task.problem_type is ProblemType.MULTICLASS:
+        return {"objective": "multiclass", "num_class": task.n_classes}
+    return {"objective": "regression"}
+
+
+def lgb_params(config: dict[str, Any], task: Task) -> dict[str, Any]:
+    params = {
+        **_objective(task),
+        "verbosity": -1,
+        "num_threads": task.num_threads,
+        "seed": task.seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "max_cat_to_onehot": 8,
+    }
+    for key, value in config.items():
+        if key in ("n_estimators",):
+            continue
+        params[key] = value
+    if params.get("bagging_fraction", 1.0) < 1.0:
+        params.setdefault("bagging_freq", 1)
+    if task.use_gpu:
+        params["device_type"] = "cuda"
+    return params
+
+
+class LightGBMModel(FittedModel):
+    family = "lightgbm"
+
+    def __init__(self, booster: Any, task: Task, n_iter: int, average: bool) -> None:
+        self.booster, self.task, self._n_iter, self.average = booster, task, n_iter, average
+
+    def predict(self, X: FeatureMatrix) -> np.ndarray:
+        raw = self.booster.predict(X.dense(), num_iteration=self._n_iter, raw_score=True, num_threads=1)
+        return raw_to_output(raw, self.task.problem_type)
+
+    @property
+    def n_iterations(self) -> int:
+        return self._n_iter
+
+    def feature_importance(self) -> np.ndarray:
+        return self.booster.feature_importance(importance_type="gain", iteration=self._n_iter)
+
+    def contributions(self, X: FeatureMatrix) -> np.ndarray:
+        """Tree SHAP values in margin space: (n, features + 1) or (n, k * (features + 1))."""
+        return self.booster.predict(X.dense(), num_iteration=self._n_iter, pred_contrib=True)
+
+    def save(self, directory: Path) -> None:
+        self.booster.save_model(str(directory / "model.txt"), num_iteration=self._n_iter)
+        write_json(directory / "meta.json", {"n_iterations": self._n_iter, "average": self.average})
+
+
+class LightGBMLearner(Learner):
+    def __init__(self, params: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,
+                 w: np.ndarray | None, valid: FeatureMatrix, max_iterations: int, average: bool) -> None:
+        import lightgbm as lgb
+
+        t0 = time.perf_counter()
+        self.task, self.max_iterations, self.average = task, max_iterations, average
+        cat_idx = list(range(train.num.shape[1], train.num.shape[1] + train.cat.shape[1]))
+        dtrain = lgb.Dataset(train.dense(), label=y, weight=w, categorical_feature=cat_idx or "auto",
+                             params={"verbosity": -1}, free_raw_data=True)
+        self.booster = lgb.Booster(params=params, train_set=dtrain)
+        self.valid_X = valid.dense()
+        self._raw_sum = None  # sum (boosting) or sum of per-tree means times count (forest)
+        self.iteration = 0
+        self._fit_time = time.perf_counter() - t0
+
+    def step(self, n: int) -> None:
+        n = min(n, self.max_iterations - self.iteration)
+        t0 = time.perf_counter()
+        start = self.iteration
+        for _ in range(n):
+            if self.booster.update():  # True: no more splits possible
+                self.max_iterations = self.iteration + 1
+                self.iteration += 1
+                break
+            self.iteration += 1
+        added = self.iteration - start
+        if added:
+            raw = self.booster.predict(self.valid_X, start_iteration=start, num_iteration=added, raw_score=True,
+                                       num_threads=1)
+            raw = raw * added if self.average else raw
+            self._raw_sum = raw if self._raw_sum is None else self._raw_sum + raw
+        self._fit_time += time.perf_counter() - t0
+
+    def valid_predictions(self) -> np.ndarray:
+        raw = self._raw_sum / max(self.iteration, 1) if self.average else self._raw_sum
+        return raw_to_output(raw, self.task.problem_type)
+
+    def finish(self, best_iteration: int) -> LightGBMModel:
+        # the training booster predicts with num_iteration=best and saves only those trees
+        return LightGBMModel(self.booster, self.task, best_iteration, self.average)
+
+
+@register
+class LightGBMFamily(Family):
+    name = "lightgbm"
+    recipe = "tree"
+    priority = 10
+    supports_gpu = False  # LightGBM's CUDA build is not on PyPI; it trains on CPU workers
+    boosting = "gbdt"
+
+    def search_space(self, task: Task) -> dict[str, Any]:
+        from ray import tune
+
+        upper_leaves = data_sized_leaves(task.n_rows)
+        return {
+            "learning_rate": tune.loguniform(0.01, 0.3),
+            "num_leaves": tune.lograndint(4, upper_leaves + 1),
+            "min_data_in_leaf": tune.lograndint(2, max(3, min(256, task.n_rows // 20))),
+            "feature_fraction": tune.uniform(0.4, 1.0),
+            "bagging_fraction": tune.uniform(0.5, 1.0),
+            "lambda_l1": tune.loguniform(1e-3, 10.0),
+            "lambda_l2": tune.loguniform(1e-3, 100.0),
+            "cat_smooth": tune.loguniform(1.0, 100.0),
+            "extra_trees": tune.choice([False, True]),
+        }
+
+    def portfolio(self, task: Task) -> list[dict[str, Any]]:
+        base = {"learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20, "feature_fraction": 0.9,
+                "bagging_fraction": 1.0, "lambda_l1": 1e-3, "lambda_l2": 1e-3, "cat_smooth": 10.0,
+                "extra_trees": False}
+        return [
+            base,
+            {**base, "extra_trees": True},  # AutoGluon's GBMXT
+            {**base, "learning_rate": 0.03, "num_leaves": 128, "min_data_in_leaf": 3,
+             "feature_fraction": 0.9},  # AutoGluon's GBMLarge
+        ]
+
+    def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:
+        params = {**lgb_params(config, task), "boosting": self.boosting}
+        return LightGBMLearner(params, task, train, y_train, w_train, valid,
+                               int(config.get("n_estimators", MAX_ROUNDS)), average=False)
+
+    def step_size(self, config, task) -> int:
+        return rounds_per_step(config)
+
+    def patience_for(self, config) -> int:
+        return patience_rounds(config)
+
+    def load(self, directory: Path, task: Task) -> LightGBMModel:
+        import lightgbm as lgb
+
+        meta = read_json(directory / "meta.json")
+        booster = lgb.Booster(model_file=str(directory / "model.txt"))
+        return LightGBMModel(booster, task, int(meta["n_iterations"]), bool(meta["average"]))

@@ -1,0 +1,150 @@
+"""XGBoost: histogram gradient boosting with native categorical splits, on CPU or CUDA.
+Saved as XGBoost's UBJSON format."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl.models.base import Family, FittedModel, Learner, Task, raw_to_output, register
+from automl.models.gbdt import MAX_ROUNDS, patience_rounds, rounds_per_step
+from automl.preprocessing import FeatureMatrix
+from automl.problem import ProblemType
+
+
+def xgb_params(config: dict[str, Any], task: Task) -> dict[str, Any]:
+    if task.problem_type is ProblemType.BINARY:
+        obj = {"objective": "binary:logistic"}
+    elif task.problem_type is ProblemType.MULTICLASS:
+        obj = {"objective": "multi:softprob", "num_class": task.n_classes}
+    else:
+        obj = {"objective": "reg:squarederror"}
+    params = {**obj, "tree_method": "hist", "nthread": task.num_threads, "seed": task.seed,
+              "max_cat_to_onehot": 8, "verbosity": 0}
+    params.update({k: v for k, v in config.items() if k != "n_estimators"})
+    if task.use_gpu:
+        params["device"] = "cuda"
+    return params
+
+
+def feature_types(X: FeatureMatrix) -> list[str]:
+    return ["q"] * X.num.shape[1] + ["c"] * X.cat.shape[1]
+
+
+class XGBoostModel(FittedModel):
+    family = "xgboost"
+
+    def __init__(self, booster: Any, task: Task) -> None:
+        self.booster, self.task = booster, task
+        self.booster.set_param({"nthread": 1})
+
+    def predict(self, X: FeatureMatrix) -> np.ndarray:
+        raw = self.booster.inplace_predict(X.dense(), predict_type="margin")
+        return raw_to_output(raw, self.task.problem_type)
+
+    @property
+    def n_iterations(self) -> int:
+        return self.booster.num_boosted_rounds()
+
+    def feature_importance(self) -> np.ndarray:
+        scores = self.booster.get_score(importance_type="total_gain")
+        n = len(self.booster.feature_names or []) or self.booster.num_features()
+        return np.array([scores.get(f"f{i}", scores.get(name, 0.0)) for i, name in
+                         enumerate(self.booster.feature_names or [f"f{i}" for i in range(n)])])
+
+    def contributions(self, X: FeatureMatrix) -> np.ndarray:
+        import xgboost as xgb
+
+        d = xgb.DMatrix(X.dense(), feature_types=feature_types(X), enable_categorical=True)
+        return self.booster.predict(d, pred_contribs=True)
+
+    def save(self, directory: Path) -> None:
+        self.booster.save_model(str(directory / "model.ubj"))
+
+
+class XGBoostLearner(Learner):
+    def __init__(self, params: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,
+                 w: np.ndarray | None, valid: FeatureMatrix, max_iterations: int) -> None:
+        import xgboost as xgb
+
+        t0 = time.perf_counter()
+        ft = feature_types(train)
+        self.task, self.max_iterations = task, max_iterations
+        self.dtrain = xgb.DMatrix(train.dense(), label=y, weight=w, feature_types=ft, enable_categorical=True)
+        shape = (valid.n_rows, task.n_classes) if task.problem_type is ProblemType.MULTICLASS else (valid.n_rows,)
+        # a zero base margin makes margins of a range of trees additive; the intercept is added once
+        self.dvalid_zero = xgb.DMatrix(valid.dense(), feature_types=ft, enable_categorical=True,
+                                       base_margin=np.zeros(shape, dtype=np.float32))
+        self.dvalid = xgb.DMatrix(valid.dense(), feature_types=ft, enable_categorical=True)
+        self.booster = xgb.Booster(params, [self.dtrain])
+        self._raw_sum: np.ndarray | None = None
+        self.iteration = 0
+        self._fit_time = time.perf_counter() - t0
+
+    def step(self, n: int) -> None:
+        n = min(n, self.max_iterations - self.iteration)
+        t0 = time.perf_counter()
+        start = self.iteration
+        for _ in range(n):
+            self.booster.update(self.dtrain, self.iteration)
+            self.iteration += 1
+        if self.iteration > start:
+            part = self.booster.predict(self.dvalid_zero, output_margin=True, iteration_range=(start, self.iteration))
+            if self._raw_sum is None:
+                first = self.booster.predict(self.dvalid, output_margin=True, iteration_range=(0, 1))
+                intercept = first - self.booster.predict(self.dvalid_zero, output_margin=True, iteration_range=(0, 1))
+                self._raw_sum = intercept + part
+            else:
+                self._raw_sum = self._raw_sum + part
+        self._fit_time += time.perf_counter() - t0
+
+    def valid_predictions(self) -> np.ndarray:
+        return raw_to_output(self._raw_sum, self.task.problem_type)
+
+    def finish(self, best_iteration: int) -> XGBoostModel:
+        return XGBoostModel(self.booster[: max(best_iteration, 1)], self.task)
+
+
+@register
+class XGBoostFamily(Family):
+    name = "xgboost"
+    recipe = "tree"
+    priority = 20
+    supports_gpu = True
+
+    def search_space(self, task: Task) -> dict[str, Any]:
+        from ray import tune
+
+        return {
+            "learning_rate": tune.loguniform(0.01, 0.3),
+            "max_depth": tune.randint(2, 11),
+            "min_child_weight": tune.loguniform(0.5, 32.0),
+            "subsample": tune.uniform(0.5, 1.0),
+            "colsample_bytree": tune.uniform(0.4, 1.0),
+            "reg_lambda": tune.loguniform(1e-3, 100.0),
+            "reg_alpha": tune.loguniform(1e-3, 10.0),
+        }
+
+    def portfolio(self, task: Task) -> list[dict[str, Any]]:
+        base = {"learning_rate": 0.05, "max_depth": 6, "min_child_weight": 1.0, "subsample": 0.8,
+                "colsample_bytree": 0.8, "reg_lambda": 1.0, "reg_alpha": 1e-3}
+        return [base, {**base, "max_depth": 10, "min_child_weight": 0.5, "subsample": 1.0, "colsample_bytree": 0.6}]
+
+    def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:
+        return XGBoostLearner(xgb_params(config, task), task, train, y_train, w_train, valid,
+                              int(config.get("n_estimators", MAX_ROUNDS)))
+
+    def step_size(self, config, task) -> int:
+        return rounds_per_step(config)
+
+    def patience_for(self, config) -> int:
+        return patience_rounds(config)
+
+    def load(self, directory: Path, task: Task) -> XGBoostModel:
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(str(directory / "model.ubj"))
+        return XGBoostModel(booster, task)

@@ -1,0 +1,229 @@
+"""The Predictor: the deployable artifact, a directory independent of Ray and of the search.
+
+Layout::
+
+    predictor.json        format version, problem, classes, metric, input schema, members + weights
+    preprocessing/*.json  fitted preprocessing state per recipe (plain data)
+    models/<member>/fold_<i>/  native model files (LightGBM text, XGBoost UBJ, safetensors, ...)
+    profile.json          the training data profile (baseline for drift monitoring)
+    leaderboard.csv       every trial of the search
+    checksums.json        sha256 of every file above, verified before anything is loaded
+
+Nothing in it runs code when loaded: no pickle anywhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from automl.exceptions import IntegrityError, NotFittedError, SchemaError
+from automl.models.base import FittedModel, Task, get_family
+from automl.preprocessing import FeatureMatrix, Preprocessor
+from automl.problem import ProblemType
+from automl.schema import InputSchema, ValidationReport, validate_frame
+
+FORMAT_VERSION = 1
+MANIFEST = "predictor.json"
+CHECKSUMS = "checksums.json"
+
+
+@dataclass
+class Member:
+    """One ensemble member: a bag of fold models of one candidate."""
+
+    name: str
+    family: str
+    recipe: str
+    weight: float
+    models: list[FittedModel]
+    params: dict[str, Any] = field(default_factory=dict)
+    refit: bool = False
+
+    def predict(self, X: FeatureMatrix) -> np.ndarray:
+        out = self.models[0].predict(X)
+        for m in self.models[1:]:
+            out = out + m.predict(X)
+        return out / len(self.models)
+
+
+class Predictor:
+    """Predicts with the chosen ensemble; see the module docstring for the on-disk format."""
+
+    def __init__(self, *, target: str, problem_type: ProblemType, classes: list[Any] | None, metric: str,
+                 schema: InputSchema, preprocessors: dict[str, Preprocessor], members: list[Member],
+                 task: Task, info: dict[str, Any] | None = None) -> None:
+        self.target = target
+        self.problem_type = problem_type
+        self.classes = classes
+        self.metric = metric
+        self.schema = schema
+        self.preprocessors = preprocessors
+        self.members = [m for m in members if m.weight > 0]
+        self.task = task
+        self.info = dict(info or {})
+        self.info.setdefault("model_version", uuid.uuid4().hex[:12])
+        self.info.setdefault("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        self.path: Path | None = None
+
+    @property
+    def model_version(self) -> str:
+        return self.info["model_version"]
+
+    # -- prediction -----------------------------------------------------------------------------
+    def predict_raw(self, df: pd.DataFrame) -> tuple[np.ndarray, ValidationReport]:
+        """Standardised predictions (probabilities or values) and the input validation report."""
+        clean, report = validate_frame(self.schema, df)
+        feats = {r: p.transform(clean) for r, p in self.preprocessors.items()
+                 if any(m.recipe == r for m in self.members)}
+        out = None
+        for m in self.members:
+            p = m.weight * m.predict(feats[m.recipe])
+            out = p if out is None else out + p
+        return out, report
+
+    def predict_proba(self, df: pd.DataFrame) -> pd.DataFrame:
+        if not self.problem_type.is_classification:
+            raise SchemaError("predict_proba is only defined for classification; use predict",
+                              [{"field": "problem_type", "message": self.problem_type.value}])
+        proba, _ = self.predict_raw(df)
+        return pd.DataFrame(proba, index=df.index, columns=list(self.classes))
+
+    def predict(self, df: pd.DataFrame) -> pd.Series:
+        raw, _ = self.predict_raw(df)
+        return pd.Series(self.decode(raw), index=df.index, name=self.target)
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        if self.problem_type.is_classification:
+            return np.asarray(self.classes, dtype=object)[np.asarray(raw).argmax(axis=1)]
+        return np.asarray(raw, dtype=float)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "target": self.target,
+            "problem_type": self.problem_type.value,
+            "classes": self.classes,
+            "metric": self.metric,
+            "input_schema": self.schema.to_dict(),
+            "task": self.task.to_dict(),
+            "preprocessing": {r: f"preprocessing/{r}.json" for r in self.preprocessors},
+            "members": [
+                {"name": m.name, "family": m.family, "recipe": m.recipe, "weight": float(m.weight),
+                 "params": m.params, "refit": m.refit,
+                 "models": [f"models/{m.name}/fold_{i}" for i in range(len(m.models))]}
+                for m in self.members
+            ],
+            "info": self.info,
+        }
+
+    def save(self, path: str | Path, *, extra_files: dict[str, Path] | None = None) -> Path:
+        """Write the artifact to ``path`` (created; an existing artifact there is replaced)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for sub in ("models", "preprocessing"):
+            if (path / sub).exists():
+                shutil.rmtree(path / sub)
+        (path / "preprocessing").mkdir()
+        for r, p in self.preprocessors.items():
+            (path / f"preprocessing/{r}.json").write_text(json.dumps(p.to_dict()))
+        for m in self.members:
+            for i, model in enumerate(m.models):
+                d = path / f"models/{m.name}/fold_{i}"
+                d.mkdir(parents=True)
+                model.save(d)
+        (path / MANIFEST).write_text(json.dumps(self.manifest(), indent=1, default=_jsonable))
+        for name, src in (extra_files or {}).items():
+            if Path(src).resolve() != (path / name).resolve():
+                shutil.copyfile(src, path / name)
+        write_checksums(path)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Predictor":
+        path = Path(path)
+        if not (path / MANIFEST).exists():
+            raise IntegrityError(f"{str(path)!r} is not a saved model: it has no {MANIFEST}")
+        verify_checksums(path)
+        man = json.loads((path / MANIFEST).read_text())
+        if man.get("format_version") != FORMAT_VERSION:
+            raise IntegrityError(f"model format {man.get('format_version')!r} is not supported "
+                                 f"(this version reads format {FORMAT_VERSION})")
+        task = Task.from_dict(man["task"])
+        pres = {r: Preprocessor.from_dict(json.loads((path / f).read_text())) for r, f in man["preprocessing"].items()}
+        members = []
+        for m in man["members"]:
+            family = get_family(m["family"])
+            models = [family.load(path / d, task) for d in m["models"]]
+            members.append(Member(m["name"], m["family"], m["recipe"], m["weight"], models, m.get("params", {}),
+                                  m.get("refit", False)))
+        pred = cls(target=man["target"], problem_type=ProblemType(man["problem_type"]), classes=man["classes"],
+                   metric=man["metric"], schema=InputSchema.from_dict(man["input_schema"]), preprocessors=pres,
+                   members=members, task=task, info=man.get("info"))
+        pred.path = path
+        return pred
+
+
+def load(path: str | Path) -> Predictor:
+    """Load a saved Predictor (checksums verified first). Does not need Ray."""
+    return Predictor.load(path)
+
+
+# --- integrity ---------------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _artifact_files(path: Path) -> list[Path]:
+    files = [path / MANIFEST]
+    for sub in ("preprocessing", "models"):
+        files += sorted(p for p in (path / sub).rglob("*") if p.is_file())
+    files += [path / n for n in ("profile.json", "leaderboard.csv") if (path / n).exists()]
+    return files
+
+
+def write_checksums(path: Path) -> None:
+    sums = {str(f.relative_to(path)): _sha256(f) for f in _artifact_files(path)}
+    (path / CHECKSUMS).write_text(json.dumps({"algorithm": "sha256", "files": sums}, indent=1))
+
+
+def verify_checksums(path: Path) -> None:
+    """Raise IntegrityError unless every recorded file exists with its recorded sha256, and no
+    model or preprocessing file was added."""
+    sums_file = path / CHECKSUMS
+    if not sums_file.exists():
+        raise IntegrityError(f"{str(path)!r} has no {CHECKSUMS}; refusing to load an unverifiable model")
+    recorded = json.loads(sums_file.read_text())["files"]
+    bad = [name for name, digest in recorded.items() if not (path / name).is_file() or _sha256(path / name) != digest]
+    added = [str(f.relative_to(path)) for f in _artifact_files(path) if str(f.relative_to(path)) not in recorded]
+    if bad or added:
+        detail = (f"changed or missing: {bad}" if bad else "") + (f" unexpected: {added}" if added else "")
+        raise IntegrityError(f"model files in {str(path)!r} do not match {CHECKSUMS} ({detail.strip()}); "
+                             "the artifact was modified after it was saved: refusing to load it")
+
+
+def ensure_fitted(obj: Any, attr: str, what: str) -> Any:
+    value = getattr(obj, attr, None)
+    if value is None:
+        raise NotFittedError(f"this {what} is not fitted yet; call fit() with a table first")
+    return value
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)

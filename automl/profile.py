@@ -1,0 +1,266 @@
+"""DataProfile: the autopilot's analysis of a table, saved as ``profile.json``.
+
+Per column: kind (with its reason), dtype, missing share, distinct count, summary statistics and
+the role the column plays (feature, target, dropped, time, group, weight). For the table: the
+problem type with its reason, the metric, class counts or the target distribution, quality
+warnings with what the system does about them, and a baseline for drift monitoring.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from automl import baseline as baseline_mod
+from automl import quality
+from automl.exceptions import DataError
+from automl.kinds import ColumnKind, infer_kind
+from automl.metrics import Metric, resolve_metric
+from automl.problem import ProblemType, infer_problem_type, parse_problem_type
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ColumnProfile:
+    name: str
+    kind: str
+    reason: str
+    dtype: str
+    missing_share: float
+    n_unique: int
+    role: str = "feature"  # feature | target | dropped | time | group | weight
+    drop_reason: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_feature(self) -> bool:
+        return self.role == "feature"
+
+
+@dataclass
+class ProfileWarning:
+    code: str
+    message: str
+    columns: list[str]
+    action: str
+
+
+@dataclass
+class DataProfile:
+    target: str
+    n_rows: int
+    n_columns: int
+    problem_type: str
+    problem_type_reason: str
+    metric: str
+    metric_reason: str
+    columns: list[ColumnProfile]
+    target_summary: dict[str, Any]
+    warnings: list[ProfileWarning]
+    n_duplicate_rows: int = 0
+    rows_dropped_missing_target: int = 0
+    time_column: str | None = None
+    group_column: str | None = None
+    weight_column: str | None = None
+    baseline: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    # -- views ---------------------------------------------------------------------------------
+    @property
+    def problem(self) -> ProblemType:
+        return ProblemType(self.problem_type)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.is_feature]
+
+    def column(self, name: str) -> ColumnProfile:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def dropped_columns(self) -> dict[str, str]:
+        return {c.name: c.drop_reason or "" for c in self.columns if c.role == "dropped"}
+
+    # -- persistence -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataProfile":
+        d = dict(d)
+        d["columns"] = [ColumnProfile(**c) for c in d["columns"]]
+        d["warnings"] = [ProfileWarning(**w) for w in d["warnings"]]
+        return cls(**d)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1, default=_json_default))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DataProfile":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.n_rows} rows x {self.n_columns} columns; target {self.target!r}",
+            f"problem type: {self.problem_type} ({self.problem_type_reason})",
+            f"metric: {self.metric} ({self.metric_reason})",
+            "columns: " + ", ".join(f"{c.name}={c.kind}" + ("(dropped)" if c.role == "dropped" else "")
+                                    for c in self.columns if c.role != "target"),
+        ]
+        lines += [f"warning [{w.code}] {w.message} -> {w.action}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def prepare_target(df: pd.DataFrame, target: str) -> tuple[pd.DataFrame, int]:
+    """Check the target column and drop rows whose target is missing; returns (frame, n_dropped)."""
+    if target not in df.columns:
+        close = [c for c in df.columns if c.lower() == target.lower()]
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise DataError(
+            f"target column {target!r} is not in the table; its columns are {list(df.columns)[:30]}.{hint}"
+        )
+    if df.shape[1] < 2:
+        raise DataError("the table has only the target column; add at least one feature column")
+    missing = df[target].isna()
+    if missing.all():
+        raise DataError(f"target column {target!r} is missing in every row")
+    n_dropped = int(missing.sum())
+    if n_dropped:
+        logger.warning("dropped %d rows whose target %r is missing", n_dropped, target)
+        df = df.loc[~missing]
+    return df, n_dropped
+
+
+def profile_table(
+    df: pd.DataFrame,
+    target: str,
+    *,
+    problem_type: str | ProblemType | None = None,
+    metric: str | Metric | None = None,
+    drop_columns: tuple[str, ...] = (),
+    time_column: str | None = None,
+    group_column: str | None = None,
+    weight_column: str | None = None,
+    n_folds: int = 5,
+) -> DataProfile:
+    """Profile ``df`` for predicting ``target``. The frame is not modified."""
+    df, n_dropped = prepare_target(df, target)
+    for role, col in (("time_column", time_column), ("group_column", group_column),
+                      ("weight_column", weight_column), *(("drop_columns", c) for c in drop_columns)):
+        if col is not None and col not in df.columns:
+            raise DataError(f"{role} {col!r} is not in the table; its columns are {list(df.columns)[:30]}")
+    y = df[target]
+    if problem_type is None:
+        ptype, p_reason = infer_problem_type(y)
+        logger.info("problem type %s: %s; pass problem_type= (--problem-type) to override", ptype.value, p_reason)
+    else:
+        ptype, p_reason = parse_problem_type(problem_type), "given by the user"
+        if ptype.is_classification and y.nunique() < 2:
+            infer_problem_type(y)  # raises the single-class error
+        if ptype is ProblemType.BINARY and y.nunique() != 2:
+            raise DataError(f"problem_type='binary' but target {target!r} has {y.nunique()} distinct values")
+        if ptype is ProblemType.REGRESSION and not pd.api.types.is_numeric_dtype(y):
+            raise DataError(f"problem_type='regression' needs a numeric target; {target!r} holds text")
+    chosen, m_reason = resolve_metric(metric, ptype)
+    logger.info("metric %s: %s", chosen.name, m_reason)
+
+    columns = [_profile_column(df[c]) for c in df.columns]
+    roles = {target: "target", time_column: "time", group_column: "group", weight_column: "weight"}
+    for cp in columns:
+        if cp.name in roles:
+            cp.role = roles[cp.name]
+        elif cp.name in drop_columns:
+            cp.role, cp.drop_reason = "dropped", "listed in drop_columns by the user"
+        elif not ColumnKind(cp.kind).is_feature:
+            cp.role, cp.drop_reason = "dropped", f"{cp.kind}: {cp.reason}"
+    found = quality.check(df, target, ptype, columns, n_folds=n_folds)
+    for w in found.warnings:
+        logger.warning("%s -> %s", w.message, w.action)
+    for cp in columns:
+        if cp.name in found.drop:
+            cp.role, cp.drop_reason = "dropped", found.drop[cp.name]
+        if cp.role == "dropped":
+            logger.info("column %r dropped: %s", cp.name, cp.drop_reason)
+    features = [c.name for c in columns if c.is_feature]
+    if not features:
+        raise DataError(
+            "no usable feature columns remain after dropping identifiers and constant columns: "
+            f"{ {c.name: c.drop_reason for c in columns if c.role == 'dropped'} }"
+        )
+    return DataProfile(
+        target=target,
+        n_rows=len(df),
+        n_columns=df.shape[1],
+        problem_type=ptype.value,
+        problem_type_reason=p_reason,
+        metric=chosen.name,
+        metric_reason=m_reason,
+        columns=columns,
+        target_summary=_target_summary(y, ptype),
+        warnings=found.warnings,
+        n_duplicate_rows=found.n_duplicates,
+        rows_dropped_missing_target=n_dropped,
+        time_column=time_column,
+        group_column=group_column,
+        weight_column=weight_column,
+        baseline=baseline_mod.build(df, [c for c in columns if c.is_feature], target, ptype),
+    )
+
+
+def _profile_column(s: pd.Series) -> ColumnProfile:
+    kind, reason = infer_kind(s)
+    present = s.dropna()
+    stats: dict[str, Any] = {}
+    if kind in (ColumnKind.NUMERIC,) and len(present):
+        vals = pd.to_numeric(present, errors="coerce").dropna().to_numpy(dtype=float)
+        if len(vals):
+            q = np.quantile(vals, [0, 0.01, 0.25, 0.5, 0.75, 0.99, 1])
+            stats = {"mean": float(vals.mean()), "std": float(vals.std()),
+                     "quantiles": dict(zip(["min", "p01", "p25", "p50", "p75", "p99", "max"], map(float, q)))}
+    elif len(present):
+        top = present.astype(str).value_counts().head(10)
+        stats = {"top": [{"value": k, "share": round(v / len(s), 6)} for k, v in top.items()]}
+        if kind is ColumnKind.DATETIME:
+            parsed = pd.to_datetime(present, errors="coerce", format="mixed")
+            stats.update({"min": str(parsed.min()), "max": str(parsed.max())})
+    return ColumnProfile(
+        name=str(s.name), kind=kind.value, reason=reason, dtype=str(s.dtype),
+        missing_share=round(float(s.isna().mean()), 6), n_unique=int(present.nunique()), stats=stats,
+    )
+
+
+def _target_summary(y: pd.Series, ptype: ProblemType) -> dict[str, Any]:
+    if ptype.is_classification:
+        counts = y.value_counts()
+        return {
+            "class_counts": {str(k): int(v) for k, v in counts.items()},
+            "imbalance_ratio": round(float(counts.iloc[0] / counts.iloc[-1]), 4),
+        }
+    v = y.to_numpy(dtype=float)
+    q = np.quantile(v, [0, 0.25, 0.5, 0.75, 1])
+    return {"mean": float(v.mean()), "std": float(v.std()),
+            "quantiles": dict(zip(["min", "p25", "p50", "p75", "max"], map(float, q)))}

@@ -1,0 +1,101 @@
+"""The Predictor's input schema and the validation of rows given for prediction.
+
+A column is *required* when it was never missing in training (a model cannot know what its
+absence means); a column that was sometimes missing in training may be left out, and is then
+treated as missing. Extra columns are ignored and reported; unknown categories are accepted.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from automl.exceptions import SchemaError
+from automl.kinds import ColumnKind
+
+
+@dataclass
+class ColumnSpec:
+    name: str
+    kind: str
+    dtype: str
+    required: bool
+    categories: list[str] | None = None  # known levels (categorical/boolean), most frequent first
+
+
+@dataclass
+class InputSchema:
+    columns: list[ColumnSpec]
+    id_columns: list[str] = field(default_factory=list)  # dropped identifiers, echoed back by batch predict
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "InputSchema":
+        return cls([ColumnSpec(**c) for c in d["columns"]], list(d.get("id_columns", [])))
+
+
+@dataclass
+class ValidationReport:
+    ignored_columns: list[str] = field(default_factory=list)
+    filled_missing_columns: list[str] = field(default_factory=list)
+    unknown_categories: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v}
+
+
+_NUMERIC_KINDS = {ColumnKind.NUMERIC.value}
+
+
+def validate_frame(schema: InputSchema, df: pd.DataFrame) -> tuple[pd.DataFrame, ValidationReport]:
+    """Check ``df`` against ``schema``; return the columns the model uses (coerced) and a report.
+
+    Raises :class:`SchemaError` listing every missing required column and every value that
+    cannot be read as the column's type.
+    """
+    if len(df) == 0:
+        raise SchemaError("no rows to predict: give at least one row", [{"field": "rows", "message": "empty"}])
+    report = ValidationReport(ignored_columns=[c for c in df.columns if c not in schema.names])
+    errors: list[dict[str, str]] = []
+    missing = [c.name for c in schema.columns if c.name not in df.columns]
+    required_missing = [c for c in missing if _spec(schema, c).required]
+    for c in required_missing:
+        errors.append({"field": c, "message": "required column is missing"})
+    out: dict[str, pd.Series] = {}
+    for spec in schema.columns:
+        if spec.name not in df.columns:
+            out[spec.name] = pd.Series([np.nan] * len(df), index=df.index, dtype=float)
+            continue
+        s = df[spec.name]
+        if spec.kind in _NUMERIC_KINDS:
+            coerced = pd.to_numeric(s, errors="coerce") if not pd.api.types.is_numeric_dtype(s) else s
+            bad = coerced.isna() & s.notna() & ~s.astype("string").str.strip().isin(["", "?"])
+            if bad.any():
+                example = s[bad].iloc[0]
+                errors.append({"field": spec.name,
+                               "message": f"expected a number, got {example!r} ({int(bad.sum())} row(s))"})
+            out[spec.name] = coerced.astype(float)
+        else:
+            out[spec.name] = s
+            if spec.categories is not None and spec.kind == ColumnKind.CATEGORICAL.value:
+                known = set(spec.categories)
+                unknown = sorted({str(v) for v in s.dropna().unique()} - known)
+                if unknown:
+                    report.unknown_categories[spec.name] = unknown[:20]
+    if errors:
+        names = ", ".join(f"{e['field']!r} ({e['message']})" for e in errors)
+        raise SchemaError(f"rows do not match the model's input schema: {names}", errors)
+    report.filled_missing_columns = missing
+    return pd.DataFrame(out, index=df.index), report
+
+
+def _spec(schema: InputSchema, name: str) -> ColumnSpec:
+    return next(c for c in schema.columns if c.name == name)

@@ -1,0 +1,191 @@
+"""run_search: the only place a ``tune.Tuner`` is built."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl.config import ResourceConfig, SearchConfig
+from automl.models import Family
+from automl.training import TrialData
+from tuning.budget import BudgetGuard
+from tuning.cluster import ClusterInfo
+from tuning.progress import ProgressCallback
+from tuning.space import unflatten
+from tuning.stoppers import SearchStopper
+from tuning.strategies import make_strategy
+from tuning.trainable import TrialSettings, run_trial
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENT = "search"
+#: seconds trials get after the deadline to hand in their final checkpoint
+GRACE_S = 3.0
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    family: str
+    params: dict[str, Any]
+    status: str  # completed | stopped | failed
+    score: float | None = None
+    score_std: float | None = None
+    iteration: int | None = None
+    fit_time_s: float | None = None
+    library_time_s: float | None = None
+    trial_wall_s: float | None = None
+    predict_time_s: float | None = None
+    stop_reason: str | None = None
+    error: str | None = None
+    checkpoint: str | None = None
+    start_offset_s: float | None = None  # seconds after the search started (seen by the driver)
+    end_offset_s: float | None = None
+
+    @property
+    def driver_wall_s(self) -> float | None:
+        """The trial's wall time as the driver saw it (start to completion)."""
+        if self.start_offset_s is None or self.end_offset_s is None:
+            return None
+        return self.end_offset_s - self.start_offset_s
+
+
+@dataclass
+class SearchOutcome:
+    trials: list[TrialRecord]
+    ended_because: str
+    wall_s: float
+    experiment_path: str
+    concurrency: int
+    strategy: str
+    notes: list[str] = field(default_factory=list)
+
+
+def experiment_path(run_dir: Path, resources: ResourceConfig) -> tuple[str, str]:
+    """(storage_path, name) of the Tune experiment of a run."""
+    if resources.storage:
+        return resources.storage.rstrip("/"), f"{run_dir.name}-{EXPERIMENT}"
+    return str(run_dir.resolve()), EXPERIMENT
+
+
+def run_search(
+    data: TrialData,
+    families: dict[str, Family],
+    cfg: SearchConfig,
+    *,
+    cluster: ClusterInfo,
+    resources: ResourceConfig,
+    run_dir: Path,
+    deadline: float | None,
+    seed: int,
+    resume: bool = False,
+    extra_points: list[dict[str, Any]] | None = None,
+) -> SearchOutcome:
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    from ray import tune
+
+    t0 = time.time()
+    gpus = resources.gpus_per_trial
+    if gpus is None:
+        gpus = 1.0 if cluster.gpus >= 1 and any(f.supports_gpu for f in families.values()) else 0.0
+    cpus = resources.cpus_per_trial
+    slots = int(cluster.cpus // cpus) if not gpus else int(min(cluster.cpus // cpus, cluster.gpus // gpus))
+    concurrency = max(1, min(cfg.max_concurrent_trials or slots, slots))
+    max_trials = cfg.max_trials or 100_000
+    strategy = make_strategy(cfg, families, data.task, seed=seed, max_trials=max_trials)
+    if extra_points and strategy.search_alg is not None and hasattr(strategy.search_alg, "_points_to_evaluate"):
+        strategy.search_alg._points_to_evaluate = list(extra_points) + list(strategy.search_alg._points_to_evaluate or [])
+    guard = None
+    if deadline is not None and strategy.search_alg is not None:
+        guard = strategy.search_alg = BudgetGuard(strategy.search_alg, deadline)
+    metric = data.metric
+    target = metric.objective(cfg.target_score) if cfg.target_score is not None else None
+    stopper = SearchStopper(target_objective=target, patience=cfg.patience)
+    progress = ProgressCallback(metric_name=metric.name, greater_is_better=metric.greater_is_better,
+                                deadline=deadline)
+    settings = TrialSettings(deadline=deadline)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, settings=settings),
+                                    {"cpu": cpus, "gpu": gpus})
+    storage, name = experiment_path(run_dir, resources)
+    budget = None if deadline is None else max(1.0, deadline - time.time() + GRACE_S)
+    exp_path = f"{storage}/{name}"
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage, stop=stopper, callbacks=[progress], verbose=0,
+        failure_config=tune.FailureConfig(max_failures=2),
+    )
+    if resume and tune.Tuner.can_restore(exp_path):
+        logger.info("resuming the search in %s", exp_path)
+        tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=strategy.param_space,
+            tune_config=tune.TuneConfig(
+                search_alg=strategy.search_alg, scheduler=strategy.scheduler,
+                num_samples=strategy.num_samples if strategy.name == "grid" else max_trials,
+                max_concurrent_trials=concurrency, time_budget_s=budget, reuse_actors=True,
+            ),
+            run_config=run_config,
+        )
+    logger.info("search: %s, %d concurrent trial(s) of %.0f CPU / %.0f GPU, budget %s", strategy.name,
+                concurrency, cpus, gpus, f"{budget:.0f}s" if budget else "none")
+    grid = tuner.fit()
+    wall = time.time() - t0
+    records = [_record(r, progress, t0, deadline) for r in grid]
+    ended = _why_ended(stopper, records, cfg, deadline, strategy.name, guard)
+    logger.info("search ended: %s (%d trials in %.1fs)", ended, len(records), wall)
+    return SearchOutcome(records, ended, wall, exp_path, concurrency, strategy.name)
+
+
+def _record(result: Any, progress: ProgressCallback, t0: float, deadline: float | None) -> TrialRecord:
+    config = result.config or {}
+    try:
+        family, params = unflatten(config)
+    except KeyError:
+        family, params = "?", dict(config)
+    m = result.metrics or {}
+    trial_id = m.get("trial_id") or os.path.basename(str(result.path))
+    rec = TrialRecord(trial_id=str(trial_id), family=family, params=params, status="completed")
+    times = progress.times.get(str(trial_id))
+    if times:
+        rec.start_offset_s = times[0] - t0
+        rec.end_offset_s = (times[1] - t0) if times[1] else None
+    if result.error is not None:
+        rec.status = "failed"
+        text = str(result.error).strip().splitlines()
+        rec.error = next((ln for ln in reversed(text) if ln.strip()), type(result.error).__name__)[:300]
+        return rec
+    rec.score = m.get("score")
+    rec.iteration = m.get("iteration")
+    if m.get("done_training"):
+        rec.score_std = m.get("score_std")
+        rec.fit_time_s = m.get("fit_time_s")
+        rec.library_time_s = m.get("library_time_s")
+        rec.trial_wall_s = m.get("trial_wall_s")
+        rec.predict_time_s = m.get("predict_time_s")
+        rec.stop_reason = m.get("stop_reason")
+        rec.checkpoint = result.checkpoint.path if result.checkpoint else None
+    else:
+        rec.status = "stopped"
+        ended = times[1] if times and times[1] else time.time()
+        if deadline is not None and ended >= deadline:
+            rec.stop_reason = "time limit"
+        else:
+            rec.stop_reason = "early-stopped by the scheduler"
+    return rec
+
+
+def _why_ended(stopper: SearchStopper, records: list[TrialRecord], cfg: SearchConfig,
+               deadline: float | None, strategy: str, guard: BudgetGuard | None) -> str:
+    if stopper.reason:
+        return stopper.reason
+    if (deadline is not None and time.time() >= deadline - 1) or (guard is not None and guard.finished_early):
+        return "time limit reached"
+    if strategy == "grid":
+        return "grid exhausted"
+    if cfg.max_trials is not None and len(records) >= cfg.max_trials:
+        return f"max_trials ({cfg.max_trials}) reached"
+    return "search space exhausted"
