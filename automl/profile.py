@@ -138,7 +138,10 @@ def _json_default(o: Any) -> Any:
 def prepare_target(df: pd.DataFrame, target: str) -> tuple[pd.DataFrame, int]:
     """Check the target column and drop rows whose target is missing; returns (frame, n_dropped)."""
     if target not in df.columns:
-        close = [c for c in df.columns if c.lower() == target.lower()]
+        import difflib
+
+        close = [c for c in df.columns if c.lower() == target.lower()] or difflib.get_close_matches(
+            target, list(df.columns), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise DataError(
             f"target column {target!r} is not in the table; its columns are {list(df.columns)[:30]}.{hint}"

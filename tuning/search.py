@@ -95,9 +95,7 @@ def run_search(
     slots = int(cluster.cpus // cpus) if not gpus else int(min(cluster.cpus // cpus, cluster.gpus // gpus))
     concurrency = max(1, min(cfg.max_concurrent_trials or slots, slots))
     max_trials = cfg.max_trials or 100_000
-    strategy = make_strategy(cfg, families, data.task, seed=seed, max_trials=max_trials)
-    if extra_points and strategy.search_alg is not None and hasattr(strategy.search_alg, "_points_to_evaluate"):
-        strategy.search_alg._points_to_evaluate = list(extra_points) + list(strategy.search_alg._points_to_evaluate or [])
+    strategy = make_strategy(cfg, families, data.task, seed=seed, max_trials=max_trials, first_points=extra_points)
     guard = None
     if deadline is not None and strategy.search_alg is not None:
         guard = strategy.search_alg = BudgetGuard(strategy.search_alg, deadline)
@@ -157,6 +155,9 @@ def _record(result: Any, progress: ProgressCallback, t0: float, deadline: float 
         rec.status = "failed"
         text = str(result.error).strip().splitlines()
         rec.error = next((ln for ln in reversed(text) if ln.strip()), type(result.error).__name__)[:300]
+        return rec
+    if m.get("failed"):
+        rec.status, rec.error = "failed", m.get("error")
         return rec
     rec.score = m.get("score")
     rec.iteration = m.get("iteration")

@@ -59,9 +59,25 @@ class JointSpace:
                 trial.suggest_categorical(key, dist.choices)
 
 
+def clip_to_space(config: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """Move a config's values into its family's (data-sized) domains, e.g. fewer leaves on small data."""
+    from ray.tune.search.sample import Float, Integer
+
+    out = dict(config)
+    for key, dom in space.items():
+        if key not in out:
+            continue
+        if isinstance(dom, Integer):
+            out[key] = int(min(max(out[key], dom.lower), dom.upper - 1))
+        elif isinstance(dom, Float):
+            out[key] = float(min(max(out[key], dom.lower), dom.upper))
+    return out
+
+
 def portfolio(families: dict[str, Family], task: Task) -> list[dict[str, Any]]:
     """Every family's default first, then every family's second config, and so on (round robin)."""
-    lists = [[flatten(name, c) for c in f.portfolio(task)] for name, f in families.items()]
+    lists = [[flatten(name, clip_to_space(c, f.search_space(task))) for c in f.portfolio(task)]
+             for name, f in families.items()]
     out: list[dict[str, Any]] = []
     for rank in range(max((len(lst) for lst in lists), default=0)):
         out += [lst[rank] for lst in lists if rank < len(lst)]

@@ -64,15 +64,17 @@ def _asha(max_steps: int) -> Any:
 
 
 def make_strategy(cfg: SearchConfig, families: dict[str, Family], task: Task, *, seed: int,
-                  max_trials: int, max_steps: int = 2000) -> Strategy:
+                  max_trials: int, max_steps: int = 2000, first_points: list[dict[str, Any]] | None = None
+                  ) -> Strategy:
+    """``first_points`` (e.g. warm-start configs) are evaluated before the portfolio."""
     name = cfg.strategy
     if name not in STRATEGIES:
         raise ConfigError(f"search strategy must be one of {list(STRATEGIES)}; got {name!r}")
-    points = space_mod.portfolio(families, task) if cfg.portfolio else []
+    points = list(first_points or []) + (space_mod.portfolio(families, task) if cfg.portfolio else [])
     if name == "grid":
         from ray import tune
 
-        grid_points = space_mod.grid(families, task)
+        grid_points = list(first_points or []) + space_mod.grid(families, task)
         return Strategy(name, None, None, {"candidate": tune.grid_search(grid_points)}, 1)
     if name == "bayesian":
         return Strategy(name, _optuna(families, task, points, seed, "tpe"), _asha(max_steps), {}, max_trials)

@@ -19,6 +19,8 @@ from automl.training import TrialData, save_result, train_candidate
 from tuning.space import unflatten
 
 PREDICT_TIMING_ROWS = 1000
+#: objective reported by a trial whose config the model library rejected: TPE learns to avoid it
+FAILED_OBJECTIVE = -1e18
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,14 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
     def on_step(metrics: dict[str, Any]) -> None:
         tune.report(metrics)
 
-    result = train_candidate(family, params, data, deadline=settings.deadline, on_step=on_step)
+    try:
+        result = train_candidate(family, params, data, deadline=settings.deadline, on_step=on_step)
+    except Exception as exc:  # noqa: BLE001 - a bad config ends this trial, not the search
+        # Reported, not raised: Tune would retry a raised error (FailureConfig), which only helps
+        # when a worker died, not when the library rejects the config.
+        tune.report({"best_objective": FAILED_OBJECTIVE, "objective": FAILED_OBJECTIVE, "failed": True,
+                     "error": _first_line(exc), "done_training": False})
+        return
     predict_s, predict_wall = _time_predict(result, data, family.recipe)
     d = tempfile.mkdtemp(prefix="automl-trial-")
     t_save = time.time()
@@ -73,3 +82,9 @@ def _time_predict(result: Any, data: TrialData, recipe: str) -> tuple[float, flo
         model.predict(sample)
     took = time.perf_counter() - t
     return took * PREDICT_TIMING_ROWS / max(len(idx), 1), took
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return f"{type(exc).__name__}: {line}"[:300]

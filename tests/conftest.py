@@ -1,0 +1,66 @@
+"""Shared fixtures: one Ray session for the whole test run, tiny seeded tables."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """Ray on 2 CPUs, started once per test session (starting it costs 4-7 s here)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}})
+    yield ray
+    ray.shutdown()
+
+
+def _frame(n: int, seed: int, kind: str) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n)
+    x2 = rng.uniform(-1, 1, size=n)
+    color = rng.choice(["red", "green", "blue"], size=n)
+    noise = rng.normal(scale=0.3, size=n)
+    signal = 1.5 * x1 - x2 + (color == "red") * 1.0 + noise
+    df = pd.DataFrame({"x1": x1, "x2": x2, "color": color, "x3": rng.normal(size=n)})
+    df.loc[rng.random(n) < 0.05, "x2"] = np.nan
+    if kind == "binary":
+        df["label"] = np.where(signal > 0.3, "yes", "no")
+    elif kind == "multiclass":
+        df["label"] = np.select([signal < -0.5, signal < 1.0], ["low", "mid"], "high")
+    else:
+        df["label"] = 10 + 3 * signal
+    return df
+
+
+@pytest.fixture(scope="session")
+def binary_df() -> pd.DataFrame:
+    return _frame(300, 0, "binary")
+
+
+@pytest.fixture(scope="session")
+def multiclass_df() -> pd.DataFrame:
+    return _frame(300, 1, "multiclass")
+
+
+@pytest.fixture(scope="session")
+def regression_df() -> pd.DataFrame:
+    return _frame(300, 2, "regression")
+
+
+@pytest.fixture(scope="session")
+def adult_small() -> pd.DataFrame:
+    from automl.data import load_table
+
+    return load_table(DATA / "adult_small.csv.gz")

@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+from automl.ensemble import combine, greedy_ensemble
+from automl.metrics import METRICS
+
+
+def test_errors_that_cancel_get_equal_weights_and_noise_gets_none():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=500)
+    e = rng.normal(scale=0.5, size=500)
+    a, b = y + e, y - e  # averaging a and b recovers y exactly
+    c = y + rng.normal(scale=2.0, size=500)  # a worse, unrelated candidate
+    res = greedy_ensemble([a, b, c], y, METRICS["rmse"], size=20)
+    np.testing.assert_allclose(res.weights, [0.5, 0.5, 0.0])
+    assert res.score == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(combine([a, b, c], res.weights), y)
+
+
+def test_single_best_candidate_when_others_only_hurt():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 400)
+    good = np.column_stack([1 - (0.8 * y + 0.1), 0.8 * y + 0.1])
+    bad = np.full((400, 2), 0.5)
+    res = greedy_ensemble([bad, good], y, METRICS["log_loss"], size=10)
+    np.testing.assert_allclose(res.weights, [0.0, 1.0])
+
+
+def test_mask_excludes_rows_without_out_of_fold_predictions():
+    y = np.array([0.0, 1.0, 2.0, 3.0])
+    p = np.array([0.0, 1.0, 2.0, np.nan])
+    res = greedy_ensemble([p], y, METRICS["rmse"], size=3, mask=np.array([True, True, True, False]))
+    assert res.score == 0.0

@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pytest
+
+from automl import load
+from automl.exceptions import IntegrityError, SchemaError
+from automl.models import get_family
+from automl.training import train_candidate
+from helpers import predictor_from, trial_data
+
+
+@pytest.fixture(scope="module")
+def saved(binary_df, tmp_path_factory):
+    data, pre, schema, prof = trial_data(binary_df, "label", recipes=("tree",))
+    family = get_family("lightgbm")
+    res = train_candidate(family, family.portfolio(data.task)[0], data)
+    path = predictor_from(res, data, pre, schema, prof).save(tmp_path_factory.mktemp("pred") / "model")
+    return path
+
+
+def test_manifest_lists_members_weights_and_schema(saved):
+    man = json.loads((saved / "predictor.json").read_text())
+    assert man["members"][0]["weight"] == 1.0 and man["members"][0]["family"] == "lightgbm"
+    assert [c["name"] for c in man["input_schema"]["columns"]] == ["x1", "x2", "color", "x3"]
+    assert man["classes"] == ["no", "yes"]
+    sums = json.loads((saved / "checksums.json").read_text())["files"]
+    assert "predictor.json" in sums and any(k.endswith("model.txt") for k in sums)
+
+
+def test_predictions_keep_input_order_and_index(saved, binary_df):
+    pred = load(saved)
+    df = binary_df.drop(columns=["label"]).iloc[::-1]
+    out = pred.predict(df)
+    assert list(out.index) == list(df.index)
+    proba = pred.predict_proba(df)
+    assert list(proba.columns) == ["no", "yes"]
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert (out == np.where(proba["yes"] >= 0.5, "yes", "no")).all()
+
+
+def test_one_changed_byte_is_refused(saved, tmp_path):
+    import shutil
+
+    copy = tmp_path / "m"
+    shutil.copytree(saved, copy)
+    model_file = next(copy.rglob("model.txt"))
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model_file.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"do not match checksums.json.*model.txt.*refusing to load"):
+        load(copy)
+
+
+def test_added_model_file_and_missing_checksums_are_refused(saved, tmp_path):
+    import shutil
+
+    copy = tmp_path / "m"
+    shutil.copytree(saved, copy)
+    (next(copy.rglob("model.txt")).parent / "evil.pkl").write_bytes(b"x")
+    with pytest.raises(IntegrityError, match="unexpected"):
+        load(copy)
+    (next(copy.rglob("evil.pkl"))).unlink()
+    (copy / "checksums.json").unlink()
+    with pytest.raises(IntegrityError, match="no checksums.json"):
+        load(copy)
+
+
+def test_schema_errors_name_the_field(saved, binary_df):
+    pred = load(saved)
+    with pytest.raises(SchemaError, match=r"'x1' \(required column is missing\)"):
+        pred.predict(binary_df.drop(columns=["label", "x1"]))
+    bad = binary_df.drop(columns=["label"]).head(3).astype({"x3": object})
+    bad.loc[bad.index[0], "x3"] = "not a number"
+    with pytest.raises(SchemaError, match=r"'x3' \(expected a number, got 'not a number'"):
+        pred.predict(bad)
+    # x2 had missing values in training, so it may be left out; unknown categories are accepted
+    ok = binary_df.drop(columns=["label", "x2"]).head(3).assign(color="purple", extra=1)
+    raw, report = pred.predict_raw(ok)
+    assert raw.shape == (3, 2)
+    assert report.ignored_columns == ["extra"] and report.filled_missing_columns == ["x2"]
+    assert report.unknown_categories == {"color": ["purple"]}

@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from automl.fit import build_schema
+from automl.preprocessing import Preprocessor
+from automl.profile import profile_table
+from automl.splits import make_folds
+
+
+@pytest.fixture()
+def mixed():
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({
+        "num": rng.normal(size=n),
+        "cat": rng.choice(["a", "b", "c", "rare"], p=[0.4, 0.3, 0.29, 0.01], size=n),
+        "when": pd.date_range("2020-01-01", periods=n, freq="13h").astype(str),
+        "text": [f"red fox {i} jumps over dog {i % 3} and cat {i * 7 % 11}" for i in range(n)],
+        "y": rng.integers(0, 2, n),
+    })
+    df.loc[::10, "num"] = np.nan
+    df.loc[::15, "cat"] = None
+    return df
+
+
+@pytest.mark.parametrize("recipe", ["tree", "linear", "nn"])
+def test_json_state_round_trip_gives_identical_matrix(mixed, recipe):
+    schema = build_schema(profile_table(mixed, "y"), mixed)
+    pre = Preprocessor(recipe, schema.columns).fit(mixed)
+    again = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    a, b = pre.transform(mixed), again.transform(mixed)
+    np.testing.assert_array_equal(a.num, b.num)
+    np.testing.assert_array_equal(a.cat, b.cat)
+    assert a.names == b.names
+    assert any(n.startswith("when.") for n in a.names)  # datetime expanded into parts
+    assert any("#h" in n for n in a.names)  # text hashed
+
+
+def test_unseen_and_missing_categories_get_their_own_codes(mixed):
+    schema = build_schema(profile_table(mixed, "y"), mixed)
+    pre = Preprocessor("tree", schema.columns).fit(mixed)
+    new = mixed.head(3).copy()
+    new["cat"] = ["a", "never-seen", None]
+    codes = pre.transform(new).cat[:, pre.transform(new).cat_names.index("cat")]
+    levels = pre.steps_[1]["levels"]
+    assert codes[0] == levels.index("a") + 1
+    assert codes[1] == len(levels) + 1  # rare/unseen
+    assert codes[2] == 0  # missing
+
+
+def test_linear_recipe_imputes_and_indicates(mixed):
+    schema = build_schema(profile_table(mixed, "y"), mixed)
+    X = Preprocessor("linear", schema.columns).fit_transform(mixed)
+    assert not np.isnan(X.num).any()
+    assert "num<missing>" in X.names
+    assert X.cat.shape[1] == 0  # categories one-hot encoded into num
+
+
+def test_kfold_is_stratified_and_covers_every_row():
+    y = np.array([0] * 90 + [1] * 10)
+    folds = make_folds(100, strategy="kfold", n_folds=5, y=y, seed=0)
+    assert (folds.assignment >= 0).all()
+    for _, va in folds.folds:
+        assert y[va].sum() == 2
+
+
+def test_time_folds_never_validate_on_the_past():
+    t = pd.Series(np.repeat(np.arange(50), 4)).sample(frac=1, random_state=0).to_numpy()
+    for strategy in ("holdout", "kfold"):
+        folds = make_folds(len(t), strategy=strategy, n_folds=3, time_values=pd.Series(t), seed=0)
+        for tr, va in folds.folds:
+            assert t[tr].max() < t[va].min()
+
+
+def test_group_folds_never_share_a_group():
+    g = np.repeat(np.arange(40), 5)
+    for strategy in ("holdout", "kfold"):
+        folds = make_folds(len(g), strategy=strategy, n_folds=4, groups=pd.Series(g), seed=0)
+        for tr, va in folds.folds:
+            assert not set(g[tr]) & set(g[va])
+
+
+def test_splits_are_seeded():
+    a = make_folds(100, strategy="kfold", n_folds=5, seed=3).assignment
+    b = make_folds(100, strategy="kfold", n_folds=5, seed=3).assignment
+    c = make_folds(100, strategy="kfold", n_folds=5, seed=4).assignment
+    assert (a == b).all() and not (a == c).all()
