@@ -94,6 +94,7 @@ def assemble(spec: Any, outcome: Any, data: TrialData, folds: Any, pre: dict, sc
             models = res.models
         members.append(Member(names[r.trial_id], r.family, family.recipe, w, models, res.config, refit))
     chosen_name = "weighted_ensemble" if len(members) > 1 else members[0].name
+    chosen_oof = combine([loaded[r.trial_id].oof for r, _ in members_spec], np.array([w for _, w in members_spec]))
     for row in rows:
         row.chosen = row.model == chosen_name
         if refit and (row.model in {m.name for m in members} or row.model == chosen_name):
@@ -106,7 +107,7 @@ def assemble(spec: Any, outcome: Any, data: TrialData, folds: Any, pre: dict, sc
     if test is not None:
         _score_test(predictor, test, rows, chosen_name, metric, classes)
     info = {"chosen": chosen_name, "members": {m.name: m.weight for m in members}, "refit": refit}
-    return predictor, rows, info
+    return predictor, rows, info, chosen_oof
 
 
 def _trial_row(r: Any, name: str, metric: Metric) -> Row:

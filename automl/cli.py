@@ -15,6 +15,11 @@ logger = logging.getLogger("automl.cli")
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
+#: modules that add subcommands: each has ``add_commands(subparsers)``, which adds its parsers
+#: and sets ``func`` (a callable taking the parsed args, returning an exit code) on each. Their
+#: imports must stay cheap (no Ray at module level): `automl --help` loads them all.
+PLUGINS = ("serving.cli", "automl.report.cli", "automl.registry.cli", "automl.monitor.cli")
+
 
 def command(name: str) -> Callable:
     def deco(fn: Callable[[argparse.Namespace], int]) -> Callable:
@@ -90,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     pd_.add_argument("--id-column", help="column to copy next to each prediction (default: the data's id column)")
     pd_.add_argument("--batch-size", type=int, default=50_000)
     pd_.add_argument("--no-ray", action="store_true", help="predict in this process instead of with Ray Data")
+    for name in PLUGINS:
+        import importlib
+
+        importlib.import_module(name).add_commands(sub)
     return p
 
 
@@ -110,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.quiet)
     try:
-        return COMMANDS[args.command](args)
+        func = getattr(args, "func", None) or COMMANDS[args.command]
+        return int(func(args) or 0)
     except AutoMLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

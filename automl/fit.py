@@ -172,9 +172,10 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
     timings["search_s"] = outcome.wall_s
 
     t = time.time()
-    predictor, rows, info = assemble(spec, outcome, data, folds, pre, schema, profile, classes, metric,
+    predictor, rows, info, chosen_oof = assemble(spec, outcome, data, folds, pre, schema, profile, classes, metric,
                                      test=test, deadline=deadline - 1.0 if deadline else None)
     timings["ensemble_s"] = time.time() - t
+    save_validation_sample(run_dir, df, folds, chosen_oof, classes, seed=spec.seed)
     board = lb.build(rows, metric.greater_is_better)
     lb.save(board, run_dir / "leaderboard.csv")
     t = time.time()
@@ -198,6 +199,31 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
     logger.info("fit done in %.1fs: %s", timings["total_s"], info.get("chosen"))
     return FitResult(predictor, board, profile, run_info)
+
+
+VALIDATION_SAMPLE_ROWS = 10_000
+
+
+def save_validation_sample(run_dir: Path, df: pd.DataFrame, folds: Folds, oof: np.ndarray,
+                           classes: list[Any] | None, *, seed: int) -> Path:
+    """``validation_sample.parquet``: up to 10,000 training rows (seeded sample of the rows that
+    have out-of-fold predictions) with their original columns, ``__row`` (position in the
+    training table), ``__fold`` and the chosen model's out-of-fold prediction: ``__proba_<class>``
+    per class for classifiers, ``__prediction`` for regression. Reports read it."""
+    rows = np.nonzero(folds.oof_mask)[0]
+    if len(rows) > VALIDATION_SAMPLE_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, VALIDATION_SAMPLE_ROWS, replace=False))
+    out = df.iloc[rows].reset_index(drop=True).copy()
+    out["__row"] = rows
+    out["__fold"] = folds.assignment[rows]
+    if classes is not None:
+        for j, c in enumerate(classes):
+            out[f"__proba_{c}"] = oof[rows, j]
+    else:
+        out["__prediction"] = oof[rows]
+    path = run_dir / "validation_sample.parquet"
+    out.to_parquet(path, index=False)
+    return path
 
 
 def _warm_start_points(previous: str | None, families: dict[str, Any], top: int = 5) -> list[dict[str, Any]]:
