@@ -58,7 +58,7 @@ class CandidateResult:
     models: list[FittedModel]
     fit_time_s: float  # seconds inside the model library
     wall_time_s: float
-    stop_reason: str  # "converged" | "max_iterations" | "time_budget"
+    stop_reason: str  # "converged" | "max_iterations" | "time_budget" | "health: <rule>: <detail>"
     history: list[StepRecord] = field(default_factory=list)
 
     @property
@@ -118,6 +118,10 @@ def train_candidate(
         if on_step is not None:
             on_step({"objective": objective, "score": mean, "iteration": iteration,
                      "best_objective": best[0], "step": n_steps})
+        fired = next((learner.health_stop for learner in learners if learner.health_stop), None)
+        if fired:
+            stop_reason = f"health: {fired}"
+            break
         if all(learner.done for learner in learners):
             break
         if iteration - best[1] >= patience:

@@ -74,6 +74,9 @@ class Learner(abc.ABC):
     iteration: int = 0
     #: the maximum number of iterations this config allows
     max_iterations: int = 1
+    #: set by a learner whose training health check fired ("nan_loss: loss became NaN at epoch 3");
+    #: the trial then stops and keeps its best step, and the leaderboard shows this reason
+    health_stop: str | None = None
 
     @property
     def done(self) -> bool:
