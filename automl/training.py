@@ -16,11 +16,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from automl.metrics import Metric
+from automl.metrics import METRICS, Metric
 from automl.models.base import Family, FittedModel, Task
 from automl.preprocessing import FeatureMatrix
 
 logger = logging.getLogger(__name__)
+
+LOG_LOSS = METRICS["log_loss"]
 
 
 @dataclass
@@ -91,13 +93,23 @@ def train_candidate(
     t_start = time.perf_counter()
     X = data.features[family.recipe]
     learners = []
-    for tr, va in data.folds:
+    k = len(data.folds)
+    for i, (tr, va) in enumerate(data.folds):
         w = data.weights[tr] if data.weights is not None else None
-        learners.append(family.learner(config, data.task, X.take(tr), data.y[tr], w, X.take(va), data.y[va]))
+        learner = family.learner(config, data.task, X.take(tr), data.y[tr], w, X.take(va), data.y[va])
+        # a learner that trains its fold in one call gets its share of the time left
+        learner.deadline = None if deadline is None else time.time() + (deadline - time.time()) * (i + 1) / k
+        learners.append(learner)
     step = family.step_size(config, data.task)
     patience = family.patience_for(config)
     metric = data.metric
-    best = (-np.inf, 0, None, None)  # objective, iteration, fold scores, fold predictions
+    # Label metrics (accuracy, F1, ...) move in jumps: log-loss breaks their ties and keeps
+    # training alive while the probabilities still improve.
+    proxy = LOG_LOSS if data.task.problem_type.is_classification and not metric.needs_proba else None
+    best_key: tuple[float, float] = (-np.inf, -np.inf)
+    best = (0, None, None)  # iteration, fold scores, fold predictions
+    last_gain = {"primary": 0, "proxy": 0}
+    best_proxy = -np.inf
     history: list[StepRecord] = []
     stop_reason = "max_iterations"
     n_steps = 0
@@ -112,25 +124,33 @@ def train_candidate(
         objective = metric.objective(mean)
         if not np.isfinite(objective):
             objective = -np.inf
-        if objective > best[0] or best[2] is None:
-            best = (objective, iteration, fold_scores, preds)
+        secondary = 0.0
+        if proxy is not None:
+            secondary = -float(np.mean([proxy.score(data.y[va], p) for (_, va), p in zip(data.folds, preds)]))
+            if secondary > best_proxy + 1e-9:
+                best_proxy, last_gain["proxy"] = secondary, iteration
+        if (objective, secondary) > best_key or best[1] is None:
+            if objective > best_key[0]:
+                last_gain["primary"] = iteration
+            best_key = (objective, secondary)
+            best = (iteration, fold_scores, preds)
         history.append(StepRecord(n_steps, iteration, mean, time.perf_counter() - t_start))
         if on_step is not None:
             on_step({"objective": objective, "score": mean, "iteration": iteration,
-                     "best_objective": best[0], "step": n_steps})
+                     "best_objective": best_key[0], "step": n_steps})
         fired = next((learner.health_stop for learner in learners if learner.health_stop), None)
         if fired:
             stop_reason = f"health: {fired}"
             break
         if all(learner.done for learner in learners):
             break
-        if iteration - best[1] >= patience:
+        if iteration - max(last_gain.values()) >= patience:
             stop_reason = "converged"
             break
         if deadline is not None and time.time() >= deadline and n_steps >= min_steps_before_deadline:
             stop_reason = "time_budget"
             break
-    _, best_iter, best_scores, best_preds = best
+    best_iter, best_scores, best_preds = best
     oof = _empty_oof(X.n_rows, data)
     for (_, va), p in zip(data.folds, best_preds):
         oof[va] = p

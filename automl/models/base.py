@@ -77,6 +77,9 @@ class Learner(abc.ABC):
     #: set by a learner whose training health check fired ("nan_loss: loss became NaN at epoch 3");
     #: the trial then stops and keeps its best step, and the leaderboard shows this reason
     health_stop: str | None = None
+    #: wall-clock time (time.time()) by which the trial must wrap up; learners that train a
+    #: fold in one library call (CatBoost) stop adding trees when it passes
+    deadline: float | None = None
 
     @property
     def done(self) -> bool:

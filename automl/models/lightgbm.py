@@ -51,6 +51,8 @@ class LightGBMModel(FittedModel):
 
     def predict(self, X: FeatureMatrix) -> np.ndarray:
         raw = self.booster.predict(X.dense(), num_iteration=self._n_iter, raw_score=True, num_threads=1)
+        if self.average:  # rf mode: raw scores are summed over trees; the forest is their mean
+            raw = raw / self._n_iter
         return raw_to_output(raw, self.task.problem_type)
 
     @property
@@ -62,7 +64,8 @@ class LightGBMModel(FittedModel):
 
     def contributions(self, X: FeatureMatrix) -> np.ndarray:
         """Tree SHAP values in margin space: (n, features + 1) or (n, k * (features + 1))."""
-        return self.booster.predict(X.dense(), num_iteration=self._n_iter, pred_contrib=True)
+        contrib = self.booster.predict(X.dense(), num_iteration=self._n_iter, pred_contrib=True)
+        return contrib / self._n_iter if self.average else contrib
 
     def save(self, directory: Path) -> None:
         self.booster.save_model(str(directory / "model.txt"), num_iteration=self._n_iter)
@@ -81,7 +84,7 @@ class LightGBMLearner(Learner):
                              params={"verbosity": -1}, free_raw_data=True)
         self.booster = lgb.Booster(params=params, train_set=dtrain)
         self.valid_X = valid.dense()
-        self._raw_sum = None  # sum (boosting) or sum of per-tree means times count (forest)
+        self._raw_sum = None  # raw scores summed over trees (in rf mode too: LightGBM sums raw scores)
         self.iteration = 0
         self._fit_time = time.perf_counter() - t0
 
@@ -99,7 +102,6 @@ class LightGBMLearner(Learner):
         if added:
             raw = self.booster.predict(self.valid_X, start_iteration=start, num_iteration=added, raw_score=True,
                                        num_threads=1)
-            raw = raw * added if self.average else raw
             self._raw_sum = raw if self._raw_sum is None else self._raw_sum + raw
         self._fit_time += time.perf_counter() - t0
 

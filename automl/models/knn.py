@@ -1,0 +1,101 @@
+"""k-nearest neighbours on the "linear" recipe (standardised numbers, one-hot categories).
+Saved as NumPy arrays (training matrix and targets); the search index is rebuilt on load."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl.models.base import Family, FittedModel, Learner, Task, read_json, register, write_json
+from automl.preprocessing import FeatureMatrix
+from automl.problem import ProblemType
+
+#: above this many training rows k-NN is left out of the search (slow queries, large artifacts)
+MAX_ROWS = 200_000
+
+
+class KNNModel(FittedModel):
+    family = "knn"
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, config: dict[str, Any], task: Task) -> None:
+        from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+        self.X, self.y, self.config, self.task = X, y, config, task
+        k = int(min(config["n_neighbors"], len(X)))
+        kw = {"n_neighbors": k, "weights": config["weights"], "algorithm": "auto", "n_jobs": 1}
+        if task.problem_type is ProblemType.REGRESSION:
+            self.est = KNeighborsRegressor(**kw).fit(X, y)
+        else:
+            self.est = KNeighborsClassifier(**kw).fit(X, y)
+
+    def predict(self, X: FeatureMatrix) -> np.ndarray:
+        Xq = X.num.astype(np.float32)
+        if self.task.problem_type is ProblemType.REGRESSION:
+            return self.est.predict(Xq).astype(float)
+        proba = np.zeros((len(Xq), self.task.n_classes))
+        proba[:, self.est.classes_] = self.est.predict_proba(Xq)
+        return proba
+
+    @property
+    def n_iterations(self) -> int:
+        return 1
+
+    def save(self, directory: Path) -> None:
+        np.save(directory / "X.npy", self.X, allow_pickle=False)
+        np.save(directory / "y.npy", self.y, allow_pickle=False)
+        write_json(directory / "knn.json", self.config)
+
+
+class KNNLearner(Learner):
+    max_iterations = 1
+
+    def __init__(self, config: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,
+                 valid: FeatureMatrix) -> None:
+        self.config, self.task, self.train, self.y, self.valid = config, task, train, y, valid
+        self.iteration = 0
+        self._fit_time = 0.0
+
+    def step(self, n: int) -> None:
+        if self.iteration >= 1:
+            return
+        t0 = time.perf_counter()
+        self.model = KNNModel(self.train.num.astype(np.float32), self.y, self.config, self.task)
+        self._valid_pred = self.model.predict(self.valid)
+        self.iteration = 1
+        self._fit_time += time.perf_counter() - t0
+
+    def valid_predictions(self) -> np.ndarray:
+        return self._valid_pred
+
+    def finish(self, best_iteration: int) -> KNNModel:
+        return self.model
+
+
+@register
+class KNNFamily(Family):
+    name = "knn"
+    recipe = "linear"
+    priority = 80
+    patience = 1
+
+    def applies_to(self, task: Task) -> bool:
+        return super().applies_to(task) and task.n_rows <= MAX_ROWS
+
+    def search_space(self, task: Task) -> dict[str, Any]:
+        from ray import tune
+
+        return {"n_neighbors": tune.lograndint(3, max(4, min(100, task.n_rows // 10))),
+                "weights": tune.choice(["uniform", "distance"])}
+
+    def portfolio(self, task: Task) -> list[dict[str, Any]]:
+        return [{"n_neighbors": 15, "weights": "distance"}]
+
+    def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:
+        return KNNLearner(config, task, train, y_train, valid)
+
+    def load(self, directory: Path, task: Task) -> KNNModel:
+        X = np.load(directory / "X.npy", allow_pickle=False)
+        y = np.load(directory / "y.npy", allow_pickle=False)
+        return KNNModel(X, y, read_json(directory / "knn.json"), task)
