@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,18 +108,18 @@ class AutoML:
         refit on both); ``test_data`` is scored once at the end (``score_test`` on the
         leaderboard). ``resume=True`` continues an interrupted search in the same ``output_dir``.
         """
-        import time
-
+        started = time.time()  # the time limit counts from here, imports included
         from automl.fit import run_fit
+        from automl.lineage import lineage
 
-        started = time.time()
         spec = self._spec()
         train = load_table(data, name="train")
         valid = load_table(validation_data, name="validation") if validation_data is not None else None
         test = load_table(test_data, name="test") if test_data is not None else None
         run_dir = Path(self.output_dir) if self.output_dir else Path(tempfile.mkdtemp(prefix="automl-run-"))
+        call = f"AutoML(target={self.target!r}, time_limit={spec.time_limit}, search={spec.search}).fit(...)"
         result = run_fit(spec, train, run_dir=run_dir, validation=valid, test=test, resume=resume,
-                         started_at=started)
+                         started_at=started, lineage=lineage(data, train, call))
         self.predictor_ = result.predictor
         self.leaderboard_ = result.leaderboard
         self.profile_ = result.profile
@@ -153,6 +154,21 @@ class AutoML:
     def predict_proba(self, data: TableSource) -> pd.DataFrame:
         """Class probabilities, one column per class label (classifiers only)."""
         return self._predictor().predict_proba(_frame(data))
+
+    def report(self, output: str | Path | None = None, *, sensitive_column: str | None = None) -> Path:
+        """Write the HTML report of this fit (default ``run_dir_/report.html``); returns its path.
+        ``sensitive_column`` adds bias metrics across that column's groups (binary problems)."""
+        from automl.report import write_report
+
+        self._predictor()
+        return write_report(self.run_dir_, output, sensitive_column=sensitive_column)
+
+    def explain(self, data: TableSource) -> pd.DataFrame:
+        """Per-row contributions (tree SHAP, margin space): one column per input column plus
+        ``bias``; see :func:`automl.report.contributions.explain` for ensembles and classes."""
+        from automl.report import explain
+
+        return explain(self._predictor(), _frame(data))
 
     def save(self, path: str | Path) -> Path:
         """Copy the Predictor artifact (without the search state) to ``path``."""

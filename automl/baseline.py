@@ -66,3 +66,22 @@ def build(df: pd.DataFrame, features: list["ColumnProfile"], target: str, ptype:
             "known_levels_complete": cp.n_unique <= MAX_LEVELS,
         }
     return {"n_rows": len(df), "features": stats, "constraints": constraints}
+
+
+def prediction_baseline(sample: pd.DataFrame, classes: list | None) -> dict[str, Any]:
+    """Baseline of the model's predictions from ``validation_sample.parquet`` (out-of-fold):
+    ``label`` (shares of the predicted class) for classifiers, ``score`` (probability of the
+    second class) for binary ones, ``value`` for regression; each in the feature-baseline format."""
+    out: dict[str, Any] = {}
+    if classes:
+        cols = [f"__proba_{c}" for c in classes]
+        if not all(c in sample.columns for c in cols):
+            return out
+        proba = sample[cols].to_numpy(dtype=float)
+        labels = pd.Series(np.asarray([str(c) for c in classes], dtype=object)[proba.argmax(axis=1)])
+        out["label"] = {"type": "categorical", **level_stats(labels)}
+        if len(classes) == 2:
+            out["score"] = {"type": "numeric", "class": str(classes[1]), **numeric_stats(proba[:, 1])}
+    elif "__prediction" in sample.columns:
+        out["value"] = {"type": "numeric", **numeric_stats(numeric_values(sample["__prediction"]))}
+    return out

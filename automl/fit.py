@@ -121,7 +121,8 @@ def make_run_folds(spec: FitSpec, df: pd.DataFrame, y: np.ndarray, profile: Data
 
 
 def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd.DataFrame | None = None,
-            test: pd.DataFrame | None = None, resume: bool = False, started_at: float | None = None) -> FitResult:
+            test: pd.DataFrame | None = None, resume: bool = False, started_at: float | None = None,
+            lineage: dict[str, Any] | None = None) -> FitResult:
     """Run the autopilot. The time limit counts from ``started_at`` (default: now)."""
     from tuning import ensure_ray, run_search  # the orchestrator is the one place automl imports tuning
 
@@ -170,6 +171,8 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
                          deadline=search_deadline, seed=spec.seed, resume=resume,
                          extra_points=_warm_start_points(spec.search.warm_start, families))
     timings["search_s"] = outcome.wall_s
+    if not any(r.status == "completed" and r.checkpoint for r in outcome.trials):
+        outcome.trials.append(fallback_trial(families, data, run_dir))
 
     t = time.time()
     predictor, rows, info, chosen_oof = assemble(spec, outcome, data, folds, pre, schema, profile, classes, metric,
@@ -194,11 +197,46 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
         "trial_overhead_s": {"mean": float(np.mean(overhead)) if overhead else None,
                              "median": float(np.median(overhead)) if overhead else None,
                              "max": float(np.max(overhead)) if overhead else None},
-        "experiment_path": outcome.experiment_path, "seed": spec.seed, **info,
+        "experiment_path": outcome.experiment_path, "seed": spec.seed, **info, **(lineage or {}),
     }
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+    _write_report(run_dir, run_info)
     logger.info("fit done in %.1fs: %s", timings["total_s"], info.get("chosen"))
     return FitResult(predictor, board, profile, run_info)
+
+
+def _write_report(run_dir: Path, run_info: dict[str, Any]) -> None:
+    """``report.html`` at the end of a fit; a failure is logged, never raised (the fit is done)."""
+    t = time.time()
+    try:
+        from automl.report import write_report
+
+        write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001  (a report must never fail a fit)
+        logger.warning("the report could not be written (%s: %s); run `automl report %s` to retry",
+                       type(exc).__name__, exc, run_dir)
+        return
+    run_info["timings"]["report_s"] = time.time() - t
+    (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+
+
+def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> Any:
+    """No trial finished in time (a tiny budget on a loaded machine): train the first family's
+    default config here, past the deadline, so the user still gets a model, and say so."""
+    from automl.training import save_result, train_candidate
+    from tuning import TrialRecord
+
+    family = next(iter(families.values()))
+    config = family.portfolio(data.task)[0]
+    logger.warning("no trial finished within the time limit; training the %s default config in this process "
+                   "so there is a model (give a longer time_limit to search)", family.name)
+    result = train_candidate(family, config, data)
+    path = run_dir / "fallback"
+    save_result(result, path)
+    return TrialRecord(trial_id="fallback", family=family.name, params=config, status="completed",
+                       score=result.score, score_std=result.score_std, iteration=result.best_iteration,
+                       fit_time_s=result.fit_time_s, library_time_s=result.fit_time_s,
+                       stop_reason="fallback: no trial finished within the time limit", checkpoint=str(path))
 
 
 VALIDATION_SAMPLE_ROWS = 10_000

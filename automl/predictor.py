@@ -180,7 +180,7 @@ def load(path: str | Path) -> Predictor:
 
 
 # --- integrity ---------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -197,7 +197,7 @@ def _artifact_files(path: Path) -> list[Path]:
 
 
 def write_checksums(path: Path) -> None:
-    sums = {str(f.relative_to(path)): _sha256(f) for f in _artifact_files(path)}
+    sums = {str(f.relative_to(path)): sha256_file(f) for f in _artifact_files(path)}
     (path / CHECKSUMS).write_text(json.dumps({"algorithm": "sha256", "files": sums}, indent=1))
 
 
@@ -208,7 +208,7 @@ def verify_checksums(path: Path) -> None:
     if not sums_file.exists():
         raise IntegrityError(f"{str(path)!r} has no {CHECKSUMS}; refusing to load an unverifiable model")
     recorded = json.loads(sums_file.read_text())["files"]
-    bad = [name for name, digest in recorded.items() if not (path / name).is_file() or _sha256(path / name) != digest]
+    bad = [name for name, digest in recorded.items() if not (path / name).is_file() or sha256_file(path / name) != digest]
     added = [str(f.relative_to(path)) for f in _artifact_files(path) if str(f.relative_to(path)) not in recorded]
     if bad or added:
         detail = (f"changed or missing: {bad}" if bad else "") + (f" unexpected: {added}" if added else "")

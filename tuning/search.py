@@ -17,6 +17,7 @@ from tuning.progress import ProgressCallback
 from tuning.space import unflatten
 from tuning.stoppers import SearchStopper
 from tuning.strategies import make_strategy
+from tuning.train_paths import RAY_TRAIN_FAMILIES, choose_path
 from tuning.trainable import TrialSettings, run_trial
 
 logger = logging.getLogger(__name__)
@@ -104,10 +105,24 @@ def run_search(
     stopper = SearchStopper(target_objective=target, patience=cfg.patience)
     progress = ProgressCallback(metric_name=metric.name, greater_is_better=metric.greater_is_better,
                                 deadline=deadline)
-    settings = TrialSettings(deadline=deadline)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, settings=settings),
-                                    {"cpu": cpus, "gpu": gpus})
     storage, name = experiment_path(run_dir, resources)
+    path = choose_path(data.task.n_rows, train_workers=resources.train_workers, min_rows=resources.ray_train_min_rows,
+                       use_gpu=gpus > 0, storage_path=str((run_dir / "train").resolve()) if not resources.storage
+                       else f"{storage}/{name}-train")
+    if path.ray_train:
+        logger.info("Ray Train path: %s train with %d worker(s) per fold (%s)", list(RAY_TRAIN_FAMILIES),
+                    path.workers, "train_workers >= 2" if resources.train_workers >= 2
+                    else f"{data.task.n_rows} rows >= ray_train_min_rows={resources.ray_train_min_rows}")
+        concurrency = max(1, min(concurrency, int(cluster.cpus // (path.workers * 0.5 + 0.01))))
+    settings = TrialSettings(deadline=deadline, path=path)
+
+    def trial_resources(config: dict[str, Any]) -> dict[str, float]:
+        family = unflatten(config)[0]
+        if path.ray_train and family in RAY_TRAIN_FAMILIES:
+            return {"cpu": 0.01, "gpu": 0}  # its Ray Train workers request their own CPUs/GPUs
+        return {"cpu": cpus, "gpu": gpus}
+
+    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, settings=settings), trial_resources)
     budget = None if deadline is None else max(1.0, deadline - time.time() + GRACE_S)
     exp_path = f"{storage}/{name}"
     run_config = tune.RunConfig(

@@ -17,6 +17,7 @@ import numpy as np
 from automl.models import get_family
 from automl.training import TrialData, save_result, train_candidate
 from tuning.space import unflatten
+from tuning.train_paths import TrainPath, train_candidate_ray, uses_ray_train
 
 PREDICT_TIMING_ROWS = 1000
 #: objective reported by a trial whose config the model library rejected: TPE learns to avoid it
@@ -26,6 +27,7 @@ FAILED_OBJECTIVE = -1e18
 @dataclass(frozen=True)
 class TrialSettings:
     deadline: float | None  # wall-clock time (time.time()) by which a trial should wrap up
+    path: TrainPath | None = None  # where supported families train (in-process or Ray Train)
 
 
 def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) -> None:
@@ -39,7 +41,10 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
         tune.report(metrics)
 
     try:
-        result = train_candidate(family, params, data, deadline=settings.deadline, on_step=on_step)
+        if settings.path is not None and uses_ray_train(family, settings.path):
+            result = train_candidate_ray(family, params, data, settings.path, tune.get_context().get_trial_name())
+        else:
+            result = train_candidate(family, params, data, deadline=settings.deadline, on_step=on_step)
     except Exception as exc:  # noqa: BLE001 - a bad config ends this trial, not the search
         # Reported, not raised: Tune would retry a raised error (FailureConfig), which only helps
         # when a worker died, not when the library rejects the config.

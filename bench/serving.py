@@ -1,0 +1,150 @@
+"""Serving speed: a bounded loopback load test of ``automl serve`` next to the floor.
+
+Starts the REST server on 127.0.0.1 for one saved model (``serving.server.start``, default settings), drives
+``POST /predict`` with 1-row and 100-row bodies at concurrency 1, 8 and 32 for a fixed duration
+each (``serving.loadtest.run_load``), and reports requests/s, rows/s, p50/p99 and errors next to
+the in-process predict time of the same rows (the floor: what the model alone costs). Runs in its
+own process (``python -m bench.serving``) so Ray and Serve start fresh and end with it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.common import (DEFAULT_MANIFEST, SHARED_BENCH, read_manifest, run_child, select_tables,
+                          shared_modules, write_json)
+
+CONCURRENCY = (1, 8, 32)
+ROWS_PER_REQUEST = (1, 100)
+DURATION_S = 10.0
+WARMUP_S = 2.0
+FLOOR_REPEATS = 30
+
+logger = logging.getLogger(__name__)
+
+
+def request_body(X: pd.DataFrame, n_rows: int) -> bytes:
+    """``{"rows": [...]}`` with the first ``n_rows`` test rows (repeated if the table is smaller);
+    missing values are sent as null."""
+    rows = X.iloc[[i % len(X) for i in range(n_rows)]]
+    records = json.loads(rows.to_json(orient="records", date_format="iso"))
+    return json.dumps({"rows": records}).encode()
+
+
+def floor_ms(predictor: Any, body: bytes, repeats: int = FLOOR_REPEATS) -> dict[str, float]:
+    """Median ms of the in-process predict of the body's rows: the model alone, and with the
+    JSON parsing and DataFrame building a server must also do."""
+    frame = pd.DataFrame(json.loads(body)["rows"])
+    predictor.predict(frame)  # warm-up
+    model, parsed = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        predictor.predict(frame)
+        model.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        predictor.predict(pd.DataFrame(json.loads(body)["rows"]))
+        parsed.append(time.perf_counter() - t)
+    return {"predict_ms": 1000 * statistics.median(model),
+            "parse_and_predict_ms": 1000 * statistics.median(parsed)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_serving(model_dir: Path, X: pd.DataFrame, *, concurrency: tuple[int, ...] = CONCURRENCY,
+                rows_per_request: tuple[int, ...] = ROWS_PER_REQUEST,
+                duration_s: float = DURATION_S) -> dict[str, Any]:
+    from automl import load
+    from serving import server
+    from serving.loadtest import run_load
+    from serving.schemas import AppArgs
+
+    predictor = load(model_dir)
+    bodies = {n: request_body(X, n) for n in rows_per_request}
+    floors = {n: floor_ms(predictor, b) for n, b in bodies.items()}
+    t0 = time.perf_counter()
+    # returns the base URL once GET /health answers
+    base = server.start(AppArgs(model_dir=str(model_dir)), host="127.0.0.1", port=_free_port())
+    startup_s = time.perf_counter() - t0
+    results = []
+    try:
+        for n, body in bodies.items():
+            run_load(f"{base}/predict", body, concurrency=1, duration_s=WARMUP_S)
+            for c in concurrency:
+                r = run_load(f"{base}/predict", body, concurrency=c, duration_s=duration_s)
+                results.append({"rows_per_request": n, "concurrency": c, **r,
+                                "rows_per_s": r["rps"] * n, "floor": floors[n]})
+                logger.info("rows=%d concurrency=%d: %.1f req/s p50 %.1f ms p99 %.1f ms", n, c, r["rps"],
+                            r["p50_ms"], r["p99_ms"])
+    finally:
+        server.stop()
+    return {"status": "ok", "model_dir": str(model_dir), "url": f"{base}/predict", "duration_s": duration_s,
+            "warmup_s": WARMUP_S, "server_startup_s": startup_s, "floor": floors, "runs": results,
+            "server": "Ray Serve, default AppArgs (1 replica)"}
+
+
+def serving_markdown(res: dict[str, Any]) -> str:
+    if res.get("status") != "ok":
+        return f"serving benchmark: {res.get('status')}: {res.get('error')}"
+    lines = [f"Model: `{res['model_dir']}`; {res['duration_s']:g} s per cell on loopback; server start-up "
+             f"{res['server_startup_s']:.1f} s.", "",
+             "| rows/request | concurrency | requests/s | rows/s | p50 ms | p99 ms "
+             "| errors 4xx/5xx/transport | in-process predict ms (floor) | + JSON parsing ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in res["runs"]:
+        f = r["floor"]
+        errors = f"{r['errors_4xx']}/{r['errors_5xx']}/{r.get('errors_transport', 0)}"
+        lines.append(f"| {r['rows_per_request']} | {r['concurrency']} | {r['rps']:.1f} "
+                     f"| {r['rows_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {errors} "
+                     f"| {f['predict_ms']:.2f} | {f['parse_and_predict_ms']:.2f} |")
+    return "\n".join(lines)
+
+
+def launch(model_dir: Path, table: str, out_json: Path, *, manifest: Path, bench_dir: Path, seed: int,
+           duration_s: float) -> dict[str, Any]:
+    args = ["--model", str(model_dir), "--table", table, "--manifest", str(manifest), "--shared-bench",
+            str(bench_dir), "--seed", str(seed), "--duration", f"{duration_s:g}", "--out", str(out_json)]
+    cells = len(CONCURRENCY) * len(ROWS_PER_REQUEST)
+    return run_child("bench.serving", args, out_json=out_json, log_path=out_json.with_suffix(".log"),
+                     timeout_s=cells * duration_s + 2 * len(ROWS_PER_REQUEST) * WARMUP_S + 420)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Load-test `automl serve` on loopback (see bench/README.md).")
+    p.add_argument("--model", required=True, help="a saved Predictor directory")
+    p.add_argument("--table", required=True, help="manifest table whose test rows are sent")
+    p.add_argument("--manifest", default=str(DEFAULT_MANIFEST))
+    p.add_argument("--shared-bench", default=str(SHARED_BENCH))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration", type=float, default=DURATION_S, help="seconds per (rows, concurrency) cell")
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        table = select_tables(read_manifest(a.manifest), [a.table])[0]
+        splits, _ = shared_modules(a.shared_bench)
+        _, test = splits.split(splits.load_csv(str(table.file)), table.target, table.problem, a.seed)
+        res, rc = run_serving(Path(a.model), test.drop(columns=[table.target]), duration_s=a.duration), 0
+        res["table"] = table.name
+    except Exception as exc:  # noqa: BLE001 - always leave a result behind
+        res, rc = {"status": "error", "error": repr(exc), "traceback": traceback.format_exc()}, 1
+        print(res["traceback"], file=sys.stderr)
+    write_json(a.out, res)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The comparison table: our runs next to the peers' numbers at the same table and budget.
+
+Peers come from their RESULT JSONs (``../shared/bench/peers/*.json``); PEERS.md fills in a
+(table, budget, system) that has no JSON (it only holds the score, fit time and one-row latency).
+Everything here is pure: dicts in, markdown out.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from bench.common import SYSTEM
+
+GREATER_IS_BETTER = {"roc_auc": True, "accuracy": True, "r2": True, "log_loss": False, "rmse": False}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One system's numbers on one table at one budget (None: not measured)."""
+
+    table: str
+    budget: float
+    system: str
+    metric: str
+    greater_is_better: bool
+    status: str = "ok"
+    score: float | None = None
+    fit_s: float | None = None
+    rows_per_s: float | None = None
+    latency_ms: float | None = None
+    peak_mb: float | None = None
+    model_mb: float | None = None
+    split_sha: str | None = None
+    source: str = ""
+
+
+def table_name(res: dict[str, Any]) -> str:
+    data = res.get("data") or {}
+    if data.get("table"):
+        return str(data["table"])
+    return Path(str(data.get("path", "?"))).name.split(".")[0]
+
+
+def system_label(res: dict[str, Any]) -> str:
+    """``autogluon-medium_quality`` (system plus preset, as in PEERS.md), ``flaml``, ``automl-on-ray``."""
+    preset = res.get("preset")
+    return f"{res.get('system')}-{preset}" if preset else str(res.get("system"))
+
+
+def entry_from_result(res: dict[str, Any], source: str = "") -> Entry | None:
+    """An Entry from a RESULT dict (ours or a peer's); None when it names no table or budget."""
+    if res.get("time_limit_s") is None or not res.get("data"):
+        return None
+    metric = (res.get("metric") or {}).get("name") or (res.get("args") or {}).get("metric") or "?"
+    gib = (res.get("metric") or {}).get("greater_is_better", GREATER_IS_BETTER.get(metric, True))
+    base = Entry(table_name(res), float(res["time_limit_s"]), system_label(res), metric, bool(gib),
+                 status=str(res.get("status")), source=source)
+    if res.get("status") != "ok":
+        return base
+    mem = res.get("memory") or {}
+    return replace(base, score=res["metric"]["value"], fit_s=res["fit"]["wall_s"],
+                   rows_per_s=res["predict"]["rows_per_s"], latency_ms=res["latency_single_row"]["median_ms"],
+                   peak_mb=mem.get("peak_tree_pss_mb", mem.get("peak_rss_mb")),
+                   model_mb=(res.get("artifact") or {}).get("mb"),
+                   split_sha=(res.get("split") or {}).get("test_index_sha256"))
+
+
+_CELL = re.compile(r"^\s*([-+0-9.eE]+)\s*\(fit\s*([0-9.]+)s,\s*1-row\s*([0-9.]+)ms\)")
+
+
+def parse_peers_md(text: str) -> list[Entry]:
+    """Entries from PEERS.md's table: ``| table | budget | metric | <system>... | best |`` with cells
+    like ``0.9322 (fit 63s, 1-row 106.2ms)``."""
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in text.splitlines()
+            if ln.strip().startswith("|")]
+    if len(rows) < 3 or rows[0][:3] != ["table", "budget", "metric"]:
+        return []
+    systems = rows[0][3:]
+    out = []
+    for row in rows[2:]:
+        if len(row) < 3 + len(systems):
+            continue
+        table, budget, metric = row[0], float(row[1].rstrip("s")), row[2]
+        for system, cell in zip(systems, row[3:]):
+            m = _CELL.match(cell)
+            if m:
+                out.append(Entry(table, budget, system, metric, GREATER_IS_BETTER.get(metric, True),
+                                 score=float(m[1]), fit_s=float(m[2]), latency_ms=float(m[3]),
+                                 source="PEERS.md"))
+    return out
+
+
+def load_peers(peers_dir: Path | None, peers_md: Path | None = None) -> list[Entry]:
+    """Every peer result: the JSONs first, then PEERS.md for what they lack."""
+    entries: dict[tuple[str, float, str], Entry] = {}
+    for path in sorted(peers_dir.glob("*.json")) if peers_dir and peers_dir.is_dir() else []:
+        try:
+            e = entry_from_result(json.loads(path.read_text()), source=path.name)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if e is not None and e.system != SYSTEM:
+            entries[(e.table, e.budget, e.system)] = e
+    if peers_md and peers_md.is_file():
+        for e in parse_peers_md(peers_md.read_text()):
+            entries.setdefault((e.table, e.budget, e.system), e)
+    return list(entries.values())
+
+
+def rank(entries: list[Entry]) -> dict[str, int]:
+    """Rank of each system by score at one (table, budget): 1 = best; ties share a rank."""
+    ok = [e for e in entries if e.score is not None and math.isfinite(e.score)]
+    key = lambda e: -e.score if e.greater_is_better else e.score  # noqa: E731
+    return {e.system: 1 + sum(key(o) < key(e) for o in ok) for e in ok}
+
+
+def advantage(ours: Entry, peers: list[Entry]) -> float | None:
+    """Our score minus the best peer's, signed so that positive means we are better."""
+    scores = [p.score for p in peers if p.score is not None]
+    if ours.score is None or not scores:
+        return None
+    best = max(scores) if ours.greater_is_better else min(scores)
+    return ours.score - best if ours.greater_is_better else best - ours.score
+
+
+def _f(v: float | None, spec: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def _row(e: Entry, r: int | None, adv: float | None) -> str:
+    score = _f(e.score, ".4g") if e.status == "ok" else e.status
+    return (f"| {e.table} | {e.budget:g}s | {e.metric} | {e.system} | {score} | {_f(r, 'd')} "
+            f"| {_f(adv, '+.4g')} | {_f(e.fit_s, '.1f')} | {_f(e.rows_per_s, ',.0f')} "
+            f"| {_f(e.latency_ms, '.2f')} | {_f(e.peak_mb, ',.0f')} | {_f(e.model_mb, '.2f')} |")
+
+
+def comparison_markdown(ours: list[Entry], peers: list[Entry]) -> str:
+    """Our row for every (table, budget), followed by the peers' rows at the same table and budget."""
+    lines = ["| table | budget | metric | system | test score | rank | vs best peer | fit s | predict rows/s "
+             "| 1-row ms | peak MB | model MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    wins = compared = 0
+    notes = []
+    for o in sorted(ours, key=lambda e: (e.table, e.budget)):
+        same = sorted((p for p in peers if (p.table, p.budget) == (o.table, o.budget)),
+                      key=lambda p: p.system)
+        ranks = rank([o, *same]) if same else {}
+        adv = advantage(o, same)
+        if adv is not None:
+            compared += 1
+            wins += adv >= 0
+        lines.append(_row(o, ranks.get(o.system), adv))
+        lines += [_row(p, ranks.get(p.system), None) for p in same]
+        shas = {p.split_sha for p in same if p.split_sha}
+        if o.split_sha and shas and shas != {o.split_sha}:
+            notes.append(f"{o.table}: our test split differs from the peers' (test_index_sha256)")
+    out = "\n".join(lines)
+    if compared:
+        out += (f"\n\n{SYSTEM} scores at least as well as every peer on {wins} of {compared} "
+                "(table, budget) pairs.")
+    return out + "".join(f"\n\nWARNING: {n}" for n in notes)
