@@ -19,8 +19,9 @@ logger = logging.getLogger(__name__)
 
 
 def model_names(trials: list[Any]) -> dict[str, str]:
-    """Readable, stable model names: family + order of start ("lightgbm_003")."""
-    order = sorted(trials, key=lambda r: (r.start_offset_s if r.start_offset_s is not None else 1e18, r.trial_id))
+    """Readable, stable model names: family + the order in which the searcher created the trial
+    ("lightgbm_003"), so a reproducible search names its models the same way every time."""
+    order = sorted(trials, key=lambda r: (r.index if r.index is not None else 10**9, r.trial_id))
     return {r.trial_id: f"{r.family}_{i:03d}" for i, r in enumerate(order, 1)}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +164,11 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
     t = time.time()
     cluster = ensure_ray(spec.resources)
     timings["ray_init_s"] = time.time() - t
+    gpus = spec.resources.gpus_per_trial
+    if (gpus if gpus is not None else cluster.gpus) > 0:
+        # families that can use a GPU (XGBoost, CatBoost, the MLP) train on it; the trials request one
+        data.task = replace(data.task, use_gpu=True)
+        logger.info("GPU: %.0f in the cluster; trials of GPU-capable families train on CUDA", cluster.gpus)
     # time kept after the search for loading candidates, ensembling, refitting and saving
     reserve = min(60.0, max(3.0, 0.06 * spec.time_limit)) if spec.time_limit else 0.0
     search_deadline = deadline - reserve if deadline else None

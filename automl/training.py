@@ -9,6 +9,7 @@ knows nothing about Ray.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,12 +73,49 @@ class CandidateResult:
         return float(np.std(self.fold_scores))
 
 
-StepHook = Callable[[dict[str, Any]], None]
+StepHook = Callable[..., None]  # on_step(metrics) or on_step(metrics, state_dir) when checkpointing
+#: decides after each step whether to checkpoint: (steps done, seconds since start) -> bool
+CheckpointRule = Callable[[int, float], bool]
 
 
 def _empty_oof(n: int, data: TrialData) -> np.ndarray:
     k = data.n_outputs
     return np.full((n, k) if k else (n,), np.nan, dtype=np.float64)
+
+
+@dataclass
+class _Progress:
+    """What the lockstep driver knows between steps (saved with mid-trial checkpoints)."""
+
+    n_steps: int = 0
+    best_objective: float = -np.inf
+    best_secondary: float = -np.inf
+    best_iteration: int = 0
+    best_scores: list[float] | None = None
+    best_preds: list[np.ndarray] | None = None
+    last_gain: dict[str, int] = field(default_factory=lambda: {"primary": 0, "proxy": 0})
+    best_proxy: float = -np.inf
+    history: list[StepRecord] = field(default_factory=list)
+    elapsed_before: float = 0.0  # seconds trained before the last restore
+
+    def save(self, directory: Path, elapsed: float) -> None:
+        import json
+
+        meta = {k: v for k, v in self.__dict__.items() if k not in ("best_preds", "history")}
+        meta["history"] = [h.__dict__ for h in self.history]
+        meta["elapsed_before"] = elapsed
+        (directory / "progress.json").write_text(json.dumps(meta, default=_jsonable))
+        np.savez(directory / "best_preds.npz", *(self.best_preds or []))
+
+    @classmethod
+    def load(cls, directory: Path) -> "_Progress":
+        import json
+
+        meta = json.loads((directory / "progress.json").read_text())
+        meta["history"] = [StepRecord(**h) for h in meta["history"]]
+        with np.load(directory / "best_preds.npz", allow_pickle=False) as z:
+            preds = [z[f"arr_{i}"] for i in range(len(z.files))]
+        return cls(**meta, best_preds=preds or None)
 
 
 def train_candidate(
@@ -88,8 +126,15 @@ def train_candidate(
     deadline: float | None = None,
     on_step: StepHook | None = None,
     min_steps_before_deadline: int = 1,
+    checkpoint: CheckpointRule | None = None,
+    resume_from: Path | None = None,
 ) -> CandidateResult:
-    """Train ``config`` of ``family`` on every fold; see the module docstring."""
+    """Train ``config`` of ``family`` on every fold; see the module docstring.
+
+    With ``checkpoint``, after each step it approves the state is written to a temporary
+    directory passed to ``on_step(metrics, state_dir)``; ``resume_from`` continues from such a
+    directory (the learners are rebuilt on the same data, then restored).
+    """
     t_start = time.perf_counter()
     X = data.features[family.recipe]
     learners = []
@@ -100,23 +145,24 @@ def train_candidate(
         # a learner that trains its fold in one call gets its share of the time left
         learner.deadline = None if deadline is None else time.time() + (deadline - time.time()) * (i + 1) / k
         learners.append(learner)
+    can_checkpoint = checkpoint is not None and all(learner.supports_state for learner in learners)
+    prog = _Progress()
+    if resume_from is not None:
+        prog = _Progress.load(resume_from)
+        for i, learner in enumerate(learners):
+            learner.set_state(resume_from / f"learner_{i}")
+        logger.info("%s: resumed at step %d (iteration %d)", family.name, prog.n_steps, learners[0].iteration)
     step = family.step_size(config, data.task)
     patience = family.patience_for(config)
     metric = data.metric
     # Label metrics (accuracy, F1, ...) move in jumps: log-loss breaks their ties and keeps
     # training alive while the probabilities still improve.
     proxy = LOG_LOSS if data.task.problem_type.is_classification and not metric.needs_proba else None
-    best_key: tuple[float, float] = (-np.inf, -np.inf)
-    best = (0, None, None)  # iteration, fold scores, fold predictions
-    last_gain = {"primary": 0, "proxy": 0}
-    best_proxy = -np.inf
-    history: list[StepRecord] = []
     stop_reason = "max_iterations"
-    n_steps = 0
-    while True:
+    while not all(learner.done for learner in learners) or prog.best_preds is None:
         for learner in learners:
             learner.step(step)
-        n_steps += 1
+        prog.n_steps += 1
         iteration = learners[0].iteration
         preds = [learner.valid_predictions() for learner in learners]
         fold_scores = [metric.score(data.y[va], p) for (_, va), p in zip(data.folds, preds)]
@@ -127,48 +173,66 @@ def train_candidate(
         secondary = 0.0
         if proxy is not None:
             secondary = -float(np.mean([proxy.score(data.y[va], p) for (_, va), p in zip(data.folds, preds)]))
-            if secondary > best_proxy + 1e-9:
-                best_proxy, last_gain["proxy"] = secondary, iteration
-        if (objective, secondary) > best_key or best[1] is None:
-            if objective > best_key[0]:
-                last_gain["primary"] = iteration
-            best_key = (objective, secondary)
-            best = (iteration, fold_scores, preds)
-        history.append(StepRecord(n_steps, iteration, mean, time.perf_counter() - t_start))
+            if secondary > prog.best_proxy + 1e-9:
+                prog.best_proxy, prog.last_gain["proxy"] = secondary, iteration
+        if (objective, secondary) > (prog.best_objective, prog.best_secondary) or prog.best_preds is None:
+            if objective > prog.best_objective:
+                prog.last_gain["primary"] = iteration
+            prog.best_objective, prog.best_secondary = objective, secondary
+            prog.best_iteration, prog.best_scores, prog.best_preds = iteration, fold_scores, preds
+        elapsed = prog.elapsed_before + time.perf_counter() - t_start
+        prog.history.append(StepRecord(prog.n_steps, iteration, mean, elapsed))
+        metrics = {"objective": objective, "score": mean, "iteration": iteration,
+                   "best_objective": prog.best_objective, "step": prog.n_steps}
         if on_step is not None:
-            on_step({"objective": objective, "score": mean, "iteration": iteration,
-                     "best_objective": best_key[0], "step": n_steps})
+            if can_checkpoint and checkpoint(prog.n_steps, elapsed):
+                with tempfile.TemporaryDirectory(prefix="automl-state-") as d:
+                    _save_state(Path(d), prog, learners, elapsed)
+                    on_step(metrics, d)
+            else:
+                on_step(metrics)
         fired = next((learner.health_stop for learner in learners if learner.health_stop), None)
         if fired:
             stop_reason = f"health: {fired}"
             break
         if all(learner.done for learner in learners):
             break
-        if iteration - max(last_gain.values()) >= patience:
+        if iteration - max(prog.last_gain.values()) >= patience:
             stop_reason = "converged"
             break
-        if deadline is not None and time.time() >= deadline and n_steps >= min_steps_before_deadline:
+        if deadline is not None and time.time() >= deadline and prog.n_steps >= min_steps_before_deadline:
             stop_reason = "time_budget"
             break
-    best_iter, best_scores, best_preds = best
     oof = _empty_oof(X.n_rows, data)
-    for (_, va), p in zip(data.folds, best_preds):
+    for (_, va), p in zip(data.folds, prog.best_preds):
         oof[va] = p
     t_finish = time.perf_counter()
-    models = [learner.finish(best_iter) for learner in learners]
+    models = [learner.finish(prog.best_iteration) for learner in learners]
     finish_s = time.perf_counter() - t_finish
     return CandidateResult(
         family=family.name,
         config=dict(config),
-        fold_scores=[float(s) for s in best_scores],
-        best_iteration=int(best_iter),
+        fold_scores=[float(s) for s in prog.best_scores],
+        best_iteration=int(prog.best_iteration),
         oof=oof,
         models=models,
         fit_time_s=float(sum(learner.fit_time_s() for learner in learners) + finish_s),
-        wall_time_s=time.perf_counter() - t_start,
+        wall_time_s=prog.elapsed_before + time.perf_counter() - t_start,
         stop_reason=stop_reason,
-        history=history,
+        history=prog.history,
     )
+
+
+def _save_state(directory: Path, prog: _Progress, learners: list[Any], elapsed: float) -> None:
+    prog.save(directory, elapsed)
+    for i, learner in enumerate(learners):
+        sub = directory / f"learner_{i}"
+        sub.mkdir()
+        learner.get_state(sub)
+
+
+def is_state_checkpoint(directory: "str | Path") -> bool:
+    return (Path(directory) / "progress.json").exists()
 
 
 # --- persistence of a candidate (trial checkpoints, run directories) --------------------------------

@@ -28,7 +28,8 @@ def test_fit_leaderboard_and_artifacts(binary_run):
     board = binary_run.leaderboard()
     assert LEADERBOARD_COLUMNS <= set(board.columns)
     trials = board[board["family"] != "ensemble"]
-    assert len(trials) == 4 and set(trials["family"]) == {"lightgbm", "xgboost"}
+    # the portfolio runs each family's default first, in priority order
+    assert len(trials) == 4 and set(trials["family"]) == {"lightgbm", "xgboost", "linear", "catboost"}
     assert set(trials["status"]) <= {"completed", "stopped"}  # ASHA may stop a weak trial early
     assert (trials["status"] == "completed").sum() >= 2
     assert board["rank"].tolist() == list(range(1, len(board) + 1))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class TrialRecord:
     stop_reason: str | None = None
     error: str | None = None
     checkpoint: str | None = None
+    index: int | None = None  # creation order of the trial in the search (1, 2, ...)
     start_offset_s: float | None = None  # seconds after the search started (seen by the driver)
     end_offset_s: float | None = None
 
@@ -96,10 +98,20 @@ def run_search(
     slots = int(cluster.cpus // cpus) if not gpus else int(min(cluster.cpus // cpus, cluster.gpus // gpus))
     concurrency = max(1, min(cfg.max_concurrent_trials or slots, slots))
     max_trials = cfg.max_trials or 100_000
-    strategy = make_strategy(cfg, families, data.task, seed=seed, max_trials=max_trials, first_points=extra_points)
+    reproducible = deadline is None and cfg.max_trials is not None
+    strategy = make_strategy(cfg, families, data.task, seed=seed, max_trials=max_trials, first_points=extra_points,
+                             reproducible=reproducible)
     guard = None
     if deadline is not None and strategy.search_alg is not None:
         guard = strategy.search_alg = BudgetGuard(strategy.search_alg, deadline)
+    tune_concurrency: int | None = concurrency
+    if reproducible and strategy.search_alg is not None:
+        # batches: the searcher sees every result of a batch before it suggests the next, so
+        # its suggestions do not depend on which concurrent trial finished first
+        from ray.tune.search import ConcurrencyLimiter
+
+        strategy.search_alg = ConcurrencyLimiter(strategy.search_alg, max_concurrent=concurrency, batch=True)
+        tune_concurrency = None
     metric = data.metric
     target = metric.objective(cfg.target_score) if cfg.target_score is not None else None
     stopper = SearchStopper(target_objective=target, patience=cfg.patience)
@@ -114,13 +126,13 @@ def run_search(
                     path.workers, "train_workers >= 2" if resources.train_workers >= 2
                     else f"{data.task.n_rows} rows >= ray_train_min_rows={resources.ray_train_min_rows}")
         concurrency = max(1, min(concurrency, int(cluster.cpus // (path.workers * 0.5 + 0.01))))
-    settings = TrialSettings(deadline=deadline, path=path)
+    settings = TrialSettings(deadline=deadline, path=path, checkpoint_steps=strategy.checkpoint_steps)
 
     def trial_resources(config: dict[str, Any]) -> dict[str, float]:
         family = unflatten(config)[0]
         if path.ray_train and family in RAY_TRAIN_FAMILIES:
             return {"cpu": 0.01, "gpu": 0}  # its Ray Train workers request their own CPUs/GPUs
-        return {"cpu": cpus, "gpu": gpus}
+        return {"cpu": cpus, "gpu": gpus if families[family].supports_gpu else 0}
 
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, settings=settings), trial_resources)
     budget = None if deadline is None else max(1.0, deadline - time.time() + GRACE_S)
@@ -139,7 +151,7 @@ def run_search(
             tune_config=tune.TuneConfig(
                 search_alg=strategy.search_alg, scheduler=strategy.scheduler,
                 num_samples=strategy.num_samples if strategy.name == "grid" else max_trials,
-                max_concurrent_trials=concurrency, time_budget_s=budget, reuse_actors=True,
+                max_concurrent_trials=tune_concurrency, time_budget_s=budget, reuse_actors=True,
             ),
             run_config=run_config,
         )
@@ -162,6 +174,9 @@ def _record(result: Any, progress: ProgressCallback, t0: float, deadline: float 
     m = result.metrics or {}
     trial_id = m.get("trial_id") or os.path.basename(str(result.path))
     rec = TrialRecord(trial_id=str(trial_id), family=family, params=params, status="completed")
+    # Tune names trial directories "<trainable>_<trial id>_<creation index>_<params>"
+    found = re.search(rf"{re.escape(str(trial_id))}_(\d+)", os.path.basename(str(result.path)))
+    rec.index = int(found.group(1)) if found else None
     times = progress.times.get(str(trial_id))
     if times:
         rec.start_offset_s = times[0] - t0

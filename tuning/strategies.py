@@ -38,6 +38,21 @@ class Strategy:
     scheduler: Any
     param_space: dict[str, Any]
     num_samples: int
+    #: steps at which the scheduler pauses trials (synchronous HyperBand / BOHB rungs)
+    checkpoint_steps: frozenset[int] = frozenset()
+
+
+#: synchronous HyperBand (and BOHB) brackets: at most 81 steps, reduction factor 3
+HB_MAX_STEPS, HB_ETA = 81, 3
+
+
+def hyperband_milestones(max_t: int = HB_MAX_STEPS, eta: int = HB_ETA) -> frozenset[int]:
+    """The step counts at which synchronous HyperBand compares (and pauses) trials."""
+    out, r = set(), max_t
+    while r >= 1:
+        out.add(int(r))
+        r //= eta
+    return frozenset(out)
 
 
 def _optuna(families: dict[str, Family], task: Task, points: list[dict[str, Any]], seed: int, sampler: str) -> Any:
@@ -64,9 +79,13 @@ def _asha(max_steps: int) -> Any:
 
 
 def make_strategy(cfg: SearchConfig, families: dict[str, Family], task: Task, *, seed: int,
-                  max_trials: int, max_steps: int = 2000, first_points: list[dict[str, Any]] | None = None
-                  ) -> Strategy:
-    """``first_points`` (e.g. warm-start configs) are evaluated before the portfolio."""
+                  max_trials: int, max_steps: int = 2000, first_points: list[dict[str, Any]] | None = None,
+                  reproducible: bool = False) -> Strategy:
+    """``first_points`` (e.g. warm-start configs) are evaluated before the portfolio.
+
+    ``reproducible`` (a trial budget, no time limit): ``bayesian`` runs without ASHA, whose
+    decisions depend on the order in which concurrent trials report.
+    """
     name = cfg.strategy
     if name not in STRATEGIES:
         raise ConfigError(f"search strategy must be one of {list(STRATEGIES)}; got {name!r}")
@@ -77,7 +96,8 @@ def make_strategy(cfg: SearchConfig, families: dict[str, Family], task: Task, *,
         grid_points = list(first_points or []) + space_mod.grid(families, task)
         return Strategy(name, None, None, {"candidate": tune.grid_search(grid_points)}, 1)
     if name == "bayesian":
-        return Strategy(name, _optuna(families, task, points, seed, "tpe"), _asha(max_steps), {}, max_trials)
+        scheduler = None if reproducible else _asha(max_steps)
+        return Strategy(name, _optuna(families, task, points, seed, "tpe"), scheduler, {}, max_trials)
     if name == "random":
         return Strategy(name, _optuna(families, task, points, seed, "random"), None, {}, max_trials)
     if name == "asha":
@@ -87,10 +107,11 @@ def make_strategy(cfg: SearchConfig, families: dict[str, Family], task: Task, *,
         from ray.tune.schedulers import HyperBandScheduler
 
         sched = HyperBandScheduler(time_attr="training_iteration", metric=METRIC, mode=MODE,
-                                   max_t=min(max_steps, 81), reduction_factor=3)
-        return Strategy(name, _optuna(families, task, points, seed, "random"), sched, {}, max_trials)
+                                   max_t=HB_MAX_STEPS, reduction_factor=HB_ETA)
+        return Strategy(name, _optuna(families, task, points, seed, "random"), sched, {}, max_trials,
+                        hyperband_milestones())
     from tuning.bohb import make_bohb
 
     search_alg, sched = make_bohb(families, task, points, seed=seed, metric=METRIC, mode=MODE,
-                                  max_steps=min(max_steps, 81))
-    return Strategy(name, search_alg, sched, {}, max_trials)
+                                  max_steps=HB_MAX_STEPS, eta=HB_ETA)
+    return Strategy(name, search_alg, sched, {}, max_trials, hyperband_milestones())

@@ -50,19 +50,22 @@ def train_candidate_ray(family: Family, config: dict[str, Any], data: TrialData,
     history: list[StepRecord] = []
     for i, (tr, va) in enumerate(data.folds):
         w = data.weights[tr] if data.weights is not None else None
-        kwargs = dict(num_workers=path.workers, use_gpu=path.use_gpu and family.supports_gpu,
-                      storage_path=path.storage_path, name=f"{trial_name}-fold{i}")
+        use_gpu = path.use_gpu and family.supports_gpu
         if family.name == "mlp":
             from tuning.train_torch import fit_mlp_distributed
 
+            t_fold = time.perf_counter()
             model, best, valid_pred = fit_mlp_distributed(config, data.task, X.take(tr), data.y[tr], w,
-                                                          X.take(va), data.y[va], **kwargs)
-            took = time.perf_counter() - t_start - fit_time
+                                                          X.take(va), data.y[va], num_workers=path.workers,
+                                                          use_gpu=use_gpu, storage_path=path.storage_path)
+            took = time.perf_counter() - t_fold
         else:
             from tuning.train_gbdt import fit_distributed
 
             model, best, took = fit_distributed(family.name, config, data.task, X.take(tr), data.y[tr], w,
-                                                X.take(va), data.y[va], metric=data.metric.name, **kwargs)
+                                                X.take(va), data.y[va], metric=data.metric.name,
+                                                num_workers=path.workers, use_gpu=use_gpu,
+                                                storage_path=path.storage_path, name=f"{trial_name}-fold{i}")
             valid_pred = model.predict(X.take(va))
         fit_time += took
         oof[va] = valid_pred

@@ -10,12 +10,13 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from automl.models import get_family
-from automl.training import TrialData, save_result, train_candidate
+from automl.training import TrialData, is_state_checkpoint, save_result, train_candidate
 from tuning.space import unflatten
 from tuning.train_paths import TrainPath, train_candidate_ray, uses_ray_train
 
@@ -28,6 +29,10 @@ FAILED_OBJECTIVE = -1e18
 class TrialSettings:
     deadline: float | None  # wall-clock time (time.time()) by which a trial should wrap up
     path: TrainPath | None = None  # where supported families train (in-process or Ray Train)
+    #: steps at which a pausing scheduler (HyperBand, BOHB) may pause the trial: checkpoint there
+    checkpoint_steps: frozenset[int] = frozenset()
+    #: also checkpoint this often (seconds of training), so a retried trial loses little work
+    checkpoint_every_s: float = 60.0
 
 
 def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) -> None:
@@ -36,15 +41,24 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
     t0 = time.time()
     family_name, params = unflatten(config)
     family = get_family(family_name)
+    resume_from = _restored_state()
+    last = {"t": 0.0}
 
-    def on_step(metrics: dict[str, Any]) -> None:
-        tune.report(metrics)
+    def checkpoint_now(step: int, elapsed: float) -> bool:
+        if step in settings.checkpoint_steps or elapsed - last["t"] >= settings.checkpoint_every_s:
+            last["t"] = elapsed
+            return True
+        return False
+
+    def on_step(metrics: dict[str, Any], state_dir: str | None = None) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(state_dir) if state_dir else None)
 
     try:
         if settings.path is not None and uses_ray_train(family, settings.path):
             result = train_candidate_ray(family, params, data, settings.path, tune.get_context().get_trial_name())
         else:
-            result = train_candidate(family, params, data, deadline=settings.deadline, on_step=on_step)
+            result = train_candidate(family, params, data, deadline=settings.deadline, on_step=on_step,
+                                     checkpoint=checkpoint_now, resume_from=resume_from)
     except Exception as exc:  # noqa: BLE001 - a bad config ends this trial, not the search
         # Reported, not raised: Tune would retry a raised error (FailureConfig), which only helps
         # when a worker died, not when the library rejects the config.
@@ -74,6 +88,18 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(d))
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _restored_state() -> Path | None:
+    """The mid-trial state Tune restored this trial from (after a pause or a worker failure)."""
+    from ray import tune
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return None
+    local = Path(tempfile.mkdtemp(prefix="automl-restore-"))
+    ckpt.to_directory(str(local))
+    return local if is_state_checkpoint(local) else None
 
 
 def _time_predict(result: Any, data: TrialData, recipe: str) -> tuple[float, float]:

@@ -101,6 +101,31 @@ class Learner(abc.ABC):
         """Seconds spent inside the model library so far."""
         return getattr(self, "_fit_time", 0.0)
 
+    # -- mid-trial checkpoints (pausing schedulers, retries after a worker died) --------------------
+    supports_state: bool = False
+
+    def get_state(self, directory: Path) -> None:
+        """Write what ``set_state`` needs to continue from the current iteration."""
+        raise NotImplementedError(f"{type(self).__name__} cannot checkpoint mid-training")
+
+    def set_state(self, directory: Path) -> None:
+        """Continue from a state written by ``get_state`` (the learner was built on the same data)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot checkpoint mid-training")
+
+
+class RefitOnRestore:
+    """Checkpoint support for one-step learners (linear, k-NN): the state is whether they have
+    trained; restoring trains again, which is cheap and deterministic."""
+
+    supports_state = True
+
+    def get_state(self, directory: Path) -> None:
+        write_json(directory / "state.json", {"iteration": self.iteration})
+
+    def set_state(self, directory: Path) -> None:
+        if read_json(directory / "state.json")["iteration"] >= 1 and self.iteration == 0:
+            self.step(1)
+
 
 class Family(abc.ABC):
     """A model family: a registry entry."""

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from automl.models.base import Family, FittedModel, Learner, Task, raw_to_output, register
+from automl.models.base import Family, FittedModel, Learner, Task, raw_to_output, read_json, register, write_json
 from automl.models.gbdt import patience_rounds, rounds_per_step
 
 #: CatBoost's trees are slower than LightGBM's: cap the count (early stopping usually ends sooner)
@@ -134,6 +134,28 @@ class CatBoostLearner(Learner):
         # staged_predict yields after trees step, 2*step, ..., and after the last tree
         idx = min(len(self._staged) - 1, max(0, -(-self.iteration // self._step) - 1))
         return raw_to_output(self._staged[idx], self.task.problem_type)
+
+    supports_state = True
+
+    def get_state(self, directory: Path) -> None:
+        if self.model is not None:
+            self.model.save_model(str(directory / "model.cbm"), format="cbm")
+        write_json(directory / "state.json", {"iteration": self.iteration, "step": self._step,
+                                              "trained": self.model is not None})
+
+    def set_state(self, directory: Path) -> None:
+        st = read_json(directory / "state.json")
+        if st["trained"]:
+            from catboost import CatBoost
+
+            self.model = CatBoost()
+            self.model.load_model(str(directory / "model.cbm"), format="cbm")
+            self.max_iterations = max(1, int(self.model.tree_count_))
+            self._staged = list(self.model.staged_predict(self.valid, prediction_type="RawFormulaVal",
+                                                          eval_period=st["step"],
+                                                          thread_count=self.params["thread_count"]))
+            self._step = st["step"]
+        self.iteration = int(st["iteration"])
 
     def finish(self, best_iteration: int) -> CatBoostModel:
         return CatBoostModel(self.model, self.task, max(1, min(best_iteration, self.model.tree_count_)))

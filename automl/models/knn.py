@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from automl.models.base import Family, FittedModel, Learner, Task, read_json, register, write_json
+from automl.models.base import Family, FittedModel, Learner, RefitOnRestore, Task, read_json, register, write_json
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -48,7 +48,7 @@ class KNNModel(FittedModel):
         write_json(directory / "knn.json", self.config)
 
 
-class KNNLearner(Learner):
+class KNNLearner(RefitOnRestore, Learner):
     max_iterations = 1
 
     def __init__(self, config: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,

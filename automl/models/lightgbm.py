@@ -81,10 +81,12 @@ class LightGBMLearner(Learner):
         self.task, self.max_iterations, self.average = task, max_iterations, average
         cat_idx = list(range(train.num.shape[1], train.num.shape[1] + train.cat.shape[1]))
         dtrain = lgb.Dataset(train.dense(), label=y, weight=w, categorical_feature=cat_idx or "auto",
-                             params={"verbosity": -1}, free_raw_data=True)
+                             params={"verbosity": -1, "feature_pre_filter": False}, free_raw_data=False)
+        self.params, self.dtrain = params, dtrain
         self.booster = lgb.Booster(params=params, train_set=dtrain)
         self.valid_X = valid.dense()
         self._raw_sum = None  # raw scores summed over trees (in rf mode too: LightGBM sums raw scores)
+        self._ready = 0  # rounds already trained (by a restore) that the next step counts
         self.iteration = 0
         self._fit_time = time.perf_counter() - t0
 
@@ -92,7 +94,9 @@ class LightGBMLearner(Learner):
         n = min(n, self.max_iterations - self.iteration)
         t0 = time.perf_counter()
         start = self.iteration
-        for _ in range(n):
+        ready, self._ready = min(self._ready, n), 0
+        self.iteration += ready
+        for _ in range(n - ready):
             if self.booster.update():  # True: no more splits possible
                 self.max_iterations = self.iteration + 1
                 self.iteration += 1
@@ -108,6 +112,30 @@ class LightGBMLearner(Learner):
     def valid_predictions(self) -> np.ndarray:
         raw = self._raw_sum / max(self.iteration, 1) if self.average else self._raw_sum
         return raw_to_output(raw, self.task.problem_type)
+
+    @property
+    def supports_state(self) -> bool:  # type: ignore[override]
+        # rf mode cannot start from saved trees (LightGBM forbids init scores there): a forest
+        # trial restarts from scratch instead, which is cheap
+        return not self.average
+
+    def get_state(self, directory: Path) -> None:
+        self.booster.save_model(str(directory / "model.txt"))
+        np.save(directory / "raw.npy", self._raw_sum, allow_pickle=False)
+        write_json(directory / "state.json", {"iteration": self.iteration, "max_iterations": self.max_iterations})
+
+    def set_state(self, directory: Path) -> None:
+        import lightgbm as lgb
+
+        st = read_json(directory / "state.json")
+        init = lgb.Booster(model_file=str(directory / "model.txt"))
+        # continue training: LightGBM merges the saved trees and starts from their scores. It
+        # insists on training at least one round here; the next step counts that round.
+        self.booster = lgb.train(self.params, self.dtrain, num_boost_round=1, init_model=init,
+                                 keep_training_booster=True)
+        self._ready = 1
+        self._raw_sum = np.load(directory / "raw.npy", allow_pickle=False)
+        self.iteration, self.max_iterations = int(st["iteration"]), int(st["max_iterations"])
 
     def finish(self, best_iteration: int) -> LightGBMModel:
         # the training booster predicts with num_iteration=best and saves only those trees

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from automl.models.base import Family, FittedModel, Learner, Task, raw_to_output, read_json, register, write_json
+from automl.models.base import Family, FittedModel, Learner, RefitOnRestore, Task, raw_to_output, read_json, register, write_json
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -40,7 +40,7 @@ class LinearModel(FittedModel):
                                                "y_scale": list(self.y_scale)})
 
 
-class LinearLearner(Learner):
+class LinearLearner(RefitOnRestore, Learner):
     max_iterations = 1
 
     def __init__(self, config: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from automl.models.base import Family, FittedModel, Learner, Task, raw_to_output, register
+from automl.models.base import Family, FittedModel, Learner, Task, raw_to_output, read_json, register, write_json
 from automl.models.gbdt import MAX_ROUNDS, patience_rounds, rounds_per_step
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
@@ -78,6 +78,7 @@ class XGBoostLearner(Learner):
         self.dvalid_zero = xgb.DMatrix(valid.dense(), feature_types=ft, enable_categorical=True,
                                        base_margin=np.zeros(shape, dtype=np.float32))
         self.dvalid = xgb.DMatrix(valid.dense(), feature_types=ft, enable_categorical=True)
+        self.params = params
         self.booster = xgb.Booster(params, [self.dtrain])
         self._raw_sum: np.ndarray | None = None
         self.iteration = 0
@@ -102,6 +103,20 @@ class XGBoostLearner(Learner):
 
     def valid_predictions(self) -> np.ndarray:
         return raw_to_output(self._raw_sum, self.task.problem_type)
+
+    supports_state = True
+
+    def get_state(self, directory: Path) -> None:
+        self.booster.save_model(str(directory / "model.ubj"))
+        np.save(directory / "raw.npy", self._raw_sum, allow_pickle=False)
+        write_json(directory / "state.json", {"iteration": self.iteration})
+
+    def set_state(self, directory: Path) -> None:
+        import xgboost as xgb
+
+        self.booster = xgb.Booster(self.params, [self.dtrain], model_file=str(directory / "model.ubj"))
+        self._raw_sum = np.load(directory / "raw.npy", allow_pickle=False)
+        self.iteration = int(read_json(directory / "state.json")["iteration"])
 
     def finish(self, best_iteration: int) -> XGBoostModel:
         return XGBoostModel(self.booster[: max(best_iteration, 1)], self.task)

@@ -1,0 +1,80 @@
+"""``write_report``: assemble the sections into one self-contained HTML file."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+from automl.exceptions import AutoMLError, ConfigError
+from automl.report import html as H
+from automl.report import model_sections, sections
+from automl.report.rundata import RunData, load_run
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+
+#: (id, title) of every section, in page order
+SECTIONS = (
+    ("summary", "Run summary"),
+    ("leaderboard", "Leaderboard"),
+    ("data", "Data profile"),
+    ("evaluation", "Model evaluation"),
+    ("explain", "Explainability"),
+    ("fairness", "Fairness"),
+)
+
+
+def _check_sensitive(run: RunData, column: str | None) -> None:
+    if column is None or run.sample is None:
+        return
+    if column == run.target or column not in run.sample.columns or str(column).startswith("__"):
+        usable = [c for c in run.features(run.sample).columns]
+        raise ConfigError(f"sensitive column {column!r} is not an input column of this run; choose one of {usable}")
+
+
+def write_report(run_dir: str | Path, output: str | Path | None = None, *,
+                 sensitive_column: str | None = None) -> Path:
+    """Write the HTML report of a finished fit; returns its path (default ``run_dir/report.html``).
+
+    A section that cannot be built shows the error in its place (and logs a warning); the other
+    sections are still written. Build times per section are logged at INFO level.
+    """
+    started = time.perf_counter()
+    run = load_run(run_dir)
+    _check_sensitive(run, sensitive_column)
+    builders: dict[str, Callable[[RunData], str]] = {
+        "summary": sections.summary,
+        "leaderboard": sections.leaderboard,
+        "data": sections.profile,
+        "evaluation": model_sections.evaluation_section,
+        "explain": model_sections.explain_section,
+        "fairness": lambda r: model_sections.fairness_section(r, sensitive_column),
+    }
+    parts, timings = [], {}
+    for sid, title in SECTIONS:
+        t = time.perf_counter()
+        try:
+            body = builders[sid](run)
+        except AutoMLError:
+            raise
+        except Exception as exc:  # one broken section must not lose the rest of the report
+            logger.warning("report section %r could not be built: %s", sid, exc, exc_info=True)
+            body = H.note(f"This section could not be built: {type(exc).__name__}: {exc}", kind="error")
+        timings[sid] = time.perf_counter() - t
+        parts.append((sid, title, body))
+    took = time.perf_counter() - started
+    footer = H.note(f"Report built in {took:.1f} s ("
+                    + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items())
+                    + f") from {run.run_dir.resolve()}.")
+    parts[-1] = (parts[-1][0], parts[-1][1], parts[-1][2] + footer)
+    subtitle = (f"{run.problem_type} problem, target {run.target!r}, metric {run.metric}; chosen model "
+                f"{run.info.get('chosen', '?')}; model version "
+                f"{run.predictor.model_version if run.predictor else '?'}")
+    out = Path(output) if output else run.run_dir / REPORT_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(H.page(f"AutoML report: {run.target}", subtitle, parts), encoding="utf-8")
+    logger.info("report written to %s in %.1fs (%s)", out, took,
+                ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
+    return out

@@ -1,0 +1,47 @@
+"""BOHB (Falkner et al. 2018): Ray's TuneBOHB searcher with HyperBandForBOHB, over the joint
+space expressed as a conditional ConfigSpace (each family's parameters are active only when that
+family is chosen). Needs ``pip install hpbandster ConfigSpace`` (the ``bohb`` extra)."""
+from __future__ import annotations
+
+from typing import Any
+
+from automl.exceptions import ConfigError
+from automl.models import Family, Task
+from tuning.space import FAMILY_KEY, optuna_distributions
+
+
+def _config_space(families: dict[str, Family], task: Task, seed: int) -> Any:
+    import ConfigSpace as CS
+    import optuna
+
+    cs = CS.ConfigurationSpace(seed=seed)
+    fam = CS.CategoricalHyperparameter(FAMILY_KEY, list(families))
+    cs.add(fam)
+    for name, family in families.items():
+        for param, dist in optuna_distributions(family.search_space(task)).items():
+            key = f"{name}.{param}"
+            if isinstance(dist, optuna.distributions.FloatDistribution):
+                hp = CS.UniformFloatHyperparameter(key, dist.low, dist.high, log=dist.log)
+            elif isinstance(dist, optuna.distributions.IntDistribution):
+                hp = CS.UniformIntegerHyperparameter(key, dist.low, dist.high, log=dist.log)
+            else:
+                hp = CS.CategoricalHyperparameter(key, list(dist.choices))
+            cs.add(hp)
+            cs.add(CS.EqualsCondition(hp, fam, name))
+    return cs
+
+
+def make_bohb(families: dict[str, Family], task: Task, points: list[dict[str, Any]], *, seed: int, metric: str,
+              mode: str, max_steps: int, eta: int) -> tuple[Any, Any]:
+    try:
+        from ray.tune.schedulers import HyperBandForBOHB
+        from ray.tune.search.bohb import TuneBOHB
+
+        space = _config_space(families, task, seed)
+    except ImportError as exc:
+        raise ConfigError(f"search strategy 'bohb' needs hpbandster and ConfigSpace: "
+                          f"pip install 'automl-on-ray[bohb]' ({exc})") from None
+    searcher = TuneBOHB(space=space, metric=metric, mode=mode, seed=seed, points_to_evaluate=points or None)
+    scheduler = HyperBandForBOHB(time_attr="training_iteration", metric=metric, mode=mode, max_t=max_steps,
+                                 reduction_factor=eta)
+    return searcher, scheduler
