@@ -140,6 +140,9 @@ def run_search(
     run_config = tune.RunConfig(
         name=name, storage_path=storage, stop=stopper, callbacks=[progress], verbose=0,
         failure_config=tune.FailureConfig(max_failures=2),
+        # keeping one checkpoint per trial makes Tune snapshot the experiment each time a trial
+        # checkpoints, so a finished trial is durable at once: a resumed search never re-runs it
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
     )
     if resume and tune.Tuner.can_restore(exp_path):
         logger.info("resuming the search in %s", exp_path)

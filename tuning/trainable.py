@@ -6,6 +6,7 @@ report carries a checkpoint with the fold models, the out-of-fold predictions an
 """
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -21,6 +22,8 @@ from tuning.space import unflatten
 from tuning.train_paths import TrainPath, train_candidate_ray, uses_ray_train
 
 PREDICT_TIMING_ROWS = 1000
+#: the final metrics, saved next to a finished trial's models
+FINAL = "final_metrics.json"
 #: objective reported by a trial whose config the model library rejected: TPE learns to avoid it
 FAILED_OBJECTIVE = -1e18
 
@@ -41,7 +44,13 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
     t0 = time.time()
     family_name, params = unflatten(config)
     family = get_family(family_name)
-    resume_from = _restored_state()
+    restored = _restored_checkpoint()
+    if restored is not None and (restored / FINAL).exists():
+        # the trial had finished when its driver died, before Tune recorded it as finished:
+        # report its result again (its final checkpoint stays the trial's latest) instead of retraining
+        tune.report(json.loads((restored / FINAL).read_text()))
+        return
+    resume_from = restored if restored is not None and is_state_checkpoint(restored) else None
     last = {"t": 0.0}
 
     def checkpoint_now(step: int, elapsed: float) -> bool:
@@ -70,6 +79,7 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
     t_save = time.time()
     save_result(result, d)
     save_s = time.time() - t_save
+    finish = Path(d) / FINAL
     final = {
         "objective": data.metric.objective(result.score),
         "best_objective": data.metric.objective(result.score),
@@ -84,14 +94,16 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
         "library_time_s": result.fit_time_s + predict_wall + save_s,
         "done_training": True,
     }
+    finish.write_text(json.dumps(final))
     try:
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(d))
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _restored_state() -> Path | None:
-    """The mid-trial state Tune restored this trial from (after a pause or a worker failure)."""
+def _restored_checkpoint() -> Path | None:
+    """The checkpoint Tune restored this trial from (after a pause, a worker failure or a
+    resumed search): a mid-trial state, or the final result of a trial that had finished."""
     from ray import tune
 
     ckpt = tune.get_checkpoint()
@@ -99,7 +111,7 @@ def _restored_state() -> Path | None:
         return None
     local = Path(tempfile.mkdtemp(prefix="automl-restore-"))
     ckpt.to_directory(str(local))
-    return local if is_state_checkpoint(local) else None
+    return local
 
 
 def _time_predict(result: Any, data: TrialData, recipe: str) -> tuple[float, float]:

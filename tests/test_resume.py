@@ -1,0 +1,55 @@
+"""A fit whose process is killed midway resumes with --resume, without re-running finished trials."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+AUTOML = str(Path(sys.executable).parent / "automl")
+DATA = Path(__file__).parent / "data" / "adult_small.csv.gz"
+
+
+def finished_trials(run_dir: Path) -> dict[str, float]:
+    """Final trial checkpoints (they hold candidate.json) and their modification times."""
+    return {str(p.parent.parent.name): p.stat().st_mtime for p in (run_dir / "search").glob("*/checkpoint_*/candidate.json")}
+
+
+def test_killed_fit_resumes_without_repeating_finished_trials(tmp_path):
+    out = tmp_path / "run"
+    args = [AUTOML, "fit", str(DATA), "--target", "class", "--max-trials", "6", "--search", "random",
+            "--families", "lightgbm,xgboost", "--output", str(out), "--seed", "3"]
+    t0 = time.time()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while len(finished_trials(out)) < 2 and time.time() - t0 < 240:
+            assert proc.poll() is None, "the fit ended before it could be interrupted"
+            time.sleep(0.5)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the driver dies without any clean-up
+        proc.wait()
+    killed_at = time.time() - t0
+    before = finished_trials(out)
+    assert 2 <= len(before) < 6, before
+    assert not (out / "leaderboard.csv").exists()
+
+    t1 = time.time()
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed_s = time.time() - t1
+    after = finished_trials(out)
+    assert len(after) == 6  # the budget counts the trials finished before the kill
+    for trial, mtime in before.items():
+        assert after[trial] == mtime  # finished trials were not run again
+    board = pd.read_csv(out / "leaderboard.csv")
+    trials = board[board["family"] != "ensemble"]
+    assert len(trials) == 6 and (trials["status"] == "completed").all()
+    info = json.loads((out / "run.json").read_text())
+    assert info["ended_because"] == "max_trials (6) reached"
+    print(f"killed after {killed_at:.1f}s with {len(before)} trials finished; resume took {resumed_s:.1f}s")
