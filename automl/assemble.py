@@ -1,21 +1,30 @@
-"""After the search: load the best candidates, build the weighted ensemble, refit when asked,
-and produce the Predictor and the leaderboard rows."""
+"""After the search: load the best candidates, build the weighted ensemble and the stack, choose
+what to deploy under the latency/size constraints, refit and calibrate when asked, and produce
+the Predictor and the leaderboard rows."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from automl.calibration import apply_calibration, choose_calibration
+from automl.deploy import Option, choose
 from automl.ensemble import combine, greedy_ensemble
 from automl.leaderboard import Row
 from automl.metrics import Metric
 from automl.models.base import get_family
 from automl.predictor import Member, Predictor
+from automl.stack_fit import StackLayer, fit_layer
+from automl.stacking import STACK_RECIPE
 from automl.training import CandidateResult, TrialData, load_result, refit_full
 
 logger = logging.getLogger(__name__)
+
+#: single models offered to the deployment chooser (best ones first)
+SINGLE_OPTIONS = 3
 
 
 def model_names(trials: list[Any]) -> dict[str, str]:
@@ -47,68 +56,146 @@ def fold_scores(oof: np.ndarray, data: TrialData, metric: Metric) -> list[float]
     return [metric.score(data.y[va], oof[va]) for _, va in data.folds]
 
 
+class _Builder:
+    """Turns loaded candidates into Members and Predictors (refit and calibration applied last)."""
+
+    def __init__(self, spec: Any, data: TrialData, pre: dict, schema: Any, profile: Any, classes: list | None,
+                 metric: Metric, outcome: Any) -> None:
+        self.spec, self.data, self.pre, self.schema, self.profile = spec, data, pre, schema, profile
+        self.classes, self.metric, self.outcome = classes, metric, outcome
+
+    def member(self, name: str, res: CandidateResult, weight: float, recipe: str | None = None,
+               refit: bool = False) -> Member:
+        family = get_family(res.family)
+        models = [refit_full(family, res.config, self.data, res.best_iteration)] if refit else res.models
+        return Member(name, res.family, recipe or family.recipe, weight, models, res.config, refit)
+
+    def predictor(self, members: list[Member], stack: list[list[Member]] | None = None, chosen: str = "",
+                  calibration: dict | None = None) -> Predictor:
+        recipes = {m.recipe for layer in [*(stack or []), members] for m in layer}
+        uses_features = bool(stack)
+        if uses_features:
+            recipes.add("tree")
+        return Predictor(target=self.profile.target, problem_type=self.profile.problem, classes=self.classes,
+                         metric=self.metric.name, schema=self.schema,
+                         preprocessors={r: p for r, p in self.pre.items() if r in recipes},
+                         members=members, task=self.data.task, stack_layers=stack, stack_uses_features=uses_features,
+                         calibration=calibration,
+                         info={"chosen": chosen, "search_ended_because": self.outcome.ended_because})
+
+
 def assemble(spec: Any, outcome: Any, data: TrialData, folds: Any, pre: dict, schema: Any, profile: Any,
-             classes: list | None, metric: Metric, *, test: pd.DataFrame | None,
+             classes: list | None, metric: Metric, *, test: pd.DataFrame | None, sample: pd.DataFrame,
              deadline: float | None = None) -> tuple:
+    ens_cfg = spec.ensemble
     names = model_names(outcome.trials)
     rows = [_trial_row(r, names[r.trial_id], metric) for r in outcome.trials]
-    chosen_trials = pick_candidates(outcome.trials, metric, spec.ensemble.max_members)
-    if not chosen_trials:
+    picked = pick_candidates(outcome.trials, metric, ens_cfg.max_members)
+    if not picked:
         errors = sorted({r.error for r in outcome.trials if r.error})[:3]
         from automl.exceptions import AutoMLError
 
-        raise AutoMLError(
-            f"no trial finished ({len(outcome.trials)} started; search ended: {outcome.ended_because}). "
-            + (f"Errors: {errors}. " if errors else "")
-            + "Give a longer time_limit or more max_trials."
-        )
-    loaded: dict[str, CandidateResult] = {r.trial_id: load_result(r.checkpoint, data.task) for r in chosen_trials}
+        raise AutoMLError(f"no trial finished ({len(outcome.trials)} started; search ended: {outcome.ended_because}). "
+                          + (f"Errors: {errors}. " if errors else "") + "Give a longer time_limit or more max_trials.")
+    loaded = {r.trial_id: load_result(r.checkpoint, data.task) for r in picked}
     mask = folds.oof_mask
-    best = chosen_trials[0]
-    members_spec: list[tuple[Any, float]] = [(best, 1.0)]
-    ens_row = None
-    if spec.ensemble.enabled and len(chosen_trials) > 1:
-        preds = [loaded[r.trial_id].oof for r in chosen_trials]
-        ens = greedy_ensemble(preds, data.y, metric, size=spec.ensemble.size, mask=mask, deadline=deadline)
-        ens_oof = combine(preds, ens.weights)
-        single = metric.score(data.y[mask], preds[0][mask])
-        logger.info("weighted ensemble: %s=%.5g on out-of-fold predictions (best single %.5g)",
-                    metric.name, ens.score, single)
-        weights = {names[r.trial_id]: round(float(w), 4) for r, w in zip(chosen_trials, ens.weights) if w > 0}
-        scores = fold_scores(ens_oof, data, metric)
-        ens_row = Row(model="weighted_ensemble", family="ensemble", status="ensemble", metric=metric.name,
-                      score_val=float(np.mean(scores)), score_std=float(np.std(scores)), members=weights,
-                      fit_time_s=sum(loaded[r.trial_id].fit_time_s for r, w in zip(chosen_trials, ens.weights) if w),
-                      predict_time_s=sum((r.predict_time_s or 0) for r, w in zip(chosen_trials, ens.weights) if w),
-                      stop_reason=f"greedy selection, {ens.rounds} of {spec.ensemble.size} rounds")
-        rows.append(ens_row)
-        if metric.objective(ens.score) > metric.objective(single) + 1e-12 and len(weights) > 1:
-            members_spec = [(r, float(w)) for r, w in zip(chosen_trials, ens.weights) if w > 0]
-    refit = spec.ensemble.refit is True or (spec.ensemble.refit == "auto" and len(data.folds) == 1)
-    members = []
-    for r, w in members_spec:
+    b = _Builder(spec, data, pre, schema, profile, classes, metric, outcome)
+    decisions: dict[str, Any] = {}
+    # options: (name, oof, build(refit) -> (members, stack))
+    options: list[tuple[str, np.ndarray, Any]] = []
+    for r in picked[:SINGLE_OPTIONS]:
         res = loaded[r.trial_id]
-        family = get_family(r.family)
-        if refit:
-            models = [refit_full(family, res.config, data, res.best_iteration)]
-        else:
-            models = res.models
-        members.append(Member(names[r.trial_id], r.family, family.recipe, w, models, res.config, refit))
-    chosen_name = "weighted_ensemble" if len(members) > 1 else members[0].name
-    chosen_oof = combine([loaded[r.trial_id].oof for r, _ in members_spec], np.array([w for _, w in members_spec]))
+        options.append((names[r.trial_id], res.oof,
+                        lambda refit, r=r, res=res: ([b.member(names[r.trial_id], res, 1.0, refit=refit)], None)))
+    preds = [loaded[r.trial_id].oof for r in picked]
+    base_names = [names[r.trial_id] for r in picked]
+    if ens_cfg.enabled and len(picked) > 1:
+        ens = greedy_ensemble(preds, data.y, metric, size=ens_cfg.size, mask=mask, deadline=deadline)
+        ens_oof = combine(preds, ens.weights)
+        weights = {base_names[i]: round(float(w), 4) for i, w in enumerate(ens.weights) if w > 0}
+        scores = fold_scores(ens_oof, data, metric)
+        used = [i for i, w in enumerate(ens.weights) if w > 0]
+        rows.append(Row(model="weighted_ensemble", family="ensemble", status="ensemble", metric=metric.name,
+                        score_val=float(np.mean(scores)), score_std=float(np.std(scores)), members=weights,
+                        fit_time_s=sum(loaded[picked[i].trial_id].fit_time_s for i in used),
+                        predict_time_s=sum(picked[i].predict_time_s or 0 for i in used),
+                        stop_reason=f"greedy selection, {ens.rounds} of {ens_cfg.size} rounds"))
+        if len(used) > 1:
+            options.append(("weighted_ensemble", ens_oof, lambda refit, used=used, w=ens.weights: (
+                [b.member(base_names[i], loaded[picked[i].trial_id], float(w[i]), refit=refit) for i in used], None)))
+        if ens_cfg.stack_levels and len(data.folds) > 1:
+            used_res = [loaded[picked[i].trial_id] for i in used]
+            layer = fit_layer(used_res, [base_names[i] for i in used], ens_oof, data, level=2, uses_features=True,
+                              size=ens_cfg.size, seed=spec.seed, deadline=deadline)
+            decisions["stack_level_2"] = layer.reason
+            if layer.results:
+                rows += _stack_rows(layer, data, metric)
+            if layer.kept:
+                options.append(("stack_l2", layer.oof, lambda refit, layer=layer, used=used: (
+                    [b.member(n, r, float(w), recipe=STACK_RECIPE)
+                     for n, r, w in zip(layer.names, layer.results, layer.weights) if w > 0],
+                    [[b.member(base_names[i], loaded[picked[i].trial_id], 1.0) for i in used]])))
+        elif ens_cfg.stack_levels:
+            decisions["stack_level_2"] = "skipped: stacking needs k-fold validation (a single holdout fold)"
+    refit = ens_cfg.refit is True or (ens_cfg.refit == "auto" and len(data.folds) == 1)
+    chosen_name, predictor, chosen_oof, deploy_reason = _choose(options, b, data, metric, ens_cfg, sample, refit)
+    decisions["deployment"] = deploy_reason
+    if ens_cfg.calibrate:
+        cal, why = choose_calibration(data.y, chosen_oof, data.folds, data.task.problem_type)
+        decisions["calibration"] = why
+        if cal is not None:
+            predictor.calibration = cal
+            chosen_oof = apply_calibration(chosen_oof, cal, data.task.problem_type)
     for row in rows:
         row.chosen = row.model == chosen_name
-        if refit and (row.model in {m.name for m in members} or row.model == chosen_name):
-            row.refit = True
-    predictor = Predictor(target=profile.target, problem_type=profile.problem, classes=classes, metric=metric.name,
-                          schema=schema, preprocessors={r: p for r, p in pre.items()
-                                                        if any(m.recipe == r for m in members)},
-                          members=members, task=data.task,
-                          info={"chosen": chosen_name, "search_ended_because": outcome.ended_because})
+        if row.chosen and predictor.calibration:
+            row.stop_reason = f"{row.stop_reason or ''}; calibrated (T={predictor.calibration['temperature']:.3f})"
+        if refit and (row.model == chosen_name or row.model in {m.name for m in predictor.members}):
+            row.refit = not chosen_name.startswith("stack")
+    predictor.info["chosen"] = chosen_name
     if test is not None:
         _score_test(predictor, test, rows, chosen_name, metric, classes)
-    info = {"chosen": chosen_name, "members": {m.name: m.weight for m in members}, "refit": refit}
+    info = {"chosen": chosen_name, "members": {m.name: m.weight for m in predictor.members},
+            "refit": refit and not chosen_name.startswith("stack"), "decisions": decisions}
     return predictor, rows, info, chosen_oof
+
+
+def _choose(options: list, b: _Builder, data: TrialData, metric: Metric, ens_cfg: Any, sample: pd.DataFrame,
+            refit: bool) -> tuple[str, Predictor, np.ndarray, str]:
+    mask = np.zeros(len(data.y), dtype=bool)
+    for _, va in data.folds:
+        mask[va] = True
+    opts, oofs = [], {}
+    for name, oof, build in options:
+        oofs[name] = oof
+        objective = metric.objective(metric.score(data.y[mask], oof[mask]))
+
+        def make(name: str = name, build: Any = build) -> Predictor:
+            members, stack = build(refit and not name.startswith("stack"))
+            return b.predictor(members, stack, chosen=name)
+
+        opts.append(Option(name, objective, make))
+    t = time.time()
+    chosen, predictor, reason = choose(opts, sample, max_latency_ms=ens_cfg.max_predict_latency_ms,
+                                       max_size_mb=ens_cfg.max_model_size_mb)
+    predictor.info["deployment"] = {"reason": reason, **chosen.measured,
+                                    "options": {o.name: {"objective": o.objective, **o.measured} for o in opts}}
+    logger.info("deployment: %s (chosen in %.1fs)", reason, time.time() - t)
+    return chosen.name, predictor, oofs[chosen.name], reason
+
+
+def _stack_rows(layer: StackLayer, data: TrialData, metric: Metric) -> list[Row]:
+    out = []
+    for name, res in zip(layer.names, layer.results):
+        out.append(Row(model=name, family="lightgbm", status="completed", metric=metric.name, score_val=res.score,
+                       score_std=res.score_std, fit_time_s=res.fit_time_s, iterations=res.best_iteration,
+                       params=res.config, stop_reason=f"stack level {layer.level}: {res.stop_reason}"))
+    scores = fold_scores(layer.oof, data, metric)
+    out.append(Row(model=f"stack_l{layer.level}", family="ensemble", status="ensemble" if layer.kept else "stopped",
+                   metric=metric.name, score_val=float(np.mean(scores)), score_std=float(np.std(scores)),
+                   members={n: round(float(w), 4) for n, w in zip(layer.names, layer.weights) if w > 0},
+                   stop_reason=layer.reason))
+    return out
 
 
 def _trial_row(r: Any, name: str, metric: Metric) -> Row:

@@ -96,7 +96,7 @@ class EnsembleConfig:
         enabled: build a greedy weighted ensemble (Caruana) over out-of-fold predictions.
         size: rounds of greedy selection (with replacement).
         max_members: candidates considered (the best of each family first).
-        stack_levels: 0, 1 or 2 extra layers of models trained on out-of-fold predictions.
+        stack_levels: 0 or 1 extra layer of models trained on (nested) out-of-fold predictions.
         refit: "auto" (refit the chosen members on all rows after a holdout search, keep the
             fold bags after k-fold), True, or False.
         max_predict_latency_ms: per-row latency the deployed model must meet (measured).
@@ -115,7 +115,10 @@ class EnsembleConfig:
 
     def __post_init__(self) -> None:
         _positive("ensemble size", self.size, allow_none=False)
-        _choice("stack_levels", self.stack_levels, (0, 1, 2))
+        if self.stack_levels not in (0, 1):
+            raise ConfigError(
+                f"stack_levels must be 0 or 1; got {self.stack_levels!r}. A second stack layer is not offered: "
+                "keeping every row's label out of its own prediction would need k**3 extra fits per model")
         _choice("refit", self.refit, ("auto", True, False))
         _positive("max_predict_latency_ms", self.max_predict_latency_ms)
         _positive("max_model_size_mb", self.max_model_size_mb)

@@ -180,8 +180,10 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
         outcome.trials.append(fallback_trial(families, data, run_dir))
 
     t = time.time()
+    sample = df.drop(columns=[spec.target]).sample(min(len(df), 50), random_state=spec.seed)
     predictor, rows, info, chosen_oof = assemble(spec, outcome, data, folds, pre, schema, profile, classes, metric,
-                                     test=test, deadline=deadline - 1.0 if deadline else None)
+                                                 test=test, sample=sample,
+                                                 deadline=deadline - 1.0 if deadline else None)
     timings["ensemble_s"] = time.time() - t
     save_validation_sample(run_dir, df, folds, chosen_oof, classes, seed=spec.seed)
     board = lb.build(rows, metric.greater_is_better)

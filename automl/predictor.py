@@ -29,7 +29,9 @@ from automl.exceptions import IntegrityError, NotFittedError, SchemaError
 from automl.models.base import FittedModel, Task, get_family
 from automl.preprocessing import FeatureMatrix, Preprocessor
 from automl.problem import ProblemType
+from automl.calibration import apply_calibration
 from automl.schema import InputSchema, ValidationReport, validate_frame
+from automl.stacking import STACK_RECIPE, stack_features
 
 FORMAT_VERSION = 1
 MANIFEST = "predictor.json"
@@ -60,7 +62,11 @@ class Predictor:
 
     def __init__(self, *, target: str, problem_type: ProblemType, classes: list[Any] | None, metric: str,
                  schema: InputSchema, preprocessors: dict[str, Preprocessor], members: list[Member],
-                 task: Task, info: dict[str, Any] | None = None) -> None:
+                 task: Task, info: dict[str, Any] | None = None, stack_layers: list[list[Member]] | None = None,
+                 stack_uses_features: bool = False, calibration: dict[str, Any] | None = None) -> None:
+        """``members``: the last layer, combined with their weights. ``stack_layers``: earlier
+        layers (layer 1 first) whose members' predictions feed the next layer (``stack`` recipe),
+        with the tree features too when ``stack_uses_features``. ``calibration``: applied last."""
         self.target = target
         self.problem_type = problem_type
         self.classes = classes
@@ -68,6 +74,9 @@ class Predictor:
         self.schema = schema
         self.preprocessors = preprocessors
         self.members = [m for m in members if m.weight > 0]
+        self.stack_layers = stack_layers or []
+        self.stack_uses_features = stack_uses_features
+        self.calibration = calibration
         self.task = task
         self.info = dict(info or {})
         self.info.setdefault("model_version", uuid.uuid4().hex[:12])
@@ -82,12 +91,19 @@ class Predictor:
     def predict_raw(self, df: pd.DataFrame) -> tuple[np.ndarray, ValidationReport]:
         """Standardised predictions (probabilities or values) and the input validation report."""
         clean, report = validate_frame(self.schema, df)
+        layers = [*self.stack_layers, self.members]
         feats = {r: p.transform(clean) for r, p in self.preprocessors.items()
-                 if any(m.recipe == r for m in self.members)}
+                 if any(m.recipe == r for layer in layers for m in layer)}
+        for layer in self.stack_layers:
+            preds = [m.predict(feats[m.recipe]) for m in layer]
+            base = feats.get("tree") if self.stack_uses_features else None
+            feats[STACK_RECIPE] = stack_features(preds, [m.name for m in layer], self.problem_type, base)
         out = None
         for m in self.members:
             p = m.weight * m.predict(feats[m.recipe])
             out = p if out is None else out + p
+        if self.calibration:
+            out = apply_calibration(out, self.calibration, self.problem_type)
         return out, report
 
     def predict_proba(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -117,12 +133,10 @@ class Predictor:
             "input_schema": self.schema.to_dict(),
             "task": self.task.to_dict(),
             "preprocessing": {r: f"preprocessing/{r}.json" for r in self.preprocessors},
-            "members": [
-                {"name": m.name, "family": m.family, "recipe": m.recipe, "weight": float(m.weight),
-                 "params": m.params, "refit": m.refit,
-                 "models": [f"models/{m.name}/fold_{i}" for i in range(len(m.models))]}
-                for m in self.members
-            ],
+            "members": [_member_dict(m) for m in self.members],
+            "stack_layers": [[_member_dict(m) for m in layer] for layer in self.stack_layers],
+            "stack_uses_features": self.stack_uses_features,
+            "calibration": self.calibration,
             "info": self.info,
         }
 
@@ -136,7 +150,7 @@ class Predictor:
         (path / "preprocessing").mkdir()
         for r, p in self.preprocessors.items():
             (path / f"preprocessing/{r}.json").write_text(json.dumps(p.to_dict()))
-        for m in self.members:
+        for m in [*(m for layer in self.stack_layers for m in layer), *self.members]:
             for i, model in enumerate(m.models):
                 d = path / f"models/{m.name}/fold_{i}"
                 d.mkdir(parents=True)
@@ -161,17 +175,24 @@ class Predictor:
                                  f"(this version reads format {FORMAT_VERSION})")
         task = Task.from_dict(man["task"])
         pres = {r: Preprocessor.from_dict(json.loads((path / f).read_text())) for r, f in man["preprocessing"].items()}
-        members = []
-        for m in man["members"]:
+        def member(m: dict[str, Any]) -> Member:
             family = get_family(m["family"])
             models = [family.load(path / d, task) for d in m["models"]]
-            members.append(Member(m["name"], m["family"], m["recipe"], m["weight"], models, m.get("params", {}),
-                                  m.get("refit", False)))
+            return Member(m["name"], m["family"], m["recipe"], m["weight"], models, m.get("params", {}),
+                          m.get("refit", False))
+
         pred = cls(target=man["target"], problem_type=ProblemType(man["problem_type"]), classes=man["classes"],
                    metric=man["metric"], schema=InputSchema.from_dict(man["input_schema"]), preprocessors=pres,
-                   members=members, task=task, info=man.get("info"))
+                   members=[member(m) for m in man["members"]], task=task, info=man.get("info"),
+                   stack_layers=[[member(m) for m in layer] for layer in man.get("stack_layers", [])],
+                   stack_uses_features=man.get("stack_uses_features", False), calibration=man.get("calibration"))
         pred.path = path
         return pred
+
+
+def _member_dict(m: Member) -> dict[str, Any]:
+    return {"name": m.name, "family": m.family, "recipe": m.recipe, "weight": float(m.weight), "params": m.params,
+            "refit": m.refit, "models": [f"models/{m.name}/fold_{i}" for i in range(len(m.models))]}
 
 
 def load(path: str | Path) -> Predictor:

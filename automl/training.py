@@ -128,20 +128,31 @@ def train_candidate(
     min_steps_before_deadline: int = 1,
     checkpoint: CheckpointRule | None = None,
     resume_from: Path | None = None,
+    features: FeatureMatrix | list[FeatureMatrix] | None = None,
+    select_best: bool = True,
 ) -> CandidateResult:
     """Train ``config`` of ``family`` on every fold; see the module docstring.
 
     With ``checkpoint``, after each step it approves the state is written to a temporary
     directory passed to ``on_step(metrics, state_dir)``; ``resume_from`` continues from such a
-    directory (the learners are rebuilt on the same data, then restored).
+    directory (the learners are rebuilt on the same data, then restored). ``features`` replaces
+    the family's recipe matrix, or gives one matrix per fold (stacking trains on the previous
+    layer's predictions, which differ per fold).
+    ``select_best=False`` trains to the config's iteration count and keeps the last step, so
+    no validation label influences which model predicts its row (stack layers use this).
     """
     t_start = time.perf_counter()
-    X = data.features[family.recipe]
+    if isinstance(features, list):
+        per_fold = features
+    else:
+        per_fold = [features if features is not None else data.features[family.recipe]] * len(data.folds)
+    X = per_fold[0]
     learners = []
     k = len(data.folds)
     for i, (tr, va) in enumerate(data.folds):
         w = data.weights[tr] if data.weights is not None else None
-        learner = family.learner(config, data.task, X.take(tr), data.y[tr], w, X.take(va), data.y[va])
+        learner = family.learner(config, data.task, per_fold[i].take(tr), data.y[tr], w, per_fold[i].take(va),
+                                 data.y[va])
         # a learner that trains its fold in one call gets its share of the time left
         learner.deadline = None if deadline is None else time.time() + (deadline - time.time()) * (i + 1) / k
         learners.append(learner)
@@ -175,7 +186,8 @@ def train_candidate(
             secondary = -float(np.mean([proxy.score(data.y[va], p) for (_, va), p in zip(data.folds, preds)]))
             if secondary > prog.best_proxy + 1e-9:
                 prog.best_proxy, prog.last_gain["proxy"] = secondary, iteration
-        if (objective, secondary) > (prog.best_objective, prog.best_secondary) or prog.best_preds is None:
+        if not select_best or (objective, secondary) > (prog.best_objective, prog.best_secondary) \
+                or prog.best_preds is None:
             if objective > prog.best_objective:
                 prog.last_gain["primary"] = iteration
             prog.best_objective, prog.best_secondary = objective, secondary
@@ -197,7 +209,7 @@ def train_candidate(
             break
         if all(learner.done for learner in learners):
             break
-        if iteration - max(prog.last_gain.values()) >= patience:
+        if select_best and iteration - max(prog.last_gain.values()) >= patience:
             stop_reason = "converged"
             break
         if deadline is not None and time.time() >= deadline and prog.n_steps >= min_steps_before_deadline:
@@ -275,14 +287,16 @@ def _jsonable(o: Any) -> Any:
     return str(o)
 
 
-def refit_full(family: Family, config: dict[str, Any], data: TrialData, n_iterations: int) -> FittedModel:
-    """Train ``config`` on every training row for ``n_iterations`` (the best iteration found by
-    validation). The learner's validation rows are a small slice of the training rows, only read
-    for its bookkeeping."""
+def refit_full(family: Family, config: dict[str, Any], data: TrialData, n_iterations: int,
+               rows: np.ndarray | None = None) -> FittedModel:
+    """Train ``config`` on every training row (or on ``rows``) for ``n_iterations`` (the best
+    iteration found by validation). The learner's validation rows are a small slice of the
+    training rows, only read for its bookkeeping."""
     X = data.features[family.recipe]
-    all_rows = np.arange(X.n_rows)
-    peek = all_rows[: min(256, X.n_rows)]
-    learner = family.learner(config, data.task, X, data.y, data.weights, X.take(peek), data.y[peek])
+    rows = np.arange(X.n_rows) if rows is None else rows
+    peek = rows[: min(256, len(rows))]
+    w = data.weights[rows] if data.weights is not None else None
+    learner = family.learner(config, data.task, X.take(rows), data.y[rows], w, X.take(peek), data.y[peek])
     target = max(1, n_iterations)
     while learner.iteration < target and not learner.done:
         learner.step(min(family.step_size(config, data.task), target - learner.iteration))
