@@ -139,6 +139,11 @@ def assemble(spec: Any, outcome: Any, data: TrialData, folds: Any, pre: dict, sc
             decisions["stack_level_2"] = "skipped: stacking needs k-fold validation (a single holdout fold)"
     refit = ens_cfg.refit is True or (ens_cfg.refit == "auto" and len(data.folds) == 1)
     chosen_name, predictor, chosen_oof, deploy_reason = _choose(options, b, data, metric, ens_cfg, sample, refit)
+    if test is not None:  # score the other options too (their bags, not refit): which layer helps?
+        for name, _, build in options:
+            if name != chosen_name:
+                members, stack = build(False)
+                _score_test(b.predictor(members, stack), test, rows, name, metric, classes)
     decisions["deployment"] = deploy_reason
     if ens_cfg.calibrate:
         cal, why = choose_calibration(data.y, chosen_oof, data.folds, data.task.problem_type)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,13 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-predict-latency-ms", type=float)
     f.add_argument("--max-model-size-mb", type=float)
     f.add_argument("--warm-start", help="a previous run directory whose best configs are tried first")
+    f.add_argument("--mlflow", nargs="?", const=True, default=False,
+                   help="log trials to MLflow (optionally a tracking URI; default DIR/mlruns)")
     f.add_argument("--output", default=None, help="run directory (default: runs/<data name>)")
     f.add_argument("--resume", action="store_true", help="continue an interrupted search in --output")
     f.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or start Ray in-process)")
     f.add_argument("--num-cpus", type=int)
-    f.add_argument("--storage", help="absolute path or s3:// URI for the search state (clusters)")
+    f.add_argument("--storage", default=os.environ.get("AUTOML_STORAGE") or None,
+                   help="a path every node mounts or an s3:// URI (clusters; default: $AUTOML_STORAGE): the search "
+                   "state goes to STORAGE/<run name>-search, the finished run directory is copied to STORAGE/<run name>")
     f.add_argument("--train-workers", type=int, default=1, help="Ray Train workers per large-data trial")
 
     pr = sub.add_parser("profile", help="profile a table: column kinds, problem type, warnings")
@@ -148,7 +153,8 @@ def cmd_fit(a: argparse.Namespace) -> int:
     run = AutoML(
         target=a.target, problem_type=a.problem_type, metric=a.metric, time_limit=a.time_limit,
         search=SearchConfig(strategy=a.search, max_trials=a.max_trials, target_score=a.target_score,
-                            patience=a.patience, families=_families(a.families), warm_start=a.warm_start),
+                            patience=a.patience, families=_families(a.families), warm_start=a.warm_start,
+                            mlflow=a.mlflow),
         validation=ValidationConfig(strategy=a.validation, n_folds=a.folds, time_column=a.time_column,
                                     group_column=a.group_column),
         ensemble=EnsembleConfig(enabled=not a.no_ensemble, stack_levels=a.stack_levels, refit=refit,
@@ -169,6 +175,10 @@ def cmd_fit(a: argparse.Namespace) -> int:
              and best.get("score_test") is not None else ""))
     print(f"search ended: {info['ended_because']}; {info['n_trials']} trials; fit took {time.time() - t:.1f}s")
     print(f"model saved to {out}")
+    if a.storage:
+        from tuning.cluster import publish_run
+
+        print(f"run directory copied to {publish_run(out, a.storage)}")
     return 0
 
 

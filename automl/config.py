@@ -36,6 +36,8 @@ class SearchConfig:
         portfolio: evaluate each family's default configs before searching.
         max_concurrent_trials: default: one per CPU (per GPU when trials use GPUs).
         warm_start: a previous run directory whose best configs are evaluated first.
+        mlflow: log every trial to MLflow: True (a ``mlruns`` store in the run directory) or a
+            tracking URI. Needs ``pip install mlflow`` (or mlflow-skinny).
     """
 
     strategy: str = "bayesian"
@@ -47,6 +49,7 @@ class SearchConfig:
     portfolio: bool = True
     max_concurrent_trials: int | None = None
     warm_start: str | None = None
+    mlflow: bool | str = False
 
     def __post_init__(self) -> None:
         _choice("search strategy", self.strategy, SEARCH_STRATEGIES)

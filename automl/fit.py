@@ -169,8 +169,9 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
         # families that can use a GPU (XGBoost, CatBoost, the MLP) train on it; the trials request one
         data.task = replace(data.task, use_gpu=True)
         logger.info("GPU: %.0f in the cluster; trials of GPU-capable families train on CUDA", cluster.gpus)
-    # time kept after the search for loading candidates, ensembling, refitting and saving
-    reserve = min(60.0, max(3.0, 0.06 * spec.time_limit)) if spec.time_limit else 0.0
+    # time kept after the search for loading candidates, ensembling, refitting, saving and the report
+    reserve = min(60.0, max(3.0, 0.06 * spec.time_limit)) + min(REPORT_RESERVE_S, 0.1 * spec.time_limit) \
+        if spec.time_limit else 0.0
     search_deadline = deadline - reserve if deadline else None
     outcome = run_search(data, families, spec.search, cluster=cluster, resources=spec.resources, run_dir=run_dir,
                          deadline=search_deadline, seed=spec.seed, resume=resume,
@@ -247,6 +248,8 @@ def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> 
 
 
 VALIDATION_SAMPLE_ROWS = 10_000
+#: seconds the time limit keeps for writing report.html (about 4-6 s measured on 2 cores)
+REPORT_RESERVE_S = 5.0
 
 
 def save_validation_sample(run_dir: Path, df: pd.DataFrame, folds: Folds, oof: np.ndarray,

@@ -29,7 +29,7 @@ def test_fit_leaderboard_and_artifacts(binary_run):
     assert LEADERBOARD_COLUMNS <= set(board.columns)
     trials = board[board["family"] != "ensemble"]
     # the portfolio runs each family's default first, in priority order
-    assert len(trials) == 4 and set(trials["family"]) == {"lightgbm", "xgboost", "linear", "catboost"}
+    assert len(trials) == 4 and set(trials["family"]) == {"lightgbm", "xgboost", "linear", "extra_trees"}
     assert set(trials["status"]) <= {"completed", "stopped"}  # ASHA may stop a weak trial early
     assert (trials["status"] == "completed").sum() >= 2
     assert board["rank"].tolist() == list(range(1, len(board) + 1))

@@ -65,3 +65,24 @@ def test_trial_metrics_are_written_for_tensorboard(ray_session, binary_df, tmp_p
     assert len(events) >= 2  # one per trial
     progress = json.loads((run.run_dir_ / "run.json").read_text())
     assert progress["n_trials"] == 2
+
+
+def test_mlflow_callback_logs_every_trial(ray_session, binary_df, tmp_path):
+    import mlflow
+
+    run = AutoML(target="label", search=SearchConfig(max_trials=2, families=("lightgbm",), mlflow=True),
+                 output_dir=tmp_path / "ml").fit(binary_df)
+    mlflow.set_tracking_uri((run.run_dir_ / "mlruns").as_uri())  # the fit allowed the file store
+    runs = mlflow.search_runs(experiment_names=[run.run_dir_.name])
+    assert len(runs) == 2 and "metrics.best_objective" in runs.columns
+
+
+def test_warm_start_evaluates_the_previous_best_configs_first(ray_session, binary_df, tmp_path):
+    first = AutoML(target="label", search=SearchConfig(max_trials=3, strategy="random", families=("lightgbm",)),
+                   output_dir=tmp_path / "a", seed=1).fit(binary_df)
+    best = json.loads(first.leaderboard().query("family == 'lightgbm'").iloc[0]["params"])
+    second = AutoML(target="label", search=SearchConfig(max_trials=1, strategy="random", families=("lightgbm",),
+                                                        portfolio=False, warm_start=str(first.run_dir_)),
+                    output_dir=tmp_path / "b", seed=2).fit(binary_df)
+    trial = second.leaderboard().query("family == 'lightgbm'").iloc[0]
+    assert json.loads(trial["params"]) == best

@@ -77,6 +77,11 @@ class _Tracker:
         self.flip, self.higher, self.exact = cfg["flip"], cfg["higher"], cfg["exact"]
         self.best = float("-inf")
 
+    def final(self, best_iteration: int) -> dict[str, Any]:
+        """The last report of a fold (Tune sees it too, so it carries the search metric)."""
+        best = self.best if self.best > float("-inf") else -1e18
+        return {"objective": best, "best_objective": best, "best_iteration": best_iteration, "fold_finished": True}
+
     def metrics(self, value: float, iteration: int) -> dict[str, Any]:
         score = 1.0 - value if self.flip else value
         objective = score if self.higher else -score
@@ -114,7 +119,7 @@ def xgboost_loop(cfg: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as d:
         if rank == 0:
             bst[:best].save_model(os.path.join(d, "model.ubj"))
-        _report({"best_iteration": best, "done_training": True}, d if rank == 0 else None)
+        _report(tracker.final(best), d if rank == 0 else None)
 
 
 def lightgbm_loop(cfg: dict[str, Any]) -> None:
@@ -149,7 +154,7 @@ def lightgbm_loop(cfg: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as d:
         if rank == 0:
             bst.save_model(os.path.join(d, "model.txt"), num_iteration=best)
-        _report({"best_iteration": best, "done_training": True}, d if rank == 0 else None)
+        _report(tracker.final(best), d if rank == 0 else None)
 
 
 def fit_distributed(family: str, config: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,

@@ -165,7 +165,7 @@ class CatBoostLearner(Learner):
 class CatBoostFamily(Family):
     name = "catboost"
     recipe = "tree"
-    priority = 35
+    priority = 55  # strong but ~10x LightGBM's cost on CPU: after the cheap families
     supports_gpu = True
 
     def search_space(self, task: Task) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from automl.models.lightgbm import LightGBMLearner, LightGBMModel, lgb_params
 
 #: trees per forest; reports every TREES_PER_STEP trees (more trees never hurt a forest, so the
 #: lockstep driver's patience only stops a forest that has plateaued)
-MAX_TREES = 300
+MAX_TREES = 200
 TREES_PER_STEP = 25
 
 
@@ -30,7 +30,7 @@ class _ForestFamily(Family):
         }
 
     def portfolio(self, task: Task) -> list[dict[str, Any]]:
-        return [{"num_leaves": 2048, "min_data_in_leaf": 3, "feature_fraction": 0.6, "bagging_fraction": 0.632}]
+        return [{"num_leaves": 512, "min_data_in_leaf": 3, "feature_fraction": 0.6, "bagging_fraction": 0.632}]
 
     def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:
         params = {**lgb_params(config, task), "boosting": "rf", "bagging_freq": 1,

@@ -63,7 +63,7 @@ class LinearLearner(RefitOnRestore, Learner):
             est.fit(X, (self.y - mu) / sd, sample_weight=self.w)
             coef, intercept, scale = np.atleast_2d(est.coef_), np.atleast_1d(est.intercept_), (mu, sd)
         else:
-            est = LogisticRegression(C=float(self.config["C"]), max_iter=int(self.config.get("max_iter", 300)),
+            est = LogisticRegression(C=float(self.config["C"]), max_iter=int(self.config.get("max_iter", 100)), tol=1e-3,
                                      random_state=self.task.seed)
             est.fit(X, self.y, sample_weight=self.w)
             coef, intercept, scale = est.coef_, est.intercept_, (0.0, 1.0)
