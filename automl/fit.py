@@ -198,7 +198,7 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
     run_info = {
         "target": spec.target, "problem_type": profile.problem_type, "metric": metric.name,
         "time_limit_s": spec.time_limit, "search_strategy": outcome.strategy, "ended_because": outcome.ended_because,
-        "n_trials": len(outcome.trials),
+        "n_trials": len(outcome.trials), "search_notes": outcome.notes,
         "trials_by_status": pd.Series([r.status for r in outcome.trials]).value_counts().to_dict(),
         "concurrency": outcome.concurrency, "validation": folds.describe(), "timings": timings,
         "overshoot_s": (timings["total_s"] - spec.time_limit) if spec.time_limit else None,

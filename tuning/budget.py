@@ -1,49 +1,84 @@
-"""BudgetGuard: a searcher wrapper that stops launching trials that cannot finish in time.
+"""BudgetGuard: a searcher wrapper that only launches trials that can finish in the time left.
 
-Tune's ``time_budget_s`` kills whatever runs when it expires; trials themselves wrap up at the
-deadline (see ``automl.training``). What neither does is to stop *starting* trials in the last
-seconds, which only yields half-trained models. The guard ends the search (``FINISHED``) once the
-time left is below half the median duration of the trials completed so far.
+Tune's ``time_budget_s`` kills whatever runs when it expires, and trials wrap up at the deadline
+(see ``automl.training``); neither stops the search from *starting* a trial in the last seconds,
+which only yields a half-trained model. The guard estimates how long a suggested config will
+take: the median duration of finished trials of its family, or, for a family not seen yet, its
+``relative_cost`` times the typical duration per unit of cost seen so far (FLAML-style cost
+awareness). A suggestion that would not finish in the time left is skipped (the searcher is told
+it failed, so TPE learns to avoid it) and the next one is asked for; when nothing fits any more,
+or time is up, the guard ends the search (``FINISHED``) and lets running trials finish.
 """
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from typing import Any
 
 from ray.tune.search import Searcher
 
+from tuning.space import FAMILY_KEY
+
+logger = logging.getLogger(__name__)
+
+#: a config is launched when its estimated duration is at most this share of the time left
+#: (a trial that runs into the deadline still ends with its best step, so some overlap is fine)
+FIT_SHARE = 1.5
+#: suggestions looked at per launch before the search is ended
+MAX_SKIPS = 8
+
 
 class BudgetGuard(Searcher):
-    def __init__(self, searcher: Searcher, deadline: float, *, fraction: float = 0.5) -> None:
+    def __init__(self, searcher: Searcher, deadline: float, costs: dict[str, float]) -> None:
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
         self.deadline = deadline
-        self.fraction = fraction
-        self.started: dict[str, float] = {}
-        self.durations: list[float] = []
+        self.costs = costs  # family -> relative cost
+        self.started: dict[str, tuple[float, str]] = {}  # Tune trial id -> (start, family)
+        self.alias: dict[str, str] = {}  # Tune trial id -> the id the wrapped searcher knows it by
+        self.durations: dict[str, list[float]] = {}
+        self.skipped: list[str] = []
         self.finished_early = False
 
-    def _too_late(self) -> bool:
-        left = self.deadline - time.time()
-        if left <= 0:
-            return True
-        return bool(self.durations) and left < self.fraction * statistics.median(self.durations)
+    def estimate(self, family: str) -> float | None:
+        """Expected seconds for a trial of ``family``; None before any trial finished."""
+        if self.durations.get(family):
+            return statistics.median(self.durations[family])
+        per_unit = [d / self.costs.get(f, 1.0) for f, ds in self.durations.items() for d in ds]
+        if not per_unit:
+            return None
+        return statistics.median(per_unit) * self.costs.get(family, 1.0)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self._too_late():
-            self.finished_early = True
-            return Searcher.FINISHED
-        self.started[trial_id] = time.time()
-        return self.searcher.suggest(trial_id)
+        for attempt in range(MAX_SKIPS):
+            left = self.deadline - time.time()
+            if left <= 0:
+                break
+            inner_id = trial_id if attempt == 0 else f"{trial_id}-skip{attempt}"
+            config = self.searcher.suggest(inner_id)
+            if config is None or config == Searcher.FINISHED:
+                return config
+            family = _family(config)
+            expected = self.estimate(family)
+            if expected is None or expected <= FIT_SHARE * left:
+                self.started[trial_id] = (time.time(), family)
+                self.alias[trial_id] = inner_id
+                return config
+            self.skipped.append(f"{family} (~{expected:.0f}s, {left:.0f}s left)")
+            logger.info("skipping a %s config: ~%.0fs expected, %.0fs left", family, expected, left)
+            self.searcher.on_trial_complete(inner_id, result=None, error=True)
+        self.finished_early = True
+        return Searcher.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self.searcher.on_trial_result(trial_id, result)
+        self.searcher.on_trial_result(self.alias.get(trial_id, trial_id), result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self.started and not error and result and result.get("done_training"):
-            self.durations.append(time.time() - self.started[trial_id])
-        self.searcher.on_trial_complete(trial_id, result=result, error=error)
+            start, family = self.started[trial_id]
+            self.durations.setdefault(family, []).append(time.time() - start)
+        self.searcher.on_trial_complete(self.alias.get(trial_id, trial_id), result=result, error=error)
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return self.searcher.set_search_properties(metric, mode, config, **spec)
@@ -53,8 +88,15 @@ class BudgetGuard(Searcher):
 
     # Tune saves a wrapper's own state here and the wrapped searcher separately (resume)
     def get_state(self) -> dict:
-        return {"durations": list(self.durations), "finished_early": self.finished_early}
+        return {"durations": self.durations, "finished_early": self.finished_early, "alias": self.alias}
 
     def set_state(self, state: dict) -> None:
-        self.durations = list(state.get("durations", []))
+        self.durations = dict(state.get("durations", {}))
         self.finished_early = bool(state.get("finished_early", False))
+        self.alias = dict(state.get("alias", {}))
+
+
+def _family(config: dict[str, Any]) -> str:
+    if "candidate" in config:
+        config = config["candidate"]
+    return str(config.get(FAMILY_KEY, "?"))

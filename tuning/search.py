@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from automl.config import ResourceConfig, SearchConfig
 from automl.models import Family
 from automl.training import TrialData
 from tuning.budget import BudgetGuard
-from tuning.cluster import ClusterInfo
+from tuning.cluster import ClusterInfo, check_storage, storage_uri
 from tuning.progress import ProgressCallback
 from tuning.space import unflatten
 from tuning.stoppers import SearchStopper
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 EXPERIMENT = "search"
 #: seconds trials get after the deadline to hand in their final checkpoint
 GRACE_S = 3.0
+#: overrides TrialSettings.checkpoint_every_s (seconds between mid-trial checkpoints)
+CHECKPOINT_EVERY_ENV = "AUTOML_CHECKPOINT_EVERY_S"
 
 
 @dataclass
@@ -47,6 +50,7 @@ class TrialRecord:
     index: int | None = None  # creation order of the trial in the search (1, 2, ...)
     start_offset_s: float | None = None  # seconds after the search started (seen by the driver)
     end_offset_s: float | None = None
+    retries: int = 0  # times Tune restarted the trial after a failure (a worker or node died)
 
     @property
     def driver_wall_s(self) -> float | None:
@@ -68,9 +72,10 @@ class SearchOutcome:
 
 
 def experiment_path(run_dir: Path, resources: ResourceConfig) -> tuple[str, str]:
-    """(storage_path, name) of the Tune experiment of a run."""
+    """(storage_path, name) of the Tune experiment of a run: ``<storage>/<run name>-search``
+    with ``ResourceConfig.storage`` (a shared path or s3:// URI), else ``<run_dir>/search``."""
     if resources.storage:
-        return resources.storage.rstrip("/"), f"{run_dir.name}-{EXPERIMENT}"
+        return storage_uri(resources.storage), f"{run_dir.name}-{EXPERIMENT}"
     return str(run_dir.resolve()), EXPERIMENT
 
 
@@ -103,7 +108,8 @@ def run_search(
                              reproducible=reproducible)
     guard = None
     if deadline is not None and strategy.search_alg is not None:
-        guard = strategy.search_alg = BudgetGuard(strategy.search_alg, deadline)
+        guard = strategy.search_alg = BudgetGuard(strategy.search_alg, deadline,
+                                                  {n: f.relative_cost for n, f in families.items()})
     tune_concurrency: int | None = concurrency
     if reproducible and strategy.search_alg is not None:
         # batches: the searcher sees every result of a batch before it suggests the next, so
@@ -118,6 +124,8 @@ def run_search(
     progress = ProgressCallback(metric_name=metric.name, greater_is_better=metric.greater_is_better,
                                 deadline=deadline)
     storage, name = experiment_path(run_dir, resources)
+    if resources.storage or cluster.nodes > 1:
+        check_storage(storage, cluster)  # every node must reach it to save and restore checkpoints
     path = choose_path(data.task.n_rows, train_workers=resources.train_workers, min_rows=resources.ray_train_min_rows,
                        use_gpu=gpus > 0, storage_path=str((run_dir / "train").resolve()) if not resources.storage
                        else f"{storage}/{name}-train")
@@ -126,7 +134,8 @@ def run_search(
                     path.workers, "train_workers >= 2" if resources.train_workers >= 2
                     else f"{data.task.n_rows} rows >= ray_train_min_rows={resources.ray_train_min_rows}")
         concurrency = max(1, min(concurrency, int(cluster.cpus // (path.workers * 0.5 + 0.01))))
-    settings = TrialSettings(deadline=deadline, path=path, checkpoint_steps=strategy.checkpoint_steps)
+    settings = TrialSettings(deadline=deadline, path=path, checkpoint_steps=strategy.checkpoint_steps,
+                             checkpoint_every_s=_checkpoint_every_s())
 
     def trial_resources(config: dict[str, Any]) -> dict[str, float]:
         family = unflatten(config)[0]
@@ -137,8 +146,11 @@ def run_search(
     trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, settings=settings), trial_resources)
     budget = None if deadline is None else max(1.0, deadline - time.time() + GRACE_S)
     exp_path = f"{storage}/{name}"
+    callbacks: list[Any] = [progress]
+    if cfg.mlflow:
+        callbacks.append(_mlflow_callback(cfg.mlflow, run_dir, name))
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, stop=stopper, callbacks=[progress], verbose=0,
+        name=name, storage_path=storage, stop=stopper, callbacks=callbacks, verbose=0,
         failure_config=tune.FailureConfig(max_failures=2),
         # keeping one checkpoint per trial makes Tune snapshot the experiment each time a trial
         # checkpoints, so a finished trial is durable at once: a resumed search never re-runs it
@@ -162,13 +174,79 @@ def run_search(
                 concurrency, cpus, gpus, f"{budget:.0f}s" if budget else "none")
     grid = tuner.fit()
     wall = time.time() - t0
-    records = [_record(r, progress, t0, deadline) for r in grid]
+    retries = _retries(grid)
+    records = [_record(r, progress, t0, deadline, retries=retries, cache_dir=run_dir / EXPERIMENT) for r in grid]
+    if any(r.retries for r in records):
+        logger.info("trials retried after a failure: %s", {r.trial_id: r.retries for r in records if r.retries})
     ended = _why_ended(stopper, records, cfg, deadline, strategy.name, guard)
     logger.info("search ended: %s (%d trials in %.1fs)", ended, len(records), wall)
-    return SearchOutcome(records, ended, wall, exp_path, concurrency, strategy.name)
+    skipped = [f"skipped for lack of time: {s}" for s in (guard.skipped if guard else [])]
+    return SearchOutcome(records, ended, wall, exp_path, concurrency, strategy.name, notes=skipped)
 
 
-def _record(result: Any, progress: ProgressCallback, t0: float, deadline: float | None) -> TrialRecord:
+def _checkpoint_every_s() -> float:
+    text = os.environ.get(CHECKPOINT_EVERY_ENV)
+    if not text:
+        return TrialSettings.checkpoint_every_s
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        from automl.exceptions import ConfigError
+
+        raise ConfigError(f"{CHECKPOINT_EVERY_ENV} must be a positive number of seconds; got {text!r}")
+    logger.info("mid-trial checkpoints every %.1fs (%s)", value, CHECKPOINT_EVERY_ENV)
+    return value
+
+
+def _retries(grid: Any) -> dict[str, int]:
+    """Trial id -> failures Tune retried (``Trial.num_failures``; a spot preemption is not counted)."""
+    analysis = getattr(grid, "_experiment_analysis", None)
+    try:
+        return {t.trial_id: int(t.num_failures) for t in analysis.trials}
+    except AttributeError:  # a Ray version without it: the leaderboard shows 0
+        logger.debug("Tune's trial failure counts are not available")
+        return {}
+
+
+def _local_checkpoint(checkpoint: Any, cache_dir: Path) -> str:
+    """A local directory with the checkpoint's files: itself on a local/shared path, else a copy
+    (from S3 or another remote store) under ``cache_dir/<trial dir>/<checkpoint dir>``."""
+    import pyarrow.fs
+
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        return checkpoint.path
+    src = Path(checkpoint.path)
+    dest = cache_dir / src.parent.name / src.name
+    if not (dest / "candidate.json").exists():
+        part = dest.with_name(dest.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        checkpoint.to_directory(str(part))
+        shutil.rmtree(dest, ignore_errors=True)
+        part.rename(dest)
+    return str(dest)
+
+
+def _mlflow_callback(setting: bool | str, run_dir: Path, name: str) -> Any:
+    try:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        import mlflow  # noqa: F401
+    except ImportError:
+        from automl.exceptions import ConfigError
+
+        raise ConfigError("SearchConfig(mlflow=...) needs MLflow: pip install mlflow-skinny") from None
+    uri = setting if isinstance(setting, str) else (run_dir.resolve() / "mlruns").as_uri()
+    if not isinstance(setting, str):
+        # the run-local default is a file store (no server needed), which MLflow 3 asks to opt into
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    logger.info("logging trials to MLflow at %s (experiment %r)", uri, run_dir.name)
+    return MLflowLoggerCallback(tracking_uri=uri, experiment_name=run_dir.name, save_artifact=False)
+
+
+def _record(result: Any, progress: ProgressCallback, t0: float, deadline: float | None, *,
+            retries: dict[str, int] | None = None, cache_dir: Path | None = None) -> TrialRecord:
     config = result.config or {}
     try:
         family, params = unflatten(config)
@@ -176,7 +254,8 @@ def _record(result: Any, progress: ProgressCallback, t0: float, deadline: float 
         family, params = "?", dict(config)
     m = result.metrics or {}
     trial_id = m.get("trial_id") or os.path.basename(str(result.path))
-    rec = TrialRecord(trial_id=str(trial_id), family=family, params=params, status="completed")
+    rec = TrialRecord(trial_id=str(trial_id), family=family, params=params, status="completed",
+                      retries=(retries or {}).get(str(trial_id), 0))
     # Tune names trial directories "<trainable>_<trial id>_<creation index>_<params>"
     found = re.search(rf"{re.escape(str(trial_id))}_(\d+)", os.path.basename(str(result.path)))
     rec.index = int(found.group(1)) if found else None
@@ -201,7 +280,9 @@ def _record(result: Any, progress: ProgressCallback, t0: float, deadline: float 
         rec.trial_wall_s = m.get("trial_wall_s")
         rec.predict_time_s = m.get("predict_time_s")
         rec.stop_reason = m.get("stop_reason")
-        rec.checkpoint = result.checkpoint.path if result.checkpoint else None
+        if result.checkpoint is not None:
+            rec.checkpoint = (_local_checkpoint(result.checkpoint, cache_dir) if cache_dir is not None
+                              else result.checkpoint.path)
     else:
         rec.status = "stopped"
         ended = times[1] if times and times[1] else time.time()

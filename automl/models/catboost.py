@@ -164,6 +164,7 @@ class CatBoostLearner(Learner):
 @register
 class CatBoostFamily(Family):
     name = "catboost"
+    relative_cost = 8.0
     recipe = "tree"
     priority = 55  # strong but ~10x LightGBM's cost on CPU: after the cheap families
     supports_gpu = True

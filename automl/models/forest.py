@@ -50,11 +50,13 @@ class _ForestFamily(Family):
 @register
 class RandomForestFamily(_ForestFamily):
     name = "random_forest"
+    relative_cost = 3.0
     priority = 45
 
 
 @register
 class ExtraTreesFamily(_ForestFamily):
     name = "extra_trees"
+    relative_cost = 2.0
     priority = 40
     extra_trees = True

@@ -76,6 +76,7 @@ class KNNLearner(RefitOnRestore, Learner):
 @register
 class KNNFamily(Family):
     name = "knn"
+    relative_cost = 3.0
     recipe = "linear"
     priority = 80
     patience = 1

@@ -82,6 +82,7 @@ class LinearLearner(RefitOnRestore, Learner):
 @register
 class LinearFamily(Family):
     name = "linear"
+    relative_cost = 0.5
     recipe = "linear"
     priority = 30
     patience = 1

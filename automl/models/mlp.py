@@ -322,6 +322,7 @@ class MLPLearner(Learner):
 @register
 class MLPFamily(Family):
     name = "mlp"
+    relative_cost = 3.0
     recipe = "nn"
     priority = 60
     patience = PATIENCE_EPOCHS

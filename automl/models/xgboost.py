@@ -125,6 +125,7 @@ class XGBoostLearner(Learner):
 @register
 class XGBoostFamily(Family):
     name = "xgboost"
+    relative_cost = 1.2
     recipe = "tree"
     priority = 20
     supports_gpu = True

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 #: rows explained (tree SHAP, permutation importance) at most
 EXPLAIN_ROWS = 1000
 #: tree SHAP: seconds to aim for, rows at least, rows of the pilot that measures the cost per row
-SHAP_SECONDS, SHAP_MIN_ROWS, SHAP_PILOT_ROWS = 2.0, 30, 10
+SHAP_SECONDS, SHAP_MIN_ROWS, SHAP_PILOT_ROWS = 2.0, 10, 5
 BEESWARM_COLUMNS = 12
 PDP_COLUMNS = 4
 DEFAULT_THRESHOLD = 0.5
