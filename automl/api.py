@@ -42,6 +42,7 @@ class AutoML:
         drop_columns: columns never used as features.
         weight_column: a column of non-negative sample weights (used in training).
         class_weight: "balanced" weighs classes inversely to their frequency.
+        write_report: write ``report.html`` at the end of the fit (inside the time limit).
 
     Example:
         >>> run = AutoML(target="class", time_limit=60).fit("data/adult.csv.gz")  # doctest: +SKIP
@@ -64,6 +65,7 @@ class AutoML:
         drop_columns: tuple[str, ...] | list[str] = (),
         weight_column: str | None = None,
         class_weight: str | None = None,
+        write_report: bool = True,
     ) -> None:
         self.target = target
         self.problem_type = problem_type
@@ -78,6 +80,7 @@ class AutoML:
         self.drop_columns = drop_columns
         self.weight_column = weight_column
         self.class_weight = class_weight
+        self.write_report = write_report
 
     # -- fitting ------------------------------------------------------------------------------------
     def _spec(self) -> Any:
@@ -97,7 +100,7 @@ class AutoML:
             search=search, validation=self.validation or ValidationConfig(),
             ensemble=self.ensemble or EnsembleConfig(), resources=self.resources or ResourceConfig(),
             seed=int(self.seed), drop_columns=tuple(self.drop_columns), weight_column=self.weight_column,
-            class_weight=self.class_weight,
+            class_weight=self.class_weight, report=self.write_report,
         )
 
     def fit(self, data: TableSource, *, validation_data: TableSource | None = None,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from automl.kinds import ColumnKind
+from automl.kinds import ColumnKind, level_strings
 from automl.problem import ProblemType
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def numeric_stats(values: np.ndarray) -> dict[str, Any]:
 
 
 def level_stats(s: pd.Series) -> dict[str, Any]:
-    present = s.dropna().astype(str)
+    present = level_strings(s.dropna())
     counts = present.value_counts()
     top = counts.head(MAX_LEVELS)
     total = max(len(present), 1)

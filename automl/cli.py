@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--weight-column")
     f.add_argument("--class-weight", choices=["balanced"])
     f.add_argument("--no-ensemble", action="store_true")
+    f.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
     f.add_argument("--stack-levels", type=int, default=0, choices=[0, 1, 2])
     f.add_argument("--refit", choices=["auto", "yes", "no"], default="auto")
     f.add_argument("--max-predict-latency-ms", type=float)
@@ -163,7 +164,7 @@ def cmd_fit(a: argparse.Namespace) -> int:
         resources=ResourceConfig(address=a.address, num_cpus=a.num_cpus, storage=a.storage,
                                  train_workers=a.train_workers),
         seed=a.seed, output_dir=out, drop_columns=_families(a.drop_columns) or (),
-        weight_column=a.weight_column, class_weight=a.class_weight,
+        weight_column=a.weight_column, class_weight=a.class_weight, write_report=not a.no_report,
     )
     t = time.time()
     run.fit(a.data, validation_data=a.validation_data, test_data=a.test_data, resume=a.resume)

@@ -16,6 +16,8 @@ import pandas as pd
 
 from automl import leaderboard as lb
 from automl.assemble import assemble
+from automl.data import align_channel
+from automl.kinds import level_strings
 from automl.config import EnsembleConfig, ResourceConfig, SearchConfig, ValidationConfig
 from automl.exceptions import ConfigError, DataError
 from automl.metrics import Metric, resolve_metric
@@ -46,6 +48,7 @@ class FitSpec:
     drop_columns: tuple[str, ...] = ()
     weight_column: str | None = None
     class_weight: str | None = None
+    report: bool = True
 
 
 @dataclass
@@ -63,7 +66,8 @@ def build_schema(profile: DataProfile, df: pd.DataFrame) -> InputSchema:
             continue
         cats = None
         if c.kind in ("categorical", "boolean"):
-            cats = [str(v) for v in df[c.name].dropna().astype(str).value_counts().index[:MAX_SCHEMA_LEVELS]]
+            levels = level_strings(df[c.name].dropna())
+            cats = [str(v) for v in levels.value_counts().index[:MAX_SCHEMA_LEVELS]]
         cols.append(ColumnSpec(c.name, c.kind, c.dtype, required=c.missing_share == 0, categories=cats))
     ids = [c.name for c in profile.columns if c.kind == "identifier"]
     return InputSchema(cols, ids)
@@ -132,8 +136,9 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
     run_dir.mkdir(parents=True, exist_ok=True)
     n_valid = 0
     if validation is not None:
-        n_valid = len(validation)
-        train = pd.concat([train, validation[train.columns.intersection(validation.columns)]], ignore_index=True)
+        validation = align_channel(train, validation, "validation", target=spec.target)
+        n_valid = int(validation[spec.target].notna().sum())  # rows without a target are dropped below
+        train = pd.concat([train, validation], ignore_index=True)
     v = spec.validation
     profile = profile_table(train, spec.target, problem_type=spec.problem_type, metric=spec.metric,
                             drop_columns=spec.drop_columns, time_column=v.time_column, group_column=v.group_column,
@@ -170,8 +175,8 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
         data.task = replace(data.task, use_gpu=True)
         logger.info("GPU: %.0f in the cluster; trials of GPU-capable families train on CUDA", cluster.gpus)
     # time kept after the search for loading candidates, ensembling, refitting, saving and the report
-    reserve = min(60.0, max(3.0, 0.06 * spec.time_limit)) + min(REPORT_RESERVE_S, 0.1 * spec.time_limit) \
-        if spec.time_limit else 0.0
+    reserve = min(60.0, max(3.0, 0.06 * spec.time_limit)) \
+        + (min(REPORT_RESERVE_S, 0.1 * spec.time_limit) if spec.report else 0.0) if spec.time_limit else 0.0
     search_deadline = deadline - reserve if deadline else None
     outcome = run_search(data, families, spec.search, cluster=cluster, resources=spec.resources, run_dir=run_dir,
                          deadline=search_deadline, seed=spec.seed, resume=resume,
@@ -208,7 +213,8 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
         "experiment_path": outcome.experiment_path, "seed": spec.seed, **info, **(lineage or {}),
     }
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
-    _write_report(run_dir, run_info)
+    if spec.report:
+        _write_report(run_dir, run_info)
     logger.info("fit done in %.1fs: %s", timings["total_s"], info.get("chosen"))
     return FitResult(predictor, board, profile, run_info)
 

@@ -26,6 +26,7 @@ class ColumnKind(str, enum.Enum):
 _ID_NAME = re.compile(
     r"(?i)(^id$|^id[_\-\s]|[_\-\s]id$|^idcode$|[a-z]ID$|uuid|guid|^index$|^unnamed: ?0$|^row_?(id|num|number)$)"
 )
+_CODE_NAME = re.compile(r"(?i:(^|[_\-\s])(code|cd|cat|category)$)|[a-z](Code|Cat|Category)$")
 _BOOL_TOKENS = {"0", "1", "true", "false", "yes", "no", "y", "n", "t", "f"}
 _DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?\s*$")
 
@@ -33,6 +34,11 @@ _DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(
 PARSE_SHARE = 0.95
 #: a column whose non-dominant values cover fewer rows than this share (and < 20 rows) is near-constant
 NEAR_CONSTANT_SHARE = 0.001
+#: integer codes named like a code (``ind_code``) with at most this many levels are categorical
+MAX_CODE_LEVELS = 200
+#: a text column whose number-like values take at most this many distinct values holds category
+#: labels that happen to be digits (car's doors: '2', '3', '4', '5more'), not numbers mixed with text
+MIXED_MIN_NUMBER_LEVELS = 10
 SAMPLE = 5000
 
 
@@ -57,8 +63,8 @@ def infer_kind(s: pd.Series) -> tuple[ColumnKind, str]:
         )
     if pd.api.types.is_bool_dtype(s):
         return ColumnKind.BOOLEAN, "boolean dtype"
-    if n_unique == 2 and {str(v).strip().lower() for v in counts.index} <= _BOOL_TOKENS:
-        return ColumnKind.BOOLEAN, f"two values {sorted(map(str, counts.index))} that read as true/false"
+    if n_unique == 2 and {_token(v) for v in counts.index} <= _BOOL_TOKENS:
+        return ColumnKind.BOOLEAN, f"two values {sorted(map(_token, counts.index))} that read as true/false"
     if pd.api.types.is_datetime64_any_dtype(s):
         return ColumnKind.DATETIME, "datetime dtype"
     if pd.api.types.is_numeric_dtype(s):
@@ -75,6 +81,8 @@ def _numeric_kind(name, present: pd.Series, n_unique: int, n: int) -> tuple[Colu
             )
         if n_unique == n and n > 50 and (present.is_monotonic_increasing or present.is_monotonic_decreasing):
             return ColumnKind.IDENTIFIER, "a unique, monotonic integer per row (a row number or key)"
+        if _CODE_NAME.search(str(name)) and n_unique <= MAX_CODE_LEVELS:
+            return ColumnKind.CATEGORICAL, f"integer codes named like a code or category ({n_unique} levels)"
     return ColumnKind.NUMERIC, "numeric dtype"
 
 
@@ -101,15 +109,51 @@ def _text_kind(name, present: pd.Series, n_unique: int, n: int) -> tuple[ColumnK
     return ColumnKind.CATEGORICAL, f"text with {n_unique} distinct values"
 
 
-def mixed_type_share(s: pd.Series) -> float:
-    """Share of non-missing values of a text column that parse as numbers (0 for numeric columns)."""
+def mixed_types(s: pd.Series, min_levels: int = MIXED_MIN_NUMBER_LEVELS) -> tuple[float, str] | None:
+    """For a text column that mixes numbers and words: ``(share of numbers, description)``; else None.
+
+    Not mixed: numeric columns, columns without numbers or without words, and columns whose
+    numbers take at most ``min_levels`` distinct values (labels such as '2', '3', '4', '5more')."""
     if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-        return 0.0
-    present = s.dropna().astype(str)
+        return None
+    present = s.dropna().astype(str).str.strip()
     if present.empty:
-        return 0.0
+        return None
     sample = present.sample(min(SAMPLE, len(present)), random_state=0)
-    return float(pd.to_numeric(sample, errors="coerce").notna().mean())
+    numbers = pd.to_numeric(sample, errors="coerce")
+    share = float(numbers.notna().mean())
+    n_levels = int(numbers.nunique())
+    if share in (0.0, 1.0) or n_levels <= min_levels:
+        return None
+    words = [_short(v) for v in sample[numbers.isna()].value_counts().index[:3]]
+    return share, f"{share:.0%} numbers ({n_levels} distinct) and text such as {', '.join(words)}"
+
+
+def level_strings(s: pd.Series) -> pd.Series:
+    """Values as category labels (string dtype, missing stays missing). Integral numbers lose their
+    decimal part (1.0 -> '1'), so a level reads the same whether its column arrives as integers,
+    as floats (an integer column with a missing value) or as JSON numbers."""
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_integer_dtype(s):
+        return s.astype("string")
+    if pd.api.types.is_numeric_dtype(s):
+        v = s.to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            integral = np.isfinite(v) & (np.mod(v, 1) == 0)
+        out = s.astype("string")
+        out[integral] = v[integral].astype(np.int64).astype(str)
+        return out
+    return s.map(_level, na_action="ignore").astype("string")
+
+
+def _level(v) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _token(v) -> str:
+    """A value as a true/false token: 1.0 -> '1', ' Yes' -> 'yes'."""
+    return _level(v).strip().lower()
 
 
 def _short(v) -> str:

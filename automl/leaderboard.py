@@ -1,7 +1,8 @@
 """The leaderboard: one row per trial plus the ensemble rows, best first.
 
 Columns: rank, model, family, score_val, score_std, metric, fit_time_s, predict_time_s, status,
-stop_reason, iterations, params (JSON), error, trial_id, members (JSON, ensembles), refit, chosen.
+stop_reason, iterations, params (JSON), error, trial_id, members (JSON, ensembles), refit, chosen,
+score_test, start_s, end_s, retries (times Tune restarted the trial after a worker or node died).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 COLUMNS = ["rank", "model", "family", "score_val", "score_std", "metric", "fit_time_s", "predict_time_s",
            "status", "stop_reason", "iterations", "params", "error", "trial_id", "members", "refit", "chosen",
-           "score_test", "start_s", "end_s"]
+           "score_test", "start_s", "end_s", "retries"]
 _STATUS_ORDER = {"completed": 0, "ensemble": 0, "stopped": 1, "failed": 2}
 
 
@@ -40,6 +41,7 @@ class Row:
     score_test: float | None = None
     start_s: float | None = None
     end_s: float | None = None
+    retries: int | None = None  # trials: restarts after a failure (None for ensembles)
 
 
 def build(rows: list[Row], greater_is_better: bool) -> pd.DataFrame:

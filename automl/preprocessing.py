@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from automl.exceptions import ConfigError
-from automl.kinds import ColumnKind
+from automl.kinds import ColumnKind, level_strings
 from automl.schema import ColumnSpec
 
 RECIPES = ("tree", "linear", "nn")
@@ -181,13 +181,13 @@ def _numeric_out(name: str, values: np.ndarray, st: dict[str, Any], scaled: bool
 
 
 def _fit_levels(name: str, s: pd.Series, max_levels: int, min_count: int) -> dict[str, Any]:
-    counts = s.dropna().astype(str).value_counts()
+    counts = level_strings(s.dropna()).value_counts()
     kept = counts[counts >= min(min_count, max(1, int(counts.iloc[0]) if len(counts) else 1))].head(max_levels)
     return {"type": "levels", "name": name, "levels": [str(k) for k in kept.index]}
 
 
 def _codes(s: pd.Series, levels: list[str]) -> np.ndarray:
-    as_str = s.astype("string")
+    as_str = level_strings(s)
     codes = pd.Categorical(as_str, categories=levels).codes.astype(np.int32) + 1  # -1 -> 0
     rare = (codes == 0) & as_str.notna().to_numpy()
     codes[rare] = len(levels) + 1

@@ -1,7 +1,8 @@
 """DataProfile: the autopilot's analysis of a table, saved as ``profile.json``.
 
 Per column: kind (with its reason), dtype, missing share, distinct count, summary statistics and
-the role the column plays (feature, target, dropped, time, group, weight). For the table: the
+the role the column plays (feature, target, dropped, time, group, weight; the time column is
+also a feature). For the table: the
 problem type with its reason, the metric, class counts or the target distribution, quality
 warnings with what the system does about them, and a baseline for drift monitoring.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,10 @@ import pandas as pd
 from automl import baseline as baseline_mod
 from automl import quality
 from automl.exceptions import DataError
-from automl.kinds import ColumnKind, infer_kind
+from automl.kinds import ColumnKind, infer_kind, level_strings
 from automl.metrics import Metric, resolve_metric
 from automl.problem import ProblemType, infer_problem_type, parse_problem_type
+from automl.quality import ProfileWarning
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +45,9 @@ class ColumnProfile:
 
     @property
     def is_feature(self) -> bool:
-        return self.role == "feature"
-
-
-@dataclass
-class ProfileWarning:
-    code: str
-    message: str
-    columns: list[str]
-    action: str
+        """Model input: a plain feature, or the time column (which orders the split and is expanded
+        into date parts like any datetime feature)."""
+        return self.role == "feature" or (self.role == "time" and ColumnKind(self.kind).is_feature)
 
 
 @dataclass
@@ -113,16 +110,70 @@ class DataProfile:
     def load(cls, path: str | Path) -> "DataProfile":
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per column: name, role, kind, dtype, missing share, distinct values, why."""
+        return pd.DataFrame([{
+            "column": c.name, "role": c.role, "kind": c.kind, "dtype": c.dtype, "missing": c.missing_share,
+            "distinct": c.n_unique, "why": _why(c)} for c in self.columns])
+
     def summary(self) -> str:
+        """A readable report: the table, the target, one line per column, the warnings."""
         lines = [
-            f"{self.n_rows} rows x {self.n_columns} columns; target {self.target!r}",
+            f"{self.n_rows:,} rows x {self.n_columns} columns; target {self.target!r}"
+            + (f" ({self.rows_dropped_missing_target:,} rows without a target dropped)"
+               if self.rows_dropped_missing_target else ""),
             f"problem type: {self.problem_type} ({self.problem_type_reason})",
             f"metric: {self.metric} ({self.metric_reason})",
-            "columns: " + ", ".join(f"{c.name}={c.kind}" + ("(dropped)" if c.role == "dropped" else "")
-                                    for c in self.columns if c.role != "target"),
+            f"target: {_target_line(self.target_summary)}",
+            "",
         ]
-        lines += [f"warning [{w.code}] {w.message} -> {w.action}" for w in self.warnings]
+        frame = self.to_frame()
+        frame["missing"] = [("<0.1%" if m < 0.001 else f"{m:.1%}") if m else "-" for m in frame["missing"]]
+        lines += _table(frame).splitlines()
+        features = [c for c in self.columns if c.is_feature]
+        lines += ["", f"features ({len(features)}): " + ", ".join(f"{c.name}={c.kind}" for c in features),
+                  "dropped: " + (", ".join(f"{k} ({v})" for k, v in self.dropped_columns.items()) or "none")]
+        lines.append(f"warnings ({len(self.warnings)}):" if self.warnings else "warnings: none")
+        for w in self.warnings:
+            cols = f" [columns: {', '.join(w.columns)}]" if w.columns else ""
+            lines += [f"  - {w.code}: {w.message}{cols}", f"      action: {w.action}"]
         return "\n".join(lines)
+
+
+def _why(c: ColumnProfile) -> str:
+    why = c.reason
+    if c.role == "dropped" and c.drop_reason and c.reason not in c.drop_reason:
+        why += f"; dropped: {c.drop_reason}"
+    elif c.role == "time":
+        why += "; orders the time-ordered split (also a feature)"
+    elif c.role == "group":
+        why += "; keeps its rows in one fold (not a feature)"
+    elif c.role == "weight":
+        why += "; sample weights (not a feature)"
+    return why
+
+
+def _table(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    cells = [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    width = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols[:-1])]
+    def fmt(row: list[str]) -> str:  # the last column ("why") is not padded
+        return "  ".join(v.ljust(width[i]) for i, v in enumerate(row[:-1])) + "  " + row[-1]
+
+    return "\n".join([fmt(cols)] + [fmt(r) for r in cells])
+
+
+def _target_line(t: dict[str, Any]) -> str:
+    if "class_counts" in t:
+        total = sum(t["class_counts"].values()) or 1
+        shown = list(t["class_counts"].items())[:10]
+        more = len(t["class_counts"]) - len(shown)
+        counts = ", ".join(f"{k}: {v:,} ({v / total:.1%})" for k, v in shown)
+        more_text = f", ... {more} more" if more > 0 else ""
+        return f"{counts}{more_text}; imbalance ratio {t['imbalance_ratio']:.1f}"
+    q = t.get("quantiles", {})
+    return (f"mean {t.get('mean', float('nan')):.4g}, std {t.get('std', float('nan')):.4g}, "
+            + ", ".join(f"{k} {v:.4g}" for k, v in q.items()))
 
 
 def _json_default(o: Any) -> Any:
@@ -200,7 +251,14 @@ def profile_table(
             cp.role, cp.drop_reason = "dropped", "listed in drop_columns by the user"
         elif not ColumnKind(cp.kind).is_feature:
             cp.role, cp.drop_reason = "dropped", f"{cp.kind}: {cp.reason}"
-    found = quality.check(df, target, ptype, columns, n_folds=n_folds)
+        _log_kind(cp, df[cp.name])
+    if time_column is not None:
+        time_cp = next(c for c in columns if c.name == time_column)
+        quality.check_time_column(df[time_column], time_cp)
+        time_cp.stats = _stats(df[time_column], ColumnKind(time_cp.kind))
+    if group_column is not None:
+        quality.check_group_column(df[group_column])
+    found = quality.check(df, target, ptype, columns, n_folds=n_folds, n_missing_target=n_dropped)
     for w in found.warnings:
         logger.warning("%s -> %s", w.message, w.action)
     for cp in columns:
@@ -234,26 +292,42 @@ def profile_table(
     )
 
 
+def _log_kind(cp: ColumnProfile, s: pd.Series) -> None:
+    """An inference beyond the dtype (dates in text, 0/1 flags, codes, keys) is logged at INFO."""
+    plain = ColumnKind.NUMERIC.value if pd.api.types.is_numeric_dtype(s) else ColumnKind.CATEGORICAL.value
+    level = logging.INFO if cp.kind != plain and cp.role != "target" else logging.DEBUG
+    logger.log(level, "column %r is %s: %s", cp.name, cp.kind, cp.reason)
+
+
 def _profile_column(s: pd.Series) -> ColumnProfile:
     kind, reason = infer_kind(s)
-    present = s.dropna()
-    stats: dict[str, Any] = {}
-    if kind in (ColumnKind.NUMERIC,) and len(present):
-        vals = pd.to_numeric(present, errors="coerce").dropna().to_numpy(dtype=float)
-        if len(vals):
-            q = np.quantile(vals, [0, 0.01, 0.25, 0.5, 0.75, 0.99, 1])
-            stats = {"mean": float(vals.mean()), "std": float(vals.std()),
-                     "quantiles": dict(zip(["min", "p01", "p25", "p50", "p75", "p99", "max"], map(float, q)))}
-    elif len(present):
-        top = present.astype(str).value_counts().head(10)
-        stats = {"top": [{"value": k, "share": round(v / len(s), 6)} for k, v in top.items()]}
-        if kind is ColumnKind.DATETIME:
-            parsed = pd.to_datetime(present, errors="coerce", format="mixed")
-            stats.update({"min": str(parsed.min()), "max": str(parsed.max())})
     return ColumnProfile(
         name=str(s.name), kind=kind.value, reason=reason, dtype=str(s.dtype),
-        missing_share=round(float(s.isna().mean()), 6), n_unique=int(present.nunique()), stats=stats,
+        missing_share=round(float(s.isna().mean()), 6), n_unique=int(s.nunique()), stats=_stats(s, kind),
     )
+
+
+def _stats(s: pd.Series, kind: ColumnKind) -> dict[str, Any]:
+    """Numeric quantiles, or the top values with their shares (and the range of dates)."""
+    present = s.dropna()
+    if not len(present):
+        return {}
+    if kind is ColumnKind.NUMERIC:
+        vals = pd.to_numeric(present, errors="coerce").dropna().to_numpy(dtype=float)
+        if not len(vals):
+            return {}
+        q = np.quantile(vals, [0, 0.01, 0.25, 0.5, 0.75, 0.99, 1])
+        return {"mean": float(vals.mean()), "std": float(vals.std()),
+                "quantiles": dict(zip(["min", "p01", "p25", "p50", "p75", "p99", "max"], map(float, q)))}
+    top = level_strings(present).value_counts().head(10)
+    stats: dict[str, Any] = {"top": [{"value": k, "share": round(v / len(s), 6)} for k, v in top.items()]}
+    if kind is ColumnKind.DATETIME:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = present if pd.api.types.is_datetime64_any_dtype(present) else pd.to_datetime(
+                present.astype(str), errors="coerce", format="mixed")
+        stats.update({"min": str(parsed.min()), "max": str(parsed.max())})
+    return stats
 
 
 def _target_summary(y: pd.Series, ptype: ProblemType) -> dict[str, Any]:

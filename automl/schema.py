@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from automl.exceptions import SchemaError
-from automl.kinds import ColumnKind
+from automl.kinds import ColumnKind, level_strings
 
 
 @dataclass
@@ -87,7 +87,7 @@ def validate_frame(schema: InputSchema, df: pd.DataFrame) -> tuple[pd.DataFrame,
             out[spec.name] = s
             if spec.categories is not None and spec.kind == ColumnKind.CATEGORICAL.value:
                 known = set(spec.categories)
-                unknown = sorted({str(v) for v in s.dropna().unique()} - known)
+                unknown = sorted(set(level_strings(s.dropna()).unique()) - known)
                 if unknown:
                     report.unknown_categories[spec.name] = unknown[:20]
     if errors:

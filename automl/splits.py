@@ -24,6 +24,7 @@ class Folds:
     folds: list[tuple[np.ndarray, np.ndarray]]
     n_rows: int
     seed: int
+    column: str | None = None  # the time or group column of a time-ordered or grouped split
 
     @property
     def assignment(self) -> np.ndarray:
@@ -38,7 +39,7 @@ class Folds:
         return self.assignment >= 0
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "n_folds": len(self.folds), "seed": self.seed,
+        return {"kind": self.kind, "n_folds": len(self.folds), "seed": self.seed, "column": self.column,
                 "validation_rows": [int(len(v)) for _, v in self.folds],
                 "training_rows": [int(len(t)) for t, _ in self.folds]}
 
@@ -66,9 +67,13 @@ def make_folds(
         raise ConfigError(f"holdout_fraction must be between 0 and 1; got {holdout_fraction}")
     idx = np.arange(n_rows)
     if time_values is not None:
-        return _time_folds(np.asarray(time_values), strategy, n_folds, holdout_fraction, seed)
+        folds = _time_folds(_sortable_times(time_values), strategy, n_folds, holdout_fraction, seed)
+        folds.column = getattr(time_values, "name", None)
+        return folds
     if groups is not None:
-        return _group_folds(np.asarray(groups), y, strategy, n_folds, holdout_fraction, seed)
+        folds = _group_folds(np.asarray(groups), y, strategy, n_folds, holdout_fraction, seed)
+        folds.column = getattr(groups, "name", None)
+        return folds
     stratify = y if y is not None and np.bincount(y).min() >= 2 else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has only n members"
@@ -99,6 +104,29 @@ def _time_folds(t: np.ndarray, strategy: str, n_folds: int, frac: float, seed: i
                             "use fewer folds or a holdout")
         folds.append((np.sort(order[:lo]), np.sort(order[lo:hi])))
     return Folds("time-" + strategy, folds, n, seed)
+
+
+def _sortable_times(values: pd.Series) -> np.ndarray:
+    """Times as numbers that sort in time order: numbers as they are, dates (also dates held as text,
+    which do not sort as text unless ISO formatted) as nanoseconds since the epoch (UTC)."""
+    s = pd.Series(values)
+    name = s.name if s.name is not None else "time"
+    if s.isna().any():
+        raise DataError(f"the time column {name!r} has missing values; fill or drop those rows before a "
+                        "time-ordered split")
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        return s.to_numpy(dtype=float)
+    if not pd.api.types.is_datetime64_any_dtype(s):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = pd.to_datetime(s.astype(str), errors="coerce", format="mixed", utc=True)
+        if parsed.isna().any():
+            bad = s[parsed.isna()].iloc[0]
+            raise DataError(f"the time column {name!r} holds {bad!r}, which is neither a date nor a number")
+        s = parsed
+    if s.dt.tz is not None:
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    return s.astype("datetime64[ns]").to_numpy().astype(np.int64)
 
 
 def _tie_safe(ts: np.ndarray, pos: int) -> int:

@@ -20,7 +20,7 @@ LEADERBOARD_COLUMNS = {"rank", "model", "family", "score_val", "metric", "fit_ti
 @pytest.fixture(scope="module")
 def binary_run(ray_session, binary_df, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "binary"
-    run = AutoML(target="label", search=SearchConfig(max_trials=4), output_dir=out, seed=0)
+    run = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=4), output_dir=out, seed=0)
     return run.fit(binary_df.iloc[:250], test_data=binary_df.iloc[250:])
 
 
@@ -69,7 +69,7 @@ def test_predict_order_proba_and_round_trip(binary_run, binary_df, tmp_path):
 
 
 def test_regression_holdout_refits_on_all_rows(ray_session, regression_df, tmp_path):
-    run = AutoML(target="label", search=SearchConfig(max_trials=2, families=("lightgbm",)),
+    run = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=2, families=("lightgbm",)),
                  validation=ValidationConfig(strategy="holdout"), output_dir=tmp_path / "r").fit(regression_df)
     board = run.leaderboard()
     assert board[board["chosen"]]["refit"].item()
@@ -84,7 +84,7 @@ def test_failing_trial_does_not_end_the_search(ray_session, multiclass_df, tmp_p
     prev.mkdir()
     pd.DataFrame([{"rank": 1, "model": "lightgbm_001", "family": "lightgbm", "status": "completed",
                    "params": json.dumps({"num_leaves": 1, "learning_rate": 0.1})}]).to_csv(prev / "leaderboard.csv")
-    run = AutoML(target="label", search=SearchConfig(max_trials=3, warm_start=str(prev)),
+    run = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=3, warm_start=str(prev)),
                  output_dir=tmp_path / "m").fit(multiclass_df)
     board = run.leaderboard()
     failed = board[board["status"] == "failed"]
@@ -95,11 +95,11 @@ def test_failing_trial_does_not_end_the_search(ray_session, multiclass_df, tmp_p
 
 def test_errors_are_typed_and_name_the_fix(binary_df):
     with pytest.raises(NotFittedError, match="not fitted yet; call fit"):
-        AutoML(target="label").predict(binary_df)
+        AutoML(write_report=False, target="label").predict(binary_df)
     with pytest.raises(ConfigError, match=r"search strategy must be one of \['bayesian', 'random'"):
         SearchConfig(strategy="bayes")
     with pytest.raises(DataError, match="target column 'nope' is not in the table"):
-        AutoML(target="nope", search=SearchConfig(max_trials=1)).fit(binary_df)
+        AutoML(write_report=False, target="nope", search=SearchConfig(max_trials=1)).fit(binary_df)
     with pytest.raises(ConfigError, match="unknown metric"):
-        AutoML(target="label", metric="auc_roc", search=SearchConfig(max_trials=1)).fit(binary_df)
+        AutoML(write_report=False, target="label", metric="auc_roc", search=SearchConfig(max_trials=1)).fit(binary_df)
     assert issubclass(DataError, AutoMLError) and issubclass(ConfigError, AutoMLError)

@@ -35,8 +35,18 @@ def test_json_state_round_trip_gives_identical_matrix(mixed, recipe):
     np.testing.assert_array_equal(a.num, b.num)
     np.testing.assert_array_equal(a.cat, b.cat)
     assert a.names == b.names
-    assert any(n.startswith("when.") for n in a.names)  # datetime expanded into parts
-    assert any("#h" in n for n in a.names)  # text hashed
+    parts = {n.split(".", 1)[1] for n in a.names if n.startswith("when.")}
+    assert parts == {"year", "month", "day", "dayofweek", "dayofyear", "hour", "elapsed_days"}
+    assert sum("#h" in n for n in a.names) == pre.steps_[3]["buckets"]  # text hashed into buckets
+    levels = next(s["levels"] for s in pre.to_dict()["steps"] if s["name"] == "cat")
+    assert "rare" not in levels  # 4 rows: grouped with unseen levels into one code
+    rare_rows = (mixed["cat"] == "rare").to_numpy()
+    if recipe == "linear":
+        col = a.names.index("cat=<rare>")
+        assert (a.num[rare_rows, col] == 1).all() and a.num[~rare_rows, col].sum() == 0
+    else:
+        codes = a.cat[:, a.cat_names.index("cat")]
+        assert (codes[rare_rows] == len(levels) + 1).all() and (codes[~rare_rows] <= len(levels)).all()
 
 
 def test_unseen_and_missing_categories_get_their_own_codes(mixed):
@@ -88,3 +98,30 @@ def test_splits_are_seeded():
     b = make_folds(100, strategy="kfold", n_folds=5, seed=3).assignment
     c = make_folds(100, strategy="kfold", n_folds=5, seed=4).assignment
     assert (a == b).all() and not (a == c).all()
+
+
+def test_integer_levels_read_the_same_as_floats_or_json_numbers():
+    """An int 0/1 column turns float when a batch has a missing value; its levels must not become unseen."""
+    df = pd.DataFrame({"flag": [0, 1] * 100, "code": [3, 7, 9, 11] * 50, "y": [0.0, 1.0] * 100})
+    schema = build_schema(profile_table(df, "y"), df)
+    assert {c.name: c.kind for c in schema.columns} == {"flag": "boolean", "code": "categorical"}
+    pre = Preprocessor("tree", schema.columns).fit(df)
+    expected = pre.transform(df.head(4)).cat
+    as_float = df.head(4).astype({"flag": float})
+    as_float.loc[0, "flag"] = np.nan
+    got = pre.transform(as_float).cat
+    assert got[0, 0] == 0 and (got[1:] == expected[1:]).all()  # missing, then the same codes
+    as_json = pd.DataFrame({"flag": [1, 0.0], "code": [7.0, 3]}, dtype=object)  # numbers as JSON gives them
+    assert (pre.transform(as_json).cat == expected[[1, 0]]).all()
+
+
+def test_time_folds_order_text_dates_by_date_not_by_text():
+    days = pd.date_range("2010-11-01", periods=120, freq="D")
+    # as text, '12/01/2010' sorts after '01/05/2011'
+    text = pd.Series(days.strftime("%m/%d/%Y"), name="day").sample(frac=1, random_state=0)
+    text = text.reset_index(drop=True)
+    folds = make_folds(len(text), strategy="kfold", n_folds=3, time_values=text, seed=0)
+    assert folds.column == "day" and folds.kind == "time-kfold"
+    when = pd.to_datetime(text, format="%m/%d/%Y").to_numpy()
+    for tr, va in folds.folds:
+        assert when[tr].max() < when[va].min()

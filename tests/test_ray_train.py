@@ -32,7 +32,7 @@ def test_two_workers_match_in_process_quality(ray_session, binary_df, family, tm
 
 
 def test_fit_routes_boosting_trials_through_ray_train(ray_session, binary_df, tmp_path):
-    run = AutoML(target="label", search=SearchConfig(max_trials=1, families=("lightgbm",)),
+    run = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=1, families=("lightgbm",)),
                  validation=ValidationConfig(strategy="holdout"),
                  resources=ResourceConfig(train_workers=2), output_dir=tmp_path / "r").fit(binary_df)
     board = run.leaderboard()

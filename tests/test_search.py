@@ -13,7 +13,7 @@ STRATEGIES = ["bayesian", "random", "grid", "hyperband", "asha", "bohb"]
 
 def fit(df, tmp_path, strategy, **search):
     search = {"max_trials": 3, "families": ("lightgbm", "xgboost"), **search}
-    return AutoML(target="label", search=SearchConfig(strategy=strategy, **search),
+    return AutoML(write_report=False, target="label", search=SearchConfig(strategy=strategy, **search),
                   output_dir=tmp_path / strategy, seed=0).fit(df)
 
 
@@ -42,7 +42,7 @@ def test_same_seed_and_trial_budget_give_the_same_leaderboard(ray_session, multi
     cols = ["model", "family", "params", "score_val", "status"]
     boards = []
     for i in range(2):
-        run = AutoML(target="label", search=SearchConfig(max_trials=7, families=("lightgbm", "xgboost")),
+        run = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=7, families=("lightgbm", "xgboost")),
                      output_dir=tmp_path / f"r{i}", seed=7).fit(multiclass_df)
         b = run.leaderboard()
         boards.append(b[b["family"] != "ensemble"].sort_values("model")[cols].reset_index(drop=True))
@@ -70,7 +70,7 @@ def test_trial_metrics_are_written_for_tensorboard(ray_session, binary_df, tmp_p
 def test_mlflow_callback_logs_every_trial(ray_session, binary_df, tmp_path):
     import mlflow
 
-    run = AutoML(target="label", search=SearchConfig(max_trials=2, families=("lightgbm",), mlflow=True),
+    run = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=2, families=("lightgbm",), mlflow=True),
                  output_dir=tmp_path / "ml").fit(binary_df)
     mlflow.set_tracking_uri((run.run_dir_ / "mlruns").as_uri())  # the fit allowed the file store
     runs = mlflow.search_runs(experiment_names=[run.run_dir_.name])
@@ -78,10 +78,10 @@ def test_mlflow_callback_logs_every_trial(ray_session, binary_df, tmp_path):
 
 
 def test_warm_start_evaluates_the_previous_best_configs_first(ray_session, binary_df, tmp_path):
-    first = AutoML(target="label", search=SearchConfig(max_trials=3, strategy="random", families=("lightgbm",)),
+    first = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=3, strategy="random", families=("lightgbm",)),
                    output_dir=tmp_path / "a", seed=1).fit(binary_df)
     best = json.loads(first.leaderboard().query("family == 'lightgbm'").iloc[0]["params"])
-    second = AutoML(target="label", search=SearchConfig(max_trials=1, strategy="random", families=("lightgbm",),
+    second = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=1, strategy="random", families=("lightgbm",),
                                                         portfolio=False, warm_start=str(first.run_dir_)),
                     output_dir=tmp_path / "b", seed=2).fit(binary_df)
     trial = second.leaderboard().query("family == 'lightgbm'").iloc[0]

@@ -66,7 +66,7 @@ def test_temperature_scaling_fixes_overconfidence_and_leaves_good_probabilities_
 
 @pytest.mark.ray
 def test_stacking_constraints_and_calibration_end_to_end(ray_session, binary_df, tmp_path):
-    run = AutoML(target="label", metric="log_loss", search=SearchConfig(max_trials=4),
+    run = AutoML(write_report=False, target="label", metric="log_loss", search=SearchConfig(max_trials=4),
                  ensemble=EnsembleConfig(stack_levels=1), output_dir=tmp_path / "s").fit(binary_df)
     board = run.leaderboard()
     assert {"stack_l2", "l2_lightgbm_1"} <= set(board["model"])
@@ -75,7 +75,7 @@ def test_stacking_constraints_and_calibration_end_to_end(ray_session, binary_df,
     dep = json.loads((run.run_dir_ / "predictor.json").read_text())["info"]["deployment"]
     assert dep["latency_ms"] > 0 and dep["size_mb"] > 0
     # a latency limit no model meets, then one only single models meet
-    tight = AutoML(target="label", search=SearchConfig(max_trials=4),
+    tight = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=4),
                    ensemble=EnsembleConfig(max_predict_latency_ms=1e-6), output_dir=tmp_path / "t").fit(binary_df)
     decision = tight.run_info_["decisions"]["deployment"]
     assert "no option meets the constraints" in decision and "ms/row" in decision

@@ -12,6 +12,8 @@ from flagging negligible shifts and small samples from flagging noise.
 """
 from __future__ import annotations
 
+from automl.kinds import level_strings
+
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -123,7 +125,7 @@ def categorical_drift(base: dict[str, Any], values: pd.Series, *, known_levels_c
     """PSI and a chi-squared test over the baseline's levels plus one bucket for all other levels
     (expected share: :func:`unseen_share`); buckets with an expected count under 5 are pooled
     for both. Also the unseen levels and their share of rows."""
-    present = values.dropna().astype(str)
+    present = level_strings(values.dropna())
     n = len(present)
     out: dict[str, Any] = {"type": "categorical", "test": "chi2", "n": int(n)}
     levels: dict[str, float] = base.get("levels", {})
