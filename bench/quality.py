@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import logging
 import os
 import shutil
@@ -22,18 +21,11 @@ from typing import Any
 from bench.common import (DEFAULT_MANIFEST, SCHEMA, SHARED_BENCH, SYSTEM, Table, budget_label, read_manifest,
                           run_child, select_tables, shared_modules, write_json)
 from bench.curves import anytime_curve, curve_summary, search_offset_s
+from automl.predictor import sha256_file
 from bench.measure import TreeMemorySampler, environment
 
 LATENCY_CALLS = 200
 PREDICT_REPEATS = 3
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run_quality(table: Table, budget: float, *, seed: int, work_dir: Path, bench_dir: Path = SHARED_BENCH,
@@ -48,7 +40,7 @@ def run_quality(table: Table, budget: float, *, seed: int, work_dir: Path, bench
     X_test, y_test = test_df.drop(columns=[table.target]), test_df[table.target]
     classification = table.problem != "regression"
     classes = sorted(train_df[table.target].unique().tolist()) if classification else None
-    res["data"] = {"table": table.name, "path": str(table.file.resolve()), "sha256": _sha256(table.file),
+    res["data"] = {"table": table.name, "path": str(table.file.resolve()), "sha256": sha256_file(table.file),
                    "n_rows": int(len(df)), "n_features": int(df.shape[1] - 1), "target": table.target,
                    "problem": table.problem, "n_train": int(len(train_df)), "n_test": int(len(test_df)),
                    "classes": classes,

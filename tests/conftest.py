@@ -1,6 +1,7 @@
 """Shared fixtures: one Ray session for the whole test run, tiny seeded tables."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -12,6 +13,16 @@ DATA = Path(__file__).parent / "data"
 
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging():
+    """cli.main adds a stderr handler to the `automl` logger (it is the application there);
+    remove it after each test so it does not outlive pytest's captured stderr."""
+    logger = logging.getLogger("automl")
+    handlers, level = logger.handlers[:], logger.level
+    yield
+    logger.handlers[:], logger.level = handlers, level
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ violations, exit codes, and the drift test on adult (ages + 15 flagged on exactl
 from __future__ import annotations
 
 import json
-import logging
 import time
 
 import numpy as np
@@ -24,15 +23,6 @@ from serving.capture import CaptureConfig, DataCapture
 
 N_TRAIN = 1000
 
-
-@pytest.fixture(autouse=True)
-def _keep_logging():
-    """cli.main adds a stderr handler to the `automl` logger (it is the application there);
-    remove it after each test so it does not outlive pytest's captured stderr."""
-    logger = logging.getLogger("automl")
-    handlers, level = logger.handlers[:], logger.level
-    yield
-    logger.handlers[:], logger.level = handlers, level
 
 
 @pytest.fixture(scope="module")

@@ -22,15 +22,6 @@ from automl.training import train_candidate
 from helpers import predictor_from, trial_data
 
 
-@pytest.fixture(autouse=True)
-def _keep_logging():
-    """cli.main adds a stderr handler to the `automl` logger (it is the application there);
-    remove it after each test so it does not outlive pytest's captured stderr."""
-    logger = logging.getLogger("automl")
-    handlers, level = logger.handlers[:], logger.level
-    yield
-    logger.handlers[:], logger.level = handlers, level
-
 
 def _save_model(df, out: Path) -> Path:
     data, pre, schema, prof = trial_data(df, "label", recipes=("tree",))
