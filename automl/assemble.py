@@ -139,11 +139,13 @@ def assemble(spec: Any, outcome: Any, data: TrialData, folds: Any, pre: dict, sc
             decisions["stack_level_2"] = "skipped: stacking needs k-fold validation (a single holdout fold)"
     refit = ens_cfg.refit is True or (ens_cfg.refit == "auto" and len(data.folds) == 1)
     chosen_name, predictor, chosen_oof, deploy_reason = _choose(options, b, data, metric, ens_cfg, sample, refit)
+    t_test = time.time()
     if test is not None:  # score the other options too (their bags, not refit): which layer helps?
         for name, _, build in options:
             if name != chosen_name:
                 members, stack = build(False)
                 _score_test(b.predictor(members, stack), test, rows, name, metric, classes)
+    test_s = time.time() - t_test
     decisions["deployment"] = deploy_reason
     if ens_cfg.calibrate:
         cal, why = choose_calibration(data.y, chosen_oof, data.folds, data.task.problem_type)
@@ -159,9 +161,12 @@ def assemble(spec: Any, outcome: Any, data: TrialData, folds: Any, pre: dict, sc
             row.refit = not chosen_name.startswith("stack")
     predictor.info["chosen"] = chosen_name
     if test is not None:
+        t_test = time.time()
         _score_test(predictor, test, rows, chosen_name, metric, classes)
+        test_s += time.time() - t_test
     info = {"chosen": chosen_name, "members": {m.name: m.weight for m in predictor.members},
-            "refit": refit and not chosen_name.startswith("stack"), "decisions": decisions}
+            "refit": refit and not chosen_name.startswith("stack"), "decisions": decisions,
+            "test_scoring_s": test_s}
     return predictor, rows, info, chosen_oof
 
 
