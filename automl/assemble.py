@@ -123,8 +123,14 @@ def assemble(spec: Any, outcome: Any, data: TrialData, folds: Any, pre: dict, sc
         if len(used) > 1:
             options.append(("weighted_ensemble", ens_oof, lambda refit, used=used, w=ens.weights: (
                 [b.member(base_names[i], loaded[picked[i].trial_id], float(w[i]), refit=refit) for i in used], None)))
-        if ens_cfg.stack_levels and len(data.folds) > 1:
-            used_res = [loaded[picked[i].trial_id] for i in used]
+        k = len(data.folds)
+        used_res = [loaded[picked[i].trial_id] for i in used]
+        # nested features: k(k-1)/2 fits per member on (k-2)/k of the rows, then the layer itself
+        stack_cost = sum(r.fit_time_s for r in used_res) / k * (k - 2) / k * k * (k - 1) / 2 * 1.3 + 10.0
+        if ens_cfg.stack_levels and k > 1 and deadline is not None and time.time() + stack_cost > deadline:
+            decisions["stack_level_2"] = (f"skipped: it would take ~{stack_cost:.0f}s and "
+                                          f"{max(0.0, deadline - time.time()):.0f}s are left")
+        elif ens_cfg.stack_levels and k > 1:
             layer = fit_layer(used_res, [base_names[i] for i in used], ens_oof, data, level=2, uses_features=True,
                               size=ens_cfg.size, seed=spec.seed, deadline=deadline)
             decisions["stack_level_2"] = layer.reason

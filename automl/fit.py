@@ -176,7 +176,8 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
         logger.info("GPU: %.0f in the cluster; trials of GPU-capable families train on CUDA", cluster.gpus)
     # time kept after the search for loading candidates, ensembling, refitting, saving and the report
     reserve = min(60.0, max(3.0, 0.06 * spec.time_limit)) \
-        + (min(REPORT_RESERVE_S, 0.1 * spec.time_limit) if spec.report else 0.0) if spec.time_limit else 0.0
+        + (min(REPORT_RESERVE_S, 0.1 * spec.time_limit) if spec.report else 0.0) \
+        + (STACK_RESERVE_SHARE * spec.time_limit if spec.ensemble.stack_levels else 0.0) if spec.time_limit else 0.0
     search_deadline = deadline - reserve if deadline else None
     outcome = run_search(data, families, spec.search, cluster=cluster, resources=spec.resources, run_dir=run_dir,
                          deadline=search_deadline, seed=spec.seed, resume=resume,
@@ -258,6 +259,8 @@ def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> 
 VALIDATION_SAMPLE_ROWS = 10_000
 #: seconds the time limit keeps for writing report.html (about 4-6 s measured on 2 cores)
 REPORT_RESERVE_S = 5.0
+#: share of the time limit kept for the stack layer when stacking is on (its nested fits)
+STACK_RESERVE_SHARE = 0.15
 
 
 def save_validation_sample(run_dir: Path, df: pd.DataFrame, folds: Folds, oof: np.ndarray,
