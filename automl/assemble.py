@@ -218,7 +218,8 @@ def _trial_row(r: Any, name: str, metric: Metric) -> Row:
     return Row(model=name, family=r.family, status=r.status, metric=metric.name, score_val=r.score,
                score_std=r.score_std, fit_time_s=r.fit_time_s, predict_time_s=r.predict_time_s,
                stop_reason=r.stop_reason, iterations=r.iteration, params=r.params, error=r.error,
-               trial_id=r.trial_id, start_s=r.start_offset_s, end_s=r.end_offset_s)
+               trial_id=r.trial_id, start_s=r.start_offset_s, end_s=r.end_offset_s,
+               retries=getattr(r, "retries", None))
 
 
 def _score_test(predictor: Predictor, test: pd.DataFrame, rows: list[Row], chosen: str, metric: Metric,

@@ -176,10 +176,8 @@ def cmd_fit(a: argparse.Namespace) -> int:
              and best.get("score_test") is not None else ""))
     print(f"search ended: {info['ended_because']}; {info['n_trials']} trials; fit took {time.time() - t:.1f}s")
     print(f"model saved to {out}")
-    if a.storage:
-        from tuning.cluster import publish_run
-
-        print(f"run directory copied to {publish_run(out, a.storage)}")
+    if info.get("published_to"):
+        print(f"run directory copied to {info['published_to']}")
     return 0
 
 

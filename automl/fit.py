@@ -218,6 +218,11 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
     if spec.report:
         _write_report(run_dir, run_info)
+    if spec.resources.storage:  # a cluster's shared storage: copy the finished run there too
+        from tuning.cluster import publish_run
+
+        run_info["published_to"] = publish_run(run_dir, spec.resources.storage)
+        (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
     logger.info("fit done in %.1fs: %s", timings["total_s"], info.get("chosen"))
     return FitResult(predictor, board, profile, run_info)
 

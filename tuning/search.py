@@ -100,7 +100,9 @@ def run_search(
     if gpus is None:
         gpus = 1.0 if cluster.gpus >= 1 and any(f.supports_gpu for f in families.values()) else 0.0
     cpus = resources.cpus_per_trial
-    slots = int(cluster.cpus // cpus) if not gpus else int(min(cluster.cpus // cpus, cluster.gpus // gpus))
+    # one trial per CPU slot; trials of GPU-capable families also ask for a GPU (Tune queues them
+    # while the GPUs are busy), so CPU-only families keep every CPU busy on a GPU cluster
+    slots = int(cluster.cpus // cpus)
     concurrency = max(1, min(cfg.max_concurrent_trials or slots, slots))
     max_trials = cfg.max_trials or 100_000
     reproducible = deadline is None and cfg.max_trials is not None
