@@ -1,25 +1,31 @@
-"""Batch transform: score a CSV or Parquet file of any size with bounded memory.
+"""Batch transform: score a CSV, Parquet or JSON-lines file of any size with bounded memory.
 
-With Ray (default) the table streams through Ray Data ``map_batches`` into a pool of actors that
-each load the Predictor once; batches come back in input order and are appended to the output
-file by the driver. Without Ray the same happens in this process, one chunk at a time. Each
-output row carries the input's id column (or its row number) so results join back to inputs.
+With Ray (default) the table streams through Ray Data: a read task parses the file chunk by chunk
+(CSV and JSON lines with pandas, as training read them; Parquet record batches), ``map_batches`` sends
+each chunk to a pool of actors that load the Predictor once each, and the driver appends the
+scored chunks to the output in input order (``preserve_order``). Without Ray the same happens in
+this process, one chunk at a time. At no point is the whole table in memory. Each output row
+carries the input's id column (or its row number, column ``row``) next to its prediction.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pandas as pd
 
-from automl.data import detect_format, storage_options
+from automl.data import EXTRA_MISSING_MARKERS, detect_format, storage_options
 from automl.exceptions import DataError
 from automl.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "row"
+#: object store memory one batch transform may hold at once, and the target size of a block
+OBJECT_STORE_BUDGET = 256 * 2**20
+BLOCK_BYTES = 32 * 2**20
 
 
 class _Scorer:
@@ -34,11 +40,13 @@ class _Scorer:
         return score_frame(self.predictor, batch, self.proba, self.id_column)
 
 
-def score_frame(predictor: Predictor, batch: pd.DataFrame, proba: bool, id_column: str | None) -> pd.DataFrame:
+def score_frame(predictor: Predictor, batch: pd.DataFrame, proba: bool,
+                id_column: str | None) -> pd.DataFrame:
+    """Predictions for ``batch`` (plus its id column when given), in the batch's row order."""
     out = pd.DataFrame(index=batch.index)
     if id_column:
         out[id_column] = batch[id_column].to_numpy()
-    features = batch.drop(columns=[predictor.target], errors="ignore")
+    features = mark_missing(batch.drop(columns=[predictor.target], errors="ignore"))
     if proba:
         p = predictor.predict_proba(features)
         for c in p.columns:
@@ -46,6 +54,17 @@ def score_frame(predictor: Predictor, batch: pd.DataFrame, proba: bool, id_colum
     else:
         out["prediction"] = predictor.predict(features).to_numpy()
     return out.reset_index(drop=True)
+
+
+def mark_missing(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells holding a missing-value marker ("?") become missing, as when training read its table."""
+    for col in df.columns:
+        s = df[col]
+        if s.dtype == object or pd.api.types.is_string_dtype(s):
+            hits = s.astype("string").str.strip().isin(EXTRA_MISSING_MARKERS).fillna(False).to_numpy(bool)
+            if hits.any():
+                df[col] = s.mask(hits)
+    return df
 
 
 def resolve_id_column(predictor: Predictor, columns: list[str], id_column: str | None) -> str | None:
@@ -56,79 +75,129 @@ def resolve_id_column(predictor: Predictor, columns: list[str], id_column: str |
     return next((c for c in predictor.schema.id_columns if c in columns), None)
 
 
-def _chunks(path: str, batch_size: int) -> Iterator[pd.DataFrame]:
-    fmt = detect_format(path)
-    opts = storage_options(path)
+def _read_chunks(fh: Any, fmt: str, path: str, batch_size: int) -> Iterator[pd.DataFrame]:
+    """pandas chunks of a CSV/TSV or JSON-lines stream, parsed like ``automl.data.load_table``."""
     if fmt == "csv":
-        yield from pd.read_csv(path, chunksize=batch_size, storage_options=opts, low_memory=False)
-    elif fmt == "parquet":
-        import pyarrow.parquet as pq
+        sep = "\t" if ".tsv" in path.lower() else ","
+        yield from pd.read_csv(fh, sep=sep, chunksize=batch_size, low_memory=False, index_col=False)
+    else:
+        yield from pd.read_json(fh, lines=True, chunksize=batch_size)
 
-        import fsspec
 
-        with fsspec.open(path, "rb", **(opts or {})) as fh:
+def _local_chunks(path: str, fmt: str, batch_size: int) -> Iterator[pd.DataFrame]:
+    import fsspec
+
+    with fsspec.open(path, "rb", compression="infer", **(storage_options(path) or {})) as fh:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
             for rb in pq.ParquetFile(fh).iter_batches(batch_size=batch_size):
                 yield rb.to_pandas()
-    else:
-        yield from pd.read_json(path, lines=True, chunksize=batch_size, storage_options=opts)
+        else:
+            yield from _read_chunks(fh, fmt, path, batch_size)
 
 
-def _columns(path: str) -> list[str]:
-    return list(next(_chunks(path, 5)).columns)
+def _columns(path: str, fmt: str) -> list[str]:
+    try:
+        return list(next(_local_chunks(path, fmt, 5)).columns)
+    except StopIteration:
+        raise DataError(f"input {path!r} has no rows") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise DataError(f"cannot read {path!r} as {fmt}: {str(exc).strip().splitlines()[0]}") from exc
 
 
 class _Writer:
+    """Appends scored chunks to one CSV (optionally gzipped) or Parquet file."""
+
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.fmt = "parquet" if path.lower().endswith((".parquet", ".pq")) else "csv"
-        if not path.lower().endswith((".parquet", ".pq", ".csv", ".csv.gz")):
+        low = path.lower()
+        if not low.endswith((".parquet", ".pq", ".csv", ".csv.gz")):
             raise DataError(f"output {path!r} must end in .csv, .csv.gz or .parquet")
+        self.path = path
+        self.fmt = "parquet" if low.endswith((".parquet", ".pq")) else "csv"
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._pq = None
-        self._first = True
+        self._pq: Any = None
+        self._csv: Any = None
 
     def write(self, df: pd.DataFrame) -> None:
         if self.fmt == "csv":
-            df.to_csv(self.path, mode="w" if self._first else "a", header=self._first, index=False)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            if self._csv is None:
+                import gzip
 
-            table = pa.Table.from_pandas(df, preserve_index=False)
-            if self._pq is None:
-                self._pq = pq.ParquetWriter(self.path, table.schema)
-            self._pq.write_table(table.cast(self._pq.schema))
-        self._first = False
+                self._csv = (gzip.open(self.path, "wt", newline="") if self.path.lower().endswith(".gz")
+                             else open(self.path, "w", newline=""))
+                df.to_csv(self._csv, index=False)
+            else:
+                df.to_csv(self._csv, index=False, header=False)
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # no pandas metadata: batches from Ray Data carry Arrow-backed dtypes that readers should not inherit
+        table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
+        if self._pq is None:
+            self._pq = pq.ParquetWriter(self.path, table.schema)
+        elif table.schema != self._pq.schema:
+            table = table.cast(self._pq.schema)
+        self._pq.write_table(table)
 
     def close(self) -> None:
-        if self._pq is not None:
-            self._pq.close()
+        for fh in (self._pq, self._csv):
+            if fh is not None:
+                fh.close()
 
 
 def predict_file(model_dir: str, data: str, output: str, *, proba: bool = False, id_column: str | None = None,
                  batch_size: int = 50_000, use_ray: bool = True, concurrency: int | None = None) -> int:
-    """Score ``data`` into ``output``; returns the number of rows written."""
+    """Score ``data`` into ``output`` (CSV or Parquet, by suffix); returns the number of rows written.
+
+    Output columns: the id column (``id_column``, else the model's id column when the input has it,
+    else ``row``, the 0-based row number) and ``prediction`` (or ``proba_<class>`` per class).
+    """
     predictor = Predictor.load(model_dir)  # verifies the artifact before any work starts
-    if not Path(data).exists() and "://" not in data:
-        raise DataError(f"input {data!r} does not exist")
-    cols = _columns(data)
-    ident = resolve_id_column(predictor, cols, id_column)
+    if proba and not predictor.problem_type.is_classification:
+        raise DataError("--proba needs a classification model; this one is "
+                        f"{predictor.problem_type.value}: leave --proba out")
+    if batch_size < 1:
+        raise DataError(f"batch_size must be at least 1; got {batch_size}")
+    if "://" not in data and not Path(data).is_file():
+        raise DataError(f"input {data!r} does not exist or is not a file")
+    fmt = detect_format(data)
+    ident = resolve_id_column(predictor, _columns(data, fmt), id_column)
     writer = _Writer(output)
     n = 0
+    if use_ray:
+        batches = _ray_batches(model_dir, data, fmt, proba, ident, batch_size, concurrency)
+    else:
+        chunks = _local_chunks(data, fmt, batch_size)
+        batches = (score_frame(predictor, chunk, proba, ident) for chunk in chunks)
     try:
-        batches = (_ray_batches(model_dir, data, proba, ident, batch_size, concurrency) if use_ray
-                   else (score_frame(predictor, chunk, proba, ident) for chunk in _chunks(data, batch_size)))
         for scored in batches:
             if ident is None:
                 scored.insert(0, ROW_COLUMN, range(n, n + len(scored)))
             writer.write(scored)
             n += len(scored)
     finally:
+        batches.close()  # stops the Ray Data stream (and restores its settings) on an early exit
         writer.close()
+    logger.info("wrote %d predictions to %s", n, output)
     return n
 
 
-def _ray_batches(model_dir: str, data: str, proba: bool, ident: str | None, batch_size: int,
+def _chunk_datasource(path: str, fmt: str, batch_size: int) -> Any:
+    """A Ray Data source that yields the file's chunks exactly as the in-process path reads them
+    (``_local_chunks``: pandas for CSV and JSON lines, as training parsed them; Parquet record
+    batches of ``batch_size`` rows, which keeps even a file of one huge row group streaming)."""
+    from ray.data.datasource import FileBasedDatasource
+
+    class ChunkDatasource(FileBasedDatasource):
+        def _read_stream(self, f: Any, p: str) -> Iterator[pd.DataFrame]:
+            yield from _local_chunks(path, fmt, batch_size)
+
+    return ChunkDatasource(path)
+
+
+def _ray_batches(model_dir: str, data: str, fmt: str, proba: bool, ident: str | None, batch_size: int,
                  concurrency: int | None) -> Iterator[pd.DataFrame]:
     import ray
 
@@ -136,16 +205,35 @@ def _ray_batches(model_dir: str, data: str, proba: bool, ident: str | None, batc
     from tuning.cluster import ensure_ray
 
     info = ensure_ray(ResourceConfig())
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True
-    fmt = detect_format(data)
-    reader = {"csv": ray.data.read_csv, "parquet": ray.data.read_parquet, "jsonl": ray.data.read_json}[fmt]
-    ds = reader(str(Path(data).resolve()) if "://" not in data else data)
-    pool = concurrency or max(1, int(info.cpus))
-    scored = ds.map_batches(_Scorer, fn_constructor_args=(str(Path(model_dir).resolve()), proba, ident),
-                            batch_format="pandas", batch_size=batch_size, concurrency=pool, num_cpus=1)
-    for batch in scored.iter_batches(batch_format="pandas", batch_size=None):
-        yield batch
+    with _bounded_execution(ray.data.DataContext.get_current()):
+        src = str(Path(data).resolve()) if "://" not in data else data
+        # One actor per CPU holds the Predictor. Ray Data's file listing and read tasks take one CPU
+        # each, so the pool shares the other CPUs; otherwise the pool could starve the read. (A
+        # fractional CPU still gives each actor one thread.)
+        pool = concurrency or max(1, int(info.cpus))
+        share = min(1.0, max(0.0, info.cpus - 1.0) / pool)
+        ds = ray.data.read_datasource(_chunk_datasource(src, fmt, batch_size))
+        scored = ds.map_batches(_Scorer, fn_constructor_args=(str(Path(model_dir).resolve()), proba, ident),
+                                batch_format="pandas", batch_size=batch_size,
+                                compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=share)
+        for batch in scored.iter_batches(batch_format="pandas", batch_size=None, prefetch_batches=1):
+            yield batch
+
+
+@contextlib.contextmanager
+def _bounded_execution(ctx: Any) -> Iterator[None]:
+    """Ray Data settings for one batch transform, restored afterwards: keep input order, and cap
+    the object store memory the stream may hold (by default Ray Data reads ahead into a share of
+    the whole object store, GBs, when scoring is slower than reading) and the size of a block."""
+    opts = ctx.execution_options
+    saved = (opts.preserve_order, opts.resource_limits, ctx.target_max_block_size)
+    opts.preserve_order = True
+    opts.resource_limits = opts.resource_limits.copy(object_store_memory=OBJECT_STORE_BUDGET)
+    ctx.target_max_block_size = BLOCK_BYTES
+    try:
+        yield
+    finally:
+        opts.preserve_order, opts.resource_limits, ctx.target_max_block_size = saved
 
 
 __all__ = ["predict_file", "score_frame"]

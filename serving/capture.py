@@ -8,7 +8,7 @@ closed before it would pass ``max_file_bytes``; beyond ``max_files`` files the o
 deleted. When the directory cannot be written, events are dropped and counted, and writing is
 retried every few seconds. One line per request::
 
-    {"event_id": "...", "captured_at": "2026-01-01T00:00:00.000Z", "endpoint": "/predict",
+    {"event_id": "...", "captured_at": "2026-01-01T00:00:00.000Z", "endpoint": "predict",
      "model_version": "...", "n_rows": 2, "rows": [{...}, {...}], "response": {...}}
 
 ``automl monitor MODEL CAPTURE_DIR`` reads these files.

@@ -1,8 +1,114 @@
-"""CLI subcommand `automl serve`: Start a Ray Serve REST endpoint for a saved model (see issue 7)."""
+"""CLI subcommand ``automl serve``: the best model behind a Ray Serve REST endpoint (cheap to import)."""
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Any
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Registers nothing yet: `automl serve` is being built in this module."""
+    s = sub.add_parser("serve", help="serve a saved model over HTTP with Ray Serve",
+                       description="Serve a saved model (a run directory or registry://NAME[:VERSION]) with "
+                                   "Ray Serve: POST /predict, POST /predict_proba, GET /health, "
+                                   "GET /metadata, docs at /docs.")
+    add = s.add_argument
+    add("model", help="model directory, or registry://NAME[:VERSION]")
+    add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs an API key)")
+    add("--port", type=int, default=8000)
+    scale = s.add_mutually_exclusive_group()
+    scale.add_argument("--replicas", type=int, default=1, help="fixed number of replicas (one CPU each)")
+    scale.add_argument("--autoscale", metavar="MIN:MAX", help="let Serve scale replicas between MIN and MAX")
+    add("--max-batch-size", type=int, default=16, help="requests one replica predicts together")
+    add("--batch-wait-ms", type=float, default=2.0, help="how long a replica waits to fill a batch")
+    add("--max-ongoing-requests", type=int, help="requests one replica holds at once")
+    add("--api-key", help="required on every request but /health (default: $AUTOML_API_KEY)")
+    add("--max-body-mb", type=float, default=10.0, help="larger request bodies get 413")
+    add("--capture-dir", help="record served requests and responses in this directory")
+    add("--capture-rate", type=float, help="share of requests to record (default 1.0 with --capture-dir)")
+    add("--address", help="Ray cluster address (default: RAY_ADDRESS or start Ray in-process)")
+    s.set_defaults(func=cmd_serve)
+
+
+def _autoscale(text: str | None) -> tuple[int, int] | None:
+    from automl.exceptions import ConfigError
+
+    if text is None:
+        return None
+    lo, sep, hi = text.partition(":")
+    if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
+        raise ConfigError(f"--autoscale takes MIN:MAX (e.g. 1:4); got {text!r}")
+    return int(lo), int(hi)
+
+
+def app_args_from_cli(a: argparse.Namespace, model_dir: str) -> "AppArgs":  # noqa: F821 - lazy import
+    from pydantic import ValidationError
+
+    from automl.exceptions import ConfigError
+    from serving.schemas import AppArgs
+
+    if a.capture_rate is not None and not a.capture_dir:
+        raise ConfigError("--capture-rate needs --capture-dir (where to record requests)")
+    capture = None
+    if a.capture_dir:
+        from serving.capture import CaptureConfig
+
+        rate = 1.0 if a.capture_rate is None else a.capture_rate
+        capture = CaptureConfig(directory=a.capture_dir, sample_rate=rate)
+    try:
+        return AppArgs(model_dir=model_dir, max_batch_size=a.max_batch_size,
+                       batch_wait_timeout_s=a.batch_wait_ms / 1000, num_replicas=a.replicas,
+                       autoscale=_autoscale(a.autoscale),
+                       api_key=a.api_key or os.environ.get("AUTOML_API_KEY") or None,
+                       max_body_bytes=int(a.max_body_mb * 1_000_000), capture=capture,
+                       max_ongoing_requests=a.max_ongoing_requests)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in exc.errors()]
+        raise ConfigError("; ".join(problems)) from None
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    import signal
+    import threading
+    import time
+
+    from automl.config import ResourceConfig
+    from automl.predictor import Predictor
+    from serving import server
+    from tuning.cluster import ensure_ray
+
+    t = time.time()
+    model_dir = a.model
+    if model_dir.startswith("registry://"):
+        from automl.registry import resolve_model_uri  # issue 8: a local directory for NAME[:VERSION]
+
+        model_dir = resolve_model_uri(model_dir)
+    args = app_args_from_cli(a, model_dir)
+    server.check_bind(a.host, args)
+    predictor = Predictor.load(model_dir)  # fail fast (missing or altered artifact) before Ray starts
+    info = ensure_ray(ResourceConfig(address=a.address))
+    stop = threading.Event()  # set by Ctrl-C or SIGTERM (also one that arrives while starting)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        base = server.start(args, host=a.host, port=a.port)
+        print(_banner(predictor, base, args, time.time() - t), flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        if info.started_here:
+            import ray
+
+            ray.shutdown()
+    return 0
+
+
+def _banner(predictor: Any, base: str, args: Any, seconds: float) -> str:
+    example = ", ".join(f'"{c}": ...' for c in predictor.schema.names[:2])
+    key = " -H 'X-API-Key: <your key>'" if args.api_key else ""
+    return (f"serving model {predictor.model_version} ({predictor.problem_type.value}, target "
+            f"{predictor.target!r}) at {base}, ready in {seconds:.1f}s\n"
+            f"  docs: {base}/docs   metadata: {base}/metadata   health: {base}/health\n"
+            f"  try: curl -s {base}/predict -H 'Content-Type: application/json'{key} "
+            f"-d '{{\"rows\": [{{{example}, ...}}]}}'\nCtrl-C stops the endpoint.")

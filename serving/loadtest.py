@@ -1,0 +1,224 @@
+"""A bounded HTTP load generator, and the serving benchmark built on it.
+
+``run_load(url, payload, concurrency=C, duration_s=D)`` keeps C requests in flight for D seconds
+(no more, no longer) and returns counts, requests/s and latency percentiles.
+
+``python -m serving.loadtest MODEL_DIR --data TABLE`` prints requests/s, p50 and p99 for 1-row and
+100-row bodies at several concurrencies, for Ray Serve next to two floors measured in the same
+run: the Predictor called in-process, and the same FastAPI app served by plain uvicorn (no Ray).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Iterator
+
+import numpy as np
+
+
+async def _load(url: str, body: bytes, concurrency: int, duration_s: float, headers: dict[str, str]) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60.0, headers=headers) as client:
+        deadline = time.perf_counter() + duration_s
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                t = time.perf_counter()
+                try:
+                    r = await client.post(url, content=body)
+                    key = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    key = f"error:{type(exc).__name__}"
+                latencies.append(time.perf_counter() - t)
+                statuses[key] = statuses.get(key, 0) + 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    lat = np.asarray(latencies) * 1000.0
+    n = len(latencies)
+    return {
+        "requests": n,
+        "errors_5xx": sum(v for k, v in statuses.items() if k.startswith("5")),
+        "errors_4xx": sum(v for k, v in statuses.items() if k.startswith("4")),
+        "errors_transport": sum(v for k, v in statuses.items() if k.startswith("error")),
+        "rps": n / elapsed if elapsed > 0 else 0.0,
+        "p50_ms": float(np.percentile(lat, 50)) if n else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if n else float("nan"),
+        "status_counts": statuses,
+    }
+
+
+def run_load(url: str, payload: Any, *, concurrency: int, duration_s: float,
+             headers: dict[str, str] | None = None, content_type: str = "application/json") -> dict:
+    """POST ``payload`` (bytes, str, or a JSON-able object) to ``url`` from ``concurrency`` clients
+    for ``duration_s`` seconds. Returns ``requests, errors_5xx, errors_4xx, errors_transport, rps,
+    p50_ms, p99_ms, status_counts``."""
+    if concurrency < 1 or not 0 < duration_s <= 3600:
+        raise ValueError(f"concurrency must be >= 1 and duration_s in (0, 3600]; "
+                         f"got {concurrency}, {duration_s}")
+    if isinstance(payload, (bytes, bytearray)):
+        body = bytes(payload)
+    elif isinstance(payload, str):
+        body = payload.encode()
+    else:
+        body = json.dumps(payload).encode()
+    hdrs = {"content-type": content_type, **(headers or {})}
+    return asyncio.run(_load(url, body, concurrency, duration_s, hdrs))
+
+
+# --- the benchmark -----------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve_uvicorn(model_dir: str, port: int) -> None:
+    """The floor: the same FastAPI app (ModelService) in plain uvicorn, one process, no batching."""
+    import uvicorn
+
+    from serving.app import ModelService
+    from serving.schemas import AppArgs
+
+    app = ModelService(AppArgs(model_dir=model_dir)).build_fastapi()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _in_process(model_dir: str, rows: list[dict], seconds: float = 3.0) -> dict:
+    import pandas as pd
+
+    from automl.predictor import Predictor
+
+    pred = Predictor.load(model_dir)
+    pred.predict_raw(pd.DataFrame(rows))
+    times = []
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        t = time.perf_counter()
+        pred.predict_raw(pd.DataFrame(rows))
+        times.append(time.perf_counter() - t)
+    ms = np.asarray(times) * 1000.0
+    return {"requests": len(ms), "rps": 1000.0 / ms.mean(), "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)), "errors_5xx": 0}
+
+
+def _wait(url: str, timeout_s: float = 60.0) -> None:
+    import httpx
+
+    stop = time.time() + timeout_s
+    while time.time() < stop:
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout_s}s")
+
+
+def _measure(name: str, url: str, n_rows: int, body: bytes, clients: int, duration: float) -> dict:
+    r = {"server": name, "rows": n_rows, "clients": clients,
+         **run_load(url + "/predict", body, concurrency=clients, duration_s=duration)}
+    print(f"  {name:10s} rows={n_rows:<4d} clients={clients:<3d} {r['rps']:8.1f} req/s  "
+          f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  5xx {r['errors_5xx']}  "
+          f"{r['status_counts']}", flush=True)
+    return r
+
+
+@contextlib.contextmanager
+def _uvicorn(model_dir: str) -> Iterator[str]:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "serving.loadtest", model_dir, "--uvicorn-child", str(port)]
+    child = subprocess.Popen(cmd)
+    try:
+        _wait(f"http://127.0.0.1:{port}/health")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.terminate()
+        child.wait(30)
+
+
+@contextlib.contextmanager
+def _serve(args: Any) -> Iterator[str]:
+    from serving import server
+
+    base = server.start(args, port=_free_port())
+    try:
+        yield base
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m serving.loadtest", description=__doc__.split("\n\n")[0])
+    p.add_argument("model_dir")
+    p.add_argument("--data", help="CSV/Parquet rows to send (default: the model's validation_sample.parquet)")
+    p.add_argument("--rows", default="1,100", help="rows per request, comma-separated")
+    p.add_argument("--concurrency", default="1,8,32")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--max-batch-size", type=int, default=16)
+    p.add_argument("--batch-wait-ms", type=float, default=2.0)
+    p.add_argument("--max-ongoing-requests", type=int)
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--uvicorn-child", type=int, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.uvicorn_child:
+        _serve_uvicorn(a.model_dir, a.uvicorn_child)
+        return 0
+    from automl.data import load_table
+    from automl.predictor import Predictor
+    from serving.schemas import AppArgs
+
+    names = Predictor.load(a.model_dir).schema.names
+    table = load_table(a.data or os.path.join(a.model_dir, "validation_sample.parquet"))
+    table = table[[c for c in table.columns if c in names]]
+    rows = {n: json.loads(table.sample(n, replace=len(table) < n, random_state=0).to_json(orient="records"))
+            for n in (int(x) for x in a.rows.split(","))}
+    args = AppArgs(model_dir=a.model_dir, num_replicas=a.replicas, max_batch_size=a.max_batch_size,
+                   batch_wait_timeout_s=a.batch_wait_ms / 1000.0, max_ongoing_requests=a.max_ongoing_requests)
+    results = []
+    # Both servers run side by side and each cell is measured on one, then at once on the other, so
+    # the machine's other load affects the pair alike.
+    with _uvicorn(a.model_dir) as floor, _serve(args) as serve_url:
+        for n, r in rows.items():
+            body = json.dumps({"rows": r}).encode()
+            f = _in_process(a.model_dir, r)
+            results.append({"server": "in-process", "rows": n, "clients": 1, **f})
+            print(f"  in-process rows={n:<4d} {f['rps']:8.1f} calls/s  p50 {f['p50_ms']:7.1f} ms  "
+                  f"p99 {f['p99_ms']:7.1f} ms", flush=True)
+            for url in (floor, serve_url):
+                run_load(url + "/predict", body, concurrency=4, duration_s=1.0)  # warm up
+            for c in (int(x) for x in a.concurrency.split(",")):
+                results.append(_measure("uvicorn", floor, n, body, c, a.duration))
+                results.append(_measure("serve", serve_url, n, body, c, a.duration))
+    print(format_table(results))
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return 0
+
+
+def format_table(results: list[dict]) -> str:
+    lines = ["| server | rows/request | clients | req/s | p50 ms | p99 ms | 5xx |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['server']} | {r['rows']} | {r['clients']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | "
+                     f"{r['p99_ms']:.1f} | {r['errors_5xx']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

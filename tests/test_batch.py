@@ -1,0 +1,98 @@
+"""Batch transform (`automl predict` / serving.batch.predict_file): Ray Data and in-process paths.
+
+Each case reads in chunks much smaller than the table, so the output is assembled from many
+batches (several actors with Ray): order, ids and row numbers must survive that.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from automl import AutoML, SearchConfig, load
+from automl.exceptions import DataError, SchemaError
+from serving.batch import predict_file
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def model_dir(ray_session, binary_df, tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("batch") / "run"
+    search = SearchConfig(max_trials=2, families=("lightgbm",))
+    return str(AutoML(write_report=False, target="label", search=search, output_dir=out, seed=0).fit(binary_df).run_dir_)
+
+
+@pytest.fixture(scope="module")
+def table(binary_df) -> pd.DataFrame:
+    """The rows shuffled (so input order is not sorted by anything), with an id column."""
+    df = binary_df.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    df.insert(0, "key", np.arange(len(df)) * 7 + 1000)
+    return df
+
+
+def _read(path) -> pd.DataFrame:
+    return pd.read_parquet(path) if str(path).endswith(".parquet") else pd.read_csv(path)
+
+
+def test_in_process_csv_keeps_order_and_numbers_rows(model_dir, table, tmp_path):
+    src = tmp_path / "in.csv"
+    table.drop(columns=["key"]).to_csv(src, index=False)
+    n = predict_file(model_dir, str(src), str(tmp_path / "out.csv"), batch_size=37, use_ray=False)
+    out = _read(tmp_path / "out.csv")
+    assert n == len(table) == len(out)
+    assert list(out.columns) == ["row", "prediction"]
+    assert out["row"].tolist() == list(range(len(table)))
+    expected = load(model_dir).predict(table.drop(columns=["key", "label"]))
+    assert out["prediction"].tolist() == expected.tolist()
+
+
+def test_ray_data_parquet_keeps_order_and_the_id_column(model_dir, table, tmp_path):
+    table.to_parquet(tmp_path / "in.parquet", row_group_size=50)  # several blocks
+    n = predict_file(model_dir, str(tmp_path / "in.parquet"), str(tmp_path / "out.csv"), batch_size=40,
+                     id_column="key")
+    out = _read(tmp_path / "out.csv")
+    assert n == len(table)
+    assert list(out.columns) == ["key", "prediction"]
+    assert out["key"].tolist() == table["key"].tolist()  # input order, across blocks and actors
+    expected = load(model_dir).predict(table.drop(columns=["key", "label"]))
+    assert out["prediction"].tolist() == expected.tolist()
+
+
+def test_ray_data_gzipped_csv_probabilities_with_row_numbers(model_dir, table, tmp_path):
+    src = tmp_path / "in.csv.gz"
+    table.drop(columns=["key"]).to_csv(src, index=False)
+    predict_file(model_dir, str(src), str(tmp_path / "p.parquet"), proba=True, batch_size=64)
+    out = _read(tmp_path / "p.parquet")
+    assert list(out.columns) == ["row", "proba_no", "proba_yes"]
+    assert out["row"].tolist() == list(range(len(table)))
+    expected = load(model_dir).predict_proba(table.drop(columns=["key", "label"]))
+    np.testing.assert_allclose(out[["proba_no", "proba_yes"]].to_numpy(), expected.to_numpy(), rtol=1e-6)
+
+
+def test_missing_marker_is_read_as_missing_like_training(model_dir, table, tmp_path):
+    rows = table.drop(columns=["key", "label"]).iloc[:4].copy()
+    marked = rows.copy()
+    marked["color"] = "?"
+    src = tmp_path / "m.csv"
+    marked.to_csv(src, index=False)
+    predict_file(model_dir, str(src), str(tmp_path / "m_out.csv"), proba=True, use_ray=False)
+    out = _read(tmp_path / "m_out.csv")
+    expected = load(model_dir).predict_proba(rows.assign(color=np.nan))
+    np.testing.assert_allclose(out[["proba_no", "proba_yes"]].to_numpy(), expected.to_numpy(), rtol=1e-6)
+
+
+def test_errors_name_the_problem(model_dir, table, tmp_path):
+    src = tmp_path / "in.csv"
+    table.to_csv(src, index=False)
+    with pytest.raises(DataError, match="does not exist"):
+        predict_file(model_dir, str(tmp_path / "nope.csv"), str(tmp_path / "o.csv"), use_ray=False)
+    with pytest.raises(DataError, match="must end in"):
+        predict_file(model_dir, str(src), str(tmp_path / "o.xlsx"), use_ray=False)
+    with pytest.raises(DataError, match="--id-column 'ident'"):
+        predict_file(model_dir, str(src), str(tmp_path / "o.csv"), id_column="ident", use_ray=False)
+    bad = table.astype({"x1": object})
+    bad.loc[5, "x1"] = "abc"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(SchemaError, match="'x1'"):
+        predict_file(model_dir, str(tmp_path / "bad.csv"), str(tmp_path / "o.csv"), use_ray=False)
