@@ -30,8 +30,9 @@ PREDICT_REPEATS = 3
 
 
 def run_quality(table: Table, budget: float, *, seed: int, work_dir: Path, bench_dir: Path = SHARED_BENCH,
-                keep_search: bool = False) -> dict[str, Any]:
-    """Fit, time, score and size one run; returns the RESULT dict (see bench/README.md)."""
+                keep_search: bool = False, search: str | None = None) -> dict[str, Any]:
+    """Fit, time, score and size one run; returns the RESULT dict (see bench/README.md).
+    ``search`` names the search strategy (default: the project's default, bayesian)."""
     splits, scoring = shared_modules(bench_dir)
     res: dict[str, Any] = {"schema": SCHEMA, "status": "running", "system": SYSTEM,
                            "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
@@ -53,7 +54,7 @@ def run_quality(table: Table, budget: float, *, seed: int, work_dir: Path, bench
 
     t0 = time.perf_counter()
     import automl
-    from automl import AutoML, EnsembleConfig
+    from automl import AutoML, EnsembleConfig, SearchConfig
 
     res["import_s"] = time.perf_counter() - t0
     res.update(system_version=automl.__version__, preset=None, time_limit_s=budget)
@@ -68,7 +69,8 @@ def run_quality(table: Table, budget: float, *, seed: int, work_dir: Path, bench
     # weighted ensemble, stack) gets a test score, after the fit's own time limit
     stack = 1 if budget >= STACK_FROM_S else 0
     run = AutoML(target=table.target, problem_type=table.problem, metric=table.metric, time_limit=budget,
-                 seed=seed, output_dir=run_dir, ensemble=EnsembleConfig(stack_levels=stack)).fit(
+                 seed=seed, output_dir=run_dir, ensemble=EnsembleConfig(stack_levels=stack),
+                 search=SearchConfig(strategy=search) if search else None).fit(
         train_df, test_data=test_df)
     fit_wall = time.perf_counter() - t0 - (run.run_info_["timings"].get("test_scoring_s") or 0.0)
     tree.sample()
@@ -164,11 +166,11 @@ def _details(run: Any, board: Any, greater_is_better: bool) -> dict[str, Any]:
 
 
 def launch(table: Table, budget: float, out_json: Path, *, manifest: Path, seed: int, work_dir: Path,
-           bench_dir: Path, keep_search: bool = False) -> dict[str, Any]:
+           bench_dir: Path, keep_search: bool = False, search: str | None = None) -> dict[str, Any]:
     """Run one quality run in a fresh process; returns its RESULT dict (status error on a crash)."""
     args = ["--manifest", str(manifest), "--table", table.name, "--budget", f"{budget:g}",
             "--seed", str(seed), "--work", str(work_dir), "--shared-bench", str(bench_dir),
-            "--out", str(out_json)]
+            "--out", str(out_json)] + (["--search", search] if search else [])
     if keep_search:
         args.append("--keep-search")
     res = run_child("bench.quality", args, out_json=out_json, log_path=out_json.with_suffix(".log"),
@@ -190,12 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shared-bench", default=str(SHARED_BENCH))
     p.add_argument("--out", required=True)
     p.add_argument("--keep-search", action="store_true", help="keep the Ray Tune experiment (search/)")
+    p.add_argument("--search", default=None, help="search strategy (default: the project's default)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     table = select_tables(read_manifest(a.manifest), [a.table])[0]
     try:
         res = run_quality(table, a.budget, seed=a.seed, work_dir=Path(a.work), bench_dir=Path(a.shared_bench),
-                          keep_search=a.keep_search)
+                          keep_search=a.keep_search, search=a.search)
         rc = 0
     except Exception as exc:  # noqa: BLE001 - always leave a result behind
         res = {"schema": SCHEMA, "status": "error", "system": SYSTEM, "error": repr(exc),

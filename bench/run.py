@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.exceptions import AutoMLError, ConfigError
-from bench import curves, quality, scaling, serving, table
+from bench import curves, quality, scaling, serving, strategies, table
 from bench.common import (DEFAULT_MANIFEST, REPO, SHARED_BENCH, SYSTEM, Table, budget_label, read_json,
                           read_manifest, select_tables, write_json)
 from bench.measure import machine
@@ -50,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--serving", action="store_true", help="load-test `automl serve` on loopback")
     p.add_argument("--serving-model", default=None, help="a saved model (default: the first quality run's)")
     p.add_argument("--serving-duration", type=float, default=serving.DURATION_S, help="seconds per cell")
+    p.add_argument("--strategies", default="",
+                   help="compare search strategies, e.g. bayesian,random,asha (default: off)")
+    p.add_argument("--strategy-tables", default="adult,wine_quality,california_housing",
+                   help="tables for --strategies (default: %(default)s)")
+    p.add_argument("--strategy-budget", type=float, default=strategies.BUDGET_S,
+                   help="time limit of each --strategies run (default: %(default)s)")
     p.add_argument("--scaling", action="store_true", help="fit time and memory vs rows and CPUs per family")
     p.add_argument("--scaling-rows", default=",".join(map(str, scaling.ROWS)))
     p.add_argument("--scaling-families", default="", help="default: every registered family")
@@ -154,6 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         sections += ["", quality_section(results, Path(a.shared_bench), out)]
     if a.serving:
         sections += ["", serving_section(a, tables, budgets, results, out, work)]
+    if a.strategies:
+        res = strategies.run_strategies(select_tables(read_manifest(a.manifest), _csv(a.strategy_tables)),
+                                        _csv(a.strategies), out, work / "strategies", manifest=Path(a.manifest),
+                                        seed=a.seed, bench_dir=Path(a.shared_bench), budget=a.strategy_budget,
+                                        resume=a.resume)
+        sections += ["", f"## Search strategies ({a.strategy_budget:g} s each, best validation score so far)",
+                     "", strategies.strategies_markdown(res)]
     if a.scaling:
         res = scaling.run_scaling(out / "scaling", manifest=Path(a.manifest),
                                   families=_csv(a.scaling_families) or None,
