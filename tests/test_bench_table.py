@@ -109,3 +109,17 @@ def test_anytime_curve_keeps_the_best_so_far_in_completion_order():
     assert [(p["t_s"], p["best"]) for p in pts] == [(11.0, 0.4), (13.0, 0.4), (15.0, 0.4)]
     s = curve_summary(pts)
     assert (s["first_result_s"], s["time_to_best_s"], s["completed_trials"]) == (11.0, 11.0, 3)
+
+
+def test_strategy_table_reads_the_best_score_reached_by_each_checkpoint():
+    from bench.strategies import best_at, strategies_markdown
+
+    curve = [{"t_s": 12.0, "best": 0.80}, {"t_s": 45.0, "best": 0.85}, {"t_s": 100.0, "best": 0.86}]
+    assert best_at(curve, 10.0) is None and best_at(curve, 30.0) == 0.80 and best_at(curve, 60.0) == 0.85
+    ok = {"status": "ok", "search": "random", "data": {"table": "adult"}, "metric": {"name": "roc_auc", "value": 0.9},
+          "fit": {"wall_s": 121.0},
+          "system_details": {"anytime_curve": curve, "curve_summary": {"completed_trials": 3}, "chosen": "lgbm"}}
+    failed = {"status": "error", "error": "boom", "args": {"search": "asha"}, "data": {"table": "adult"}}
+    rows = strategies_markdown([ok, failed]).splitlines()[2:]
+    assert rows[0] == "| adult | roc_auc | random | 0.8 | 0.85 | 0.86 | 3 | lgbm | 0.9 | 121.0 |"
+    assert rows[1].startswith("| adult | - | asha | - | - | - |") and "error: boom" in rows[1]
