@@ -259,10 +259,10 @@ def test_successful_requests_are_captured(client, features, capture_dir, model_d
     while time.time() < deadline:
         lines = [line for f in sorted(capture_dir.glob("*.jsonl")) for line in f.read_text().splitlines()]
         events = [json.loads(line) for line in lines]
-        if any(e["endpoint"] == "/predict_proba" for e in events):
+        if any(e["endpoint"] == "predict_proba" for e in events):
             break
         time.sleep(0.5)
-    proba = [e for e in events if e["endpoint"] == "/predict_proba"]
+    proba = [e for e in events if e["endpoint"] == "predict_proba"]
     assert proba and proba[-1]["rows"] == rows and proba[-1]["n_rows"] == 3
     assert proba[-1]["model_version"] == load(model_dir).model_version
     assert len(proba[-1]["response"]["probabilities"]) == 3
