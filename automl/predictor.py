@@ -119,7 +119,7 @@ class Predictor:
 
     def decode(self, raw: np.ndarray) -> np.ndarray:
         if self.problem_type.is_classification:
-            return np.asarray(self.classes, dtype=object)[np.asarray(raw).argmax(axis=1)]
+            return _label_array(self.classes)[np.asarray(raw).argmax(axis=1)]
         return np.asarray(raw, dtype=float)
 
     # -- persistence ----------------------------------------------------------------------------
@@ -248,3 +248,11 @@ def _jsonable(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
     return str(o)
+
+
+def _label_array(classes: list[Any]) -> np.ndarray:
+    """Class labels as an array of the target's own kind: integer classes (wine quality 3..9,
+    cover types 1..7) come back as integers, so they compare equal to the user's labels;
+    anything else stays an object array (no fixed-width string truncation)."""
+    native = np.asarray(classes)
+    return native if native.dtype.kind in "biuf" else np.asarray(classes, dtype=object)

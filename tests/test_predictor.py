@@ -80,3 +80,18 @@ def test_schema_errors_name_the_field(saved, binary_df):
     assert raw.shape == (3, 2)
     assert report.ignored_columns == ["extra"] and report.filled_missing_columns == ["x2"]
     assert report.unknown_categories == {"color": ["purple"]}
+
+
+def test_integer_classes_come_back_as_integers(multiclass_df, tmp_path):
+    """Wine quality (3..9) and cover type (1..7) have integer labels: predictions must compare
+    equal to them and be scorable by sklearn, not an object array sklearn calls 'unknown'."""
+    from sklearn.metrics import accuracy_score
+
+    df = multiclass_df.assign(label=multiclass_df["label"].astype("category").cat.codes.astype(int) + 3)
+    data, pre, schema, prof = trial_data(df, "label", recipes=("tree",))
+    family = get_family("lightgbm")
+    res = train_candidate(family, family.portfolio(data.task)[0], data)
+    pred = load(predictor_from(res, data, pre, schema, prof).save(tmp_path / "model"))
+    out = pred.predict(df.drop(columns=["label"]))
+    assert out.dtype.kind == "i" and set(out) <= set(df["label"])
+    assert accuracy_score(df["label"], out.to_numpy()) > 0.5
