@@ -115,7 +115,9 @@ def make_run_folds(spec: FitSpec, df: pd.DataFrame, y: np.ndarray, profile: Data
         tr, va = np.arange(n - n_user_valid), np.arange(n - n_user_valid, n)
         return Folds("user", [(tr, va)], n, spec.seed)
     v = spec.validation
-    strategy = v.resolve(n)
+    n_classes = int(y.max()) + 1 if profile.problem.is_classification and len(y) else 0
+    strategy, why = v.resolve(n, n_classes=n_classes, time_limit=spec.time_limit)
+    logger.info("validation scheme %s: %s", strategy, why)
     return make_folds(
         n, strategy=strategy, n_folds=v.n_folds, holdout_fraction=v.holdout_fraction,
         y=y if profile.problem.is_classification else None,

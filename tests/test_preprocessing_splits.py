@@ -125,3 +125,16 @@ def test_time_folds_order_text_dates_by_date_not_by_text():
     when = pd.to_datetime(text, format="%m/%d/%Y").to_numpy()
     for tr, va in folds.folds:
         assert when[tr].max() < when[va].min()
+
+
+def test_auto_validation_trades_kfold_for_holdout_when_the_budget_is_short():
+    from automl.config import ValidationConfig
+
+    v = ValidationConfig()
+    assert v.resolve(39_000, n_classes=2, time_limit=60)[0] == "kfold"  # adult at 60 s
+    strategy, why = v.resolve(60_000, n_classes=7, time_limit=60)  # covertype at 60 s
+    assert strategy == "holdout" and "7 classes" in why and "60 s" in why
+    assert v.resolve(60_000, n_classes=7, time_limit=900)[0] == "kfold"
+    assert v.resolve(60_000, n_classes=7, time_limit=None)[0] == "kfold"  # trial budget only
+    assert v.resolve(150_000)[0] == "holdout"
+    assert ValidationConfig(strategy="kfold").resolve(60_000, n_classes=7, time_limit=60) == ("kfold", "set by the user")
