@@ -99,7 +99,8 @@ def quality_section(results: list[dict], bench_dir: Path, out: Path) -> str:
              "the last prediction; for the peers the process's peak RSS (one process). Model MB: the saved "
              "Predictor directory (AutoGluon: its predictor directory; FLAML: its pickle). 1-row ms: median "
              "of 200 one-row predictions in process. Fit s: wall time of fit() including Ray start-up.", "",
-             "## Search efficiency", "", curves.efficiency_markdown(results)]
+             "## Search efficiency", "", curves.efficiency_markdown(results), "",
+             "## Ensembling (test scores of the options each fit had)", "", table.ensembling_markdown(results)]
     parts += [f"\n![{p.stem}](curves/{p.name})" for p in pngs]
     errors = [r for r in results if r.get("status") != "ok"]
     if errors:

@@ -161,3 +161,30 @@ def comparison_markdown(ours: list[Entry], peers: list[Entry]) -> str:
         out += (f"\n\n{SYSTEM} scores at least as well as every peer on {wins} of {compared} "
                 "(table, budget) pairs.")
     return out + "".join(f"\n\nWARNING: {n}" for n in notes)
+
+
+def ensembling_markdown(results: list[dict[str, Any]]) -> str:
+    """Test scores of the best single model, the weighted ensemble, the stack and the model the
+    fit chose (``options_test`` of each run), so whether ensembling paid off is visible per table."""
+    lines = ["| table | budget | metric | best single (test) | weighted ensemble | stack | chosen | chosen vs best single |",
+             "|---|---|---|---|---|---|---|---|"]
+    wins = n = 0
+    for res in results:
+        opts, metric = res.get("options_test"), res.get("metric") or {}
+        if res.get("status") != "ok" or not opts or not opts.get("best_single"):
+            continue
+        sign = 1.0 if metric.get("greater_is_better", True) else -1.0
+
+        def cell(key: str) -> str:
+            o = opts.get(key)
+            return "-" if not o else f"{o['model']} {_f(o['score_test'], '.4g')}"
+
+        gain = sign * (opts["chosen"]["score_test"] - opts["best_single"]["score_test"])
+        n += 1
+        wins += gain >= 0
+        lines.append(f"| {table_name(res)} | {res.get('time_limit_s', 0):g}s | {metric.get('name', '?')} | "
+                     f"{cell('best_single')} | {cell('weighted_ensemble')} | {cell('stack')} | {cell('chosen')} | "
+                     f"{gain:+.4g} |")
+    lines += ["", f"The chosen model scores at least as well as the best single model on the test split in "
+                  f"{wins} of {n} runs."]
+    return "\n".join(lines)

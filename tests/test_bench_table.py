@@ -10,8 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ is a repo folder, not installed
 
 from bench.curves import anytime_curve, curve_summary
-from bench.table import (Entry, advantage, comparison_markdown, entry_from_result, load_peers, parse_peers_md,
-                         rank)
+from bench.table import (Entry, advantage, comparison_markdown, ensembling_markdown, entry_from_result, load_peers,
+                         parse_peers_md, rank)
 
 PEERS_MD = """# Peer scores
 
@@ -123,3 +123,23 @@ def test_strategy_table_reads_the_best_score_reached_by_each_checkpoint():
     rows = strategies_markdown([ok, failed]).splitlines()[2:]
     assert rows[0] == "| adult | roc_auc | random | 0.8 | 0.85 | 0.86 | 3 | lgbm | 0.9 | 121.0 |"
     assert rows[1].startswith("| adult | - | asha | - | - | - |") and "error: boom" in rows[1]
+
+
+def test_ensembling_table_compares_the_chosen_model_with_the_best_single_one_by_metric_direction():
+    def run(table: str, single: float, ens: float | None, gib: bool) -> dict:
+        res = result("automl-on-ray", table, 0.0, gib=gib, budget=300.0)
+        res["metric"] = {"name": "accuracy" if gib else "rmse", "greater_is_better": gib}
+        chosen = {"model": "weighted_ensemble", "score_test": ens} if ens is not None else None
+        res["options_test"] = {"best_single": {"model": "lightgbm_003", "score_test": single},
+                               "weighted_ensemble": chosen, "stack": None,
+                               "chosen": chosen or {"model": "lightgbm_003", "score_test": single}}
+        return res
+
+    md = ensembling_markdown([run("car", 0.90, 0.92, True), run("diamonds", 520.0, 530.0, False),
+                              run("adult", 0.93, None, True), run("wine", 0.6, 0.7, True) | {"status": "error"}])
+    lines = md.splitlines()
+    assert len([ln for ln in lines if ln.startswith("| car") or ln.startswith("| diamonds")
+                or ln.startswith("| adult")]) == 3 and "wine" not in md
+    assert "+0.02" in next(ln for ln in lines if ln.startswith("| car"))
+    assert "-10" in next(ln for ln in lines if ln.startswith("| diamonds"))  # rmse went up: a loss
+    assert "at least as well as the best single model on the test split in 2 of 3 runs" in md
