@@ -13,7 +13,9 @@ from automl.predictor import Member, Predictor
 from automl.preprocessing import Preprocessor
 from automl.report import explain
 from automl.report.contributions import column_owners
-from automl.report.importance import partial_dependence, permutation_importance
+from automl.report.importance import (EXPLAIN_SECONDS, PDP_MIN_ROWS, PDP_ROWS, PERMUTATION_MIN_ROWS,
+                                     partial_dependence, pdp_rows, permutation_importance,
+                                     predict_seconds_per_row)
 from automl.schema import ColumnSpec
 from automl.training import train_candidate
 from helpers import trial_data
@@ -189,6 +191,15 @@ def test_non_tree_members_are_left_out_or_refused(fitted, frames):
     assert levels["categorical"] and set(levels["x"]) == {"red", "green", "blue"}
     red = levels["curves"]["P(yes)"][levels["x"].index("red")]
     assert red == max(levels["curves"]["P(yes)"])
+
+    # a slow model gets fewer rows, sized from its measured cost per row, never below the floors
+    per_row = predict_seconds_per_row(linear, df.drop(columns=["label"]))
+    assert 0 < per_row < 0.01
+    slow = permutation_importance(linear, df.drop(columns=["label"]), data.y, data.metric, n_repeats=2,
+                                  seconds_per_row=EXPLAIN_SECONDS / 100)  # 100 predicted rows fit
+    assert slow.n_rows == PERMUTATION_MIN_ROWS < len(df)
+    assert pdp_rows(None, 4) == PDP_ROWS and pdp_rows(1e-6, 4) == PDP_ROWS
+    assert pdp_rows(1.0, 4) == PDP_MIN_ROWS and PDP_MIN_ROWS < pdp_rows(EXPLAIN_SECONDS / 3000, 4) < PDP_ROWS
 
 
 def test_class_label_is_checked(fitted, frames):

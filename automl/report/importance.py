@@ -3,6 +3,7 @@ dependence. Both batch every perturbed copy of the sample into one prediction ca
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,12 @@ logger = logging.getLogger(__name__)
 
 #: rows x columns x repeats predicted for permutation importance at most
 PERMUTATION_BUDGET = 20_000
-PDP_ROWS = 100
+#: seconds permutation importance, and the partial dependence panels together, aim for: a slow
+#: ensemble (bagged k-NN + MLP on wine_quality: ~1.3 ms per row) would otherwise spend 35 s here
+EXPLAIN_SECONDS = 4.0
+PILOT_ROWS = 200
+PERMUTATION_MIN_ROWS = 100
+PDP_ROWS, PDP_MIN_ROWS = 100, 20
 PDP_GRID = 16
 PDP_LEVELS = 12
 
@@ -32,11 +38,27 @@ class PermutationImportance:
     n_repeats: int
 
 
+def predict_seconds_per_row(predictor: Predictor, X: pd.DataFrame) -> float:
+    """What one row costs this Predictor here, measured on up to ``PILOT_ROWS`` rows."""
+    pilot = X.iloc[:PILOT_ROWS]
+    t = time.perf_counter()
+    predictor.predict_raw(pilot)
+    return (time.perf_counter() - t) / max(1, len(pilot))
+
+
 def permutation_importance(predictor: Predictor, X: pd.DataFrame, y: np.ndarray, metric: Metric, *,
-                           n_repeats: int = 3, seed: int = 0) -> PermutationImportance:
-    """Shuffle one input column at a time; importance = how much the metric gets worse."""
+                           n_repeats: int = 3, seed: int = 0,
+                           seconds_per_row: float | None = None) -> PermutationImportance:
+    """Shuffle one input column at a time; importance = how much the metric gets worse.
+
+    Predicts at most ``PERMUTATION_BUDGET`` rows, and with ``seconds_per_row`` (see
+    ``predict_seconds_per_row``) no more than ``EXPLAIN_SECONDS`` worth, but on at least
+    ``PERMUTATION_MIN_ROWS`` sampled rows."""
     columns = [c.name for c in predictor.schema.columns if c.name in X.columns]
-    n = int(min(len(X), max(100, PERMUTATION_BUDGET // max(1, len(columns) * n_repeats))))
+    budget = PERMUTATION_BUDGET
+    if seconds_per_row:
+        budget = min(budget, int(EXPLAIN_SECONDS / seconds_per_row))
+    n = int(min(len(X), max(PERMUTATION_MIN_ROWS, budget // max(1, len(columns) * n_repeats))))
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(X), n, replace=False)) if n < len(X) else np.arange(len(X))
     base_X, base_y = X.iloc[rows].reset_index(drop=True), y[rows]
@@ -79,8 +101,16 @@ def pdp_grid(values: pd.Series, kind: str) -> tuple[list[Any], bool] | None:
     return grid.tolist(), False
 
 
+def pdp_rows(seconds_per_row: float | None, n_columns: int) -> int:
+    """Rows averaged per grid point so that ``n_columns`` panels cost about ``EXPLAIN_SECONDS``."""
+    if not seconds_per_row:
+        return PDP_ROWS
+    fit = EXPLAIN_SECONDS / (seconds_per_row * PDP_GRID * max(1, n_columns))
+    return int(min(PDP_ROWS, max(PDP_MIN_ROWS, fit)))
+
+
 def partial_dependence(predictor: Predictor, X: pd.DataFrame, column: str, kind: str, *,
-                       seed: int = 0) -> dict[str, Any] | None:
+                       seed: int = 0, n_rows: int = PDP_ROWS) -> dict[str, Any] | None:
     """Average prediction with ``column`` set to each grid value, other columns as observed.
 
     Returns a panel for ``plots.partial_dependence``: curves are the positive class's
@@ -90,7 +120,7 @@ def partial_dependence(predictor: Predictor, X: pd.DataFrame, column: str, kind:
         return None
     values, categorical = grid
     rng = np.random.default_rng(seed)
-    base = X.iloc[np.sort(rng.choice(len(X), PDP_ROWS, replace=False))] if len(X) > PDP_ROWS else X
+    base = X.iloc[np.sort(rng.choice(len(X), n_rows, replace=False))] if len(X) > n_rows else X
     base = base.reset_index(drop=True)
     copies = []
     for v in values:

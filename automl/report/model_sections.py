@@ -15,7 +15,8 @@ from automl.problem import ProblemType
 from automl.report import evaluation, fairness, plots
 from automl.report import html as H
 from automl.report.contributions import has_contributions, tree_contributions
-from automl.report.importance import partial_dependence, permutation_importance
+from automl.report.importance import (partial_dependence, pdp_rows, permutation_importance,
+                                     predict_seconds_per_row)
 from automl.report.rundata import RunData, class_codes, oof_predictions
 
 logger = logging.getLogger(__name__)
@@ -133,17 +134,19 @@ def explain_section(run: RunData) -> str:
         return H.note("No validation sample or saved model in this run: nothing to explain.")
     pred, kinds = run.predictor, _kinds(run)
     X = run.features(rows)
+    per_row = predict_seconds_per_row(pred, X)
     if all(has_contributions(m) for m in pred.members):
         body, order = _shap(run, X, kinds)
     else:
         logger.info("explaining %s with permutation importance: members %s have no native tree contributions",
                     run.info.get("chosen"), [m.name for m in pred.members if not has_contributions(m)])
-        body, order = _permutation(run, rows, X)
+        body, order = _permutation(run, rows, X, per_row)
     panels: list[dict[str, Any]] = []
+    n_pdp = pdp_rows(per_row, PDP_COLUMNS)
     for col in order:
         if len(panels) == PDP_COLUMNS:
             break
-        panel = partial_dependence(pred, X, col, kinds.get(col, ""))
+        panel = partial_dependence(pred, X, col, kinds.get(col, ""), n_rows=n_pdp)
         if panel:
             panels.append(panel)
     if panels:
@@ -222,13 +225,14 @@ def _metric(run: RunData) -> Any:
     return resolve_metric(None, ProblemType(run.problem_type))[0]
 
 
-def _permutation(run: RunData, rows: pd.DataFrame, X: pd.DataFrame) -> tuple[str, list[str]]:
+def _permutation(run: RunData, rows: pd.DataFrame, X: pd.DataFrame, per_row: float) -> tuple[str, list[str]]:
     pred = run.predictor
     y = rows[run.target]
     y = class_codes(y, pred.classes) if pred.classes is not None else y.to_numpy(float)
     keep = y >= 0 if pred.classes is not None else np.isfinite(y)
     metric = _metric(run)
-    pi = permutation_importance(pred, X[keep].reset_index(drop=True), np.asarray(y)[keep], metric)
+    pi = permutation_importance(pred, X[keep].reset_index(drop=True), np.asarray(y)[keep], metric,
+                                seconds_per_row=per_row)
     order = list(np.argsort(-pi.mean))
     names = [pi.columns[j] for j in order]
     fams = sorted({m.family for m in pred.members})
