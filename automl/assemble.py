@@ -103,8 +103,10 @@ def assemble(spec: Any, outcome: Any, data: TrialData, folds: Any, pre: dict, sc
     decisions: dict[str, Any] = {}
     # options: (name, oof, build(refit) -> (members, stack))
     options: list[tuple[str, np.ndarray, Any]] = []
+    fit_costs: dict[str, float] = {}  # seconds the option's members took to train (all folds)
     for r in picked[:SINGLE_OPTIONS]:
         res = loaded[r.trial_id]
+        fit_costs[names[r.trial_id]] = res.fit_time_s
         options.append((names[r.trial_id], res.oof,
                         lambda refit, r=r, res=res: ([b.member(names[r.trial_id], res, 1.0, refit=refit)], None)))
     preds = [loaded[r.trial_id].oof for r in picked]
@@ -121,6 +123,7 @@ def assemble(spec: Any, outcome: Any, data: TrialData, folds: Any, pre: dict, sc
                         predict_time_s=sum(picked[i].predict_time_s or 0 for i in used),
                         stop_reason=f"greedy selection, {ens.rounds} of {ens_cfg.size} rounds"))
         if len(used) > 1:
+            fit_costs["weighted_ensemble"] = sum(loaded[picked[i].trial_id].fit_time_s for i in used)
             options.append(("weighted_ensemble", ens_oof, lambda refit, used=used, w=ens.weights: (
                 [b.member(base_names[i], loaded[picked[i].trial_id], float(w[i]), refit=refit) for i in used], None)))
         k = len(data.folds)
@@ -144,7 +147,12 @@ def assemble(spec: Any, outcome: Any, data: TrialData, folds: Any, pre: dict, sc
         elif ens_cfg.stack_levels:
             decisions["stack_level_2"] = "skipped: stacking needs k-fold validation (a single holdout fold)"
     refit = ens_cfg.refit is True or (ens_cfg.refit == "auto" and len(data.folds) == 1)
-    chosen_name, predictor, chosen_oof, deploy_reason = _choose(options, b, data, metric, ens_cfg, sample, refit)
+    plan = RefitPlan(refit, forced=ens_cfg.refit is True, costs=fit_costs, growth=refit_growth(data),
+                     deadline=deadline)
+    chosen_name, predictor, chosen_oof, deploy_reason = _choose(options, b, data, metric, ens_cfg, sample, plan)
+    refit = plan.done.get(chosen_name, False)
+    if plan.reasons:
+        decisions["refit"] = plan.reasons.get(chosen_name, "; ".join(plan.reasons.values()))
     t_test = time.time()
     if test is not None:  # score the other options too (their bags, not refit): which layer helps?
         for name, _, build in options:
@@ -164,20 +172,55 @@ def assemble(spec: Any, outcome: Any, data: TrialData, folds: Any, pre: dict, sc
         if row.chosen and predictor.calibration:
             row.stop_reason = f"{row.stop_reason or ''}; calibrated (T={predictor.calibration['temperature']:.3f})"
         if refit and (row.model == chosen_name or row.model in {m.name for m in predictor.members}):
-            row.refit = not chosen_name.startswith("stack")
+            row.refit = True
     predictor.info["chosen"] = chosen_name
     if test is not None:
         t_test = time.time()
         _score_test(predictor, test, rows, chosen_name, metric, classes)
         test_s += time.time() - t_test
     info = {"chosen": chosen_name, "members": {m.name: m.weight for m in predictor.members},
-            "refit": refit and not chosen_name.startswith("stack"), "decisions": decisions,
+            "refit": refit, "decisions": decisions,
             "test_scoring_s": test_s}
     return predictor, rows, info, chosen_oof
 
 
+class RefitPlan:
+    """Whether to refit an option's members on every row, decided when the option is built:
+    ``refit="auto"`` refits only when the expected cost (the members' training time, grown by the
+    share of rows the validation held out) fits before the deadline; ``refit=True`` always does."""
+
+    def __init__(self, wanted: bool, *, forced: bool, costs: dict[str, float], growth: float,
+                 deadline: float | None) -> None:
+        self.wanted, self.forced, self.costs, self.growth, self.deadline = wanted, forced, costs, growth, deadline
+        self.done: dict[str, bool] = {}
+        self.reasons: dict[str, str] = {}
+
+    def decide(self, name: str) -> bool:
+        if not self.wanted or name.startswith("stack"):
+            ok = False
+        elif self.forced or self.deadline is None:
+            ok = True
+        else:
+            expected = self.costs.get(name, 0.0) * self.growth
+            left = self.deadline - time.time()
+            ok = expected <= left
+            verdict = "refit on all rows" if ok else "kept the validation fit (no refit)"
+            self.reasons[name] = (f"{name}: {verdict}: ~{expected:.0f}s expected, {max(0.0, left):.0f}s left "
+                                  "(refit=True forces it)")
+            logger.info("refit %s", self.reasons[name])
+        self.done[name] = ok
+        return ok
+
+
+def refit_growth(data: TrialData) -> float:
+    """Expected refit time over the recorded training time of all folds: every row instead of
+    one fold's training rows, once instead of once per fold, plus a 20 % margin."""
+    n_train = np.mean([len(tr) for tr, _ in data.folds]) if data.folds else len(data.y)
+    return 1.2 * len(data.y) / max(1.0, float(n_train)) / max(1, len(data.folds))
+
+
 def _choose(options: list, b: _Builder, data: TrialData, metric: Metric, ens_cfg: Any, sample: pd.DataFrame,
-            refit: bool) -> tuple[str, Predictor, np.ndarray, str]:
+            plan: RefitPlan) -> tuple[str, Predictor, np.ndarray, str]:
     mask = np.zeros(len(data.y), dtype=bool)
     for _, va in data.folds:
         mask[va] = True
@@ -187,7 +230,7 @@ def _choose(options: list, b: _Builder, data: TrialData, metric: Metric, ens_cfg
         objective = metric.objective(metric.score(data.y[mask], oof[mask]))
 
         def make(name: str = name, build: Any = build) -> Predictor:
-            members, stack = build(refit and not name.startswith("stack"))
+            members, stack = build(plan.decide(name))
             return b.predictor(members, stack, chosen=name)
 
         opts.append(Option(name, objective, make))

@@ -31,3 +31,25 @@ def test_mask_excludes_rows_without_out_of_fold_predictions():
     p = np.array([0.0, 1.0, 2.0, np.nan])
     res = greedy_ensemble([p], y, METRICS["rmse"], size=3, mask=np.array([True, True, True, False]))
     assert res.score == 0.0
+
+
+def test_auto_refit_only_when_its_expected_cost_fits_before_the_deadline():
+    import time
+    from types import SimpleNamespace
+
+    from automl.assemble import RefitPlan, refit_growth
+
+    # one holdout fold training on 80 of 100 rows: refit costs 1.2 x 100/80 = 1.5 x the fold's fit
+    holdout = SimpleNamespace(y=np.zeros(100), folds=[(np.arange(80), np.arange(80, 100))])
+    assert refit_growth(holdout) == pytest.approx(1.5)
+    costs = {"lightgbm_001": 10.0, "weighted_ensemble": 30.0}
+    late = RefitPlan(True, forced=False, costs=costs, growth=1.5, deadline=time.time() + 20)
+    assert late.decide("lightgbm_001") is True  # ~15 s of 20
+    assert late.decide("weighted_ensemble") is False  # ~45 s of 20
+    assert "no refit" in late.reasons["weighted_ensemble"] and "~45s expected" in late.reasons["weighted_ensemble"]
+    assert late.decide("stack_l2") is False  # a stack is never refit
+    forced = RefitPlan(True, forced=True, costs=costs, growth=1.5, deadline=time.time() + 1)
+    assert forced.decide("weighted_ensemble") is True and not forced.reasons
+    unlimited = RefitPlan(True, forced=False, costs=costs, growth=1.5, deadline=None)
+    assert unlimited.decide("weighted_ensemble") is True
+    assert RefitPlan(False, forced=False, costs=costs, growth=1.5, deadline=None).decide("lightgbm_001") is False
