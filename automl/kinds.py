@@ -145,6 +145,20 @@ def level_strings(s: pd.Series) -> pd.Series:
     return s.map(_level, na_action="ignore").astype("string")
 
 
+def level_values(s: pd.Series) -> np.ndarray:
+    """The labels of :func:`level_strings` as a plain object array (``None`` where missing), without
+    pandas' string dtype: the per-request path, where building string Series cost ~0.3 ms per
+    column per call."""
+    arr = s.to_numpy(dtype=object)
+    out = np.full(len(arr), None, dtype=object)
+    present = ~pd.isna(arr)
+    if present.all():
+        out[:] = [_level(v) for v in arr]
+    elif present.any():
+        out[present] = [_level(v) for v in arr[present]]
+    return out
+
+
 def _level(v) -> str:
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
         return str(int(v))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from automl.exceptions import SchemaError
-from automl.kinds import ColumnKind, level_strings
+from automl.kinds import ColumnKind, level_values
 
 
 @dataclass
@@ -76,9 +76,12 @@ def validate_frame(schema: InputSchema, df: pd.DataFrame) -> tuple[pd.DataFrame,
             continue
         s = df[spec.name]
         if spec.kind in _NUMERIC_KINDS:
-            coerced = pd.to_numeric(s, errors="coerce") if not pd.api.types.is_numeric_dtype(s) else s
-            bad = coerced.isna() & s.notna() & ~s.astype("string").str.strip().isin(["", "?"])
-            if bad.any():
+            if pd.api.types.is_numeric_dtype(s):
+                coerced, bad = s, None
+            else:
+                coerced = pd.to_numeric(s, errors="coerce")
+                bad = coerced.isna() & s.notna() & ~s.astype("string").str.strip().isin(["", "?"])
+            if bad is not None and bad.any():
                 example = s[bad].iloc[0]
                 errors.append({"field": spec.name,
                                "message": f"expected a number, got {example!r} ({int(bad.sum())} row(s))"})
@@ -86,8 +89,7 @@ def validate_frame(schema: InputSchema, df: pd.DataFrame) -> tuple[pd.DataFrame,
         else:
             out[spec.name] = s
             if spec.categories is not None and spec.kind == ColumnKind.CATEGORICAL.value:
-                known = set(spec.categories)
-                unknown = sorted(set(level_strings(s.dropna()).unique()) - known)
+                unknown = sorted(set(level_values(s)) - _known(spec) - {None})
                 if unknown:
                     report.unknown_categories[spec.name] = unknown[:20]
     if errors:
@@ -95,6 +97,19 @@ def validate_frame(schema: InputSchema, df: pd.DataFrame) -> tuple[pd.DataFrame,
         raise SchemaError(f"rows do not match the model's input schema: {names}", errors)
     report.filled_missing_columns = missing
     return pd.DataFrame(out, index=df.index), report
+
+
+_KNOWN: dict[int, tuple[list[str], frozenset[str]]] = {}
+
+
+def _known(spec: ColumnSpec) -> frozenset[str]:
+    """The column's categories as a set, built once per categories list."""
+    hit = _KNOWN.get(id(spec.categories))
+    if hit is None or hit[0] is not spec.categories:
+        if len(_KNOWN) > 4096:
+            _KNOWN.clear()
+        hit = _KNOWN[id(spec.categories)] = (spec.categories, frozenset(spec.categories))
+    return hit[1]
 
 
 def _spec(schema: InputSchema, name: str) -> ColumnSpec:

@@ -138,3 +138,26 @@ def test_auto_validation_trades_kfold_for_holdout_when_the_budget_is_short():
     assert v.resolve(60_000, n_classes=7, time_limit=None)[0] == "kfold"  # trial budget only
     assert v.resolve(150_000)[0] == "holdout"
     assert ValidationConfig(strategy="kfold").resolve(60_000, n_classes=7, time_limit=60) == ("kfold", "set by the user")
+
+
+@pytest.mark.parametrize("values", [
+    ["a", None, "b", " c", np.nan, "a"],
+    [1, 2, None, 3],
+    [1.0, 2.5, np.nan, 3.0, float("inf")],
+    [True, False, None],
+    ["7", 7, 7.0, "x", pd.NA],
+])
+def test_request_path_levels_match_the_fitted_levels(values):
+    from automl.kinds import level_strings, level_values
+    from automl.preprocessing import _SMALL, _codes
+
+    s = pd.Series(values)
+    expected = level_strings(s)
+    got = level_values(s)
+    assert [None if pd.isna(e) else e for e in expected] == list(got)
+    levels = sorted({v for v in got if v is not None})[:2]
+    small = _codes(s, levels)
+    big = _codes(pd.concat([s] * (_SMALL // len(s) + 1), ignore_index=True), levels)[: len(s)]
+    np.testing.assert_array_equal(small, big)  # dict path == hash-index path
+    assert (small[[v is None for v in got]] == 0).all()
+    assert set(small[[v is not None and v not in levels for v in got]]) <= {len(levels) + 1}
