@@ -143,3 +143,20 @@ def test_ensembling_table_compares_the_chosen_model_with_the_best_single_one_by_
     assert "+0.02" in next(ln for ln in lines if ln.startswith("| car"))
     assert "-10" in next(ln for ln in lines if ln.startswith("| diamonds"))  # rmse went up: a loss
     assert "at least as well as the best single model on the test split in 2 of 3 runs" in md
+
+
+def test_scaling_speed_up_counts_trials_finished_per_search_second():
+    from bench.scaling import scaling_markdown
+
+    def cpus(c, completed, search_s):
+        return {"status": "ok", "kind": "cpus", "family": "lightgbm", "concurrency": c, "fit_wall_s": 30.0,
+                "search_s": search_s, "trials_by_status": {"completed": completed, "stopped": 1}, "cpu_s": 40.0,
+                "peak_tree_pss_mb": 1200.0}
+
+    res = {"cap_s": 30, "cpu_trials": 4, "cpu_rows": 50_000, "runs": [
+        cpus(1, 1, 10.0), cpus(2, 3, 15.0),  # time-capped: 0.1 vs 0.2 trials/s
+        {"status": "skipped", "kind": "rows", "family": "knn", "rows": 1_000_000,
+         "reason": "knn does not apply to a binary task of 1,000,000 rows"}]}
+    md = scaling_markdown(res)
+    assert "| lightgbm | 2 | 3 | 30.0 | 15.0 | 2.00x |" in md
+    assert "Skipped: knn at 1,000,000 rows" in md
