@@ -204,9 +204,8 @@ class RefitPlan:
             expected = self.costs.get(name, 0.0) * self.growth
             left = self.deadline - time.time()
             ok = expected <= left
-            verdict = "refit on all rows" if ok else "kept the validation fit (no refit)"
-            self.reasons[name] = (f"{name}: {verdict}: ~{expected:.0f}s expected, {max(0.0, left):.0f}s left "
-                                  "(refit=True forces it)")
+            verdict = "refit on all rows" if ok else "kept the validation fit (no refit; refit=True forces it)"
+            self.reasons[name] = f"{name}: {verdict}: ~{expected:.0f}s expected, {max(0.0, left):.0f}s left"
             logger.info("refit %s", self.reasons[name])
         self.done[name] = ok
         return ok

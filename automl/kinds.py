@@ -152,11 +152,25 @@ def level_values(s: pd.Series) -> np.ndarray:
     arr = s.to_numpy(dtype=object)
     out = np.full(len(arr), None, dtype=object)
     present = ~pd.isna(arr)
-    if present.all():
-        out[:] = [_level(v) for v in arr]
-    elif present.any():
-        out[present] = [_level(v) for v in arr[present]]
+    out[present] = [_level(v) for v in arr[present]]
     return out
+
+
+#: per level list: level -> 1-based code, and a hash index of the levels (the list is kept so
+#: that its id is not reused while cached)
+_LOOKUPS: dict[int, tuple[list[str], dict[str, int], pd.Index]] = {}
+
+
+def level_lookup(levels: list[str]) -> tuple[dict[str, int], pd.Index]:
+    """``({level: 1-based code}, pd.Index(levels))`` for a fitted level list, built once per list:
+    the request path uses them for codes and for spotting unknown levels."""
+    hit = _LOOKUPS.get(id(levels))
+    if hit is None or hit[0] is not levels:
+        if len(_LOOKUPS) > 4096:
+            _LOOKUPS.clear()
+        hit = _LOOKUPS[id(levels)] = (levels, {v: i + 1 for i, v in enumerate(levels)},
+                                      pd.Index(levels, dtype=object))
+    return hit[1], hit[2]
 
 
 def _level(v) -> str:

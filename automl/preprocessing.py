@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from automl.exceptions import ConfigError
-from automl.kinds import ColumnKind, level_strings, level_values
+from automl.kinds import ColumnKind, level_lookup, level_strings, level_values
 from automl.schema import ColumnSpec
 
 RECIPES = ("tree", "linear", "nn")
@@ -186,20 +186,8 @@ def _fit_levels(name: str, s: pd.Series, max_levels: int, min_count: int) -> dic
     return {"type": "levels", "name": name, "levels": [str(k) for k in kept.index]}
 
 
-#: level -> 1-based code, built once per level list (the list is kept so its id is not reused)
-_LEVEL_CODES: dict[int, tuple[list[str], dict[str, int], pd.Index]] = {}
 #: below this many rows a dict lookup per value beats pandas' hash-index call overhead
 _SMALL = 256
-
-
-def _level_lookup(levels: list[str]) -> tuple[dict[str, int], pd.Index]:
-    hit = _LEVEL_CODES.get(id(levels))
-    if hit is None or hit[0] is not levels:
-        if len(_LEVEL_CODES) > 4096:
-            _LEVEL_CODES.clear()
-        hit = _LEVEL_CODES[id(levels)] = (levels, {v: i + 1 for i, v in enumerate(levels)},
-                                          pd.Index(levels, dtype=object))
-    return hit[1], hit[2]
 
 
 def _codes(s: pd.Series, levels: list[str]) -> np.ndarray:
@@ -207,7 +195,7 @@ def _codes(s: pd.Series, levels: list[str]) -> np.ndarray:
     (Lookups cached per level list: building a Categorical per call cost ~0.4 ms per column per
     one-row request.)"""
     values = level_values(s)
-    table, index = _level_lookup(levels)
+    table, index = level_lookup(levels)
     if len(values) <= _SMALL:
         codes = np.fromiter((table.get(v, 0) for v in values), dtype=np.int32, count=len(values))
     else:

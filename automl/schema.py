@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from automl.exceptions import SchemaError
-from automl.kinds import ColumnKind, level_values
+from automl.kinds import ColumnKind, level_lookup, level_values
 
 
 @dataclass
@@ -76,20 +76,18 @@ def validate_frame(schema: InputSchema, df: pd.DataFrame) -> tuple[pd.DataFrame,
             continue
         s = df[spec.name]
         if spec.kind in _NUMERIC_KINDS:
-            if pd.api.types.is_numeric_dtype(s):
-                coerced, bad = s, None
-            else:
+            coerced = s
+            if not pd.api.types.is_numeric_dtype(s):  # text that should read as numbers
                 coerced = pd.to_numeric(s, errors="coerce")
                 bad = coerced.isna() & s.notna() & ~s.astype("string").str.strip().isin(["", "?"])
-            if bad is not None and bad.any():
-                example = s[bad].iloc[0]
-                errors.append({"field": spec.name,
-                               "message": f"expected a number, got {example!r} ({int(bad.sum())} row(s))"})
+                if bad.any():
+                    errors.append({"field": spec.name, "message": f"expected a number, got {s[bad].iloc[0]!r} "
+                                                                  f"({int(bad.sum())} row(s))"})
             out[spec.name] = coerced.astype(float)
         else:
             out[spec.name] = s
             if spec.categories is not None and spec.kind == ColumnKind.CATEGORICAL.value:
-                unknown = sorted(set(level_values(s)) - _known(spec) - {None})
+                unknown = sorted(set(level_values(s)) - level_lookup(spec.categories)[0].keys() - {None})
                 if unknown:
                     report.unknown_categories[spec.name] = unknown[:20]
     if errors:
@@ -97,19 +95,6 @@ def validate_frame(schema: InputSchema, df: pd.DataFrame) -> tuple[pd.DataFrame,
         raise SchemaError(f"rows do not match the model's input schema: {names}", errors)
     report.filled_missing_columns = missing
     return pd.DataFrame(out, index=df.index), report
-
-
-_KNOWN: dict[int, tuple[list[str], frozenset[str]]] = {}
-
-
-def _known(spec: ColumnSpec) -> frozenset[str]:
-    """The column's categories as a set, built once per categories list."""
-    hit = _KNOWN.get(id(spec.categories))
-    if hit is None or hit[0] is not spec.categories:
-        if len(_KNOWN) > 4096:
-            _KNOWN.clear()
-        hit = _KNOWN[id(spec.categories)] = (spec.categories, frozenset(spec.categories))
-    return hit[1]
 
 
 def _spec(schema: InputSchema, name: str) -> ColumnSpec:
