@@ -180,11 +180,6 @@ def run_search(
     records = [_record(r, progress, t0, deadline, retries=retries, cache_dir=run_dir / EXPERIMENT) for r in grid]
     if any(r.retries for r in records):
         logger.info("trials retried after a failure: %s", {r.trial_id: r.retries for r in records if r.retries})
-    if resume and cfg.max_trials is not None and len(records) > cfg.max_trials:
-        logger.warning("the resumed search holds %d trials for max_trials=%d: a trial being created when the "
-                       "previous run was killed was started again under a new id (Tune restores its searcher "
-                       "and its trial table from snapshots that can differ by one trial)",
-                       len(records), cfg.max_trials)
     ended = _why_ended(stopper, records, cfg, deadline, strategy.name, guard)
     logger.info("search ended: %s (%d trials in %.1fs)", ended, len(records), wall)
     skipped = [f"skipped for lack of time: {s}" for s in (guard.skipped if guard else [])]
