@@ -3,6 +3,7 @@
 The constructor only stores settings; ``fit`` validates, runs the autopilot and returns self;
 learned state ends in ``_``. Orchestration lives in :mod:`automl.fit`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -96,15 +97,29 @@ class AutoML:
         if self.class_weight not in (None, "balanced"):
             raise ConfigError(f"class_weight must be None or 'balanced'; got {self.class_weight!r}")
         return FitSpec(
-            target=self.target, problem_type=self.problem_type, metric=self.metric, time_limit=time_limit,
-            search=search, validation=self.validation or ValidationConfig(),
-            ensemble=self.ensemble or EnsembleConfig(), resources=self.resources or ResourceConfig(),
-            seed=int(self.seed), drop_columns=tuple(self.drop_columns), weight_column=self.weight_column,
-            class_weight=self.class_weight, report=self.write_report,
+            target=self.target,
+            problem_type=self.problem_type,
+            metric=self.metric,
+            time_limit=time_limit,
+            search=search,
+            validation=self.validation or ValidationConfig(),
+            ensemble=self.ensemble or EnsembleConfig(),
+            resources=self.resources or ResourceConfig(),
+            seed=int(self.seed),
+            drop_columns=tuple(self.drop_columns),
+            weight_column=self.weight_column,
+            class_weight=self.class_weight,
+            report=self.write_report,
         )
 
-    def fit(self, data: TableSource, *, validation_data: TableSource | None = None,
-            test_data: TableSource | None = None, resume: bool = False) -> "AutoML":
+    def fit(
+        self,
+        data: TableSource,
+        *,
+        validation_data: TableSource | None = None,
+        test_data: TableSource | None = None,
+        resume: bool = False,
+    ) -> AutoML:
         """Run the autopilot on ``data``; returns self.
 
         ``validation_data`` replaces the automatic validation split (the final models are then
@@ -121,8 +136,16 @@ class AutoML:
         test = load_table(test_data, name="test") if test_data is not None else None
         run_dir = Path(self.output_dir) if self.output_dir else Path(tempfile.mkdtemp(prefix="automl-run-"))
         call = f"AutoML(target={self.target!r}, time_limit={spec.time_limit}, search={spec.search}).fit(...)"
-        result = run_fit(spec, train, run_dir=run_dir, validation=valid, test=test, resume=resume,
-                         started_at=started, lineage=lineage(data, train, call))
+        result = run_fit(
+            spec,
+            train,
+            run_dir=run_dir,
+            validation=valid,
+            test=test,
+            resume=resume,
+            started_at=started,
+            lineage=lineage(data, train, call),
+        )
         self.predictor_ = result.predictor
         self.leaderboard_ = result.leaderboard
         self.profile_ = result.profile
@@ -134,9 +157,17 @@ class AutoML:
         """Profile ``data`` without fitting (what ``fit`` would infer and warn about)."""
         spec = self._spec()
         v = spec.validation
-        return profile_table(load_table(data), self.target, problem_type=self.problem_type, metric=self.metric,
-                             drop_columns=spec.drop_columns, time_column=v.time_column,
-                             group_column=v.group_column, weight_column=self.weight_column, n_folds=v.n_folds)
+        return profile_table(
+            load_table(data),
+            self.target,
+            problem_type=self.problem_type,
+            metric=self.metric,
+            drop_columns=spec.drop_columns,
+            time_column=v.time_column,
+            group_column=v.group_column,
+            weight_column=self.weight_column,
+            n_folds=v.n_folds,
+        )
 
     # -- using the result ---------------------------------------------------------------------------
     def _predictor(self) -> Predictor:
@@ -176,7 +207,9 @@ class AutoML:
     def save(self, path: str | Path) -> Path:
         """Copy the Predictor artifact (without the search state) to ``path``."""
         pred = self._predictor()
-        extra = {n: self.run_dir_ / n for n in ("profile.json", "leaderboard.csv") if (self.run_dir_ / n).exists()}
+        extra = {
+            n: self.run_dir_ / n for n in ("profile.json", "leaderboard.csv") if (self.run_dir_ / n).exists()
+        }
         return pred.save(Path(path), extra_files=extra)
 
 

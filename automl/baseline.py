@@ -4,6 +4,7 @@ Numeric features keep decile bin edges with the training share per bin (for PSI)
 sample of values (for a two-sample KS test) and their range; categorical-like features keep the
 share of each frequent level. Constraints record the kind, the missing share and the known levels.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,10 @@ def numeric_stats(values: np.ndarray) -> dict[str, Any]:
         "edges": edges.tolist(),
         "shares": (counts / counts.sum()).tolist(),
         "sample": sample.tolist(),
-        "min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()), "std": float(v.std()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
     }
 
 
@@ -47,11 +51,13 @@ def level_stats(s: pd.Series) -> dict[str, Any]:
     counts = present.value_counts()
     top = counts.head(MAX_LEVELS)
     total = max(len(present), 1)
-    return {"levels": {str(k): float(v / total) for k, v in top.items()},
-            "other_share": float(counts.iloc[MAX_LEVELS:].sum() / total) if len(counts) > MAX_LEVELS else 0.0}
+    return {
+        "levels": {str(k): float(v / total) for k, v in top.items()},
+        "other_share": float(counts.iloc[MAX_LEVELS:].sum() / total) if len(counts) > MAX_LEVELS else 0.0,
+    }
 
 
-def build(df: pd.DataFrame, features: list["ColumnProfile"], target: str, ptype: ProblemType) -> dict[str, Any]:
+def build(df: pd.DataFrame, features: list[ColumnProfile], target: str, ptype: ProblemType) -> dict[str, Any]:
     stats: dict[str, Any] = {}
     constraints: dict[str, Any] = {}
     for cp in features:

@@ -6,6 +6,7 @@ each fold's rows, so the improvement is not measured on the rows it was fitted t
 scaling never changes the arg-max class or the ranking of rows, so accuracy and ROC AUC are
 unaffected; it matters for log-loss and for calibration curves.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,7 +33,9 @@ def apply_temperature(proba: np.ndarray, t: float) -> np.ndarray:
 
 
 def fit_temperature(y: np.ndarray, proba: np.ndarray) -> float:
-    res = minimize_scalar(lambda t: _log_loss(y, apply_temperature(proba, t)), bounds=(0.05, 20.0), method="bounded")
+    res = minimize_scalar(
+        lambda t: _log_loss(y, apply_temperature(proba, t)), bounds=(0.05, 20.0), method="bounded"
+    )
     return float(res.x)
 
 
@@ -42,8 +45,9 @@ def apply_calibration(out: np.ndarray, calibration: dict[str, Any], problem: Pro
     return out
 
 
-def choose_calibration(y: np.ndarray, oof: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
-                       problem: ProblemType) -> tuple[dict[str, Any] | None, str]:
+def choose_calibration(
+    y: np.ndarray, oof: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], problem: ProblemType
+) -> tuple[dict[str, Any] | None, str]:
     """Return (calibration or None, the reason). ``oof`` holds out-of-fold probabilities."""
     if not problem.is_classification:
         return None, "regression: nothing to calibrate"
@@ -58,6 +62,8 @@ def choose_calibration(y: np.ndarray, oof: np.ndarray, folds: list[tuple[np.ndar
     after = _log_loss(y[rows], crossed[rows])
     t = fit_temperature(y[rows], oof[rows])
     if after < before * (1 - MIN_GAIN):
-        return ({"method": "temperature", "temperature": t, "log_loss_before": before, "log_loss_after": after},
-                f"temperature scaling (T={t:.3f}) lowers cross-fitted log-loss {before:.4f} -> {after:.4f}")
+        return (
+            {"method": "temperature", "temperature": t, "log_loss_before": before, "log_loss_after": after},
+            f"temperature scaling (T={t:.3f}) lowers cross-fitted log-loss {before:.4f} -> {after:.4f}",
+        )
     return None, f"temperature scaling would not help (cross-fitted log-loss {before:.4f} -> {after:.4f})"

@@ -1,4 +1,5 @@
 """The ``automl`` command line. Errors caused by the input print as one line and exit 2."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,8 +8,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from automl.exceptions import AutoMLError
 
@@ -44,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--target", required=True)
     f.add_argument("--problem-type", choices=["binary", "multiclass", "regression"])
     f.add_argument("--metric")
-    f.add_argument("--time-limit", type=float, help="seconds for the whole fit (default 300 unless --max-trials)")
+    f.add_argument(
+        "--time-limit", type=float, help="seconds for the whole fit (default 300 unless --max-trials)"
+    )
     f.add_argument("--max-trials", type=int)
     f.add_argument("--search", default="bayesian", help="bayesian|random|grid|hyperband|asha|bohb")
     f.add_argument("--families", help="comma-separated model families (default: all that apply)")
@@ -66,17 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-predict-latency-ms", type=float)
     f.add_argument("--max-model-size-mb", type=float)
     f.add_argument("--warm-start", help="a previous run directory whose best configs are tried first")
-    f.add_argument("--mlflow", nargs="?", const=True, default=False,
-                   help="log trials to MLflow (optionally a tracking URI; default DIR/mlruns)")
+    f.add_argument(
+        "--mlflow",
+        nargs="?",
+        const=True,
+        default=False,
+        help="log trials to MLflow (optionally a tracking URI; default DIR/mlruns)",
+    )
     f.add_argument("--output", default=None, help="run directory (default: runs/<data name>)")
     f.add_argument("--resume", action="store_true", help="continue an interrupted search in --output")
     f.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or start Ray in-process)")
     f.add_argument("--num-cpus", type=int)
-    f.add_argument("--storage", default=os.environ.get("AUTOML_STORAGE") or None,
-                   help="a path every node mounts or an s3:// URI (clusters; default: $AUTOML_STORAGE): the search "
-                   "state goes to STORAGE/<run name>-search, the finished run directory is copied to STORAGE/<run name>")
+    f.add_argument(
+        "--storage",
+        default=os.environ.get("AUTOML_STORAGE") or None,
+        help="a path every node mounts or an s3:// URI (clusters; default: $AUTOML_STORAGE): the search "
+        "state goes to STORAGE/<run name>-search, the finished run directory is copied to STORAGE/<run name>",
+    )
     f.add_argument("--train-workers", type=int, default=1, help="Ray Train workers per large-data trial")
 
     pr = sub.add_parser("profile", help="profile a table: column kinds, problem type, warnings")
@@ -98,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     pd_.add_argument("data")
     pd_.add_argument("--output", required=True, help="CSV or Parquet, by suffix")
     pd_.add_argument("--proba", action="store_true", help="one column per class instead of the label")
-    pd_.add_argument("--id-column", help="column to copy next to each prediction (default: the data's id column)")
+    pd_.add_argument(
+        "--id-column", help="column to copy next to each prediction (default: the data's id column)"
+    )
     pd_.add_argument("--batch-size", type=int, default=50_000)
     pd_.add_argument("--no-ray", action="store_true", help="predict in this process instead of with Ray Data")
     for name in PLUGINS:
@@ -144,37 +157,65 @@ def cmd_fit(a: argparse.Namespace) -> int:
 
     out = Path(a.output or Path("runs") / Path(a.data.rstrip("/")).name.split(".")[0])
     if out.exists() and any(out.iterdir()) and not (a.resume or a.overwrite):
-        raise ConfigError(f"output directory {str(out)!r} already holds a run; pass --resume to continue it, "
-                          "--overwrite to replace it, or another --output")
+        raise ConfigError(
+            f"output directory {str(out)!r} already holds a run; pass --resume to continue it, "
+            "--overwrite to replace it, or another --output"
+        )
     if a.overwrite and out.exists() and not a.resume:
         import shutil
 
         shutil.rmtree(out)
     refit = {"auto": "auto", "yes": True, "no": False}[a.refit]
     run = AutoML(
-        target=a.target, problem_type=a.problem_type, metric=a.metric, time_limit=a.time_limit,
-        search=SearchConfig(strategy=a.search, max_trials=a.max_trials, target_score=a.target_score,
-                            patience=a.patience, families=_families(a.families), warm_start=a.warm_start,
-                            mlflow=a.mlflow),
-        validation=ValidationConfig(strategy=a.validation, n_folds=a.folds, time_column=a.time_column,
-                                    group_column=a.group_column),
-        ensemble=EnsembleConfig(enabled=not a.no_ensemble, stack_levels=a.stack_levels, refit=refit,
-                                max_predict_latency_ms=a.max_predict_latency_ms,
-                                max_model_size_mb=a.max_model_size_mb),
-        resources=ResourceConfig(address=a.address, num_cpus=a.num_cpus, storage=a.storage,
-                                 train_workers=a.train_workers),
-        seed=a.seed, output_dir=out, drop_columns=_families(a.drop_columns) or (),
-        weight_column=a.weight_column, class_weight=a.class_weight, write_report=not a.no_report,
+        target=a.target,
+        problem_type=a.problem_type,
+        metric=a.metric,
+        time_limit=a.time_limit,
+        search=SearchConfig(
+            strategy=a.search,
+            max_trials=a.max_trials,
+            target_score=a.target_score,
+            patience=a.patience,
+            families=_families(a.families),
+            warm_start=a.warm_start,
+            mlflow=a.mlflow,
+        ),
+        validation=ValidationConfig(
+            strategy=a.validation, n_folds=a.folds, time_column=a.time_column, group_column=a.group_column
+        ),
+        ensemble=EnsembleConfig(
+            enabled=not a.no_ensemble,
+            stack_levels=a.stack_levels,
+            refit=refit,
+            max_predict_latency_ms=a.max_predict_latency_ms,
+            max_model_size_mb=a.max_model_size_mb,
+        ),
+        resources=ResourceConfig(
+            address=a.address, num_cpus=a.num_cpus, storage=a.storage, train_workers=a.train_workers
+        ),
+        seed=a.seed,
+        output_dir=out,
+        drop_columns=_families(a.drop_columns) or (),
+        weight_column=a.weight_column,
+        class_weight=a.class_weight,
+        write_report=not a.no_report,
     )
     t = time.time()
     run.fit(a.data, validation_data=a.validation_data, test_data=a.test_data, resume=a.resume)
     info = run.run_info_
     print(lbmod.format_table(run.leaderboard(), limit=15))
     best = run.leaderboard().query("chosen == True").iloc[0]
-    print(f"\nchosen model: {best['model']}  validation {info['metric']} = {best['score_val']:.5g}"
-          + (f"  test = {best['score_test']:.5g}" if best.get("score_test") == best.get("score_test")
-             and best.get("score_test") is not None else ""))
-    print(f"search ended: {info['ended_because']}; {info['n_trials']} trials; fit took {time.time() - t:.1f}s")
+    print(
+        f"\nchosen model: {best['model']}  validation {info['metric']} = {best['score_val']:.5g}"
+        + (
+            f"  test = {best['score_test']:.5g}"
+            if best.get("score_test") == best.get("score_test") and best.get("score_test") is not None
+            else ""
+        )
+    )
+    print(
+        f"search ended: {info['ended_because']}; {info['n_trials']} trials; fit took {time.time() - t:.1f}s"
+    )
     print(f"model saved to {out}")
     if info.get("published_to"):
         print(f"run directory copied to {info['published_to']}")
@@ -186,8 +227,14 @@ def cmd_profile(a: argparse.Namespace) -> int:
     from automl.data import load_table
     from automl.profile import profile_table
 
-    prof = profile_table(load_table(a.data), a.target, problem_type=a.problem_type, metric=a.metric,
-                         time_column=a.time_column, group_column=a.group_column)
+    prof = profile_table(
+        load_table(a.data),
+        a.target,
+        problem_type=a.problem_type,
+        metric=a.metric,
+        time_column=a.time_column,
+        group_column=a.group_column,
+    )
     path = prof.save(a.output)
     print(prof.summary())
     print(f"profile written to {path}")
@@ -217,8 +264,15 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from serving.batch import predict_file
 
     t = time.time()
-    n = predict_file(a.dir, a.data, a.output, proba=a.proba, id_column=a.id_column, batch_size=a.batch_size,
-                     use_ray=not a.no_ray)
+    n = predict_file(
+        a.dir,
+        a.data,
+        a.output,
+        proba=a.proba,
+        id_column=a.id_column,
+        batch_size=a.batch_size,
+        use_ray=not a.no_ray,
+    )
     print(f"wrote {n} predictions to {a.output} in {time.time() - t:.1f}s")
     return 0
 

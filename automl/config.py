@@ -1,4 +1,5 @@
 """Settings as frozen dataclasses, validated on construction (never with ``assert``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -105,10 +106,12 @@ class ValidationConfig:
             return "holdout", f"{n_rows:,} training rows > kfold_max_rows={self.kfold_max_rows:,}"
         work = n_rows * self.n_folds * (n_classes if n_classes > 2 else 1)
         if time_limit is not None and work > time_limit * KFOLD_ROW_FOLDS_PER_SECOND:
-            return "holdout", (f"{self.n_folds}-fold on {n_rows:,} rows"
-                               + (f" x {n_classes} classes" if n_classes > 2 else "")
-                               + f" is too much for a {time_limit:.0f} s budget (more than "
-                               f"{KFOLD_ROW_FOLDS_PER_SECOND:,} row-folds per second); strategy='kfold' forces it")
+            return "holdout", (
+                f"{self.n_folds}-fold on {n_rows:,} rows"
+                + (f" x {n_classes} classes" if n_classes > 2 else "")
+                + f" is too much for a {time_limit:.0f} s budget (more than "
+                f"{KFOLD_ROW_FOLDS_PER_SECOND:,} row-folds per second); strategy='kfold' forces it"
+            )
         return "kfold", f"{n_rows:,} rows fit {self.n_folds}-fold within the budget"
 
 
@@ -141,8 +144,10 @@ class EnsembleConfig:
         _positive("ensemble size", self.size, allow_none=False)
         if self.stack_levels not in (0, 1):
             raise ConfigError(
-                f"stack_levels must be 0 or 1; got {self.stack_levels!r}. A second stack layer is not offered: "
-                "keeping every row's label out of its own prediction would need k**3 extra fits per model")
+                f"stack_levels must be 0 or 1; got {self.stack_levels!r}. A second stack layer is not "
+                f"offered: keeping every row's label out of its own prediction would need k**3 extra "
+                f"fits per model"
+            )
         _choice("refit", self.refit, ("auto", True, False))
         _positive("max_predict_latency_ms", self.max_predict_latency_ms)
         _positive("max_model_size_mb", self.max_model_size_mb)

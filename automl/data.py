@@ -5,6 +5,7 @@ JSON array in a ``.json`` file); local paths, ``file://`` and ``s3://`` URIs; pa
 S3-compatible stores other than AWS are reached by setting ``AWS_ENDPOINT_URL`` (honoured by
 s3fs/botocore), together with the usual ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,12 +22,21 @@ logger = logging.getLogger(__name__)
 #: cell values read as missing in addition to pandas' defaults ("", "NA", "NaN", "null", ...)
 EXTRA_MISSING_MARKERS = ("?",)
 
-TableSource = Union[str, os.PathLike, pd.DataFrame, Any]  # Any: ray.data.Dataset
+TableSource = Union[str, os.PathLike, pd.DataFrame, Any]  # noqa: UP007 (a runtime alias)  # Any: ray.data.Dataset
 
 _FORMATS = {
-    ".csv": "csv", ".csv.gz": "csv", ".tsv": "csv", ".tsv.gz": "csv", ".txt": "csv",
-    ".parquet": "parquet", ".pq": "parquet",
-    ".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".ndjson": "jsonl", ".json": "json", ".json.gz": "json",
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".tsv": "csv",
+    ".tsv.gz": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".jsonl.gz": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".json.gz": "json",
 }
 
 
@@ -55,7 +65,7 @@ def storage_options(path: str) -> dict[str, Any] | None:
 
 
 def _local_path(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
+    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def load_table(source: TableSource, *, name: str = "data") -> pd.DataFrame:
@@ -107,9 +117,11 @@ def _read_path(path: str, name: str) -> tuple[pd.DataFrame, str]:
     except FileNotFoundError:
         raise DataError(f"{name}: {path!r} does not exist; check the bucket and key") from None
     except PermissionError as exc:
-        raise DataError(f"{name}: access to {path!r} was denied ({_first_line(exc)}); check the credentials "
-                        "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; AWS_ENDPOINT_URL for S3-compatible "
-                        "stores)") from exc
+        raise DataError(
+            f"{name}: access to {path!r} was denied ({_first_line(exc)}); check the credentials "
+            "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; AWS_ENDPOINT_URL for S3-compatible "
+            "stores)"
+        ) from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise DataError(f"{name}: cannot read {path!r} as {fmt}: {_first_line(exc)}") from exc
     except Exception as exc:  # noqa: BLE001  remote stores raise their own types (botocore, aiohttp)
@@ -148,7 +160,8 @@ def _check_columns(df: pd.DataFrame, name: str, *, from_csv: bool = False) -> pd
     dupes = sorted({c for c in cols if cols.count(c) > 1})
     # pandas renames a repeated CSV header "a" to "a.1": report those as duplicates too
     mangled = sorted(
-        c for c in cols
+        c
+        for c in cols
         if from_csv and "." in c and c.rsplit(".", 1)[0] in cols and c.rsplit(".", 1)[1].isdigit()
     )
     if dupes or mangled:
@@ -177,8 +190,13 @@ def _mark_missing(df: pd.DataFrame, name: str) -> pd.DataFrame:
             n = int(hits.sum())
             if n:
                 df[col] = s.mask(hits)
-                logger.info("%s: %d cells of column %r held a missing-value marker %s; read as missing",
-                            name, n, col, list(EXTRA_MISSING_MARKERS))
+                logger.info(
+                    "%s: %d cells of column %r held a missing-value marker %s; read as missing",
+                    name,
+                    n,
+                    col,
+                    list(EXTRA_MISSING_MARKERS),
+                )
     return df
 
 
@@ -188,8 +206,10 @@ def align_channel(train: pd.DataFrame, other: pd.DataFrame, name: str, *, target
     training order."""
     missing = [c for c in train.columns if c not in other.columns]
     if missing:
-        raise DataError(f"{name}: the table lacks columns of the training table: {missing[:30]}; "
-                        "give it the same columns as the training data")
+        raise DataError(
+            f"{name}: the table lacks columns of the training table: {missing[:30]}; "
+            "give it the same columns as the training data"
+        )
     extra = [c for c in other.columns if c not in train.columns]
     if extra:
         logger.info("%s: ignoring %d columns not in the training table: %s", name, len(extra), extra[:30])

@@ -4,6 +4,7 @@ Holds back 20 % of the rows (seeded), runs ``automl fit`` on the rest with a sho
 prints the leaderboard and where the model was saved, then ``automl predict`` on a few of the
 held-back rows and the test score on all of them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,16 +37,45 @@ def main(argv: list[str] | None = None) -> int:
     train.to_csv(work / "train.csv", index=False)
     test.drop(columns=["class"]).head(5).to_csv(work / "new_rows.csv", index=False)
     test.to_csv(work / "test.csv", index=False)
-    print(f"adult: {len(train)} training rows, {len(test)} held back (data/PROVENANCE.csv says where it comes from)")
+    print(
+        f"adult: {len(train)} training rows, {len(test)} held back "
+        "(data/PROVENANCE.csv says where it comes from)"
+    )
     exe = str(Path(sys.executable).parent / "automl")
-    run([exe, "fit", str(work / "train.csv"), "--target", "class", "--time-limit", str(a.time_limit),
-         "--output", str(out), "--test-data", str(work / "test.csv"), "--overwrite"])
-    run([exe, "predict", str(out), str(work / "new_rows.csv"), "--output", str(work / "predictions.csv"),
-         "--no-ray"])
+    run(
+        [
+            exe,
+            "fit",
+            str(work / "train.csv"),
+            "--target",
+            "class",
+            "--time-limit",
+            str(a.time_limit),
+            "--output",
+            str(out),
+            "--test-data",
+            str(work / "test.csv"),
+            "--overwrite",
+        ]
+    )
+    run(
+        [
+            exe,
+            "predict",
+            str(out),
+            str(work / "new_rows.csv"),
+            "--output",
+            str(work / "predictions.csv"),
+            "--no-ray",
+        ]
+    )
     preds = pd.read_csv(work / "predictions.csv")
     shown = pd.read_csv(work / "new_rows.csv")[["age", "education", "occupation", "hours-per-week"]]
-    print(pd.concat([shown, preds, test["class"].head(5).reset_index(drop=True).rename("actual")], axis=1)
-          .to_string(index=False))
+    print(
+        pd.concat(
+            [shown, preds, test["class"].head(5).reset_index(drop=True).rename("actual")], axis=1
+        ).to_string(index=False)
+    )
     print(f"\nnext: automl leaderboard {out}   |   automl serve {out}")
     return 0
 

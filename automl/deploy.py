@@ -1,14 +1,16 @@
 """Deployment constraints: choose the best model option whose measured one-row latency and size
 on disk meet ``max_predict_latency_ms`` and ``max_model_size_mb``."""
+
 from __future__ import annotations
 
 import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,8 +49,9 @@ def measure(pred: Predictor, rows: pd.DataFrame) -> dict[str, float]:
     return {"latency_ms": float(np.median(times) * 1000), "size_mb": float(size)}
 
 
-def choose(options: list[Option], rows: pd.DataFrame, *, max_latency_ms: float | None,
-           max_size_mb: float | None) -> tuple[Option, Predictor, str]:
+def choose(
+    options: list[Option], rows: pd.DataFrame, *, max_latency_ms: float | None, max_size_mb: float | None
+) -> tuple[Option, Predictor, str]:
     """The best option meeting the constraints (options are tried best first)."""
     options = sorted(options, key=lambda o: -o.objective)
     rejected: list[str] = []
@@ -63,8 +66,11 @@ def choose(options: list[Option], rows: pd.DataFrame, *, max_latency_ms: float |
         if max_size_mb is not None and size > max_size_mb:
             why.append(f"{size:.1f} MB > {max_size_mb} MB")
         if not why:
-            reason = "the best validation score" if not rejected else (
-                "the best that meets the constraints; rejected: " + "; ".join(rejected))
+            reason = (
+                "the best validation score"
+                if not rejected
+                else ("the best that meets the constraints; rejected: " + "; ".join(rejected))
+            )
             return opt, pred, f"{opt.name}: {reason} ({lat:.2f} ms/row, {size:.1f} MB)"
         rejected.append(f"{opt.name} ({', '.join(why)})")
         cost = (lat / max_latency_ms if max_latency_ms else 0) + (size / max_size_mb if max_size_mb else 0)
@@ -75,6 +81,9 @@ def choose(options: list[Option], rows: pd.DataFrame, *, max_latency_ms: float |
     if fallback is None:
         raise ValueError("choose() needs at least one option")
     _, opt, pred = fallback
-    reason = f"no option meets the constraints; chose the one closest to them, {opt.name}. Rejected: " + "; ".join(rejected)
+    reason = (
+        f"no option meets the constraints; chose the one closest to them, {opt.name}. Rejected: "
+        + "; ".join(rejected)
+    )
     logger.warning(reason)
     return opt, pred, reason

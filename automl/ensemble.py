@@ -4,11 +4,11 @@ Forward selection with replacement: each round adds the member whose inclusion g
 metric of the averaged predictions; weights are how often each member was picked. Members never
 picked get weight zero and are dropped.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,8 +31,15 @@ def combine(preds: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return out
 
 
-def greedy_ensemble(preds: list[np.ndarray], y: np.ndarray, metric: Metric, *, size: int = 25,
-                    mask: np.ndarray | None = None, deadline: float | None = None) -> EnsembleResult:
+def greedy_ensemble(
+    preds: list[np.ndarray],
+    y: np.ndarray,
+    metric: Metric,
+    *,
+    size: int = 25,
+    mask: np.ndarray | None = None,
+    deadline: float | None = None,
+) -> EnsembleResult:
     """Select weights for ``preds`` (standardised out-of-fold predictions) maximising ``metric``.
 
     ``mask`` restricts scoring to rows that have out-of-fold predictions. After ``deadline``
@@ -63,5 +70,6 @@ def greedy_ensemble(preds: list[np.ndarray], y: np.ndarray, metric: Metric, *, s
         if scores[j] > best_obj:
             best_obj, best_counts = scores[j], counts.copy()
     weights = best_counts / best_counts.sum()
-    return EnsembleResult(weights=weights, score=metric.from_objective(best_obj), trajectory=trajectory,
-                          rounds=rounds)
+    return EnsembleResult(
+        weights=weights, score=metric.from_objective(best_obj), trajectory=trajectory, rounds=rounds
+    )

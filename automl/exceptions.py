@@ -2,6 +2,7 @@
 
 The CLI prints an ``AutoMLError`` as one line and exits non-zero; any other exception is a bug.
 """
+
 from __future__ import annotations
 
 from sklearn.exceptions import NotFittedError as _SkNotFittedError

@@ -2,6 +2,7 @@
 
 The only module of ``automl`` that imports ``tuning`` (and so Ray Tune).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,10 @@ import pandas as pd
 
 from automl import leaderboard as lb
 from automl.assemble import assemble
-from automl.data import align_channel
-from automl.kinds import level_strings
 from automl.config import EnsembleConfig, ResourceConfig, SearchConfig, ValidationConfig
+from automl.data import align_channel
 from automl.exceptions import ConfigError, DataError
+from automl.kinds import level_strings
 from automl.metrics import Metric, resolve_metric
 from automl.models.base import Task, all_families, get_family
 from automl.predictor import Predictor
@@ -87,7 +88,9 @@ def sample_weights(df: pd.DataFrame, y: np.ndarray, spec: FitSpec, classificatio
     if spec.weight_column:
         w = pd.to_numeric(df[spec.weight_column], errors="coerce").to_numpy(dtype=float)
         if np.isnan(w).any() or (w < 0).any():
-            raise DataError(f"weight column {spec.weight_column!r} must hold non-negative numbers in every row")
+            raise DataError(
+                f"weight column {spec.weight_column!r} must hold non-negative numbers in every row"
+            )
     if spec.class_weight == "balanced":
         if not classification:
             raise ConfigError("class_weight='balanced' applies to classification only")
@@ -108,8 +111,9 @@ def select_families(spec: FitSpec, task: Task) -> dict[str, Any]:
     return {n: f for n, f in all_families().items() if f.applies_to(task)}
 
 
-def make_run_folds(spec: FitSpec, df: pd.DataFrame, y: np.ndarray, profile: DataProfile,
-                   n_user_valid: int) -> Folds:
+def make_run_folds(
+    spec: FitSpec, df: pd.DataFrame, y: np.ndarray, profile: DataProfile, n_user_valid: int
+) -> Folds:
     n = len(df)
     if n_user_valid:
         tr, va = np.arange(n - n_user_valid), np.arange(n - n_user_valid, n)
@@ -119,16 +123,28 @@ def make_run_folds(spec: FitSpec, df: pd.DataFrame, y: np.ndarray, profile: Data
     strategy, why = v.resolve(n, n_classes=n_classes, time_limit=spec.time_limit)
     logger.info("validation scheme %s: %s", strategy, why)
     return make_folds(
-        n, strategy=strategy, n_folds=v.n_folds, holdout_fraction=v.holdout_fraction,
+        n,
+        strategy=strategy,
+        n_folds=v.n_folds,
+        holdout_fraction=v.holdout_fraction,
         y=y if profile.problem.is_classification else None,
         time_values=df[v.time_column] if v.time_column else None,
-        groups=df[v.group_column] if v.group_column else None, seed=spec.seed,
+        groups=df[v.group_column] if v.group_column else None,
+        seed=spec.seed,
     )
 
 
-def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd.DataFrame | None = None,
-            test: pd.DataFrame | None = None, resume: bool = False, started_at: float | None = None,
-            lineage: dict[str, Any] | None = None) -> FitResult:
+def run_fit(
+    spec: FitSpec,
+    train: pd.DataFrame,
+    *,
+    run_dir: Path,
+    validation: pd.DataFrame | None = None,
+    test: pd.DataFrame | None = None,
+    resume: bool = False,
+    started_at: float | None = None,
+    lineage: dict[str, Any] | None = None,
+) -> FitResult:
     """Run the autopilot. The time limit counts from ``started_at`` (default: now)."""
     from tuning import ensure_ray, run_search  # the orchestrator is the one place automl imports tuning
 
@@ -142,9 +158,17 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
         n_valid = int(validation[spec.target].notna().sum())  # rows without a target are dropped below
         train = pd.concat([train, validation], ignore_index=True)
     v = spec.validation
-    profile = profile_table(train, spec.target, problem_type=spec.problem_type, metric=spec.metric,
-                            drop_columns=spec.drop_columns, time_column=v.time_column, group_column=v.group_column,
-                            weight_column=spec.weight_column, n_folds=v.n_folds)
+    profile = profile_table(
+        train,
+        spec.target,
+        problem_type=spec.problem_type,
+        metric=spec.metric,
+        drop_columns=spec.drop_columns,
+        time_column=v.time_column,
+        group_column=v.group_column,
+        weight_column=spec.weight_column,
+        n_folds=v.n_folds,
+    )
     df = train.loc[train[spec.target].notna()].reset_index(drop=True)
     profile.save(run_dir / "profile.json")
     metric, _ = resolve_metric(spec.metric, profile.problem)
@@ -152,8 +176,14 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
     if metric.custom and classes is not None:
         metric = metric.with_classes(classes)
     schema = build_schema(profile, df)
-    task = Task(profile.problem, len(classes) if classes else 0, len(df), len(schema.columns), seed=spec.seed,
-                num_threads=max(1, int(spec.resources.cpus_per_trial)))
+    task = Task(
+        profile.problem,
+        len(classes) if classes else 0,
+        len(df),
+        len(schema.columns),
+        seed=spec.seed,
+        num_threads=max(1, int(spec.resources.cpus_per_trial)),
+    )
     families = select_families(spec, task)
     timings["profile_s"] = time.time() - t0
 
@@ -164,8 +194,15 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
     folds = make_run_folds(spec, df, y, profile, n_valid)
     (run_dir / "folds.json").write_text(json.dumps(folds.to_dict()))
     logger.info("validation: %s (%s)", folds.kind, folds.describe()["validation_rows"])
-    data = TrialData(feats, y, sample_weights(df, y, spec, profile.problem.is_classification), folds.folds, task,
-                     metric, classes)
+    data = TrialData(
+        feats,
+        y,
+        sample_weights(df, y, spec, profile.problem.is_classification),
+        folds.folds,
+        task,
+        metric,
+        classes,
+    )
     timings["preprocess_s"] = time.time() - t
 
     t = time.time()
@@ -177,22 +214,46 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
         data.task = replace(data.task, use_gpu=True)
         logger.info("GPU: %.0f in the cluster; trials of GPU-capable families train on CUDA", cluster.gpus)
     # time kept after the search for loading candidates, ensembling, refitting, saving and the report
-    reserve = min(60.0, max(3.0, 0.06 * spec.time_limit)) \
-        + (min(REPORT_RESERVE_S, 0.1 * spec.time_limit) if spec.report else 0.0) \
-        + (STACK_RESERVE_SHARE * spec.time_limit if spec.ensemble.stack_levels else 0.0) if spec.time_limit else 0.0
+    reserve = (
+        min(60.0, max(3.0, 0.06 * spec.time_limit))
+        + (min(REPORT_RESERVE_S, 0.1 * spec.time_limit) if spec.report else 0.0)
+        + (STACK_RESERVE_SHARE * spec.time_limit if spec.ensemble.stack_levels else 0.0)
+        if spec.time_limit
+        else 0.0
+    )
     search_deadline = deadline - reserve if deadline else None
-    outcome = run_search(data, families, spec.search, cluster=cluster, resources=spec.resources, run_dir=run_dir,
-                         deadline=search_deadline, seed=spec.seed, resume=resume,
-                         extra_points=_warm_start_points(spec.search.warm_start, families))
+    outcome = run_search(
+        data,
+        families,
+        spec.search,
+        cluster=cluster,
+        resources=spec.resources,
+        run_dir=run_dir,
+        deadline=search_deadline,
+        seed=spec.seed,
+        resume=resume,
+        extra_points=_warm_start_points(spec.search.warm_start, families),
+    )
     timings["search_s"] = outcome.wall_s
     if not any(r.status == "completed" and r.checkpoint for r in outcome.trials):
         outcome.trials.append(fallback_trial(families, data, run_dir))
 
     t = time.time()
     sample = df.drop(columns=[spec.target]).sample(min(len(df), 50), random_state=spec.seed)
-    predictor, rows, info, chosen_oof = assemble(spec, outcome, data, folds, pre, schema, profile, classes, metric,
-                                                 test=test, sample=sample,
-                                                 deadline=deadline - 1.0 if deadline else None)
+    predictor, rows, info, chosen_oof = assemble(
+        spec,
+        outcome,
+        data,
+        folds,
+        pre,
+        schema,
+        profile,
+        classes,
+        metric,
+        test=test,
+        sample=sample,
+        deadline=deadline - 1.0 if deadline else None,
+    )
     # scoring test_data is not part of the fit: the time limit does not count it
     timings["test_scoring_s"] = info.pop("test_scoring_s", 0.0)
     timings["ensemble_s"] = time.time() - t - timings["test_scoring_s"]
@@ -206,16 +267,28 @@ def run_fit(spec: FitSpec, train: pd.DataFrame, *, run_dir: Path, validation: pd
     completed = [r for r in outcome.trials if r.status == "completed" and r.library_time_s is not None]
     overhead = [r.driver_wall_s - r.library_time_s for r in completed if r.driver_wall_s]
     run_info = {
-        "target": spec.target, "problem_type": profile.problem_type, "metric": metric.name,
-        "time_limit_s": spec.time_limit, "search_strategy": outcome.strategy, "ended_because": outcome.ended_because,
-        "n_trials": len(outcome.trials), "search_notes": outcome.notes,
+        "target": spec.target,
+        "problem_type": profile.problem_type,
+        "metric": metric.name,
+        "time_limit_s": spec.time_limit,
+        "search_strategy": outcome.strategy,
+        "ended_because": outcome.ended_because,
+        "n_trials": len(outcome.trials),
+        "search_notes": outcome.notes,
         "trials_by_status": pd.Series([r.status for r in outcome.trials]).value_counts().to_dict(),
-        "concurrency": outcome.concurrency, "validation": folds.describe(), "timings": timings,
+        "concurrency": outcome.concurrency,
+        "validation": folds.describe(),
+        "timings": timings,
         "overshoot_s": (timings["total_s"] - spec.time_limit) if spec.time_limit else None,
-        "trial_overhead_s": {"mean": float(np.mean(overhead)) if overhead else None,
-                             "median": float(np.median(overhead)) if overhead else None,
-                             "max": float(np.max(overhead)) if overhead else None},
-        "experiment_path": outcome.experiment_path, "seed": spec.seed, **info, **(lineage or {}),
+        "trial_overhead_s": {
+            "mean": float(np.mean(overhead)) if overhead else None,
+            "median": float(np.median(overhead)) if overhead else None,
+            "max": float(np.max(overhead)) if overhead else None,
+        },
+        "experiment_path": outcome.experiment_path,
+        "seed": spec.seed,
+        **info,
+        **(lineage or {}),
     }
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
     if spec.report:
@@ -241,8 +314,12 @@ def _write_report(run_dir: Path, run_info: dict[str, Any]) -> None:
 
         write_report(run_dir)
     except Exception as exc:  # noqa: BLE001  (a report must never fail a fit)
-        logger.warning("the report could not be written (%s: %s); run `automl report %s` to retry",
-                       type(exc).__name__, exc, run_dir)
+        logger.warning(
+            "the report could not be written (%s: %s); run `automl report %s` to retry",
+            type(exc).__name__,
+            exc,
+            run_dir,
+        )
         return
     run_info["timings"]["report_s"] = time.time() - t
     (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
@@ -256,15 +333,27 @@ def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> 
 
     family = next(iter(families.values()))
     config = family.portfolio(data.task)[0]
-    logger.warning("no trial finished within the time limit; training the %s default config in this process "
-                   "so there is a model (give a longer time_limit to search)", family.name)
+    logger.warning(
+        "no trial finished within the time limit; training the %s default config in this process "
+        "so there is a model (give a longer time_limit to search)",
+        family.name,
+    )
     result = train_candidate(family, config, data)
     path = run_dir / "fallback"
     save_result(result, path)
-    return TrialRecord(trial_id="fallback", family=family.name, params=config, status="completed",
-                       score=result.score, score_std=result.score_std, iteration=result.best_iteration,
-                       fit_time_s=result.fit_time_s, library_time_s=result.fit_time_s,
-                       stop_reason="fallback: no trial finished within the time limit", checkpoint=str(path))
+    return TrialRecord(
+        trial_id="fallback",
+        family=family.name,
+        params=config,
+        status="completed",
+        score=result.score,
+        score_std=result.score_std,
+        iteration=result.best_iteration,
+        fit_time_s=result.fit_time_s,
+        library_time_s=result.fit_time_s,
+        stop_reason="fallback: no trial finished within the time limit",
+        checkpoint=str(path),
+    )
 
 
 VALIDATION_SAMPLE_ROWS = 10_000
@@ -274,8 +363,9 @@ REPORT_RESERVE_S = 5.0
 STACK_RESERVE_SHARE = 0.15
 
 
-def save_validation_sample(run_dir: Path, df: pd.DataFrame, folds: Folds, oof: np.ndarray,
-                           classes: list[Any] | None, *, seed: int) -> Path:
+def save_validation_sample(
+    run_dir: Path, df: pd.DataFrame, folds: Folds, oof: np.ndarray, classes: list[Any] | None, *, seed: int
+) -> Path:
     """``validation_sample.parquet``: up to 10,000 training rows (seeded sample of the rows that
     have out-of-fold predictions) with their original columns, ``__row`` (position in the
     training table), ``__fold`` and the chosen model's out-of-fold prediction: ``__proba_<class>``
@@ -305,7 +395,9 @@ def _warm_start_points(previous: str | None, families: dict[str, Any], top: int 
         raise ConfigError(f"warm_start: {str(path)!r} does not exist; pass a run directory of an earlier fit")
     board = lb.load(path)
     done = board[(board["status"] == "completed") & board["family"].isin(list(families))].head(top)
-    points = [{"family": r.family, **{f"{r.family}.{k}": v for k, v in json.loads(r.params).items()}}
-              for r in done.itertuples()]
+    points = [
+        {"family": r.family, **{f"{r.family}.{k}": v for k, v in json.loads(r.params).items()}}
+        for r in done.itertuples()
+    ]
     logger.info("warm start: %d configs from %s", len(points), previous)
     return points

@@ -1,4 +1,5 @@
 """Column kind inference: what each column *is*, with the reason, from its values and name."""
+
 from __future__ import annotations
 
 import enum
@@ -24,11 +25,14 @@ class ColumnKind(str, enum.Enum):
 
 
 _ID_NAME = re.compile(
-    r"(?i)(^id$|^id[_\-\s]|[_\-\s]id$|^idcode$|[a-z]ID$|uuid|guid|^index$|^unnamed: ?0$|^row_?(id|num|number)$)"
+    r"(?i)(^id$|^id[_\-\s]|[_\-\s]id$|^idcode$|[a-z]ID$|uuid|guid|^index$|^unnamed: ?0$"
+    r"|^row_?(id|num|number)$)"
 )
 _CODE_NAME = re.compile(r"(?i:(^|[_\-\s])(code|cd|cat|category)$)|[a-z](Code|Cat|Category)$")
 _BOOL_TOKENS = {"0", "1", "true", "false", "yes", "no", "y", "n", "t", "f"}
-_DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?\s*$")
+_DATE_LIKE = re.compile(
+    r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?\s*$"
+)
 
 #: share of parsable values above which a text column is read as numbers or dates
 PARSE_SHARE = 0.95
@@ -101,7 +105,10 @@ def _text_kind(name, present: pd.Series, n_unique: int, n: int) -> tuple[ColumnK
     unique_share = n_unique / max(len(present), 1)
     mean_words = sample.str.split().str.len().mean()
     if unique_share > 0.5 and mean_words >= 3:
-        return ColumnKind.TEXT, f"free text: {unique_share:.0%} distinct values, {mean_words:.1f} words on average"
+        return (
+            ColumnKind.TEXT,
+            f"free text: {unique_share:.0%} distinct values, {mean_words:.1f} words on average",
+        )
     if unique_share >= 0.95 and n_unique > 50:
         return ColumnKind.IDENTIFIER, f"{unique_share:.0%} of the values are distinct short strings (a key)"
     if looks_like_id_name(str(name)) and n_unique > 50 and unique_share > 0.5:
@@ -168,8 +175,11 @@ def level_lookup(levels: list[str]) -> tuple[dict[str, int], pd.Index]:
     if hit is None or hit[0] is not levels:
         if len(_LOOKUPS) > 4096:
             _LOOKUPS.clear()
-        hit = _LOOKUPS[id(levels)] = (levels, {v: i + 1 for i, v in enumerate(levels)},
-                                      pd.Index(levels, dtype=object))
+        hit = _LOOKUPS[id(levels)] = (
+            levels,
+            {v: i + 1 for i, v in enumerate(levels)},
+            pd.Index(levels, dtype=object),
+        )
     return hit[1], hit[2]
 
 

@@ -4,6 +4,7 @@ Columns: rank, model, family, score_val, score_std, metric, fit_time_s, predict_
 stop_reason, iterations, params (JSON), error, trial_id, members (JSON, ensembles), refit, chosen,
 score_test, start_s, end_s, retries (times Tune restarted the trial after a worker or node died).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["rank", "model", "family", "score_val", "score_std", "metric", "fit_time_s", "predict_time_s",
-           "status", "stop_reason", "iterations", "params", "error", "trial_id", "members", "refit", "chosen",
-           "score_test", "start_s", "end_s", "retries"]
+COLUMNS = [
+    "rank",
+    "model",
+    "family",
+    "score_val",
+    "score_std",
+    "metric",
+    "fit_time_s",
+    "predict_time_s",
+    "status",
+    "stop_reason",
+    "iterations",
+    "params",
+    "error",
+    "trial_id",
+    "members",
+    "refit",
+    "chosen",
+    "score_test",
+    "start_s",
+    "end_s",
+    "retries",
+]
 _STATUS_ORDER = {"completed": 0, "ensemble": 0, "stopped": 1, "failed": 2}
 
 
@@ -57,7 +78,11 @@ def build(rows: list[Row], greater_is_better: bool) -> pd.DataFrame:
     order = df["status"].map(lambda s: 0 if s in ("completed", "ensemble") else _STATUS_ORDER.get(s, 3))
     score = df["score_val"].astype(float)
     key = -score if greater_is_better else score
-    df = df.assign(_o=order, _k=key.fillna(np.inf)).sort_values(["_o", "_k"], kind="stable").drop(columns=["_o", "_k"])
+    df = (
+        df.assign(_o=order, _k=key.fillna(np.inf))
+        .sort_values(["_o", "_k"], kind="stable")
+        .drop(columns=["_o", "_k"])
+    )
     df.insert(0, "rank", range(1, len(df) + 1))
     return df[COLUMNS].reset_index(drop=True)
 
@@ -73,7 +98,16 @@ def load(path: Path) -> pd.DataFrame:
 def format_table(df: pd.DataFrame, limit: int = 20) -> str:
     """A readable terminal table of the leaderboard."""
     show = df.head(limit).copy()
-    cols = ["rank", "model", "score_val", "score_std", "fit_time_s", "predict_time_s", "status", "stop_reason"]
+    cols = [
+        "rank",
+        "model",
+        "score_val",
+        "score_std",
+        "fit_time_s",
+        "predict_time_s",
+        "status",
+        "stop_reason",
+    ]
     show = show[[c for c in cols if c in show.columns]]
     for c in ("score_val", "score_std"):
         show[c] = show[c].map(lambda v: "" if pd.isna(v) else f"{v:.5g}")
@@ -81,5 +115,7 @@ def format_table(df: pd.DataFrame, limit: int = 20) -> str:
         show[c] = show[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
     show["stop_reason"] = show["stop_reason"].fillna("")
     if "chosen" in df.columns:
-        show["model"] = [("* " if c else "  ") + m for m, c in zip(show["model"], df.head(limit)["chosen"].fillna(False))]
+        show["model"] = [
+            ("* " if c else "  ") + m for m, c in zip(show["model"], df.head(limit)["chosen"].fillna(False))
+        ]
     return show.to_string(index=False)

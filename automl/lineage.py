@@ -1,4 +1,5 @@
 """Lineage of a fit: what data, which call, which code. Recorded in run.json (the registry reads it)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,10 +26,14 @@ def data_fingerprint(source: Any, df: pd.DataFrame) -> dict[str, Any]:
 
 def git_info(cwd: str | None = None) -> dict[str, Any] | None:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd)
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd
+        )
         if commit.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5, cwd=cwd)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5, cwd=cwd
+        )
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return None

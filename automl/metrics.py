@@ -4,11 +4,12 @@ Every metric scores *standardised predictions*: for classifiers an ``(n, k)`` ar
 probabilities whose columns follow the encoded classes ``0..k-1``; for regression an ``(n,)``
 array. Label metrics take the arg-max class (binary: probability of the positive class >= 0.5).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 from sklearn import metrics as skm
@@ -47,7 +48,7 @@ class Metric:
     def applies_to(self, problem_type: ProblemType) -> bool:
         return problem_type in self.problem_types
 
-    def with_classes(self, classes: list) -> "Metric":
+    def with_classes(self, classes: list) -> Metric:
         """For a custom metric: hand the user's function the original class labels."""
         if not self.custom:
             return self
@@ -105,8 +106,14 @@ def _roc_auc(y, p, w):
     if len(present) < 2:
         return 0.5
     q = _renormalise(p[:, present]) if len(present) < p.shape[1] else _renormalise(p)
-    return skm.roc_auc_score(y, q, multi_class="ovr", average="macro", sample_weight=w,
-                             labels=present if len(present) < p.shape[1] else np.arange(p.shape[1]))
+    return skm.roc_auc_score(
+        y,
+        q,
+        multi_class="ovr",
+        average="macro",
+        sample_weight=w,
+        labels=present if len(present) < p.shape[1] else np.arange(p.shape[1]),
+    )
 
 
 def _renormalise(p: np.ndarray) -> np.ndarray:
@@ -162,7 +169,8 @@ def custom_metric(
     """Wrap a user function ``fn(y_true, y_pred) -> float`` as a metric.
 
     For classifiers ``y_true`` holds the original class labels; ``y_pred`` is the ``(n, k)``
-    probability matrix (columns in sorted class order) when ``needs_proba`` else the predicted labels. For regression both are numbers.
+    probability matrix (columns in sorted class order) when ``needs_proba`` else the predicted
+    labels. For regression both are numbers.
     The function must be picklable by cloudpickle, as it runs inside Ray trials.
     """
     if not callable(fn):
@@ -176,7 +184,7 @@ def custom_metric(
     return Metric(f"custom:{name}", score, greater_is_better, tuple(problem_types), needs_proba, custom=True)
 
 
-def resolve_metric(metric: "str | Metric | None", problem_type: ProblemType) -> tuple[Metric, str]:
+def resolve_metric(metric: str | Metric | None, problem_type: ProblemType) -> tuple[Metric, str]:
     """Return the metric to optimise and the reason it was chosen."""
     if metric is None:
         name = DEFAULT_METRIC[problem_type]

@@ -11,6 +11,7 @@ Layout::
 
 Nothing in it runs code when loaded: no pickle anywhere.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,11 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from automl.calibration import apply_calibration
 from automl.exceptions import IntegrityError, NotFittedError, SchemaError
 from automl.models.base import FittedModel, Task, get_family
 from automl.preprocessing import FeatureMatrix, Preprocessor
 from automl.problem import ProblemType
-from automl.calibration import apply_calibration
 from automl.schema import InputSchema, ValidationReport, validate_frame
 from automl.stacking import STACK_RECIPE, stack_features
 
@@ -60,10 +61,22 @@ class Member:
 class Predictor:
     """Predicts with the chosen ensemble; see the module docstring for the on-disk format."""
 
-    def __init__(self, *, target: str, problem_type: ProblemType, classes: list[Any] | None, metric: str,
-                 schema: InputSchema, preprocessors: dict[str, Preprocessor], members: list[Member],
-                 task: Task, info: dict[str, Any] | None = None, stack_layers: list[list[Member]] | None = None,
-                 stack_uses_features: bool = False, calibration: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        target: str,
+        problem_type: ProblemType,
+        classes: list[Any] | None,
+        metric: str,
+        schema: InputSchema,
+        preprocessors: dict[str, Preprocessor],
+        members: list[Member],
+        task: Task,
+        info: dict[str, Any] | None = None,
+        stack_layers: list[list[Member]] | None = None,
+        stack_uses_features: bool = False,
+        calibration: dict[str, Any] | None = None,
+    ) -> None:
         """``members``: the last layer, combined with their weights. ``stack_layers``: earlier
         layers (layer 1 first) whose members' predictions feed the next layer (``stack`` recipe),
         with the tree features too when ``stack_uses_features``. ``calibration``: applied last."""
@@ -92,8 +105,11 @@ class Predictor:
         """Standardised predictions (probabilities or values) and the input validation report."""
         clean, report = validate_frame(self.schema, df)
         layers = [*self.stack_layers, self.members]
-        feats = {r: p.transform(clean) for r, p in self.preprocessors.items()
-                 if any(m.recipe == r for layer in layers for m in layer)}
+        feats = {
+            r: p.transform(clean)
+            for r, p in self.preprocessors.items()
+            if any(m.recipe == r for layer in layers for m in layer)
+        }
         for layer in self.stack_layers:
             preds = [m.predict(feats[m.recipe]) for m in layer]
             base = feats.get("tree") if self.stack_uses_features else None
@@ -108,8 +124,10 @@ class Predictor:
 
     def predict_proba(self, df: pd.DataFrame) -> pd.DataFrame:
         if not self.problem_type.is_classification:
-            raise SchemaError("predict_proba is only defined for classification; use predict",
-                              [{"field": "problem_type", "message": self.problem_type.value}])
+            raise SchemaError(
+                "predict_proba is only defined for classification; use predict",
+                [{"field": "problem_type", "message": self.problem_type.value}],
+            )
         proba, _ = self.predict_raw(df)
         return pd.DataFrame(proba, index=df.index, columns=list(self.classes))
 
@@ -164,35 +182,64 @@ class Predictor:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Predictor":
+    def load(cls, path: str | Path) -> Predictor:
         path = Path(path)
         if not (path / MANIFEST).exists():
             raise IntegrityError(f"{str(path)!r} is not a saved model: it has no {MANIFEST}")
         verify_checksums(path)
         man = json.loads((path / MANIFEST).read_text())
         if man.get("format_version") != FORMAT_VERSION:
-            raise IntegrityError(f"model format {man.get('format_version')!r} is not supported "
-                                 f"(this version reads format {FORMAT_VERSION})")
+            raise IntegrityError(
+                f"model format {man.get('format_version')!r} is not supported "
+                f"(this version reads format {FORMAT_VERSION})"
+            )
         task = Task.from_dict(man["task"])
-        pres = {r: Preprocessor.from_dict(json.loads((path / f).read_text())) for r, f in man["preprocessing"].items()}
+        pres = {
+            r: Preprocessor.from_dict(json.loads((path / f).read_text()))
+            for r, f in man["preprocessing"].items()
+        }
+
         def member(m: dict[str, Any]) -> Member:
             family = get_family(m["family"])
             models = [family.load(path / d, task) for d in m["models"]]
-            return Member(m["name"], m["family"], m["recipe"], m["weight"], models, m.get("params", {}),
-                          m.get("refit", False))
+            return Member(
+                m["name"],
+                m["family"],
+                m["recipe"],
+                m["weight"],
+                models,
+                m.get("params", {}),
+                m.get("refit", False),
+            )
 
-        pred = cls(target=man["target"], problem_type=ProblemType(man["problem_type"]), classes=man["classes"],
-                   metric=man["metric"], schema=InputSchema.from_dict(man["input_schema"]), preprocessors=pres,
-                   members=[member(m) for m in man["members"]], task=task, info=man.get("info"),
-                   stack_layers=[[member(m) for m in layer] for layer in man.get("stack_layers", [])],
-                   stack_uses_features=man.get("stack_uses_features", False), calibration=man.get("calibration"))
+        pred = cls(
+            target=man["target"],
+            problem_type=ProblemType(man["problem_type"]),
+            classes=man["classes"],
+            metric=man["metric"],
+            schema=InputSchema.from_dict(man["input_schema"]),
+            preprocessors=pres,
+            members=[member(m) for m in man["members"]],
+            task=task,
+            info=man.get("info"),
+            stack_layers=[[member(m) for m in layer] for layer in man.get("stack_layers", [])],
+            stack_uses_features=man.get("stack_uses_features", False),
+            calibration=man.get("calibration"),
+        )
         pred.path = path
         return pred
 
 
 def _member_dict(m: Member) -> dict[str, Any]:
-    return {"name": m.name, "family": m.family, "recipe": m.recipe, "weight": float(m.weight), "params": m.params,
-            "refit": m.refit, "models": [f"models/{m.name}/fold_{i}" for i in range(len(m.models))]}
+    return {
+        "name": m.name,
+        "family": m.family,
+        "recipe": m.recipe,
+        "weight": float(m.weight),
+        "params": m.params,
+        "refit": m.refit,
+        "models": [f"models/{m.name}/fold_{i}" for i in range(len(m.models))],
+    }
 
 
 def load(path: str | Path) -> Predictor:
@@ -229,12 +276,20 @@ def verify_checksums(path: Path) -> None:
     if not sums_file.exists():
         raise IntegrityError(f"{str(path)!r} has no {CHECKSUMS}; refusing to load an unverifiable model")
     recorded = json.loads(sums_file.read_text())["files"]
-    bad = [name for name, digest in recorded.items() if not (path / name).is_file() or sha256_file(path / name) != digest]
-    added = [str(f.relative_to(path)) for f in _artifact_files(path) if str(f.relative_to(path)) not in recorded]
+    bad = [
+        name
+        for name, digest in recorded.items()
+        if not (path / name).is_file() or sha256_file(path / name) != digest
+    ]
+    added = [
+        str(f.relative_to(path)) for f in _artifact_files(path) if str(f.relative_to(path)) not in recorded
+    ]
     if bad or added:
         detail = (f"changed or missing: {bad}" if bad else "") + (f" unexpected: {added}" if added else "")
-        raise IntegrityError(f"model files in {str(path)!r} do not match {CHECKSUMS} ({detail.strip()}); "
-                             "the artifact was modified after it was saved: refusing to load it")
+        raise IntegrityError(
+            f"model files in {str(path)!r} do not match {CHECKSUMS} ({detail.strip()}); "
+            "the artifact was modified after it was saved: refusing to load it"
+        )
 
 
 def ensure_fitted(obj: Any, attr: str, what: str) -> Any:

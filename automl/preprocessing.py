@@ -9,6 +9,7 @@ Recipes:
 
 Category codes: 0 = missing, 1..m = the levels kept in training, m+1 = rare or unseen.
 """
+
 from __future__ import annotations
 
 import re
@@ -53,7 +54,7 @@ class FeatureMatrix:
     def n_rows(self) -> int:
         return max(self.num.shape[0], self.cat.shape[0])
 
-    def take(self, idx: np.ndarray) -> "FeatureMatrix":
+    def take(self, idx: np.ndarray) -> FeatureMatrix:
         return FeatureMatrix(self.num[idx], self.cat[idx], self.num_names, self.cat_names, self.cat_sizes)
 
     def dense(self) -> np.ndarray:
@@ -76,25 +77,46 @@ class Preprocessor:
         self.steps_: list[dict[str, Any]] | None = None
 
     # -- fitting -----------------------------------------------------------------------------------
-    def fit(self, df: pd.DataFrame) -> "Preprocessor":
+    def fit(self, df: pd.DataFrame) -> Preprocessor:
         lim = LIMITS[self.recipe]
         steps = []
         for spec in self.columns:
             s = df[spec.name]
             kind = ColumnKind(spec.kind)
             if kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
-                steps.append(_fit_levels(spec.name, s, lim["max_levels"], lim["min_count"] if kind is ColumnKind.CATEGORICAL else 1))
+                steps.append(
+                    _fit_levels(
+                        spec.name,
+                        s,
+                        lim["max_levels"],
+                        lim["min_count"] if kind is ColumnKind.CATEGORICAL else 1,
+                    )
+                )
             elif kind is ColumnKind.DATETIME:
                 parts = _date_parts(s, None)
                 origin = parts.pop("_origin")
-                steps.append({"type": "datetime", "name": spec.name, "origin": origin,
-                              "parts": {k: _fit_numeric(v) for k, v in parts.items()}})
+                steps.append(
+                    {
+                        "type": "datetime",
+                        "name": spec.name,
+                        "origin": origin,
+                        "parts": {k: _fit_numeric(v) for k, v in parts.items()},
+                    }
+                )
             elif kind is ColumnKind.TEXT:
                 counts = _hash_text(s, lim["text_buckets"])
-                steps.append({"type": "text", "name": spec.name, "buckets": lim["text_buckets"],
-                              "scale": float(max(np.log1p(counts).std(), 1e-6))})
+                steps.append(
+                    {
+                        "type": "text",
+                        "name": spec.name,
+                        "buckets": lim["text_buckets"],
+                        "scale": float(max(np.log1p(counts).std(), 1e-6)),
+                    }
+                )
             else:
-                steps.append({"type": "numeric", "name": spec.name, **_fit_numeric(pd.to_numeric(s, errors="coerce"))})
+                steps.append(
+                    {"type": "numeric", "name": spec.name, **_fit_numeric(pd.to_numeric(s, errors="coerce"))}
+                )
         self.steps_ = steps
         return self
 
@@ -102,6 +124,7 @@ class Preprocessor:
     def transform(self, df: pd.DataFrame) -> FeatureMatrix:
         if self.steps_ is None:
             from automl.exceptions import NotFittedError
+
             raise NotFittedError("this Preprocessor is not fitted yet; call fit() first")
         nums: list[np.ndarray] = []
         num_names: list[str] = []
@@ -132,11 +155,14 @@ class Preprocessor:
                     num_names += names
             elif st["type"] == "text":
                 counts = np.log1p(_hash_text(s, st["buckets"]))
-                nums.append((counts / st["scale"]).astype(np.float32) if scaled else counts.astype(np.float32))
+                nums.append(
+                    (counts / st["scale"]).astype(np.float32) if scaled else counts.astype(np.float32)
+                )
                 num_names += [f"{st['name']}#h{i}" for i in range(st["buckets"])]
             else:
-                cols, names = _numeric_out(st["name"], pd.to_numeric(s, errors="coerce").to_numpy(dtype=float),
-                                           st, scaled)
+                cols, names = _numeric_out(
+                    st["name"], pd.to_numeric(s, errors="coerce").to_numpy(dtype=float), st, scaled
+                )
                 nums += cols
                 num_names += names
         n = len(df)
@@ -152,22 +178,28 @@ class Preprocessor:
         return {"recipe": self.recipe, "columns": [vars(c) for c in self.columns], "steps": self.steps_}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocessor":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
         pre = cls(d["recipe"], [ColumnSpec(**c) for c in d["columns"]])
         pre.steps_ = d["steps"]
         return pre
 
 
-def _fit_numeric(v: "pd.Series | np.ndarray") -> dict[str, Any]:
+def _fit_numeric(v: pd.Series | np.ndarray) -> dict[str, Any]:
     arr = np.asarray(v, dtype=float)
     present = arr[~np.isnan(arr)]
     if len(present) == 0:
         return {"median": 0.0, "mean": 0.0, "std": 1.0, "indicator": True}
-    return {"median": float(np.median(present)), "mean": float(present.mean()),
-            "std": float(present.std()) or 1.0, "indicator": bool(len(present) < len(arr))}
+    return {
+        "median": float(np.median(present)),
+        "mean": float(present.mean()),
+        "std": float(present.std()) or 1.0,
+        "indicator": bool(len(present) < len(arr)),
+    }
 
 
-def _numeric_out(name: str, values: np.ndarray, st: dict[str, Any], scaled: bool) -> tuple[list[np.ndarray], list[str]]:
+def _numeric_out(
+    name: str, values: np.ndarray, st: dict[str, Any], scaled: bool
+) -> tuple[list[np.ndarray], list[str]]:
     values = np.asarray(values, dtype=float)
     if not scaled:
         return [values[:, None]], [name]
@@ -182,7 +214,9 @@ def _numeric_out(name: str, values: np.ndarray, st: dict[str, Any], scaled: bool
 
 def _fit_levels(name: str, s: pd.Series, max_levels: int, min_count: int) -> dict[str, Any]:
     counts = level_strings(s.dropna()).value_counts()
-    kept = counts[counts >= min(min_count, max(1, int(counts.iloc[0]) if len(counts) else 1))].head(max_levels)
+    kept = counts[counts >= min(min_count, max(1, int(counts.iloc[0]) if len(counts) else 1))].head(
+        max_levels
+    )
     return {"type": "levels", "name": name, "levels": [str(k) for k in kept.index]}
 
 
@@ -208,7 +242,11 @@ def _codes(s: pd.Series, levels: list[str]) -> np.ndarray:
 def _date_parts(s: pd.Series, origin: float | None) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t = pd.to_datetime(s, errors="coerce", format="mixed") if not pd.api.types.is_datetime64_any_dtype(s) else s
+        t = (
+            pd.to_datetime(s, errors="coerce", format="mixed")
+            if not pd.api.types.is_datetime64_any_dtype(s)
+            else s
+        )
     if getattr(t.dt, "tz", None) is not None:
         t = t.dt.tz_convert("UTC").dt.tz_localize(None)
     epoch_days = (t - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy(dtype=float) / 86400.0
@@ -216,8 +254,12 @@ def _date_parts(s: pd.Series, origin: float | None) -> dict[str, Any]:
         present = epoch_days[~np.isnan(epoch_days)]
         origin = float(present.min()) if len(present) else 0.0
     parts: dict[str, Any] = {
-        "year": t.dt.year, "month": t.dt.month, "day": t.dt.day, "dayofweek": t.dt.dayofweek,
-        "dayofyear": t.dt.dayofyear, "hour": t.dt.hour,
+        "year": t.dt.year,
+        "month": t.dt.month,
+        "day": t.dt.day,
+        "dayofweek": t.dt.dayofweek,
+        "dayofyear": t.dt.dayofyear,
+        "hour": t.dt.hour,
     }
     parts = {k: v.to_numpy(dtype=float) for k, v in parts.items()}
     parts["elapsed_days"] = epoch_days - origin

@@ -1,4 +1,5 @@
 """Problem types and their inference from the target column."""
+
 from __future__ import annotations
 
 import enum

@@ -6,6 +6,7 @@ also a feature). For the table: the
 problem type with its reason, the metric, class counts or the target distribution, quality
 warnings with what the system does about them, and a baseline for drift monitoring.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,7 +95,7 @@ class DataProfile:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DataProfile":
+    def from_dict(cls, d: dict[str, Any]) -> DataProfile:
         d = dict(d)
         d["columns"] = [ColumnProfile(**c) for c in d["columns"]]
         d["warnings"] = [ProfileWarning(**w) for w in d["warnings"]]
@@ -107,21 +108,35 @@ class DataProfile:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "DataProfile":
+    def load(cls, path: str | Path) -> DataProfile:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def to_frame(self) -> pd.DataFrame:
         """One row per column: name, role, kind, dtype, missing share, distinct values, why."""
-        return pd.DataFrame([{
-            "column": c.name, "role": c.role, "kind": c.kind, "dtype": c.dtype, "missing": c.missing_share,
-            "distinct": c.n_unique, "why": _why(c)} for c in self.columns])
+        return pd.DataFrame(
+            [
+                {
+                    "column": c.name,
+                    "role": c.role,
+                    "kind": c.kind,
+                    "dtype": c.dtype,
+                    "missing": c.missing_share,
+                    "distinct": c.n_unique,
+                    "why": _why(c),
+                }
+                for c in self.columns
+            ]
+        )
 
     def summary(self) -> str:
         """A readable report: the table, the target, one line per column, the warnings."""
         lines = [
             f"{self.n_rows:,} rows x {self.n_columns} columns; target {self.target!r}"
-            + (f" ({self.rows_dropped_missing_target:,} rows without a target dropped)"
-               if self.rows_dropped_missing_target else ""),
+            + (
+                f" ({self.rows_dropped_missing_target:,} rows without a target dropped)"
+                if self.rows_dropped_missing_target
+                else ""
+            ),
             f"problem type: {self.problem_type} ({self.problem_type_reason})",
             f"metric: {self.metric} ({self.metric_reason})",
             f"target: {_target_line(self.target_summary)}",
@@ -131,8 +146,11 @@ class DataProfile:
         frame["missing"] = [("<0.1%" if m < 0.001 else f"{m:.1%}") if m else "-" for m in frame["missing"]]
         lines += _table(frame).splitlines()
         features = [c for c in self.columns if c.is_feature]
-        lines += ["", f"features ({len(features)}): " + ", ".join(f"{c.name}={c.kind}" for c in features),
-                  "dropped: " + (", ".join(f"{k} ({v})" for k, v in self.dropped_columns.items()) or "none")]
+        lines += [
+            "",
+            f"features ({len(features)}): " + ", ".join(f"{c.name}={c.kind}" for c in features),
+            "dropped: " + (", ".join(f"{k} ({v})" for k, v in self.dropped_columns.items()) or "none"),
+        ]
         lines.append(f"warnings ({len(self.warnings)}):" if self.warnings else "warnings: none")
         for w in self.warnings:
             cols = f" [columns: {', '.join(w.columns)}]" if w.columns else ""
@@ -157,6 +175,7 @@ def _table(frame: pd.DataFrame) -> str:
     cols = list(frame.columns)
     cells = [[str(v) for v in row] for row in frame.itertuples(index=False)]
     width = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols[:-1])]
+
     def fmt(row: list[str]) -> str:  # the last column ("why") is not padded
         return "  ".join(v.ljust(width[i]) for i, v in enumerate(row[:-1])) + "  " + row[-1]
 
@@ -172,8 +191,9 @@ def _target_line(t: dict[str, Any]) -> str:
         more_text = f", ... {more} more" if more > 0 else ""
         return f"{counts}{more_text}; imbalance ratio {t['imbalance_ratio']:.1f}"
     q = t.get("quantiles", {})
-    return (f"mean {t.get('mean', float('nan')):.4g}, std {t.get('std', float('nan')):.4g}, "
-            + ", ".join(f"{k} {v:.4g}" for k, v in q.items()))
+    return f"mean {t.get('mean', float('nan')):.4g}, std {t.get('std', float('nan')):.4g}, " + ", ".join(
+        f"{k} {v:.4g}" for k, v in q.items()
+    )
 
 
 def _json_default(o: Any) -> Any:
@@ -192,7 +212,8 @@ def prepare_target(df: pd.DataFrame, target: str) -> tuple[pd.DataFrame, int]:
         import difflib
 
         close = [c for c in df.columns if c.lower() == target.lower()] or difflib.get_close_matches(
-            target, list(df.columns), n=1)
+            target, list(df.columns), n=1
+        )
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise DataError(
             f"target column {target!r} is not in the table; its columns are {list(df.columns)[:30]}.{hint}"
@@ -223,14 +244,20 @@ def profile_table(
 ) -> DataProfile:
     """Profile ``df`` for predicting ``target``. The frame is not modified."""
     df, n_dropped = prepare_target(df, target)
-    for role, col in (("time_column", time_column), ("group_column", group_column),
-                      ("weight_column", weight_column), *(("drop_columns", c) for c in drop_columns)):
+    for role, col in (
+        ("time_column", time_column),
+        ("group_column", group_column),
+        ("weight_column", weight_column),
+        *(("drop_columns", c) for c in drop_columns),
+    ):
         if col is not None and col not in df.columns:
             raise DataError(f"{role} {col!r} is not in the table; its columns are {list(df.columns)[:30]}")
     y = df[target]
     if problem_type is None:
         ptype, p_reason = infer_problem_type(y)
-        logger.info("problem type %s: %s; pass problem_type= (--problem-type) to override", ptype.value, p_reason)
+        logger.info(
+            "problem type %s: %s; pass problem_type= (--problem-type) to override", ptype.value, p_reason
+        )
     else:
         ptype, p_reason = parse_problem_type(problem_type), "given by the user"
         if ptype.is_classification and y.nunique() < 2:
@@ -302,8 +329,13 @@ def _log_kind(cp: ColumnProfile, s: pd.Series) -> None:
 def _profile_column(s: pd.Series) -> ColumnProfile:
     kind, reason = infer_kind(s)
     return ColumnProfile(
-        name=str(s.name), kind=kind.value, reason=reason, dtype=str(s.dtype),
-        missing_share=round(float(s.isna().mean()), 6), n_unique=int(s.nunique()), stats=_stats(s, kind),
+        name=str(s.name),
+        kind=kind.value,
+        reason=reason,
+        dtype=str(s.dtype),
+        missing_share=round(float(s.isna().mean()), 6),
+        n_unique=int(s.nunique()),
+        stats=_stats(s, kind),
     )
 
 
@@ -317,15 +349,21 @@ def _stats(s: pd.Series, kind: ColumnKind) -> dict[str, Any]:
         if not len(vals):
             return {}
         q = np.quantile(vals, [0, 0.01, 0.25, 0.5, 0.75, 0.99, 1])
-        return {"mean": float(vals.mean()), "std": float(vals.std()),
-                "quantiles": dict(zip(["min", "p01", "p25", "p50", "p75", "p99", "max"], map(float, q)))}
+        return {
+            "mean": float(vals.mean()),
+            "std": float(vals.std()),
+            "quantiles": dict(zip(["min", "p01", "p25", "p50", "p75", "p99", "max"], map(float, q))),
+        }
     top = level_strings(present).value_counts().head(10)
     stats: dict[str, Any] = {"top": [{"value": k, "share": round(v / len(s), 6)} for k, v in top.items()]}
     if kind is ColumnKind.DATETIME:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            parsed = present if pd.api.types.is_datetime64_any_dtype(present) else pd.to_datetime(
-                present.astype(str), errors="coerce", format="mixed")
+            parsed = (
+                present
+                if pd.api.types.is_datetime64_any_dtype(present)
+                else pd.to_datetime(present.astype(str), errors="coerce", format="mixed")
+            )
         stats.update({"min": str(parsed.min()), "max": str(parsed.max())})
     return stats
 
@@ -339,5 +377,8 @@ def _target_summary(y: pd.Series, ptype: ProblemType) -> dict[str, Any]:
         }
     v = y.to_numpy(dtype=float)
     q = np.quantile(v, [0, 0.25, 0.5, 0.75, 1])
-    return {"mean": float(v.mean()), "std": float(v.std()),
-            "quantiles": dict(zip(["min", "p25", "p50", "p75", "max"], map(float, q)))}
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "quantiles": dict(zip(["min", "p25", "p50", "p75", "max"], map(float, q))),
+    }

@@ -2,6 +2,7 @@
 
 Also the checks of the columns that steer the split (time, group): their problems are errors.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -52,38 +53,71 @@ class QualityReport:
         self.warnings.append(ProfileWarning(code, message, columns, action))
 
 
-def check(df: pd.DataFrame, target: str, ptype: ProblemType, columns: list["ColumnProfile"],
-          *, n_folds: int, n_missing_target: int = 0) -> QualityReport:
+def check(
+    df: pd.DataFrame,
+    target: str,
+    ptype: ProblemType,
+    columns: list[ColumnProfile],
+    *,
+    n_folds: int,
+    n_missing_target: int = 0,
+) -> QualityReport:
     """Run every check on ``df`` (rows with a missing target already removed)."""
     rep = QualityReport()
     if n_missing_target:
         share = n_missing_target / (len(df) + n_missing_target)
-        rep.add("missing_target", f"{n_missing_target} rows ({share:.1%}) have no value in the target "
-                f"{target!r}", [target], "dropped: a row without a target cannot be learned from")
+        rep.add(
+            "missing_target",
+            f"{n_missing_target} rows ({share:.1%}) have no value in the target {target!r}",
+            [target],
+            "dropped: a row without a target cannot be learned from",
+        )
     if ids := _dropped(columns, ColumnKind.IDENTIFIER):
-        rep.add("identifier", f"identifier-like columns {ids}", ids,
-                "dropped: a key carries no signal that generalises to new rows (give it as group_column "
-                "if rows of one key must stay together)")
+        rep.add(
+            "identifier",
+            f"identifier-like columns {ids}",
+            ids,
+            "dropped: a key carries no signal that generalises to new rows (give it as group_column "
+            "if rows of one key must stay together)",
+        )
     if consts := _dropped(columns, ColumnKind.CONSTANT):
-        rep.add("constant", f"constant or near-constant columns {consts}", consts,
-                "dropped: they cannot help a model")
+        rep.add(
+            "constant",
+            f"constant or near-constant columns {consts}",
+            consts,
+            "dropped: they cannot help a model",
+        )
     _duplicates(df, target, rep)
     features = [c for c in columns if c.is_feature]
     very_missing = [c.name for c in features if c.missing_share > DROP_MISSING_SHARE and c.role == "feature"]
     for name in very_missing:
         rep.drop[name] = f"{df[name].isna().mean():.0%} of the values are missing"
     if very_missing:
-        rep.add("very_high_missing", f"columns over {DROP_MISSING_SHARE:.0%} missing: {very_missing}",
-                very_missing, "dropped")
-    if high_missing := [c.name for c in features
-                        if WARN_MISSING_SHARE < c.missing_share <= DROP_MISSING_SHARE]:
-        rep.add("high_missing", f"columns over {WARN_MISSING_SHARE:.0%} missing: {high_missing}",
-                high_missing, "kept; missing values are imputed with an indicator column (neural/linear "
-                "models) or handled natively (trees)")
-    if high_card := [c.name for c in features if c.kind == ColumnKind.CATEGORICAL.value
-                     and c.n_unique > HIGH_CARDINALITY]:
-        rep.add("high_cardinality", f"categorical columns with over {HIGH_CARDINALITY} levels: {high_card}",
-                high_card, "kept; rare levels are grouped into one 'rare' level")
+        rep.add(
+            "very_high_missing",
+            f"columns over {DROP_MISSING_SHARE:.0%} missing: {very_missing}",
+            very_missing,
+            "dropped",
+        )
+    if high_missing := [
+        c.name for c in features if WARN_MISSING_SHARE < c.missing_share <= DROP_MISSING_SHARE
+    ]:
+        rep.add(
+            "high_missing",
+            f"columns over {WARN_MISSING_SHARE:.0%} missing: {high_missing}",
+            high_missing,
+            "kept; missing values are imputed with an indicator column (neural/linear "
+            "models) or handled natively (trees)",
+        )
+    if high_card := [
+        c.name for c in features if c.kind == ColumnKind.CATEGORICAL.value and c.n_unique > HIGH_CARDINALITY
+    ]:
+        rep.add(
+            "high_cardinality",
+            f"categorical columns with over {HIGH_CARDINALITY} levels: {high_card}",
+            high_card,
+            "kept; rare levels are grouped into one 'rare' level",
+        )
     kept = [c for c in features if c.name not in rep.drop]
     _mixed(df, kept, rep)
     _sentinels(df, kept, rep)
@@ -91,21 +125,28 @@ def check(df: pd.DataFrame, target: str, ptype: ProblemType, columns: list["Colu
     if ptype.is_classification:
         _classes(df[target], n_folds, rep)
     if leaks := [c.name for c in kept if _leak_score(df[c.name], df[target], ptype) >= LEAK_SCORE]:
-        rep.add("target_leakage", f"columns that alone predict the target almost perfectly: {leaks}", leaks,
-                "kept; if a column is not known at prediction time (it is derived from the target), "
-                "drop it with drop_columns")
+        rep.add(
+            "target_leakage",
+            f"columns that alone predict the target almost perfectly: {leaks}",
+            leaks,
+            "kept; if a column is not known at prediction time (it is derived from the target), "
+            "drop it with drop_columns",
+        )
     return rep
 
 
-def check_time_column(s: pd.Series, cp: "ColumnProfile") -> None:
+def check_time_column(s: pd.Series, cp: ColumnProfile) -> None:
     """The time column must be complete and orderable; it stays a (numeric or datetime) feature."""
     name = str(s.name)
     if n_missing := int(s.isna().sum()):
-        raise DataError(f"time column {name!r} is missing in {n_missing} of {len(s)} rows; a time-ordered "
-                        "split needs a time for every row: fill or drop those rows, or leave out time_column")
+        raise DataError(
+            f"time column {name!r} is missing in {n_missing} of {len(s)} rows; a time-ordered "
+            "split needs a time for every row: fill or drop those rows, or leave out time_column"
+        )
     if s.nunique() < 2:
-        raise DataError(f"time column {name!r} holds a single value; a time-ordered split needs several "
-                        "distinct times")
+        raise DataError(
+            f"time column {name!r} holds a single value; a time-ordered split needs several distinct times"
+        )
     if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s):
         if cp.kind not in (ColumnKind.NUMERIC.value, ColumnKind.DATETIME.value):
             cp.reason = f"the time column, read as numbers (was {cp.kind}: {cp.reason})"
@@ -115,21 +156,25 @@ def check_time_column(s: pd.Series, cp: "ColumnProfile") -> None:
         warnings.simplefilter("ignore")
         parsed = pd.to_datetime(s.astype(str), errors="coerce", format="mixed")
     if len(bad := s[parsed.isna()]):
-        raise DataError(f"time column {name!r} has values that are neither dates nor numbers, e.g. "
-                        f"{bad.iloc[0]!r} ({len(bad)} rows); give a date/time or numeric column")
+        raise DataError(
+            f"time column {name!r} has values that are neither dates nor numbers, e.g. "
+            f"{bad.iloc[0]!r} ({len(bad)} rows); give a date/time or numeric column"
+        )
     if cp.kind != ColumnKind.DATETIME.value:
         cp.kind, cp.reason = ColumnKind.DATETIME.value, "the time column; every value parses as a date"
 
 
 def check_group_column(s: pd.Series) -> None:
     if n_missing := int(s.isna().sum()):
-        raise DataError(f"group column {str(s.name)!r} is missing in {n_missing} of {len(s)} rows; fill "
-                        "those rows (e.g. each with its own group) or drop them")
+        raise DataError(
+            f"group column {str(s.name)!r} is missing in {n_missing} of {len(s)} rows; fill "
+            "those rows (e.g. each with its own group) or drop them"
+        )
     if s.nunique() < 2:
         raise DataError(f"group column {str(s.name)!r} holds a single group; a grouped split needs several")
 
 
-def _dropped(columns: list["ColumnProfile"], kind: ColumnKind) -> list[str]:
+def _dropped(columns: list[ColumnProfile], kind: ColumnKind) -> list[str]:
     return [c.name for c in columns if c.kind == kind.value and c.role == "dropped"]
 
 
@@ -137,28 +182,40 @@ def _duplicates(df: pd.DataFrame, target: str, rep: QualityReport) -> None:
     rep.n_duplicates = int(df.duplicated().sum())
     conflicting = int(df.drop(columns=[target]).duplicated().sum()) - rep.n_duplicates
     if rep.n_duplicates:
-        rep.add("duplicate_rows", f"{rep.n_duplicates} rows ({rep.n_duplicates / len(df):.1%}) duplicate an "
-                "earlier row", [], "kept as given; identical rows may sit in both training and validation "
-                "folds, which flatters validation scores: deduplicate the table if they are not real repeats")
+        rep.add(
+            "duplicate_rows",
+            f"{rep.n_duplicates} rows ({rep.n_duplicates / len(df):.1%}) duplicate an earlier row",
+            [],
+            "kept as given; identical rows may sit in both training and validation "
+            "folds, which flatters validation scores: deduplicate the table if they are not real repeats",
+        )
     if conflicting > 0:
-        rep.add("conflicting_duplicates", f"{conflicting} rows repeat the features of an earlier row with a "
-                f"different {target!r}", [target], "kept; they bound the achievable score (label noise or "
-                "features that are not in the table)")
+        rep.add(
+            "conflicting_duplicates",
+            f"{conflicting} rows repeat the features of an earlier row with a different {target!r}",
+            [target],
+            "kept; they bound the achievable score (label noise or features that are not in the table)",
+        )
 
 
-def _mixed(df: pd.DataFrame, features: list["ColumnProfile"], rep: QualityReport) -> None:
+def _mixed(df: pd.DataFrame, features: list[ColumnProfile], rep: QualityReport) -> None:
     for c in features:
         if c.kind not in (ColumnKind.CATEGORICAL.value, ColumnKind.NUMERIC.value):
             continue
         numeric = c.kind == ColumnKind.NUMERIC.value
         if found := mixed_types(df[c.name], min_levels=0 if numeric else MIXED_MIN_NUMBER_LEVELS):
-            rep.add("mixed_types", f"column {c.name!r} mixes types: {found[1]}", [c.name],
-                    "kept as numbers; the values that are not numbers are read as missing" if numeric else
-                    "treated as categorical (each distinct number is a level); clean the column if it should "
-                    "be numeric")
+            rep.add(
+                "mixed_types",
+                f"column {c.name!r} mixes types: {found[1]}",
+                [c.name],
+                "kept as numbers; the values that are not numbers are read as missing"
+                if numeric
+                else "treated as categorical (each distinct number is a level); clean the column if it "
+                "should be numeric",
+            )
 
 
-def _sentinels(df: pd.DataFrame, features: list["ColumnProfile"], rep: QualityReport) -> None:
+def _sentinels(df: pd.DataFrame, features: list[ColumnProfile], rep: QualityReport) -> None:
     """A frequent -1/999-like value at the edge of an otherwise non-negative / smaller range."""
     for c in features:
         if c.kind != ColumnKind.NUMERIC.value or not pd.api.types.is_numeric_dtype(df[c.name]):
@@ -171,36 +228,51 @@ def _sentinels(df: pd.DataFrame, features: list["ColumnProfile"], rep: QualityRe
             if share < SENTINEL_SHARE or rest.empty:
                 continue
             if (v < 0 and rest.min() >= 0) or (v > 0 and rest.max() < v / 2):
-                rep.add("sentinel_value", f"column {c.name!r}: {share:.1%} of the values are {v}, apart from "
-                        f"the others ({rest.min():g} to {rest.max():g}); it may stand for 'unknown' or "
-                        "'none'",
-                        [c.name], "kept as a number (trees split it off); replace it with a missing value if "
-                        "that is what it means, so linear and neural models do not read it as a magnitude")
+                rep.add(
+                    "sentinel_value",
+                    f"column {c.name!r}: {share:.1%} of the values are {v}, apart from "
+                    f"the others ({rest.min():g} to {rest.max():g}); it may stand for 'unknown' or "
+                    "'none'",
+                    [c.name],
+                    "kept as a number (trees split it off); replace it with a missing value if "
+                    "that is what it means, so linear and neural models do not read it as a magnitude",
+                )
                 break
 
 
-def _redundant(df: pd.DataFrame, features: list["ColumnProfile"], rep: QualityReport) -> None:
+def _redundant(df: pd.DataFrame, features: list[ColumnProfile], rep: QualityReport) -> None:
     """Pairs of low-cardinality columns that encode the same thing one-to-one (education, education-num)."""
     small = [c.name for c in features if 2 <= c.n_unique <= REDUNDANT_MAX_LEVELS]
     codes = {n: pd.factorize(df[n])[0].astype(np.int64) for n in small}  # missing -> -1, a level of its own
     levels = {n: len(np.unique(v)) for n, v in codes.items()}
     for a, b in combinations(small, 2):
         if levels[a] == levels[b] and len(np.unique(codes[a] * (levels[b] + 1) + codes[b])) == levels[a]:
-            rep.add("redundant_columns", f"columns {a!r} and {b!r} encode the same information one-to-one",
-                    [a, b], "kept; models are unaffected, but importances are split between the two: drop "
-                    "one with drop_columns for clearer explanations")
+            rep.add(
+                "redundant_columns",
+                f"columns {a!r} and {b!r} encode the same information one-to-one",
+                [a, b],
+                "kept; models are unaffected, but importances are split between the two: drop "
+                "one with drop_columns for clearer explanations",
+            )
 
 
 def _classes(y: pd.Series, n_folds: int, rep: QualityReport) -> None:
     counts = y.value_counts()
     if rare := [str(k) for k, v in counts.items() if v < n_folds]:
-        rep.add("rare_classes", f"classes with fewer rows than the {n_folds} folds: {rare}", [str(y.name)],
-                "kept; stratified folds cannot place them in every fold, so their validation scores are "
-                "noisy")
+        rep.add(
+            "rare_classes",
+            f"classes with fewer rows than the {n_folds} folds: {rare}",
+            [str(y.name)],
+            "kept; stratified folds cannot place them in every fold, so their validation scores are noisy",
+        )
     ratio = counts.iloc[0] / counts.iloc[-1]
     if ratio >= IMBALANCE_RATIO:
-        rep.add("class_imbalance", f"the largest class is {ratio:.1f}x the smallest", [str(y.name)],
-                "kept; consider metric='balanced_accuracy' or 'roc_auc' and class_weight='balanced'")
+        rep.add(
+            "class_imbalance",
+            f"the largest class is {ratio:.1f}x the smallest",
+            [str(y.name)],
+            "kept; consider metric='balanced_accuracy' or 'roc_auc' and class_weight='balanced'",
+        )
 
 
 def _codes(x: pd.Series, bins: int = 32) -> np.ndarray:

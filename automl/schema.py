@@ -4,6 +4,7 @@ A column is *required* when it was never missing in training (a model cannot kno
 absence means); a column that was sometimes missing in training may be left out, and is then
 treated as missing. Extra columns are ignored and reported; unknown categories are accepted.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -38,7 +39,7 @@ class InputSchema:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "InputSchema":
+    def from_dict(cls, d: dict[str, Any]) -> InputSchema:
         return cls([ColumnSpec(**c) for c in d["columns"]], list(d.get("id_columns", [])))
 
 
@@ -62,7 +63,9 @@ def validate_frame(schema: InputSchema, df: pd.DataFrame) -> tuple[pd.DataFrame,
     cannot be read as the column's type.
     """
     if len(df) == 0:
-        raise SchemaError("no rows to predict: give at least one row", [{"field": "rows", "message": "empty"}])
+        raise SchemaError(
+            "no rows to predict: give at least one row", [{"field": "rows", "message": "empty"}]
+        )
     report = ValidationReport(ignored_columns=[c for c in df.columns if c not in schema.names])
     errors: list[dict[str, str]] = []
     missing = [c.name for c in schema.columns if c.name not in df.columns]
@@ -81,8 +84,12 @@ def validate_frame(schema: InputSchema, df: pd.DataFrame) -> tuple[pd.DataFrame,
                 coerced = pd.to_numeric(s, errors="coerce")
                 bad = coerced.isna() & s.notna() & ~s.astype("string").str.strip().isin(["", "?"])
                 if bad.any():
-                    errors.append({"field": spec.name, "message": f"expected a number, got {s[bad].iloc[0]!r} "
-                                                                  f"({int(bad.sum())} row(s))"})
+                    errors.append(
+                        {
+                            "field": spec.name,
+                            "message": f"expected a number, got {s[bad].iloc[0]!r} ({int(bad.sum())} row(s))",
+                        }
+                    )
             out[spec.name] = coerced.astype(float)
         else:
             out[spec.name] = s

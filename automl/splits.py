@@ -4,6 +4,7 @@ All are seeded. ``Folds.assignment`` gives each row the index of the fold in whi
 validation row (-1: training only, e.g. the earliest rows of a time-ordered split); it is saved
 in the run directory so a split can be inspected and reproduced.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -11,7 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold, GroupShuffleSplit, KFold, StratifiedGroupKFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import (
+    GroupKFold,
+    GroupShuffleSplit,
+    KFold,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    train_test_split,
+)
 
 from automl.exceptions import ConfigError, DataError
 
@@ -39,9 +47,14 @@ class Folds:
         return self.assignment >= 0
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "n_folds": len(self.folds), "seed": self.seed, "column": self.column,
-                "validation_rows": [int(len(v)) for _, v in self.folds],
-                "training_rows": [int(len(t)) for t, _ in self.folds]}
+        return {
+            "kind": self.kind,
+            "n_folds": len(self.folds),
+            "seed": self.seed,
+            "column": self.column,
+            "validation_rows": [int(len(v)) for _, v in self.folds],
+            "training_rows": [int(len(t)) for t, _ in self.folds],
+        }
 
     def to_dict(self) -> dict:
         return {**self.describe(), "assignment": self.assignment.tolist()}
@@ -80,8 +93,11 @@ def make_folds(
         if strategy == "holdout":
             tr, va = train_test_split(idx, test_size=holdout_fraction, random_state=seed, stratify=stratify)
             return Folds("holdout", [(np.sort(tr), np.sort(va))], n_rows, seed)
-        splitter = (StratifiedKFold(n_folds, shuffle=True, random_state=seed) if stratify is not None
-                    else KFold(n_folds, shuffle=True, random_state=seed))
+        splitter = (
+            StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+            if stratify is not None
+            else KFold(n_folds, shuffle=True, random_state=seed)
+        )
         folds = [(tr, va) for tr, va in splitter.split(idx, stratify)]
     return Folds("kfold", folds, n_rows, seed)
 
@@ -91,7 +107,9 @@ def _time_folds(t: np.ndarray, strategy: str, n_folds: int, frac: float, seed: i
     order = np.argsort(t, kind="stable")
     ts = t[order]
     if pd.isna(ts).any():
-        raise DataError("the time column has missing values; fill or drop those rows before a time-ordered split")
+        raise DataError(
+            "the time column has missing values; fill or drop those rows before a time-ordered split"
+        )
     n = len(t)
     n_val_blocks = 1 if strategy == "holdout" else n_folds
     frac_each = frac if strategy == "holdout" else 1.0 / (n_folds + 1)
@@ -100,8 +118,10 @@ def _time_folds(t: np.ndarray, strategy: str, n_folds: int, frac: float, seed: i
     for k in range(n_val_blocks):
         lo, hi = _tie_safe(ts, starts[k]), _tie_safe(ts, starts[k + 1]) if starts[k + 1] < n else n
         if lo <= 0 or hi <= lo:
-            raise DataError("the time column has too few distinct times to build the time-ordered folds; "
-                            "use fewer folds or a holdout")
+            raise DataError(
+                "the time column has too few distinct times to build the time-ordered folds; "
+                "use fewer folds or a holdout"
+            )
         folds.append((np.sort(order[:lo]), np.sort(order[lo:hi])))
     return Folds("time-" + strategy, folds, n, seed)
 
@@ -112,8 +132,10 @@ def _sortable_times(values: pd.Series) -> np.ndarray:
     s = pd.Series(values)
     name = s.name if s.name is not None else "time"
     if s.isna().any():
-        raise DataError(f"the time column {name!r} has missing values; fill or drop those rows before a "
-                        "time-ordered split")
+        raise DataError(
+            f"the time column {name!r} has missing values; fill or drop those rows before a "
+            "time-ordered split"
+        )
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return s.to_numpy(dtype=float)
     if not pd.api.types.is_datetime64_any_dtype(s):
@@ -136,7 +158,9 @@ def _tie_safe(ts: np.ndarray, pos: int) -> int:
     return pos
 
 
-def _group_folds(g: np.ndarray, y: np.ndarray | None, strategy: str, n_folds: int, frac: float, seed: int) -> Folds:
+def _group_folds(
+    g: np.ndarray, y: np.ndarray | None, strategy: str, n_folds: int, frac: float, seed: int
+) -> Folds:
     n = len(g)
     idx = np.arange(n)
     if pd.isna(g).any():
@@ -146,7 +170,9 @@ def _group_folds(g: np.ndarray, y: np.ndarray | None, strategy: str, n_folds: in
         tr, va = next(GroupShuffleSplit(1, test_size=frac, random_state=seed).split(idx, groups=g))
         return Folds("group-holdout", [(np.sort(tr), np.sort(va))], n, seed)
     if n_groups < n_folds:
-        raise DataError(f"the group column has {n_groups} groups, fewer than the {n_folds} folds; use fewer folds")
+        raise DataError(
+            f"the group column has {n_groups} groups, fewer than the {n_folds} folds; use fewer folds"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         if y is not None:

@@ -16,12 +16,14 @@ beats the previous layer's weighted ensemble (its weights fitted without the sli
 Unlike AutoGluon's DyStack, layer 1 is not refitted without the slice: cheaper, and the slice's
 layer-1 predictions are out-of-fold anyway.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, replace
 from typing import Any
+
 import numpy as np
 
 from automl.ensemble import combine, greedy_ensemble
@@ -36,12 +38,30 @@ GUARD_SHARE = 0.15
 #: A fixed number of rounds, no early stopping: choosing the round on the validation rows would
 #: let their labels shape their own out-of-fold predictions.
 STACK_CONFIGS = [
-    {"learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 40, "feature_fraction": 0.8,
-     "bagging_fraction": 1.0, "lambda_l1": 0.001, "lambda_l2": 1.0, "cat_smooth": 10.0, "extra_trees": False,
-     "n_estimators": 150},
-    {"learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 40, "feature_fraction": 0.8,
-     "bagging_fraction": 1.0, "lambda_l1": 0.001, "lambda_l2": 1.0, "cat_smooth": 10.0, "extra_trees": True,
-     "n_estimators": 150},
+    {
+        "learning_rate": 0.05,
+        "num_leaves": 15,
+        "min_data_in_leaf": 40,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 1.0,
+        "lambda_l1": 0.001,
+        "lambda_l2": 1.0,
+        "cat_smooth": 10.0,
+        "extra_trees": False,
+        "n_estimators": 150,
+    },
+    {
+        "learning_rate": 0.05,
+        "num_leaves": 15,
+        "min_data_in_leaf": 40,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 1.0,
+        "lambda_l1": 0.001,
+        "lambda_l2": 1.0,
+        "cat_smooth": 10.0,
+        "extra_trees": True,
+        "n_estimators": 150,
+    },
 ]
 
 
@@ -91,19 +111,33 @@ def _fit_rows(family: Any, base: CandidateResult, data: TrialData, rows: np.ndar
     return refit_full(family, base.config, sub, base.best_iteration, rows=rows)
 
 
-def fit_layer(base: list[CandidateResult], base_names: list[str], base_oof: np.ndarray, data: TrialData,
-              *, level: int, uses_features: bool, size: int, seed: int, deadline: float | None,
-              base_features: Any = None) -> StackLayer:
+def fit_layer(
+    base: list[CandidateResult],
+    base_names: list[str],
+    base_oof: np.ndarray,
+    data: TrialData,
+    *,
+    level: int,
+    uses_features: bool,
+    size: int,
+    seed: int,
+    deadline: float | None,
+    base_features: Any = None,
+) -> StackLayer:
     """Train one stack layer on nested predictions of the base layer and judge it.
 
     ``base_features``: the matrix the base models were trained on, when it is not their recipe's
     (the layer below is itself a stack layer)."""
     metric, problem = data.metric, data.task.problem_type
     base_oofs = [b.oof for b in base]
-    nested = [nested_predictions(b, data, base_features) for b in base]  # [base][fold] -> (n, ...) predictions
+    nested = [
+        nested_predictions(b, data, base_features) for b in base
+    ]  # [base][fold] -> (n, ...) predictions
     tree = data.features.get("tree") if uses_features else None
-    X = [stack_features([nested[j][f] for j in range(len(base))], base_names, problem, tree)
-         for f in range(len(data.folds))]
+    X = [
+        stack_features([nested[j][f] for j in range(len(base))], base_names, problem, tree)
+        for f in range(len(data.folds))
+    ]
     X_oof = stack_features(base_oofs, base_names, problem, tree)
     rng = np.random.default_rng(seed + level)
     guard = rng.random(len(data.y)) < GUARD_SHARE
@@ -122,17 +156,25 @@ def fit_layer(base: list[CandidateResult], base_names: list[str], base_oof: np.n
         results.append(res)
         names.append(f"l{level}_lightgbm_{i + 1}")
     if not results:
-        return StackLayer(level, [], [], np.array([]), base_oof, float("nan"), False, "no time left to train it", X_oof)
+        return StackLayer(
+            level, [], [], np.array([]), base_oof, float("nan"), False, "no time left to train it", X_oof
+        )
     train_rows = np.concatenate([va for _, va in folds])
-    ens = greedy_ensemble([r.oof for r in results], data.y, metric, size=size, mask=_mask(train_rows, len(data.y)))
+    ens = greedy_ensemble(
+        [r.oof for r in results], data.y, metric, size=size, mask=_mask(train_rows, len(data.y))
+    )
     oof = combine([r.oof for r in results], ens.weights)
-    base_w = greedy_ensemble(base_oofs, data.y, metric, size=size, mask=_mask(train_rows, len(data.y))).weights
+    base_w = greedy_ensemble(
+        base_oofs, data.y, metric, size=size, mask=_mask(train_rows, len(data.y))
+    ).weights
     g = np.nonzero(guard)[0]
     layer_on_guard = metric.score(data.y[g], oof[g])
     base_on_guard = metric.score(data.y[g], combine(base_oofs, base_w)[g])
     kept = metric.objective(layer_on_guard) > metric.objective(base_on_guard)
-    reason = (f"layer {level} {'kept' if kept else 'dropped'}: {metric.name} on a held-out slice of {len(g)} rows "
-              f"{layer_on_guard:.5g} vs {base_on_guard:.5g} for layer {level - 1}'s weighted ensemble")
+    reason = (
+        f"layer {level} {'kept' if kept else 'dropped'}: {metric.name} on a held-out slice of {len(g)} rows "
+        f"{layer_on_guard:.5g} vs {base_on_guard:.5g} for layer {level - 1}'s weighted ensemble"
+    )
     logger.info("stacking: %s", reason)
     score = float(np.mean([metric.score(data.y[va], oof[va]) for _, va in data.folds]))
     return StackLayer(level, results, names, ens.weights, oof, score, kept, reason, X_oof)

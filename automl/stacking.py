@@ -8,6 +8,7 @@ from layer-1 models that never saw them either.
 Features per layer-1 member: binary -> the log-odds of the positive class; multiclass -> the log
 of each class probability; regression -> the prediction.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,9 @@ def member_features(pred: np.ndarray, problem: ProblemType) -> np.ndarray:
     return np.asarray(pred, dtype=float)[:, None]
 
 
-def stack_features(preds: list[np.ndarray], names: list[str], problem: ProblemType,
-                   base: FeatureMatrix | None = None) -> FeatureMatrix:
+def stack_features(
+    preds: list[np.ndarray], names: list[str], problem: ProblemType, base: FeatureMatrix | None = None
+) -> FeatureMatrix:
     """The next layer's input: previous-layer predictions, then (optionally) the base features."""
     cols, col_names = [], []
     for pred, name in zip(preds, names):
@@ -39,5 +41,10 @@ def stack_features(preds: list[np.ndarray], names: list[str], problem: ProblemTy
     num = np.hstack(cols).astype(np.float32)
     if base is None:
         return FeatureMatrix(num, np.zeros((len(num), 0), np.int32), col_names, [], [])
-    return FeatureMatrix(np.hstack([num, base.num]).astype(np.float32), base.cat, col_names + base.num_names,
-                         base.cat_names, base.cat_sizes)
+    return FeatureMatrix(
+        np.hstack([num, base.num]).astype(np.float32),
+        base.cat,
+        col_names + base.num_names,
+        base.cat_names,
+        base.cat_sizes,
+    )

@@ -6,14 +6,16 @@ report, so a scheduler may stop the trial there). Early stopping keeps the step 
 mean score; the out-of-fold predictions and the fold models are taken at that step. This module
 knows nothing about Ray.
 """
+
 from __future__ import annotations
 
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +110,7 @@ class _Progress:
         np.savez(directory / "best_preds.npz", *(self.best_preds or []))
 
     @classmethod
-    def load(cls, directory: Path) -> "_Progress":
+    def load(cls, directory: Path) -> _Progress:
         import json
 
         meta = json.loads((directory / "progress.json").read_text())
@@ -151,8 +153,9 @@ def train_candidate(
     k = len(data.folds)
     for i, (tr, va) in enumerate(data.folds):
         w = data.weights[tr] if data.weights is not None else None
-        learner = family.learner(config, data.task, per_fold[i].take(tr), data.y[tr], w, per_fold[i].take(va),
-                                 data.y[va])
+        learner = family.learner(
+            config, data.task, per_fold[i].take(tr), data.y[tr], w, per_fold[i].take(va), data.y[va]
+        )
         # a learner that trains its fold in one call gets its share of the time left
         learner.deadline = None if deadline is None else time.time() + (deadline - time.time()) * (i + 1) / k
         learners.append(learner)
@@ -186,16 +189,24 @@ def train_candidate(
             secondary = -float(np.mean([proxy.score(data.y[va], p) for (_, va), p in zip(data.folds, preds)]))
             if secondary > prog.best_proxy + 1e-9:
                 prog.best_proxy, prog.last_gain["proxy"] = secondary, iteration
-        if not select_best or (objective, secondary) > (prog.best_objective, prog.best_secondary) \
-                or prog.best_preds is None:
+        if (
+            not select_best
+            or (objective, secondary) > (prog.best_objective, prog.best_secondary)
+            or prog.best_preds is None
+        ):
             if objective > prog.best_objective:
                 prog.last_gain["primary"] = iteration
             prog.best_objective, prog.best_secondary = objective, secondary
             prog.best_iteration, prog.best_scores, prog.best_preds = iteration, fold_scores, preds
         elapsed = prog.elapsed_before + time.perf_counter() - t_start
         prog.history.append(StepRecord(prog.n_steps, iteration, mean, elapsed))
-        metrics = {"objective": objective, "score": mean, "iteration": iteration,
-                   "best_objective": prog.best_objective, "step": prog.n_steps}
+        metrics = {
+            "objective": objective,
+            "score": mean,
+            "iteration": iteration,
+            "best_objective": prog.best_objective,
+            "step": prog.n_steps,
+        }
         if on_step is not None:
             if can_checkpoint and checkpoint(prog.n_steps, elapsed):
                 with tempfile.TemporaryDirectory(prefix="automl-state-") as d:
@@ -243,12 +254,12 @@ def _save_state(directory: Path, prog: _Progress, learners: list[Any], elapsed: 
         learner.get_state(sub)
 
 
-def is_state_checkpoint(directory: "str | Path") -> bool:
+def is_state_checkpoint(directory: str | Path) -> bool:
     return (Path(directory) / "progress.json").exists()
 
 
 # --- persistence of a candidate (trial checkpoints, run directories) --------------------------------
-def save_result(result: CandidateResult, directory: "str | Path") -> None:
+def save_result(result: CandidateResult, directory: str | Path) -> None:
     """Write fold models (native formats), out-of-fold predictions and metadata into ``directory``."""
     import json
 
@@ -265,7 +276,7 @@ def save_result(result: CandidateResult, directory: "str | Path") -> None:
     (directory / "candidate.json").write_text(json.dumps(meta, default=_jsonable))
 
 
-def load_result(directory: "str | Path", task: Task) -> CandidateResult:
+def load_result(directory: str | Path, task: Task) -> CandidateResult:
     import json
 
     from automl.models import get_family
@@ -287,8 +298,9 @@ def _jsonable(o: Any) -> Any:
     return str(o)
 
 
-def refit_full(family: Family, config: dict[str, Any], data: TrialData, n_iterations: int,
-               rows: np.ndarray | None = None) -> FittedModel:
+def refit_full(
+    family: Family, config: dict[str, Any], data: TrialData, n_iterations: int, rows: np.ndarray | None = None
+) -> FittedModel:
     """Train ``config`` on every training row (or on ``rows``) for ``n_iterations`` (the best
     iteration found by validation). The learner's validation rows are a small slice of the
     training rows, only read for its bookkeeping."""

@@ -1,5 +1,6 @@
 """What every benchmark part shares: paths, the manifest, the shared split/scoring modules,
 JSON output and running one measurement in a fresh subprocess."""
+
 from __future__ import annotations
 
 import csv
@@ -51,11 +52,21 @@ def read_manifest(path: str | Path) -> list[Table]:
             if missing:
                 raise ConfigError(f"manifest {str(path)!r}: row {row.get('name')!r} lacks {missing}")
             if row["problem_type"] not in PROBLEMS:
-                raise ConfigError(f"manifest row {row['name']!r}: problem_type {row['problem_type']!r} "
-                                  f"is not one of {list(PROBLEMS)}")
-            tables.append(Table(row["name"], path.parent / row["file"], row["target"], row["problem_type"],
-                                row["metric"], row.get("time_column") or None,
-                                row.get("group_column") or None))
+                raise ConfigError(
+                    f"manifest row {row['name']!r}: problem_type {row['problem_type']!r} "
+                    f"is not one of {list(PROBLEMS)}"
+                )
+            tables.append(
+                Table(
+                    row["name"],
+                    path.parent / row["file"],
+                    row["target"],
+                    row["problem_type"],
+                    row["metric"],
+                    row.get("time_column") or None,
+                    row.get("group_column") or None,
+                )
+            )
     return tables
 
 
@@ -120,8 +131,9 @@ def read_json(path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def run_child(module: str, args: list[str], *, out_json: Path, log_path: Path,
-              timeout_s: float) -> dict[str, Any]:
+def run_child(
+    module: str, args: list[str], *, out_json: Path, log_path: Path, timeout_s: float
+) -> dict[str, Any]:
     """Run ``python -m module args`` in a fresh process (own session, so peak RSS and Ray are per
     run); it must write ``out_json``. A crash or timeout still leaves a result with its reason."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,8 +142,14 @@ def run_child(module: str, args: list[str], *, out_json: Path, log_path: Path,
     env = {**os.environ, "PYTHONPATH": path}
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             rc = proc.wait(timeout=timeout_s)
             reason = None if rc == 0 else f"exit code {rc}"
@@ -141,8 +159,13 @@ def run_child(module: str, args: list[str], *, out_json: Path, log_path: Path,
             rc, reason = None, f"timeout after {timeout_s:.0f}s"
     res = read_json(out_json)
     if res is None:
-        res = {"schema": SCHEMA, "status": "error", "system": SYSTEM, "error": reason or "no result written",
-               "log_tail": _tail(log_path)}
+        res = {
+            "schema": SCHEMA,
+            "status": "error",
+            "system": SYSTEM,
+            "error": reason or "no result written",
+            "log_tail": _tail(log_path),
+        }
     elif reason and res.get("status") == "ok":
         res["warning"] = reason
     res["harness"] = {"child_wall_s": time.perf_counter() - t0, "log": str(log_path)}

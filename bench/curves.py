@@ -1,5 +1,6 @@
 """Search efficiency: anytime curves (best validation score so far vs seconds since the fit
 started, from the leaderboard's completed trials) and per-trial orchestration overhead."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,9 @@ import pandas as pd
 TOL = 0.001
 
 
-def anytime_curve(board: pd.DataFrame, greater_is_better: bool,
-                  offset_s: float = 0.0) -> list[dict[str, Any]]:
+def anytime_curve(
+    board: pd.DataFrame, greater_is_better: bool, offset_s: float = 0.0
+) -> list[dict[str, Any]]:
     """One point per completed trial in order of completion: its score and the best so far.
 
     ``offset_s`` shifts the leaderboard's ``end_s`` (seconds after the search started) to seconds
@@ -33,13 +35,25 @@ def anytime_curve(board: pd.DataFrame, greater_is_better: bool,
 def curve_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
     """First result, time to the final best, time to within TOL of it, trials completed."""
     if not points:
-        return {"completed_trials": 0, "first_result_s": None, "time_to_best_s": None,
-                "time_to_within_tol_s": None, "final_best": None, "tolerance": TOL}
+        return {
+            "completed_trials": 0,
+            "first_result_s": None,
+            "time_to_best_s": None,
+            "time_to_within_tol_s": None,
+            "final_best": None,
+            "tolerance": TOL,
+        }
     final = points[-1]["best"]
     to_best = next(p["t_s"] for p in points if p["best"] == final)
     near = next(p["t_s"] for p in points if abs(p["best"] - final) <= TOL * max(abs(final), 1e-12))
-    return {"completed_trials": len(points), "first_result_s": points[0]["t_s"], "time_to_best_s": to_best,
-            "time_to_within_tol_s": near, "final_best": final, "tolerance": TOL}
+    return {
+        "completed_trials": len(points),
+        "first_result_s": points[0]["t_s"],
+        "time_to_best_s": to_best,
+        "time_to_within_tol_s": near,
+        "final_best": final,
+        "tolerance": TOL,
+    }
 
 
 def search_offset_s(timings: dict[str, Any]) -> float:
@@ -55,9 +69,11 @@ def _fmt(v: Any, spec: str = ".1f") -> str:
 
 def efficiency_markdown(results: list[dict[str, Any]]) -> str:
     """One row per run of the project: trials, why the search ended, curve summary, overhead."""
-    lines = ["| table | budget | trials (status) | ended because | first result s | time to best s "
-             f"| within {TOL:.1%} of best s | overhead/trial mean (max) s | chosen | load avg start/end |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| table | budget | trials (status) | ended because | first result s | time to best s "
+        f"| within {TOL:.1%} of best s | overhead/trial mean (max) s | chosen | load avg start/end |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         if r.get("status") != "ok":
             continue
@@ -72,7 +88,8 @@ def efficiency_markdown(results: list[dict[str, Any]]) -> str:
             f"| {sd.get('ended_because', '-')} | {_fmt(c.get('first_result_s'))} "
             f"| {_fmt(c.get('time_to_best_s'))} | {_fmt(c.get('time_to_within_tol_s'))} "
             f"| {_fmt(ov.get('mean'), '.2f')} ({_fmt(ov.get('max'), '.2f')}) "
-            f"| {sd.get('chosen', '-')} | {load} |")
+            f"| {sd.get('chosen', '-')} | {load} |"
+        )
     return "\n".join(lines)
 
 
@@ -95,8 +112,13 @@ def plot_curves(results: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         for r in sorted(runs, key=lambda r: r["time_limit_s"]):
             pts = r["system_details"]["anytime_curve"]
-            ax.step([p["t_s"] for p in pts], [p["best"] for p in pts], where="post",
-                    label=f"{r['time_limit_s']:g}s budget", marker=".")
+            ax.step(
+                [p["t_s"] for p in pts],
+                [p["best"] for p in pts],
+                where="post",
+                label=f"{r['time_limit_s']:g}s budget",
+                marker=".",
+            )
             ax.axvline(r["time_limit_s"], color="grey", lw=0.5, ls=":")
         ax.set_xlim(left=0)
         ax.set_xlabel("seconds since fit started")

@@ -1,5 +1,6 @@
 """Measurements the peers' ``scoring.py`` does not cover: the memory of a whole process tree (the
 driver plus its Ray processes), and descriptions of the environment and the machine."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,8 +14,21 @@ from typing import Any
 
 from bench.common import REPO
 
-PACKAGES = ("automl-on-ray", "ray", "lightgbm", "xgboost-cpu", "xgboost", "catboost", "torch", "scikit-learn",
-            "pandas", "numpy", "optuna", "fastapi", "uvicorn")
+PACKAGES = (
+    "automl-on-ray",
+    "ray",
+    "lightgbm",
+    "xgboost-cpu",
+    "xgboost",
+    "catboost",
+    "torch",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+    "optuna",
+    "fastapi",
+    "uvicorn",
+)
 
 
 def _children() -> dict[int, list[int]]:
@@ -100,7 +114,7 @@ class TreeMemorySampler:
         while not self._stop.wait(self.interval_s):
             self.sample()
 
-    def start(self) -> "TreeMemorySampler":
+    def start(self) -> TreeMemorySampler:
         self.sample()
         self._thread.start()
         return self
@@ -110,7 +124,7 @@ class TreeMemorySampler:
         self._thread.join()
         self.sample()
 
-    def __enter__(self) -> "TreeMemorySampler":
+    def __enter__(self) -> TreeMemorySampler:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -124,9 +138,13 @@ class TreeMemorySampler:
         return sum(v - start.get(k, 0.0) for k, v in self._cpu.items())
 
     def result(self) -> dict[str, Any]:
-        return {"peak_tree_pss_mb": self.peak_pss_kb / 1024, "peak_tree_rss_sum_mb": self.peak_rss_kb / 1024,
-                "peak_tree_processes": self.peak_processes, "tree_samples": self.samples,
-                "tree_sample_interval_s": self.interval_s}
+        return {
+            "peak_tree_pss_mb": self.peak_pss_kb / 1024,
+            "peak_tree_rss_sum_mb": self.peak_rss_kb / 1024,
+            "peak_tree_processes": self.peak_processes,
+            "tree_samples": self.samples,
+            "tree_sample_interval_s": self.interval_s,
+        }
 
 
 def package_versions() -> dict[str, str | None]:
@@ -142,8 +160,9 @@ def package_versions() -> dict[str, str | None]:
 def git_state() -> dict[str, Any]:
     def git(*a: str) -> str | None:
         try:
-            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
+            return subprocess.run(
+                ["git", *a], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
 
@@ -153,21 +172,33 @@ def git_state() -> dict[str, Any]:
 
 def environment(load_start: tuple[float, float, float] | None = None) -> dict[str, Any]:
     """Like run_peer.py's ``environment`` block."""
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0)), "loadavg_start": load_start,
-            "loadavg_end": os.getloadavg(), "packages": package_versions(), "git": git_state()}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg(),
+        "packages": package_versions(),
+        "git": git_state(),
+    }
 
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    info: dict[str, Any] = {"measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                            "hostname": platform.node(), "platform": platform.platform(),
-                            "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-                            "loadavg": os.getloadavg()}
+    info: dict[str, Any] = {
+        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "loadavg": os.getloadavg(),
+    }
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu_model"] = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
-                                  if ln.startswith("model name")), None)
+        info["cpu_model"] = next(
+            (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), None
+        )
         mem = Path("/proc/meminfo").read_text().splitlines()
         info["memory_total_gb"] = int(mem[0].split()[1]) / 2**20
     except (OSError, IndexError, ValueError):

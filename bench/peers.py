@@ -6,6 +6,7 @@ Results land in ``OUT/peers/<system>_<table>_<budget>s_s<seed>.json`` in run_pee
 shape; the seed-0 results the shared folder already holds (``peers/<system>_<table>_60s.json``)
 are used as they are instead of running again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,45 +38,90 @@ def shared_result(bench_dir: Path, system: str, table: str, budget: float, seed:
     return path if path.is_file() else None
 
 
-def run_peers(tables: list[Table], budgets: list[float], seeds: list[int], *, out: Path, bench_dir: Path,
-              python: Path, systems: tuple[str, ...] = SYSTEMS, resume: bool = True) -> list[dict]:
+def run_peers(
+    tables: list[Table],
+    budgets: list[float],
+    seeds: list[int],
+    *,
+    out: Path,
+    bench_dir: Path,
+    python: Path,
+    systems: tuple[str, ...] = SYSTEMS,
+    resume: bool = True,
+) -> list[dict]:
     """Run every (system, table, budget, seed) not done yet; returns the RESULT dicts."""
     if not (python.is_file() and (bench_dir / "run_peer.py").is_file()):
-        raise ConfigError(f"peer runs need the peers' Python ({python}) and run_peer.py in {bench_dir}; create "
-                          f"the venv with `python3 -m venv V && V/bin/pip install -r "
-                          f"{bench_dir}/requirements-peers.txt` and pass --peer-python V/bin/python")
+        raise ConfigError(
+            f"peer runs need the peers' Python ({python}) and run_peer.py in {bench_dir}; create "
+            f"the venv with `python3 -m venv V && V/bin/pip install -r "
+            f"{bench_dir}/requirements-peers.txt` and pass --peer-python V/bin/python"
+        )
     results = []
     for t in tables:
         for budget in budgets:
             for seed in seeds:
                 for system in systems:
-                    results.append(_one(system, t, budget, seed, out=out, bench_dir=bench_dir, python=python,
-                                        resume=resume))
+                    results.append(
+                        _one(
+                            system,
+                            t,
+                            budget,
+                            seed,
+                            out=out,
+                            bench_dir=bench_dir,
+                            python=python,
+                            resume=resume,
+                        )
+                    )
     return results
 
 
-def _one(system: str, t: Table, budget: float, seed: int, *, out: Path, bench_dir: Path, python: Path,
-         resume: bool) -> dict:
+def _one(
+    system: str, t: Table, budget: float, seed: int, *, out: Path, bench_dir: Path, python: Path, resume: bool
+) -> dict:
     path = result_path(out, system, t.name, budget, seed)
     shared = shared_result(bench_dir, system, t.name, budget, seed)
     if shared is not None and not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shared, path)
-        logger.info("%s %s %s seed %d: the shared folder's result", system, t.name, budget_label(budget), seed)
+        logger.info(
+            "%s %s %s seed %d: the shared folder's result", system, t.name, budget_label(budget), seed
+        )
     old = read_json(path) if (resume or shared is not None) else None
     if old and old.get("status") == "ok":
         return old
     path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [str(python), str(bench_dir / "run_peer.py"), "--system", system, "--data", str(t.file),
-           "--target", t.target, "--problem", t.problem, "--metric", t.metric, "--time-limit", str(budget),
-           "--seed", str(seed), "--out", str(path)]
+    cmd = [
+        str(python),
+        str(bench_dir / "run_peer.py"),
+        "--system",
+        system,
+        "--data",
+        str(t.file),
+        "--target",
+        t.target,
+        "--problem",
+        t.problem,
+        "--metric",
+        t.metric,
+        "--time-limit",
+        str(budget),
+        "--seed",
+        str(seed),
+        "--out",
+        str(path),
+    ]
     logger.info("%s %s %s seed %d: running", system, t.name, budget_label(budget), seed)
     with open(path.with_suffix(".log"), "w") as log:
         try:
-            subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=budget + KILL_AFTER_S, check=False)
+            subprocess.run(
+                cmd, stdout=log, stderr=subprocess.STDOUT, timeout=budget + KILL_AFTER_S, check=False
+            )
         except subprocess.TimeoutExpired:
             logger.error("%s %s seed %d: killed after %.0fs", system, t.name, seed, budget + KILL_AFTER_S)
     res = read_json(path) or {"status": "error", "system": system, "error": "no RESULT.json written"}
     if res.get("status") == "ok":
-        logger.info("    %s=%.4g fit %.1fs", res["metric"]["name"], res["metric"]["value"], res["fit"]["wall_s"])
+        logger.info(
+            "    %s=%.4g fit %.1fs", res["metric"]["name"], res["metric"]["value"], res["fit"]["wall_s"]
+        )
     return res

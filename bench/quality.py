@@ -4,6 +4,7 @@ test split exactly like run_peer.py scores the peers, written as a RESULT JSON o
 Runs in its own process (``python -m bench.quality ...``, launched by :func:`launch`), so peak
 memory is per run and Ray starts fresh.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,21 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.common import (DEFAULT_MANIFEST, SCHEMA, SHARED_BENCH, SYSTEM, Table, budget_label, read_manifest,
-                          run_child, select_tables, shared_modules, write_json)
-from bench.curves import anytime_curve, curve_summary, search_offset_s
 from automl.predictor import sha256_file
+from bench.common import (
+    DEFAULT_MANIFEST,
+    SCHEMA,
+    SHARED_BENCH,
+    SYSTEM,
+    Table,
+    budget_label,
+    read_manifest,
+    run_child,
+    select_tables,
+    shared_modules,
+    write_json,
+)
+from bench.curves import anytime_curve, curve_summary, search_offset_s
 from bench.measure import TreeMemorySampler, environment
 
 LATENCY_CALLS = 200
@@ -29,28 +41,54 @@ STACK_FROM_S = 300
 PREDICT_REPEATS = 3
 
 
-def run_quality(table: Table, budget: float, *, seed: int, work_dir: Path, bench_dir: Path = SHARED_BENCH,
-                keep_search: bool = False, search: str | None = None) -> dict[str, Any]:
+def run_quality(
+    table: Table,
+    budget: float,
+    *,
+    seed: int,
+    work_dir: Path,
+    bench_dir: Path = SHARED_BENCH,
+    keep_search: bool = False,
+    search: str | None = None,
+) -> dict[str, Any]:
     """Fit, time, score and size one run; returns the RESULT dict (see bench/README.md).
     ``search`` names the search strategy (default: the project's default, bayesian)."""
     splits, scoring = shared_modules(bench_dir)
-    res: dict[str, Any] = {"schema": SCHEMA, "status": "running", "system": SYSTEM,
-                           "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    res: dict[str, Any] = {
+        "schema": SCHEMA,
+        "status": "running",
+        "system": SYSTEM,
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     t_total, load_start = time.perf_counter(), os.getloadavg()
     df = splits.load_csv(str(table.file))
     train_df, test_df = splits.split(df, table.target, table.problem, seed)
     X_test, y_test = test_df.drop(columns=[table.target]), test_df[table.target]
     classification = table.problem != "regression"
     classes = sorted(train_df[table.target].unique().tolist()) if classification else None
-    res["data"] = {"table": table.name, "path": str(table.file.resolve()), "sha256": sha256_file(table.file),
-                   "n_rows": int(len(df)), "n_features": int(df.shape[1] - 1), "target": table.target,
-                   "problem": table.problem, "n_train": int(len(train_df)), "n_test": int(len(test_df)),
-                   "classes": classes,
-                   "positive_class": splits.positive_class(classes) if table.problem == "binary" else None,
-                   "time_column": table.time_column, "group_column": table.group_column,
-                   "time_and_group_columns": "plain features; the split is the shared random/stratified one"}
-    res["split"] = {"function": "splits.split", "test_size": splits.TEST_SIZE, "stratified": classification,
-                    "seed": seed, "test_index_sha256": splits.split_fingerprint(test_df)}
+    res["data"] = {
+        "table": table.name,
+        "path": str(table.file.resolve()),
+        "sha256": sha256_file(table.file),
+        "n_rows": int(len(df)),
+        "n_features": int(df.shape[1] - 1),
+        "target": table.target,
+        "problem": table.problem,
+        "n_train": int(len(train_df)),
+        "n_test": int(len(test_df)),
+        "classes": classes,
+        "positive_class": splits.positive_class(classes) if table.problem == "binary" else None,
+        "time_column": table.time_column,
+        "group_column": table.group_column,
+        "time_and_group_columns": "plain features; the split is the shared random/stratified one",
+    }
+    res["split"] = {
+        "function": "splits.split",
+        "test_size": splits.TEST_SIZE,
+        "stratified": classification,
+        "seed": seed,
+        "test_index_sha256": splits.split_fingerprint(test_df),
+    }
 
     t0 = time.perf_counter()
     import automl
@@ -68,19 +106,29 @@ def run_quality(table: Table, budget: float, *, seed: int, work_dir: Path, bench
     # stacking from 300 s budgets on; the test split is passed so every model option (best single,
     # weighted ensemble, stack) gets a test score, after the fit's own time limit
     stack = 1 if budget >= STACK_FROM_S else 0
-    run = AutoML(target=table.target, problem_type=table.problem, metric=table.metric, time_limit=budget,
-                 seed=seed, output_dir=run_dir, ensemble=EnsembleConfig(stack_levels=stack),
-                 search=SearchConfig(strategy=search) if search else None).fit(
-        train_df, test_data=test_df)
+    run = AutoML(
+        target=table.target,
+        problem_type=table.problem,
+        metric=table.metric,
+        time_limit=budget,
+        seed=seed,
+        output_dir=run_dir,
+        ensemble=EnsembleConfig(stack_levels=stack),
+        search=SearchConfig(strategy=search) if search else None,
+    ).fit(train_df, test_data=test_df)
     fit_wall = time.perf_counter() - t0 - (run.run_info_["timings"].get("test_scoring_s") or 0.0)
     tree.sample()
     fit_cpu = tree.cpu_s
     import ray
 
     ray.shutdown()  # predictions are timed without Ray running, as for the peers
-    res["fit"] = {"wall_s": fit_wall, "cpu_s": fit_cpu, "over_time_limit_s": fit_wall - budget,
-                  "cpu_s_source": "CPU time of the driver and its Ray processes, sampled from /proc",
-                  "cpu_s_getrusage": scoring.cpu_seconds() - c0}
+    res["fit"] = {
+        "wall_s": fit_wall,
+        "cpu_s": fit_cpu,
+        "over_time_limit_s": fit_wall - budget,
+        "cpu_s_source": "CPU time of the driver and its Ray processes, sampled from /proc",
+        "cpu_s_getrusage": scoring.cpu_seconds() - c0,
+    }
 
     t0 = time.perf_counter()
     run.save(model_dir)
@@ -90,10 +138,15 @@ def run_quality(table: Table, budget: float, *, seed: int, work_dir: Path, bench
     fn = predictor.predict_proba if use_proba else predictor.predict
     out, times = scoring.time_batch(fn, X_test, repeats=PREDICT_REPEATS)
     med = statistics.median(times)
-    res["predict"] = {"method": "predict_proba" if use_proba else "predict", "n_rows": int(len(X_test)),
-                      "wall_s": med, "wall_s_first": times[0], "wall_s_runs": times,
-                      "rows_per_s": len(X_test) / med,
-                      "model": "automl.load(saved artifact) in process"}
+    res["predict"] = {
+        "method": "predict_proba" if use_proba else "predict",
+        "n_rows": int(len(X_test)),
+        "wall_s": med,
+        "wall_s_first": times[0],
+        "wall_s_runs": times,
+        "rows_per_s": len(X_test) / med,
+        "model": "automl.load(saved artifact) in process",
+    }
     if classification:
         proba_df = out if use_proba else predictor.predict_proba(X_test)
         proba = scoring.align_proba(proba_df.to_numpy(), list(proba_df.columns), classes)
@@ -101,19 +154,37 @@ def run_quality(table: Table, budget: float, *, seed: int, work_dir: Path, bench
         all_m = scoring.compute_metrics(table.problem, y_test, y_pred=labels, proba=proba, classes=classes)
     else:
         all_m = scoring.compute_metrics("regression", y_test, y_pred=out.to_numpy())
-    res["metric"] = {"name": table.metric, "value": all_m[table.metric],
-                     "greater_is_better": scoring.METRICS[table.metric][1],
-                     "computed_with": "sklearn on the 20% test split"}
+    res["metric"] = {
+        "name": table.metric,
+        "value": all_m[table.metric],
+        "greater_is_better": scoring.METRICS[table.metric][1],
+        "computed_with": "sklearn on the 20% test split",
+    }
     res["all_metrics"] = all_m
-    res["latency_single_row"] = {"method": res["predict"]["method"],
-                                 **scoring.time_single_row(fn, X_test, n_calls=LATENCY_CALLS)}
+    res["latency_single_row"] = {
+        "method": res["predict"]["method"],
+        **scoring.time_single_row(fn, X_test, n_calls=LATENCY_CALLS),
+    }
     tree.stop()
-    res["artifact"] = {"kind": "automl Predictor directory (run.save)", "path": str(model_dir),
-                       "bytes": scoring.path_size_bytes(str(model_dir)), "save_s": save_s}
+    res["artifact"] = {
+        "kind": "automl Predictor directory (run.save)",
+        "path": str(model_dir),
+        "bytes": scoring.path_size_bytes(str(model_dir)),
+        "save_s": save_s,
+    }
     res["artifact"]["mb"] = res["artifact"]["bytes"] / 2**20
     board = run.leaderboard()
-    cols = ["model", "family", "score_val", "score_std", "status", "fit_time_s", "predict_time_s", "chosen",
-            "score_test"]
+    cols = [
+        "model",
+        "family",
+        "score_val",
+        "score_std",
+        "status",
+        "fit_time_s",
+        "predict_time_s",
+        "chosen",
+        "score_test",
+    ]
     res["leaderboard_top5"] = board[cols].head(5).to_dict(orient="records")
     res["options_test"] = _options(board, res["metric"]["greater_is_better"])
     res["system_details"] = _details(run, board, res["metric"]["greater_is_better"])
@@ -121,12 +192,15 @@ def run_quality(table: Table, budget: float, *, seed: int, work_dir: Path, bench
     # imports fit() does before it starts the clock
     total = (res["system_details"].get("timings") or {}).get("total_s")
     res["system_details"]["outside_budget_clock_s"] = fit_wall - total if total is not None else None
-    res["memory"] = {"peak_rss_mb": scoring.peak_rss_mb(), "peak_rss_before_fit_mb": rss_before_fit,
-                     "peak_rss_children_mb": scoring.peak_rss_mb(__import__("resource").RUSAGE_CHILDREN),
-                     **tree.result(),
-                     "source": "peak_rss_mb: ru_maxrss of the driver only; peak_tree_pss_mb: summed PSS of "
-                               "the driver and all its Ray processes, sampled from the fit to the last "
-                               "prediction (the comparable figure)"}
+    res["memory"] = {
+        "peak_rss_mb": scoring.peak_rss_mb(),
+        "peak_rss_before_fit_mb": rss_before_fit,
+        "peak_rss_children_mb": scoring.peak_rss_mb(__import__("resource").RUSAGE_CHILDREN),
+        **tree.result(),
+        "source": "peak_rss_mb: ru_maxrss of the driver only; peak_tree_pss_mb: summed PSS of "
+        "the driver and all its Ray processes, sampled from the fit to the last "
+        "prediction (the comparable figure)",
+    }
     if not keep_search:
         shutil.rmtree(run_dir / "search", ignore_errors=True)
     res["environment"] = environment(load_start)
@@ -149,8 +223,12 @@ def _options(board: Any, greater_is_better: bool) -> dict[str, Any]:
         r = frame.iloc[0]
         return {"model": r["model"], "score_val": float(r["score_val"]), "score_test": float(r["score_test"])}
 
-    return {"best_single": pick(best_single), "weighted_ensemble": pick(scored[scored["model"] == "weighted_ensemble"]),
-            "stack": pick(scored[scored["model"] == "stack_l2"]), "chosen": pick(board[board["chosen"] == True])}  # noqa: E712
+    return {
+        "best_single": pick(best_single),
+        "weighted_ensemble": pick(scored[scored["model"] == "weighted_ensemble"]),
+        "stack": pick(scored[scored["model"] == "stack_l2"]),
+        "chosen": pick(board[board["chosen"].astype(bool)]),
+    }
 
 
 def _details(run: Any, board: Any, greater_is_better: bool) -> dict[str, Any]:
@@ -158,23 +236,68 @@ def _details(run: Any, board: Any, greater_is_better: bool) -> dict[str, Any]:
 
     info = run.run_info_
     curve = anytime_curve(board, greater_is_better, search_offset_s(info.get("timings") or {}))
-    keys = ("chosen", "members", "refit", "n_trials", "trials_by_status", "ended_because", "trial_overhead_s",
-            "timings", "overshoot_s", "concurrency", "search_strategy", "validation")
-    return {**{k: info.get(k) for k in keys}, "families_registered": list(all_families()),
-            "families_tried": sorted(board.loc[board["family"] != "ensemble", "family"].dropna().unique()),
-            "run_dir": str(run.run_dir_), "anytime_curve": curve, "curve_summary": curve_summary(curve)}
+    keys = (
+        "chosen",
+        "members",
+        "refit",
+        "n_trials",
+        "trials_by_status",
+        "ended_because",
+        "trial_overhead_s",
+        "timings",
+        "overshoot_s",
+        "concurrency",
+        "search_strategy",
+        "validation",
+    )
+    return {
+        **{k: info.get(k) for k in keys},
+        "families_registered": list(all_families()),
+        "families_tried": sorted(board.loc[board["family"] != "ensemble", "family"].dropna().unique()),
+        "run_dir": str(run.run_dir_),
+        "anytime_curve": curve,
+        "curve_summary": curve_summary(curve),
+    }
 
 
-def launch(table: Table, budget: float, out_json: Path, *, manifest: Path, seed: int, work_dir: Path,
-           bench_dir: Path, keep_search: bool = False, search: str | None = None) -> dict[str, Any]:
+def launch(
+    table: Table,
+    budget: float,
+    out_json: Path,
+    *,
+    manifest: Path,
+    seed: int,
+    work_dir: Path,
+    bench_dir: Path,
+    keep_search: bool = False,
+    search: str | None = None,
+) -> dict[str, Any]:
     """Run one quality run in a fresh process; returns its RESULT dict (status error on a crash)."""
-    args = ["--manifest", str(manifest), "--table", table.name, "--budget", f"{budget:g}",
-            "--seed", str(seed), "--work", str(work_dir), "--shared-bench", str(bench_dir),
-            "--out", str(out_json)] + (["--search", search] if search else [])
+    args = [
+        "--manifest",
+        str(manifest),
+        "--table",
+        table.name,
+        "--budget",
+        f"{budget:g}",
+        "--seed",
+        str(seed),
+        "--work",
+        str(work_dir),
+        "--shared-bench",
+        str(bench_dir),
+        "--out",
+        str(out_json),
+    ] + (["--search", search] if search else [])
     if keep_search:
         args.append("--keep-search")
-    res = run_child("bench.quality", args, out_json=out_json, log_path=out_json.with_suffix(".log"),
-                    timeout_s=2 * budget + 300)
+    res = run_child(
+        "bench.quality",
+        args,
+        out_json=out_json,
+        log_path=out_json.with_suffix(".log"),
+        timeout_s=2 * budget + 300,
+    )
     if res.get("status") != "ok":  # a crashed child wrote nothing: name the run for the tables
         res.setdefault("data", {}).setdefault("table", table.name)
         res.setdefault("time_limit_s", budget)
@@ -197,19 +320,35 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     table = select_tables(read_manifest(a.manifest), [a.table])[0]
     try:
-        res = run_quality(table, a.budget, seed=a.seed, work_dir=Path(a.work), bench_dir=Path(a.shared_bench),
-                          keep_search=a.keep_search, search=a.search)
+        res = run_quality(
+            table,
+            a.budget,
+            seed=a.seed,
+            work_dir=Path(a.work),
+            bench_dir=Path(a.shared_bench),
+            keep_search=a.keep_search,
+            search=a.search,
+        )
         rc = 0
     except Exception as exc:  # noqa: BLE001 - always leave a result behind
-        res = {"schema": SCHEMA, "status": "error", "system": SYSTEM, "error": repr(exc),
-               "traceback": traceback.format_exc(), "data": {"table": table.name}, "time_limit_s": a.budget,
-               "metric": {"name": table.metric}}
+        res = {
+            "schema": SCHEMA,
+            "status": "error",
+            "system": SYSTEM,
+            "error": repr(exc),
+            "traceback": traceback.format_exc(),
+            "data": {"table": table.name},
+            "time_limit_s": a.budget,
+            "metric": {"name": table.metric},
+        }
         rc = 1
         print(res["traceback"], file=sys.stderr)
     res["args"] = vars(a)
     write_json(a.out, res)
-    print(f"[bench.quality] {table.name} {budget_label(a.budget)} status={res['status']} -> {a.out}",
-          file=sys.stderr)
+    print(
+        f"[bench.quality] {table.name} {budget_label(a.budget)} status={res['status']} -> {a.out}",
+        file=sys.stderr,
+    )
     return rc
 
 

@@ -5,6 +5,7 @@ Quality runs (one fresh process per table and budget, one after the other) -> RE
 curves; optionally the serving load test and the scaling measurements. Everything is summarised
 in ``OUT/SUMMARY.md``; ``OUT/machine.json`` describes the machine. See bench/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,18 @@ from typing import Any
 
 from automl.exceptions import AutoMLError, ConfigError
 from bench import curves, quality, scaling, serving, strategies, table
-from bench.common import (DEFAULT_MANIFEST, REPO, SHARED_BENCH, SYSTEM, Table, budget_label, read_json,
-                          read_manifest, select_tables, write_json)
+from bench.common import (
+    DEFAULT_MANIFEST,
+    REPO,
+    SHARED_BENCH,
+    SYSTEM,
+    Table,
+    budget_label,
+    read_json,
+    read_manifest,
+    select_tables,
+    write_json,
+)
 from bench.measure import machine
 
 logger = logging.getLogger("bench")
@@ -33,29 +44,42 @@ def _csv(text: str, cast: type = str) -> list[Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--manifest", default=str(DEFAULT_MANIFEST),
-                   help="datasets MANIFEST.csv (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--manifest", default=str(DEFAULT_MANIFEST), help="datasets MANIFEST.csv (default: %(default)s)"
+    )
     p.add_argument("--tables", default="", help="comma-separated manifest names (default: all)")
     p.add_argument("--budgets", default="60,300", help="fit time limits in seconds (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="split seed; the peers used 0")
     p.add_argument("--out", default=None, help="results folder (default: bench/results/<UTC date>)")
     p.add_argument("--work", default=None, help="run directories and saved models (default: a temp folder)")
-    p.add_argument("--shared-bench", default=str(SHARED_BENCH),
-                   help="folder of splits.py, scoring.py, peers/ (default: %(default)s)")
+    p.add_argument(
+        "--shared-bench",
+        default=str(SHARED_BENCH),
+        help="folder of splits.py, scoring.py, peers/ (default: %(default)s)",
+    )
     p.add_argument("--resume", action="store_true", help="skip runs whose result JSON already says ok")
     p.add_argument("--keep-search", action="store_true", help="keep each run's Ray Tune experiment")
     p.add_argument("--skip-quality", action="store_true", help="no quality runs (serving/scaling only)")
     p.add_argument("--serving", action="store_true", help="load-test `automl serve` on loopback")
     p.add_argument("--serving-model", default=None, help="a saved model (default: the first quality run's)")
     p.add_argument("--serving-duration", type=float, default=serving.DURATION_S, help="seconds per cell")
-    p.add_argument("--strategies", default="",
-                   help="compare search strategies, e.g. bayesian,random,asha (default: off)")
-    p.add_argument("--strategy-tables", default="adult,wine_quality,california_housing",
-                   help="tables for --strategies (default: %(default)s)")
-    p.add_argument("--strategy-budget", type=float, default=strategies.BUDGET_S,
-                   help="time limit of each --strategies run (default: %(default)s)")
+    p.add_argument(
+        "--strategies", default="", help="compare search strategies, e.g. bayesian,random,asha (default: off)"
+    )
+    p.add_argument(
+        "--strategy-tables",
+        default="adult,wine_quality,california_housing",
+        help="tables for --strategies (default: %(default)s)",
+    )
+    p.add_argument(
+        "--strategy-budget",
+        type=float,
+        default=strategies.BUDGET_S,
+        help="time limit of each --strategies run (default: %(default)s)",
+    )
     p.add_argument("--scaling", action="store_true", help="fit time and memory vs rows and CPUs per family")
     p.add_argument("--scaling-rows", default=",".join(map(str, scaling.ROWS)))
     p.add_argument("--scaling-families", default="", help="default: every registered family")
@@ -64,8 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_quality_runs(tables: list[Table], budgets: list[float], a: argparse.Namespace, out: Path,
-                     work: Path) -> list[dict]:
+def run_quality_runs(
+    tables: list[Table], budgets: list[float], a: argparse.Namespace, out: Path, work: Path
+) -> list[dict]:
     results = []
     total = len(tables) * len(budgets)
     for i, (t, b) in enumerate(((t, b) for t in tables for b in budgets), 1):
@@ -75,14 +100,27 @@ def run_quality_runs(tables: list[Table], budgets: list[float], a: argparse.Name
             logger.info("[%d/%d] %s %s: kept (--resume)", i, total, t.name, budget_label(b))
             results.append(old)
             continue
-        logger.info("[%d/%d] %s %s: fitting (log: %s)", i, total, t.name, budget_label(b),
-                    path.with_suffix(".log"))
-        res = quality.launch(t, b, path, manifest=Path(a.manifest), seed=a.seed,
-                             work_dir=work / f"{t.name}_{budget_label(b)}", bench_dir=Path(a.shared_bench),
-                             keep_search=a.keep_search)
+        logger.info(
+            "[%d/%d] %s %s: fitting (log: %s)", i, total, t.name, budget_label(b), path.with_suffix(".log")
+        )
+        res = quality.launch(
+            t,
+            b,
+            path,
+            manifest=Path(a.manifest),
+            seed=a.seed,
+            work_dir=work / f"{t.name}_{budget_label(b)}",
+            bench_dir=Path(a.shared_bench),
+            keep_search=a.keep_search,
+        )
         if res.get("status") == "ok":
-            logger.info("    %s=%.4g fit %.1fs, %s", res["metric"]["name"], res["metric"]["value"],
-                        res["fit"]["wall_s"], res["system_details"].get("chosen"))
+            logger.info(
+                "    %s=%.4g fit %.1fs, %s",
+                res["metric"]["name"],
+                res["metric"]["value"],
+                res["fit"]["wall_s"],
+                res["system_details"].get("chosen"),
+            )
         else:
             logger.error("    %s: %s", res.get("status"), res.get("error"))
         results.append(res)
@@ -93,25 +131,46 @@ def quality_section(results: list[dict], bench_dir: Path, out: Path) -> str:
     ours = [e for e in (table.entry_from_result(r) for r in results) if e is not None]
     peers = table.load_peers(bench_dir / "peers", bench_dir / "PEERS.md")
     pngs = curves.plot_curves(results, out / "curves")
-    parts = ["## Quality against the peers (test split of splits.py)", "",
-             table.comparison_markdown(ours, peers), "",
-             f"Peak MB: for {SYSTEM} the summed PSS of the driver and its Ray processes from the fit to "
-             "the last prediction; for the peers the process's peak RSS (one process). Model MB: the saved "
-             "Predictor directory (AutoGluon: its predictor directory; FLAML: its pickle). 1-row ms: median "
-             "of 200 one-row predictions in process. Fit s: wall time of fit() including Ray start-up.", "",
-             "## Search efficiency", "", curves.efficiency_markdown(results), "",
-             "## Ensembling (test scores of the options each fit had)", "", table.ensembling_markdown(results)]
+    parts = [
+        "## Quality against the peers (test split of splits.py)",
+        "",
+        table.comparison_markdown(ours, peers),
+        "",
+        f"Peak MB: for {SYSTEM} the summed PSS of the driver and its Ray processes from the fit to "
+        "the last prediction; for the peers the process's peak RSS (one process). Model MB: the saved "
+        "Predictor directory (AutoGluon: its predictor directory; FLAML: its pickle). 1-row ms: median "
+        "of 200 one-row predictions in process. Fit s: wall time of fit() including Ray start-up.",
+        "",
+        "## Search efficiency",
+        "",
+        curves.efficiency_markdown(results),
+        "",
+        "## Ensembling (test scores of the options each fit had)",
+        "",
+        table.ensembling_markdown(results),
+    ]
     parts += [f"\n![{p.stem}](curves/{p.name})" for p in pngs]
     errors = [r for r in results if r.get("status") != "ok"]
     if errors:
-        parts += ["", "Failed runs: " + "; ".join(
-            f"{(r.get('data') or {}).get('table', '?')} {r.get('time_limit_s', '?')}s: {r.get('error')}"
-            for r in errors)]
+        parts += [
+            "",
+            "Failed runs: "
+            + "; ".join(
+                f"{(r.get('data') or {}).get('table', '?')} {r.get('time_limit_s', '?')}s: {r.get('error')}"
+                for r in errors
+            ),
+        ]
     return "\n".join(parts)
 
 
-def serving_section(a: argparse.Namespace, tables: list[Table], budgets: list[float], results: list[dict],
-                    out: Path, work: Path) -> str:
+def serving_section(
+    a: argparse.Namespace,
+    tables: list[Table],
+    budgets: list[float],
+    results: list[dict],
+    out: Path,
+    work: Path,
+) -> str:
     model, tname = a.serving_model, tables[0].name
     if model is None:
         done = [r for r in results if r.get("status") == "ok"]
@@ -120,8 +179,15 @@ def serving_section(a: argparse.Namespace, tables: list[Table], budgets: list[fl
         if done[0].get("status") != "ok":
             return f"## Serving\n\nno model to serve: {done[0].get('error')}"
         model, tname = done[0]["artifact"]["path"], done[0]["data"]["table"]
-    res = serving.launch(Path(model), tname, out / "serving" / "serving.json", manifest=Path(a.manifest),
-                         bench_dir=Path(a.shared_bench), seed=a.seed, duration_s=a.serving_duration)
+    res = serving.launch(
+        Path(model),
+        tname,
+        out / "serving" / "serving.json",
+        manifest=Path(a.manifest),
+        bench_dir=Path(a.shared_bench),
+        seed=a.seed,
+        duration_s=a.serving_duration,
+    )
     return f"## Serving (`automl serve`, loopback, table {tname})\n\n" + serving.serving_markdown(res)
 
 
@@ -130,9 +196,11 @@ def describe(host: dict[str, Any]) -> str:
     git = host.get("git") or {}
     commit = (git.get("commit") or "?")[:10] + (" (with uncommitted changes)" if git.get("dirty") else "")
     load = ", ".join(f"{v:.1f}" for v in host.get("loadavg") or ())
-    return (f"Machine: {host.get('cpu_model', '?')}, {host.get('cpus_usable')} usable CPUs, "
-            f"{host.get('memory_total_gb', 0):.0f} GB RAM, {host.get('gpus') or 0} GPUs; "
-            f"Python {host.get('python')}; commit {commit}; load average at start {load} (`machine.json`).")
+    return (
+        f"Machine: {host.get('cpu_model', '?')}, {host.get('cpus_usable')} usable CPUs, "
+        f"{host.get('memory_total_gb', 0):.0f} GB RAM, {host.get('gpus') or 0} GPUs; "
+        f"Python {host.get('python')}; commit {commit}; load average at start {load} (`machine.json`)."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,25 +222,42 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("results -> %s, run directories and models -> %s", out, work)
     t0 = time.perf_counter()
     command = " ".join(argv if argv is not None else sys.argv[1:])
-    sections, results = [f"# Benchmark of {SYSTEM}", "", describe(host), "",
-                         f"Command: `python -m bench.run {command}`"], []
+    sections, results = (
+        [f"# Benchmark of {SYSTEM}", "", describe(host), "", f"Command: `python -m bench.run {command}`"],
+        [],
+    )
     if not a.skip_quality:
         results = run_quality_runs(tables, budgets, a, out, work)
         sections += ["", quality_section(results, Path(a.shared_bench), out)]
     if a.serving:
         sections += ["", serving_section(a, tables, budgets, results, out, work)]
     if a.strategies:
-        res = strategies.run_strategies(select_tables(read_manifest(a.manifest), _csv(a.strategy_tables)),
-                                        _csv(a.strategies), out, work / "strategies", manifest=Path(a.manifest),
-                                        seed=a.seed, bench_dir=Path(a.shared_bench), budget=a.strategy_budget,
-                                        resume=a.resume)
-        sections += ["", f"## Search strategies ({a.strategy_budget:g} s each, best validation score so far)",
-                     "", strategies.strategies_markdown(res)]
+        res = strategies.run_strategies(
+            select_tables(read_manifest(a.manifest), _csv(a.strategy_tables)),
+            _csv(a.strategies),
+            out,
+            work / "strategies",
+            manifest=Path(a.manifest),
+            seed=a.seed,
+            bench_dir=Path(a.shared_bench),
+            budget=a.strategy_budget,
+            resume=a.resume,
+        )
+        sections += [
+            "",
+            f"## Search strategies ({a.strategy_budget:g} s each, best validation score so far)",
+            "",
+            strategies.strategies_markdown(res),
+        ]
     if a.scaling:
-        res = scaling.run_scaling(out / "scaling", manifest=Path(a.manifest),
-                                  families=_csv(a.scaling_families) or None,
-                                  rows=tuple(_csv(a.scaling_rows, int)), cap_s=a.scaling_cap,
-                                  cpu_rows=a.scaling_cpu_rows)
+        res = scaling.run_scaling(
+            out / "scaling",
+            manifest=Path(a.manifest),
+            families=_csv(a.scaling_families) or None,
+            rows=tuple(_csv(a.scaling_rows, int)),
+            cap_s=a.scaling_cap,
+            cpu_rows=a.scaling_cpu_rows,
+        )
         sections += ["", "## How cost grows (synthetic rows from adult)", "", scaling.scaling_markdown(res)]
     sections += ["", f"Total benchmark wall time: {time.perf_counter() - t0:.0f} s."]
     (out / "SUMMARY.md").write_text("\n".join(sections) + "\n")

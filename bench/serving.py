@@ -6,6 +6,7 @@ each (``serving.loadtest.run_load``), and reports requests/s, rows/s, p50/p99 an
 the in-process predict time of the same rows (the floor: what the model alone costs). Runs in its
 own process (``python -m bench.serving``) so Ray and Serve start fresh and end with it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,15 @@ from typing import Any
 
 import pandas as pd
 
-from bench.common import (DEFAULT_MANIFEST, SHARED_BENCH, read_manifest, run_child, select_tables,
-                          shared_modules, write_json)
+from bench.common import (
+    DEFAULT_MANIFEST,
+    SHARED_BENCH,
+    read_manifest,
+    run_child,
+    select_tables,
+    shared_modules,
+    write_json,
+)
 
 CONCURRENCY = (1, 8, 32)
 ROWS_PER_REQUEST = (1, 100)
@@ -54,8 +62,10 @@ def floor_ms(predictor: Any, body: bytes, repeats: int = FLOOR_REPEATS) -> dict[
         t = time.perf_counter()
         predictor.predict(pd.DataFrame(json.loads(body)["rows"]))
         parsed.append(time.perf_counter() - t)
-    return {"predict_ms": 1000 * statistics.median(model),
-            "parse_and_predict_ms": 1000 * statistics.median(parsed)}
+    return {
+        "predict_ms": 1000 * statistics.median(model),
+        "parse_and_predict_ms": 1000 * statistics.median(parsed),
+    }
 
 
 def _free_port() -> int:
@@ -64,9 +74,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_serving(model_dir: Path, X: pd.DataFrame, *, concurrency: tuple[int, ...] = CONCURRENCY,
-                rows_per_request: tuple[int, ...] = ROWS_PER_REQUEST,
-                duration_s: float = DURATION_S) -> dict[str, Any]:
+def run_serving(
+    model_dir: Path,
+    X: pd.DataFrame,
+    *,
+    concurrency: tuple[int, ...] = CONCURRENCY,
+    rows_per_request: tuple[int, ...] = ROWS_PER_REQUEST,
+    duration_s: float = DURATION_S,
+) -> dict[str, Any]:
     from automl import load
     from serving import server
     from serving.loadtest import run_load
@@ -85,41 +100,94 @@ def run_serving(model_dir: Path, X: pd.DataFrame, *, concurrency: tuple[int, ...
             run_load(f"{base}/predict", body, concurrency=1, duration_s=WARMUP_S)
             for c in concurrency:
                 r = run_load(f"{base}/predict", body, concurrency=c, duration_s=duration_s)
-                results.append({"rows_per_request": n, "concurrency": c, **r,
-                                "rows_per_s": r["rps"] * n, "floor": floors[n]})
-                logger.info("rows=%d concurrency=%d: %.1f req/s p50 %.1f ms p99 %.1f ms", n, c, r["rps"],
-                            r["p50_ms"], r["p99_ms"])
+                results.append(
+                    {
+                        "rows_per_request": n,
+                        "concurrency": c,
+                        **r,
+                        "rows_per_s": r["rps"] * n,
+                        "floor": floors[n],
+                    }
+                )
+                logger.info(
+                    "rows=%d concurrency=%d: %.1f req/s p50 %.1f ms p99 %.1f ms",
+                    n,
+                    c,
+                    r["rps"],
+                    r["p50_ms"],
+                    r["p99_ms"],
+                )
     finally:
         server.stop()
-    return {"status": "ok", "model_dir": str(model_dir), "url": f"{base}/predict", "duration_s": duration_s,
-            "warmup_s": WARMUP_S, "server_startup_s": startup_s, "floor": floors, "runs": results,
-            "server": "Ray Serve, default AppArgs (1 replica)"}
+    return {
+        "status": "ok",
+        "model_dir": str(model_dir),
+        "url": f"{base}/predict",
+        "duration_s": duration_s,
+        "warmup_s": WARMUP_S,
+        "server_startup_s": startup_s,
+        "floor": floors,
+        "runs": results,
+        "server": "Ray Serve, default AppArgs (1 replica)",
+    }
 
 
 def serving_markdown(res: dict[str, Any]) -> str:
     if res.get("status") != "ok":
         return f"serving benchmark: {res.get('status')}: {res.get('error')}"
-    lines = [f"Model: `{res['model_dir']}`; {res['duration_s']:g} s per cell on loopback; server start-up "
-             f"{res['server_startup_s']:.1f} s.", "",
-             "| rows/request | concurrency | requests/s | rows/s | p50 ms | p99 ms "
-             "| errors 4xx/5xx/transport | in-process predict ms (floor) | + JSON parsing ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Model: `{res['model_dir']}`; {res['duration_s']:g} s per cell on loopback; server start-up "
+        f"{res['server_startup_s']:.1f} s.",
+        "",
+        "| rows/request | concurrency | requests/s | rows/s | p50 ms | p99 ms "
+        "| errors 4xx/5xx/transport | in-process predict ms (floor) | + JSON parsing ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in res["runs"]:
         f = r["floor"]
         errors = f"{r['errors_4xx']}/{r['errors_5xx']}/{r.get('errors_transport', 0)}"
-        lines.append(f"| {r['rows_per_request']} | {r['concurrency']} | {r['rps']:.1f} "
-                     f"| {r['rows_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {errors} "
-                     f"| {f['predict_ms']:.2f} | {f['parse_and_predict_ms']:.2f} |")
+        lines.append(
+            f"| {r['rows_per_request']} | {r['concurrency']} | {r['rps']:.1f} "
+            f"| {r['rows_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {errors} "
+            f"| {f['predict_ms']:.2f} | {f['parse_and_predict_ms']:.2f} |"
+        )
     return "\n".join(lines)
 
 
-def launch(model_dir: Path, table: str, out_json: Path, *, manifest: Path, bench_dir: Path, seed: int,
-           duration_s: float) -> dict[str, Any]:
-    args = ["--model", str(model_dir), "--table", table, "--manifest", str(manifest), "--shared-bench",
-            str(bench_dir), "--seed", str(seed), "--duration", f"{duration_s:g}", "--out", str(out_json)]
+def launch(
+    model_dir: Path,
+    table: str,
+    out_json: Path,
+    *,
+    manifest: Path,
+    bench_dir: Path,
+    seed: int,
+    duration_s: float,
+) -> dict[str, Any]:
+    args = [
+        "--model",
+        str(model_dir),
+        "--table",
+        table,
+        "--manifest",
+        str(manifest),
+        "--shared-bench",
+        str(bench_dir),
+        "--seed",
+        str(seed),
+        "--duration",
+        f"{duration_s:g}",
+        "--out",
+        str(out_json),
+    ]
     cells = len(CONCURRENCY) * len(ROWS_PER_REQUEST)
-    return run_child("bench.serving", args, out_json=out_json, log_path=out_json.with_suffix(".log"),
-                     timeout_s=cells * duration_s + 2 * len(ROWS_PER_REQUEST) * WARMUP_S + 420)
+    return run_child(
+        "bench.serving",
+        args,
+        out_json=out_json,
+        log_path=out_json.with_suffix(".log"),
+        timeout_s=cells * duration_s + 2 * len(ROWS_PER_REQUEST) * WARMUP_S + 420,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ Peers come from their RESULT JSONs (``../shared/bench/peers/*.json``); PEERS.md 
 (table, budget, system) that has no JSON (it only holds the score, fit time and one-row latency).
 Everything here is pure: dicts in, markdown out.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,16 +58,28 @@ def entry_from_result(res: dict[str, Any], source: str = "") -> Entry | None:
         return None
     metric = (res.get("metric") or {}).get("name") or (res.get("args") or {}).get("metric") or "?"
     gib = (res.get("metric") or {}).get("greater_is_better", GREATER_IS_BETTER.get(metric, True))
-    base = Entry(table_name(res), float(res["time_limit_s"]), system_label(res), metric, bool(gib),
-                 status=str(res.get("status")), source=source)
+    base = Entry(
+        table_name(res),
+        float(res["time_limit_s"]),
+        system_label(res),
+        metric,
+        bool(gib),
+        status=str(res.get("status")),
+        source=source,
+    )
     if res.get("status") != "ok":
         return base
     mem = res.get("memory") or {}
-    return replace(base, score=res["metric"]["value"], fit_s=res["fit"]["wall_s"],
-                   rows_per_s=res["predict"]["rows_per_s"], latency_ms=res["latency_single_row"]["median_ms"],
-                   peak_mb=mem.get("peak_tree_pss_mb", mem.get("peak_rss_mb")),
-                   model_mb=(res.get("artifact") or {}).get("mb"),
-                   split_sha=(res.get("split") or {}).get("test_index_sha256"))
+    return replace(
+        base,
+        score=res["metric"]["value"],
+        fit_s=res["fit"]["wall_s"],
+        rows_per_s=res["predict"]["rows_per_s"],
+        latency_ms=res["latency_single_row"]["median_ms"],
+        peak_mb=mem.get("peak_tree_pss_mb", mem.get("peak_rss_mb")),
+        model_mb=(res.get("artifact") or {}).get("mb"),
+        split_sha=(res.get("split") or {}).get("test_index_sha256"),
+    )
 
 
 _CELL = re.compile(r"^\s*([-+0-9.eE]+)\s*\(fit\s*([0-9.]+)s,\s*1-row\s*([0-9.]+)ms\)")
@@ -75,8 +88,11 @@ _CELL = re.compile(r"^\s*([-+0-9.eE]+)\s*\(fit\s*([0-9.]+)s,\s*1-row\s*([0-9.]+)
 def parse_peers_md(text: str) -> list[Entry]:
     """Entries from PEERS.md's table: ``| table | budget | metric | <system>... | best |`` with cells
     like ``0.9322 (fit 63s, 1-row 106.2ms)``."""
-    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in text.splitlines()
-            if ln.strip().startswith("|")]
+    rows = [
+        [c.strip() for c in ln.strip().strip("|").split("|")]
+        for ln in text.splitlines()
+        if ln.strip().startswith("|")
+    ]
     if len(rows) < 3 or rows[0][:3] != ["table", "budget", "metric"]:
         return []
     systems = rows[0][3:]
@@ -88,9 +104,19 @@ def parse_peers_md(text: str) -> list[Entry]:
         for system, cell in zip(systems, row[3:]):
             m = _CELL.match(cell)
             if m:
-                out.append(Entry(table, budget, system, metric, GREATER_IS_BETTER.get(metric, True),
-                                 score=float(m[1]), fit_s=float(m[2]), latency_ms=float(m[3]),
-                                 source="PEERS.md"))
+                out.append(
+                    Entry(
+                        table,
+                        budget,
+                        system,
+                        metric,
+                        GREATER_IS_BETTER.get(metric, True),
+                        score=float(m[1]),
+                        fit_s=float(m[2]),
+                        latency_ms=float(m[3]),
+                        source="PEERS.md",
+                    )
+                )
     return out
 
 
@@ -132,20 +158,26 @@ def _f(v: float | None, spec: str) -> str:
 
 def _row(e: Entry, r: int | None, adv: float | None) -> str:
     score = _f(e.score, ".4g") if e.status == "ok" else e.status
-    return (f"| {e.table} | {e.budget:g}s | {e.metric} | {e.system} | {score} | {_f(r, 'd')} "
-            f"| {_f(adv, '+.4g')} | {_f(e.fit_s, '.1f')} | {_f(e.rows_per_s, ',.0f')} "
-            f"| {_f(e.latency_ms, '.2f')} | {_f(e.peak_mb, ',.0f')} | {_f(e.model_mb, '.2f')} |")
+    return (
+        f"| {e.table} | {e.budget:g}s | {e.metric} | {e.system} | {score} | {_f(r, 'd')} "
+        f"| {_f(adv, '+.4g')} | {_f(e.fit_s, '.1f')} | {_f(e.rows_per_s, ',.0f')} "
+        f"| {_f(e.latency_ms, '.2f')} | {_f(e.peak_mb, ',.0f')} | {_f(e.model_mb, '.2f')} |"
+    )
 
 
 def comparison_markdown(ours: list[Entry], peers: list[Entry]) -> str:
     """Our row for every (table, budget), followed by the peers' rows at the same table and budget."""
-    lines = ["| table | budget | metric | system | test score | rank | vs best peer | fit s | predict rows/s "
-             "| 1-row ms | peak MB | model MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| table | budget | metric | system | test score | rank | vs best peer | fit s | predict rows/s "
+        "| 1-row ms | peak MB | model MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     wins = compared = 0
     notes = []
     for o in sorted(ours, key=lambda e: (e.table, e.budget)):
-        same = sorted((p for p in peers if (p.table, p.budget) == (o.table, o.budget)),
-                      key=lambda p: p.system)
+        same = sorted(
+            (p for p in peers if (p.table, p.budget) == (o.table, o.budget)), key=lambda p: p.system
+        )
         ranks = rank([o, *same]) if same else {}
         adv = advantage(o, same)
         if adv is not None:
@@ -158,16 +190,21 @@ def comparison_markdown(ours: list[Entry], peers: list[Entry]) -> str:
             notes.append(f"{o.table}: our test split differs from the peers' (test_index_sha256)")
     out = "\n".join(lines)
     if compared:
-        out += (f"\n\n{SYSTEM} scores at least as well as every peer on {wins} of {compared} "
-                "(table, budget) pairs.")
+        out += (
+            f"\n\n{SYSTEM} scores at least as well as every peer on {wins} of {compared} "
+            "(table, budget) pairs."
+        )
     return out + "".join(f"\n\nWARNING: {n}" for n in notes)
 
 
 def ensembling_markdown(results: list[dict[str, Any]]) -> str:
     """Test scores of the best single model, the weighted ensemble, the stack and the model the
     fit chose (``options_test`` of each run), so whether ensembling paid off is visible per table."""
-    lines = ["| table | budget | metric | best single (test) | weighted ensemble | stack | chosen | chosen vs best single |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| table | budget | metric | best single (test) | weighted ensemble | stack | chosen "
+        "| chosen vs best single |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     wins = n = 0
     for res in results:
         opts, metric = res.get("options_test"), res.get("metric") or {}
@@ -175,16 +212,21 @@ def ensembling_markdown(results: list[dict[str, Any]]) -> str:
             continue
         sign = 1.0 if metric.get("greater_is_better", True) else -1.0
 
-        def cell(key: str) -> str:
+        def cell(key: str, opts: dict = opts) -> str:
             o = opts.get(key)
             return "-" if not o else f"{o['model']} {_f(o['score_test'], '.4g')}"
 
         gain = sign * (opts["chosen"]["score_test"] - opts["best_single"]["score_test"])
         n += 1
         wins += gain >= 0
-        lines.append(f"| {table_name(res)} | {res.get('time_limit_s', 0):g}s | {metric.get('name', '?')} | "
-                     f"{cell('best_single')} | {cell('weighted_ensemble')} | {cell('stack')} | {cell('chosen')} | "
-                     f"{gain:+.4g} |")
-    lines += ["", f"The chosen model scores at least as well as the best single model on the test split in "
-                  f"{wins} of {n} runs."]
+        lines.append(
+            f"| {table_name(res)} | {res.get('time_limit_s', 0):g}s | {metric.get('name', '?')} | "
+            f"{cell('best_single')} | {cell('weighted_ensemble')} | {cell('stack')} | {cell('chosen')} | "
+            f"{gain:+.4g} |"
+        )
+    lines += [
+        "",
+        f"The chosen model scores at least as well as the best single model on the test split in "
+        f"{wins} of {n} runs.",
+    ]
     return "\n".join(lines)

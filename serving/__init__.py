@@ -3,6 +3,7 @@
 ``build_app`` and ``AppArgs`` build the Serve application; ``predict_file`` scores a file. Names are
 imported on first use, so ``import serving`` does not import Ray.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -7,6 +7,7 @@ deployment: it loads the Predictor once per replica, predicts concurrent request
 checks. ``build_app(AppArgs) -> Application`` is the typed builder (``serve run serving.app:build_app
 model_dir=DIR``, or a Serve config file with ``import_path: serving.app:build_app``).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -14,7 +15,8 @@ import json
 import logging
 import math
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,15 +29,29 @@ from starlette.exceptions import HTTPException
 
 from automl.exceptions import SchemaError
 from automl.predictor import Predictor
-from serving.schemas import (AppArgs, ErrorResponse, HealthResponse, MetadataResponse, PredictRequest,
-                             PredictResponse, ProbaResponse, RequestError, RowChecker, parse_rows)
+from serving.schemas import (
+    AppArgs,
+    ErrorResponse,
+    HealthResponse,
+    MetadataResponse,
+    PredictRequest,
+    PredictResponse,
+    ProbaResponse,
+    RequestError,
+    RowChecker,
+    parse_rows,
+)
 
 logger = logging.getLogger(__name__)
 
 OPEN_PATHS = ("/health",)  # answered without an API key
-_BODY = {"content": {"application/json": {"schema": PredictRequest.model_json_schema()},
-                     "text/csv": {"schema": {"type": "string", "example": "age,workclass\n39,State-gov\n"}}},
-         "required": True}
+_BODY = {
+    "content": {
+        "application/json": {"schema": PredictRequest.model_json_schema()},
+        "text/csv": {"schema": {"type": "string", "example": "age,workclass\n39,State-gov\n"}},
+    },
+    "required": True,
+}
 _ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 413, 415, 422)}
 
 
@@ -76,7 +92,7 @@ class ModelService:
             return [self._predict_one(job) for job in jobs]
         out, start = [], 0
         for job in jobs:
-            out.append(raw[start:start + len(job)])
+            out.append(raw[start : start + len(job)])
             start += len(job)
         return out
 
@@ -90,8 +106,10 @@ class ModelService:
         return self.predict_many([rows])[0]
 
     def _warm_up(self) -> None:
-        row = {c.name: 0.0 if c.kind == "numeric" else (c.categories or [None])[0]
-               for c in self.predictor.schema.columns}
+        row = {
+            c.name: 0.0 if c.kind == "numeric" else (c.categories or [None])[0]
+            for c in self.predictor.schema.columns
+        }
         res = self._predict_one([row])
         if isinstance(res, Exception):
             logger.warning("warm-up prediction on a synthetic row failed: %s", res)
@@ -102,10 +120,16 @@ class ModelService:
         start, status, n = time.perf_counter(), 500, 0
         try:
             if proba and self.classes is None:
-                raise RequestError.one(400, "endpoint", "predict_proba needs a classification model; "
-                                       f"this one is {self.predictor.problem_type.value}: use /predict")
-            rows = parse_rows(await _read_body(request, self.args.max_body_bytes),
-                              request.headers.get("content-type", "application/json"))
+                raise RequestError.one(
+                    400,
+                    "endpoint",
+                    "predict_proba needs a classification model; "
+                    f"this one is {self.predictor.problem_type.value}: use /predict",
+                )
+            rows = parse_rows(
+                await _read_body(request, self.args.max_body_bytes),
+                request.headers.get("content-type", "application/json"),
+            )
             report = self.checker.check(rows)
             raw = await self.predict_rows(rows)
             if isinstance(raw, Exception):
@@ -114,8 +138,9 @@ class ModelService:
             payload["ignored_columns"] = report.ignored_columns
             payload["unknown_categories"] = report.unknown_categories
             if self.capture is not None:
-                self.capture.record(endpoint=endpoint.lstrip("/"), rows=rows, response=payload,
-                                    model_version=self.version)
+                self.capture.record(
+                    endpoint=endpoint.lstrip("/"), rows=rows, response=payload, model_version=self.version
+                )
             status, n = 200, len(rows)
             self.internal_failures = 0
             return _json(payload)
@@ -135,8 +160,11 @@ class ModelService:
 
     def _payload(self, raw: np.ndarray, proba: bool) -> dict[str, Any]:
         if proba:
-            return {"probabilities": [dict(zip(self._keys, p)) for p in np.asarray(raw, float).tolist()],
-                    "classes": self.classes, "model_version": self.version}
+            return {
+                "probabilities": [dict(zip(self._keys, p)) for p in np.asarray(raw, float).tolist()],
+                "classes": self.classes,
+                "model_version": self.version,
+            }
         labels = self.predictor.decode(raw).tolist()
         if self.classes is None:
             labels = [v if math.isfinite(v) else None for v in labels]
@@ -144,14 +172,24 @@ class ModelService:
 
     def metadata(self) -> dict[str, Any]:
         p = self.predictor
-        return {"model_version": self.version, "problem_type": p.problem_type.value, "target": p.target,
-                "classes": self.classes, "metric": p.metric, "columns": [vars(c) for c in p.schema.columns],
-                "id_columns": list(p.schema.id_columns), "created_at": p.info.get("created_at")}
+        return {
+            "model_version": self.version,
+            "problem_type": p.problem_type.value,
+            "target": p.target,
+            "classes": self.classes,
+            "metric": p.metric,
+            "columns": [vars(c) for c in p.schema.columns],
+            "id_columns": list(p.schema.id_columns),
+            "created_at": p.info.get("created_at"),
+        }
 
     def build_fastapi(self) -> FastAPI:
         p = self.predictor
-        app = FastAPI(title="AutoML model", version=self.version,
-                      description=f"Predicts {p.target!r} ({p.problem_type.value}).")
+        app = FastAPI(
+            title="AutoML model",
+            version=self.version,
+            description=f"Predicts {p.target!r} ({p.problem_type.value}).",
+        )
         meta = json.dumps(self.metadata(), default=str)
 
         @app.get("/health", response_model=HealthResponse)
@@ -162,13 +200,21 @@ class ModelService:
         async def metadata() -> Response:
             return Response(meta, media_type="application/json")
 
-        @app.post("/predict", response_model=PredictResponse, responses=_ERRORS,
-                  openapi_extra={"requestBody": _BODY})
+        @app.post(
+            "/predict",
+            response_model=PredictResponse,
+            responses=_ERRORS,
+            openapi_extra={"requestBody": _BODY},
+        )
         async def predict(request: Request) -> Response:
             return await self.handle_predict(request, proba=False)
 
-        @app.post("/predict_proba", response_model=ProbaResponse, responses=_ERRORS,
-                  openapi_extra={"requestBody": _BODY})
+        @app.post(
+            "/predict_proba",
+            response_model=ProbaResponse,
+            responses=_ERRORS,
+            openapi_extra={"requestBody": _BODY},
+        )
         async def predict_proba(request: Request) -> Response:
             return await self.handle_predict(request, proba=True)
 
@@ -192,14 +238,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if not declared.isdigit():
             raise RequestError.one(400, "Content-Length", f"not a number: {declared[:40]!r}")
         if int(declared) > limit:
-            raise RequestError.one(413, "body", f"{int(declared)} bytes is over the limit of {limit} bytes; "
-                                   "send fewer rows per request")
+            raise RequestError.one(
+                413,
+                "body",
+                f"{int(declared)} bytes is over the limit of {limit} bytes; send fewer rows per request",
+            )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise RequestError.one(413, "body", f"over the limit of {limit} bytes; send fewer rows per "
-                                   "request")
+            raise RequestError.one(
+                413, "body", f"over the limit of {limit} bytes; send fewer rows per request"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -216,7 +266,7 @@ class ApiKeyGate:
         path = scope.get("path", "")
         root = scope.get("root_path", "")
         if root and path.startswith(root):
-            path = path[len(root):]
+            path = path[len(root) :]
         if scope["type"] != "http" or path.rstrip("/") in OPEN_PATHS:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
@@ -227,11 +277,23 @@ class ApiKeyGate:
         if given is not None and hmac.compare_digest(given, self.key):
             return await self.app(scope, receive, send)
         message = "missing API key" if given is None else "wrong API key"
-        body = json.dumps({"detail": f"{message}: send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'",
-                           "errors": [{"field": "X-API-Key", "message": message}]}).encode()
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "detail": f"{message}: send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'",
+                "errors": [{"field": "X-API-Key", "message": message}],
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", b"Bearer"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -243,14 +305,23 @@ class ServeMetrics:
     def __init__(self) -> None:
         from ray.serve import metrics
 
-        self.requests = metrics.Counter("automl_requests", description="requests by endpoint and HTTP status",
-                                        tag_keys=("endpoint", "status"))
-        self.errors = metrics.Counter("automl_request_errors", description="4xx and 5xx responses",
-                                      tag_keys=("endpoint", "status"))
-        self.rows = metrics.Counter("automl_rows_predicted", description="rows predicted",
-                                    tag_keys=("endpoint",))
-        self.latency = metrics.Histogram("automl_request_latency_ms", description="latency in the replica",
-                                         boundaries=self.BOUNDARIES_MS, tag_keys=("endpoint",))
+        self.requests = metrics.Counter(
+            "automl_requests",
+            description="requests by endpoint and HTTP status",
+            tag_keys=("endpoint", "status"),
+        )
+        self.errors = metrics.Counter(
+            "automl_request_errors", description="4xx and 5xx responses", tag_keys=("endpoint", "status")
+        )
+        self.rows = metrics.Counter(
+            "automl_rows_predicted", description="rows predicted", tag_keys=("endpoint",)
+        )
+        self.latency = metrics.Histogram(
+            "automl_request_latency_ms",
+            description="latency in the replica",
+            boundaries=self.BOUNDARIES_MS,
+            tag_keys=("endpoint",),
+        )
 
     def observe(self, endpoint: str, status: int, seconds: float, rows: int) -> None:
         tags = {"endpoint": endpoint, "status": str(status)}
@@ -283,8 +354,9 @@ class ModelDeployment:
 
     def check_health(self) -> None:
         if self.service.internal_failures >= 5:
-            raise RuntimeError(f"{self.service.internal_failures} requests in a row failed with an internal "
-                               "error")
+            raise RuntimeError(
+                f"{self.service.internal_failures} requests in a row failed with an internal error"
+            )
 
     def __del__(self) -> None:
         capture = getattr(getattr(self, "service", None), "capture", None)
@@ -296,13 +368,20 @@ def build_app(args: AppArgs) -> Application:
     """The Serve application for ``args`` (a dict is validated into AppArgs, as ``serve run`` does)."""
     if not isinstance(args, AppArgs):
         args = AppArgs.model_validate(args)
-    opts: dict[str, Any] = {"max_ongoing_requests": args.ongoing_requests,
-                            "ray_actor_options": {"num_cpus": 1},  # one prediction thread per replica
-                            "health_check_period_s": 10.0, "health_check_timeout_s": 30.0}
+    opts: dict[str, Any] = {
+        "max_ongoing_requests": args.ongoing_requests,
+        "ray_actor_options": {"num_cpus": 1},  # one prediction thread per replica
+        "health_check_period_s": 10.0,
+        "health_check_timeout_s": 30.0,
+    }
     if args.autoscale is not None:
         lo, hi = args.autoscale
-        opts["autoscaling_config"] = {"min_replicas": lo, "initial_replicas": max(lo, 1), "max_replicas": hi,
-                                      "target_ongoing_requests": max(2, args.max_batch_size)}
+        opts["autoscaling_config"] = {
+            "min_replicas": lo,
+            "initial_replicas": max(lo, 1),
+            "max_replicas": hi,
+            "target_ongoing_requests": max(2, args.max_batch_size),
+        }
     else:
         opts["num_replicas"] = args.num_replicas
     return ModelDeployment.options(**opts).bind(args)

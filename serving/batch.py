@@ -7,12 +7,14 @@ scored chunks to the output in input order (``preserve_order``). Without Ray the
 this process, one chunk at a time. At no point is the whole table in memory. Each output row
 carries the input's id column (or its row number, column ``row``) next to its prediction.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -40,8 +42,9 @@ class _Scorer:
         return score_frame(self.predictor, batch, self.proba, self.id_column)
 
 
-def score_frame(predictor: Predictor, batch: pd.DataFrame, proba: bool,
-                id_column: str | None) -> pd.DataFrame:
+def score_frame(
+    predictor: Predictor, batch: pd.DataFrame, proba: bool, id_column: str | None
+) -> pd.DataFrame:
     """Predictions for ``batch`` (plus its id column when given), in the batch's row order."""
     out = pd.DataFrame(index=batch.index)
     if id_column:
@@ -124,8 +127,11 @@ class _Writer:
             if self._csv is None:
                 import gzip
 
-                self._csv = (gzip.open(self.path, "wt", newline="") if self.path.lower().endswith(".gz")
-                             else open(self.path, "w", newline=""))
+                self._csv = (
+                    gzip.open(self.path, "wt", newline="")
+                    if self.path.lower().endswith(".gz")
+                    else open(self.path, "w", newline="")
+                )
                 df.to_csv(self._csv, index=False)
             else:
                 df.to_csv(self._csv, index=False, header=False)
@@ -147,8 +153,17 @@ class _Writer:
                 fh.close()
 
 
-def predict_file(model_dir: str, data: str, output: str, *, proba: bool = False, id_column: str | None = None,
-                 batch_size: int = 50_000, use_ray: bool = True, concurrency: int | None = None) -> int:
+def predict_file(
+    model_dir: str,
+    data: str,
+    output: str,
+    *,
+    proba: bool = False,
+    id_column: str | None = None,
+    batch_size: int = 50_000,
+    use_ray: bool = True,
+    concurrency: int | None = None,
+) -> int:
     """Score ``data`` into ``output`` (CSV or Parquet, by suffix); returns the number of rows written.
 
     Output columns: the id column (``id_column``, else the model's id column when the input has it,
@@ -156,8 +171,10 @@ def predict_file(model_dir: str, data: str, output: str, *, proba: bool = False,
     """
     predictor = Predictor.load(model_dir)  # verifies the artifact before any work starts
     if proba and not predictor.problem_type.is_classification:
-        raise DataError("--proba needs a classification model; this one is "
-                        f"{predictor.problem_type.value}: leave --proba out")
+        raise DataError(
+            "--proba needs a classification model; this one is "
+            f"{predictor.problem_type.value}: leave --proba out"
+        )
     if batch_size < 1:
         raise DataError(f"batch_size must be at least 1; got {batch_size}")
     if "://" not in data and not Path(data).is_file():
@@ -197,8 +214,15 @@ def _chunk_datasource(path: str, fmt: str, batch_size: int) -> Any:
     return ChunkDatasource(path)
 
 
-def _ray_batches(model_dir: str, data: str, fmt: str, proba: bool, ident: str | None, batch_size: int,
-                 concurrency: int | None) -> Iterator[pd.DataFrame]:
+def _ray_batches(
+    model_dir: str,
+    data: str,
+    fmt: str,
+    proba: bool,
+    ident: str | None,
+    batch_size: int,
+    concurrency: int | None,
+) -> Iterator[pd.DataFrame]:
     import ray
 
     from automl.config import ResourceConfig
@@ -213,11 +237,15 @@ def _ray_batches(model_dir: str, data: str, fmt: str, proba: bool, ident: str | 
         pool = concurrency or max(1, int(info.cpus))
         share = min(1.0, max(0.0, info.cpus - 1.0) / pool)
         ds = ray.data.read_datasource(_chunk_datasource(src, fmt, batch_size))
-        scored = ds.map_batches(_Scorer, fn_constructor_args=(str(Path(model_dir).resolve()), proba, ident),
-                                batch_format="pandas", batch_size=batch_size,
-                                compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=share)
-        for batch in scored.iter_batches(batch_format="pandas", batch_size=None, prefetch_batches=1):
-            yield batch
+        scored = ds.map_batches(
+            _Scorer,
+            fn_constructor_args=(str(Path(model_dir).resolve()), proba, ident),
+            batch_format="pandas",
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=pool),
+            num_cpus=share,
+        )
+        yield from scored.iter_batches(batch_format="pandas", batch_size=None, prefetch_batches=1)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ retried every few seconds. One line per request::
 
 ``automl monitor MODEL CAPTURE_DIR`` reads these files.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,12 +59,20 @@ class CaptureConfig:
             raise ConfigError(f"capture directory must be a non-empty path; got {self.directory!r}")
         if "://" in str(self.directory):
             raise ConfigError(f"capture directory must be a local path; got {self.directory!r}")
-        if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, (int, float)) \
-                or not 0.0 <= float(self.sample_rate) <= 1.0:
+        if (
+            isinstance(self.sample_rate, bool)
+            or not isinstance(self.sample_rate, (int, float))
+            or not 0.0 <= float(self.sample_rate) <= 1.0
+        ):
             raise ConfigError(f"capture sample_rate must be a number from 0 to 1; got {self.sample_rate!r}")
-        if isinstance(self.max_file_bytes, bool) or not isinstance(self.max_file_bytes, int) \
-                or self.max_file_bytes < 1024:
-            raise ConfigError(f"capture max_file_bytes must be an integer >= 1024; got {self.max_file_bytes!r}")
+        if (
+            isinstance(self.max_file_bytes, bool)
+            or not isinstance(self.max_file_bytes, int)
+            or self.max_file_bytes < 1024
+        ):
+            raise ConfigError(
+                f"capture max_file_bytes must be an integer >= 1024; got {self.max_file_bytes!r}"
+            )
         if isinstance(self.max_files, bool) or not isinstance(self.max_files, int) or self.max_files < 1:
             raise ConfigError(f"capture max_files must be an integer >= 1; got {self.max_files!r}")
 
@@ -77,8 +86,17 @@ class DataCapture:
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self._rng = random.Random(seed)
         self._lock = threading.Lock()  # guards the counters only; never held during I/O
-        self._counts = {"seen": 0, "sampled": 0, "written": 0, "dropped_queue_full": 0, "dropped_write_error": 0,
-                        "dropped_too_large": 0, "errors": 0, "bytes_written": 0, "files_rotated": 0}
+        self._counts = {
+            "seen": 0,
+            "sampled": 0,
+            "written": 0,
+            "dropped_queue_full": 0,
+            "dropped_write_error": 0,
+            "dropped_too_large": 0,
+            "errors": 0,
+            "bytes_written": 0,
+            "files_rotated": 0,
+        }
         self._file: Any = None
         self._file_path: Path | None = None
         self._file_bytes = 0
@@ -88,8 +106,13 @@ class DataCapture:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="automl-data-capture", daemon=True)
         self._thread.start()
-        logger.info("data capture to %s: sample rate %.3g, files up to %d bytes, at most %d files",
-                    self.directory, config.sample_rate, config.max_file_bytes, config.max_files)
+        logger.info(
+            "data capture to %s: sample rate %.3g, files up to %d bytes, at most %d files",
+            self.directory,
+            config.sample_rate,
+            config.max_file_bytes,
+            config.max_files,
+        )
 
     # -- the caller's side: cheap, never raises ---------------------------------------------------
     def record(self, *, endpoint: str, rows: list[dict], response: dict, model_version: str) -> None:
@@ -116,8 +139,13 @@ class DataCapture:
         with self._lock:
             out: dict[str, Any] = dict(self._counts)
         out["dropped"] = out["dropped_queue_full"] + out["dropped_write_error"] + out["dropped_too_large"]
-        out.update(queued=self._queue.qsize(), directory=str(self.directory), sample_rate=self.config.sample_rate,
-                   current_file=str(self._file_path) if self._file_path else None, last_error=self._last_error)
+        out.update(
+            queued=self._queue.qsize(),
+            directory=str(self.directory),
+            sample_rate=self.config.sample_rate,
+            current_file=str(self._file_path) if self._file_path else None,
+            last_error=self._last_error,
+        )
         return out
 
     def close(self, timeout: float = 5.0) -> None:
@@ -128,10 +156,12 @@ class DataCapture:
         try:
             self._queue.put(_STOP, timeout=timeout)
         except queue.Full:
-            logger.warning("data capture: queue still full at close; %d events not written", self._queue.qsize())
+            logger.warning(
+                "data capture: queue still full at close; %d events not written", self._queue.qsize()
+            )
         self._thread.join(timeout)
 
-    def __enter__(self) -> "DataCapture":
+    def __enter__(self) -> DataCapture:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -158,10 +188,21 @@ class DataCapture:
     def _write_event(self, event: tuple) -> None:
         ts, endpoint, model_version, rows, response = event
         try:
-            line = (json.dumps({
-                "event_id": uuid.uuid4().hex, "captured_at": _iso(ts), "endpoint": endpoint,
-                "model_version": model_version, "n_rows": len(rows), "rows": rows, "response": response,
-            }, default=_jsonable) + "\n").encode()
+            line = (
+                json.dumps(
+                    {
+                        "event_id": uuid.uuid4().hex,
+                        "captured_at": _iso(ts),
+                        "endpoint": endpoint,
+                        "model_version": model_version,
+                        "n_rows": len(rows),
+                        "rows": rows,
+                        "response": response,
+                    },
+                    default=_jsonable,
+                )
+                + "\n"
+            ).encode()
         except Exception as exc:
             self._fail(f"cannot serialise an event: {exc}", "errors")
             return

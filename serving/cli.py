@@ -1,4 +1,5 @@
 """CLI subcommand ``automl serve``: the best model behind a Ray Serve REST endpoint (cheap to import)."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,10 +8,13 @@ from typing import Any
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("serve", help="serve a saved model over HTTP with Ray Serve",
-                       description="Serve a saved model (a run directory or registry://NAME[:VERSION]) with "
-                                   "Ray Serve: POST /predict, POST /predict_proba, GET /health, "
-                                   "GET /metadata, docs at /docs.")
+    s = sub.add_parser(
+        "serve",
+        help="serve a saved model over HTTP with Ray Serve",
+        description="Serve a saved model (a run directory or registry://NAME[:VERSION]) with "
+        "Ray Serve: POST /predict, POST /predict_proba, GET /health, "
+        "GET /metadata, docs at /docs.",
+    )
     add = s.add_argument
     add("model", help="model directory, or registry://NAME[:VERSION]")
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs an API key)")
@@ -40,7 +44,7 @@ def _autoscale(text: str | None) -> tuple[int, int] | None:
     return int(lo), int(hi)
 
 
-def app_args_from_cli(a: argparse.Namespace, model_dir: str) -> "AppArgs":  # noqa: F821 - lazy import
+def app_args_from_cli(a: argparse.Namespace, model_dir: str) -> AppArgs:  # noqa: F821 - lazy import
     from pydantic import ValidationError
 
     from automl.exceptions import ConfigError
@@ -55,15 +59,22 @@ def app_args_from_cli(a: argparse.Namespace, model_dir: str) -> "AppArgs":  # no
         rate = 1.0 if a.capture_rate is None else a.capture_rate
         capture = CaptureConfig(directory=a.capture_dir, sample_rate=rate)
     try:
-        return AppArgs(model_dir=model_dir, max_batch_size=a.max_batch_size,
-                       batch_wait_timeout_s=a.batch_wait_ms / 1000, num_replicas=a.replicas,
-                       autoscale=_autoscale(a.autoscale),
-                       api_key=a.api_key or os.environ.get("AUTOML_API_KEY") or None,
-                       max_body_bytes=int(a.max_body_mb * 1_000_000), capture=capture,
-                       max_ongoing_requests=a.max_ongoing_requests)
+        return AppArgs(
+            model_dir=model_dir,
+            max_batch_size=a.max_batch_size,
+            batch_wait_timeout_s=a.batch_wait_ms / 1000,
+            num_replicas=a.replicas,
+            autoscale=_autoscale(a.autoscale),
+            api_key=a.api_key or os.environ.get("AUTOML_API_KEY") or None,
+            max_body_bytes=int(a.max_body_mb * 1_000_000),
+            capture=capture,
+            max_ongoing_requests=a.max_ongoing_requests,
+        )
     except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg'].removeprefix('Value error, ')}"
-                    for e in exc.errors()]
+        problems = [
+            f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
         raise ConfigError("; ".join(problems)) from None
 
 
@@ -107,8 +118,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
 def _banner(predictor: Any, base: str, args: Any, seconds: float) -> str:
     example = ", ".join(f'"{c}": ...' for c in predictor.schema.names[:2])
     key = " -H 'X-API-Key: <your key>'" if args.api_key else ""
-    return (f"serving model {predictor.model_version} ({predictor.problem_type.value}, target "
-            f"{predictor.target!r}) at {base}, ready in {seconds:.1f}s\n"
-            f"  docs: {base}/docs   metadata: {base}/metadata   health: {base}/health\n"
-            f"  try: curl -s {base}/predict -H 'Content-Type: application/json'{key} "
-            f"-d '{{\"rows\": [{{{example}, ...}}]}}'\nCtrl-C stops the endpoint.")
+    return (
+        f"serving model {predictor.model_version} ({predictor.problem_type.value}, target "
+        f"{predictor.target!r}) at {base}, ready in {seconds:.1f}s\n"
+        f"  docs: {base}/docs   metadata: {base}/metadata   health: {base}/health\n"
+        f"  try: curl -s {base}/predict -H 'Content-Type: application/json'{key} "
+        f"-d '{{\"rows\": [{{{example}, ...}}]}}'\nCtrl-C stops the endpoint."
+    )

@@ -7,6 +7,7 @@
 100-row bodies at several concurrencies, for Ray Serve next to two floors measured in the same
 run: the Predictor called in-process, and the same FastAPI app served by plain uvicorn (no Ray).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,8 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -60,14 +62,22 @@ async def _load(url: str, body: bytes, concurrency: int, duration_s: float, head
     }
 
 
-def run_load(url: str, payload: Any, *, concurrency: int, duration_s: float,
-             headers: dict[str, str] | None = None, content_type: str = "application/json") -> dict:
+def run_load(
+    url: str,
+    payload: Any,
+    *,
+    concurrency: int,
+    duration_s: float,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> dict:
     """POST ``payload`` (bytes, str, or a JSON-able object) to ``url`` from ``concurrency`` clients
     for ``duration_s`` seconds. Returns ``requests, errors_5xx, errors_4xx, errors_transport, rps,
     p50_ms, p99_ms, status_counts``."""
     if concurrency < 1 or not 0 < duration_s <= 3600:
-        raise ValueError(f"concurrency must be >= 1 and duration_s in (0, 3600]; "
-                         f"got {concurrency}, {duration_s}")
+        raise ValueError(
+            f"concurrency must be >= 1 and duration_s in (0, 3600]; got {concurrency}, {duration_s}"
+        )
     if isinstance(payload, (bytes, bytearray)):
         body = bytes(payload)
     elif isinstance(payload, str):
@@ -110,8 +120,13 @@ def _in_process(model_dir: str, rows: list[dict], seconds: float = 3.0) -> dict:
         pred.predict_raw(pd.DataFrame(rows))
         times.append(time.perf_counter() - t)
     ms = np.asarray(times) * 1000.0
-    return {"requests": len(ms), "rps": 1000.0 / ms.mean(), "p50_ms": float(np.percentile(ms, 50)),
-            "p99_ms": float(np.percentile(ms, 99)), "errors_5xx": 0}
+    return {
+        "requests": len(ms),
+        "rps": 1000.0 / ms.mean(),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "errors_5xx": 0,
+    }
 
 
 def _wait(url: str, timeout_s: float = 60.0) -> None:
@@ -129,11 +144,18 @@ def _wait(url: str, timeout_s: float = 60.0) -> None:
 
 
 def _measure(name: str, url: str, n_rows: int, body: bytes, clients: int, duration: float) -> dict:
-    r = {"server": name, "rows": n_rows, "clients": clients,
-         **run_load(url + "/predict", body, concurrency=clients, duration_s=duration)}
-    print(f"  {name:10s} rows={n_rows:<4d} clients={clients:<3d} {r['rps']:8.1f} req/s  "
-          f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  5xx {r['errors_5xx']}  "
-          f"{r['status_counts']}", flush=True)
+    r = {
+        "server": name,
+        "rows": n_rows,
+        "clients": clients,
+        **run_load(url + "/predict", body, concurrency=clients, duration_s=duration),
+    }
+    print(
+        f"  {name:10s} rows={n_rows:<4d} clients={clients:<3d} {r['rps']:8.1f} req/s  "
+        f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  5xx {r['errors_5xx']}  "
+        f"{r['status_counts']}",
+        flush=True,
+    )
     return r
 
 
@@ -185,10 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     names = Predictor.load(a.model_dir).schema.names
     table = load_table(a.data or os.path.join(a.model_dir, "validation_sample.parquet"))
     table = table[[c for c in table.columns if c in names]]
-    rows = {n: json.loads(table.sample(n, replace=len(table) < n, random_state=0).to_json(orient="records"))
-            for n in (int(x) for x in a.rows.split(","))}
-    args = AppArgs(model_dir=a.model_dir, num_replicas=a.replicas, max_batch_size=a.max_batch_size,
-                   batch_wait_timeout_s=a.batch_wait_ms / 1000.0, max_ongoing_requests=a.max_ongoing_requests)
+    rows = {
+        n: json.loads(table.sample(n, replace=len(table) < n, random_state=0).to_json(orient="records"))
+        for n in (int(x) for x in a.rows.split(","))
+    }
+    args = AppArgs(
+        model_dir=a.model_dir,
+        num_replicas=a.replicas,
+        max_batch_size=a.max_batch_size,
+        batch_wait_timeout_s=a.batch_wait_ms / 1000.0,
+        max_ongoing_requests=a.max_ongoing_requests,
+    )
     results = []
     # Both servers run side by side and each cell is measured on one, then at once on the other, so
     # the machine's other load affects the pair alike.
@@ -197,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
             body = json.dumps({"rows": r}).encode()
             f = _in_process(a.model_dir, r)
             results.append({"server": "in-process", "rows": n, "clients": 1, **f})
-            print(f"  in-process rows={n:<4d} {f['rps']:8.1f} calls/s  p50 {f['p50_ms']:7.1f} ms  "
-                  f"p99 {f['p99_ms']:7.1f} ms", flush=True)
+            print(
+                f"  in-process rows={n:<4d} {f['rps']:8.1f} calls/s  p50 {f['p50_ms']:7.1f} ms  "
+                f"p99 {f['p99_ms']:7.1f} ms",
+                flush=True,
+            )
             for url in (floor, serve_url):
                 run_load(url + "/predict", body, concurrency=4, duration_s=1.0)  # warm up
             for c in (int(x) for x in a.concurrency.split(",")):
@@ -212,11 +244,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def format_table(results: list[dict]) -> str:
-    lines = ["| server | rows/request | clients | req/s | p50 ms | p99 ms | 5xx |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| server | rows/request | clients | req/s | p50 ms | p99 ms | 5xx |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {r['server']} | {r['rows']} | {r['clients']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {r['errors_5xx']} |")
+        lines.append(
+            f"| {r['server']} | {r['rows']} | {r['clients']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['errors_5xx']} |"
+        )
     return "\n".join(lines)
 
 

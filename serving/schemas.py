@@ -5,6 +5,7 @@ Bodies are parsed here rather than by FastAPI's pydantic validation so that ever
 the rows of concurrent requests can be predicted together. The pydantic models document the API
 (OpenAPI at ``/docs``); handlers build the same shapes as plain dicts, which is cheaper.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,7 +35,7 @@ class RequestError(Exception):
         super().__init__(self.detail)
 
     @classmethod
-    def one(cls, status: int, field_: str, message: str) -> "RequestError":
+    def one(cls, status: int, field_: str, message: str) -> RequestError:
         return cls(status, [{"field": field_, "message": message}])
 
     def body(self) -> dict[str, Any]:
@@ -112,12 +113,13 @@ class AppArgs(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _scaling(self) -> "AppArgs":
+    def _scaling(self) -> AppArgs:
         if self.autoscale is not None:
             lo, hi = self.autoscale
             if lo < 0 or hi < 1 or lo > hi:
-                raise ValueError(f"autoscale must be (min, max) with 0 <= min <= max and max >= 1; "
-                                 f"got {self.autoscale}")
+                raise ValueError(
+                    f"autoscale must be (min, max) with 0 <= min <= max and max >= 1; got {self.autoscale}"
+                )
         return self
 
     @property
@@ -145,7 +147,8 @@ class PredictResponse(BaseModel):
     model_version: str
     ignored_columns: list[str] = Field(default_factory=list, description="columns the model does not use")
     unknown_categories: dict[str, list[str]] = Field(
-        default_factory=dict, description="column -> values never seen in training (predicted as rare)")
+        default_factory=dict, description="column -> values never seen in training (predicted as rare)"
+    )
 
 
 class ProbaResponse(BaseModel):
@@ -189,15 +192,19 @@ def parse_rows(body: bytes, content_type: str) -> list[dict[str, Any]]:
     if media in ("text/csv", "application/csv"):
         return _csv_rows(body)
     if media and media != "application/json" and not media.endswith("+json"):
-        raise RequestError.one(415, "Content-Type", f"unsupported media type {media!r}; "
-                               "send application/json ({\"rows\": [...]}) or text/csv")
+        raise RequestError.one(
+            415,
+            "Content-Type",
+            f'unsupported media type {media!r}; send application/json ({{"rows": [...]}}) or text/csv',
+        )
     try:
         doc = json.loads(body)
     except UnicodeDecodeError as exc:
         raise RequestError.one(400, "body", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise RequestError.one(400, "body", f"malformed JSON at line {exc.lineno} column {exc.colno}: "
-                               f"{exc.msg}") from None
+        raise RequestError.one(
+            400, "body", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     except RecursionError:
         raise RequestError.one(400, "body", "JSON nested too deeply") from None
     return _json_rows(doc)
@@ -208,8 +215,9 @@ def _json_rows(doc: Any) -> list[dict[str, Any]]:
         raise RequestError.one(422, "body", f'expected a JSON object {{"rows": [...]}}, got {_type(doc)}')
     extra = [k for k in doc if k != "rows"]
     if extra:
-        raise RequestError(422, [{"field": k, "message": "unknown field; the body takes only 'rows'"}
-                                 for k in extra])
+        raise RequestError(
+            422, [{"field": k, "message": "unknown field; the body takes only 'rows'"} for k in extra]
+        )
     if "rows" not in doc:
         raise RequestError.one(422, "rows", "required field is missing")
     rows = doc["rows"]
@@ -220,22 +228,27 @@ def _json_rows(doc: Any) -> list[dict[str, Any]]:
     errors: list[dict[str, str]] = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            errors.append({"field": f"rows[{i}]",
-                           "message": f"expected an object {{column: value}}, got {_type(row)}"})
+            errors.append(
+                {"field": f"rows[{i}]", "message": f"expected an object {{column: value}}, got {_type(row)}"}
+            )
             continue
         for col, value in row.items():
             if value is None or type(value) in (str, float, bool):
                 continue
             if type(value) is int:
-                if abs(value) >= 2 ** 63:  # beyond int64: keep as float, or refuse if even that overflows
+                if abs(value) >= 2**63:  # beyond int64: keep as float, or refuse if even that overflows
                     try:
                         row[col] = float(value)
                     except OverflowError:
                         errors.append({"field": f"rows[{i}].{col}", "message": "number too large"})
                 continue
             if not isinstance(value, _SCALARS):
-                errors.append({"field": f"rows[{i}].{col}",
-                               "message": f"expected a number, string, boolean or null, got {_type(value)}"})
+                errors.append(
+                    {
+                        "field": f"rows[{i}].{col}",
+                        "message": f"expected a number, string, boolean or null, got {_type(value)}",
+                    }
+                )
         if len(errors) >= MAX_ERRORS:
             break
     if errors:
@@ -259,13 +272,16 @@ def _csv_rows(body: bytes) -> list[dict[str, Any]]:
         raise RequestError.one(400, "body", f"malformed CSV: {last}") from None
     if len(df) == 0:
         raise RequestError.one(422, "rows", "empty: give at least one row below the header")
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-            for r in df.to_dict("records")]
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        for r in df.to_dict("records")
+    ]
 
 
 def _type(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
+    )
 
 
 # --- schema checks that can be made per request, before batching ------------------------------------
@@ -284,8 +300,11 @@ class RowChecker:
     def __init__(self, schema: InputSchema) -> None:
         self.names = set(schema.names)
         self.required = [c.name for c in schema.columns if c.required]
-        self.known = {c.name: set(c.categories) for c in schema.columns
-                      if c.kind == "categorical" and c.categories is not None}
+        self.known = {
+            c.name: set(c.categories)
+            for c in schema.columns
+            if c.kind == "categorical" and c.categories is not None
+        }
 
     def check(self, rows: list[dict[str, Any]]) -> RowsReport:
         seen: dict[str, None] = {}

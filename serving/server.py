@@ -4,6 +4,7 @@ Security defaults: the HTTP proxy binds 127.0.0.1 unless told otherwise, and bin
 address needs an API key. Ray's dashboard is never started by this module (``ensure_ray`` starts
 Ray without it).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -30,8 +31,10 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, args: AppArgs) -> None:
     """Refuse to listen beyond this machine without an API key."""
     if not is_loopback(host) and not args.api_key:
-        raise ConfigError(f"binding to {host!r} exposes the model beyond this machine: give an API key "
-                          "(--api-key or the AUTOML_API_KEY environment variable), or bind 127.0.0.1")
+        raise ConfigError(
+            f"binding to {host!r} exposes the model beyond this machine: give an API key "
+            "(--api-key or the AUTOML_API_KEY environment variable), or bind 127.0.0.1"
+        )
 
 
 def start(args: AppArgs, *, host: str = "127.0.0.1", port: int = 8000, timeout_s: float = 120.0) -> str:
@@ -73,11 +76,16 @@ def _check_cpus(args: AppArgs) -> None:
     cpus = ray.cluster_resources().get("CPU", 0)
     need = args.autoscale[0] if args.autoscale else args.num_replicas
     if need > cpus:
-        raise ConfigError(f"{need} replica(s) need {need} CPUs (one each) but the Ray cluster has "
-                          f"{cpus:.0f}; lower --replicas / the autoscale minimum, or add nodes")
+        raise ConfigError(
+            f"{need} replica(s) need {need} CPUs (one each) but the Ray cluster has "
+            f"{cpus:.0f}; lower --replicas / the autoscale minimum, or add nodes"
+        )
     if args.autoscale and args.autoscale[1] > cpus:
-        logger.warning("autoscale maximum %d is above the cluster's %.0f CPUs: replicas beyond that wait for "
-                       "resources", args.autoscale[1], cpus)
+        logger.warning(
+            "autoscale maximum %d is above the cluster's %.0f CPUs: replicas beyond that wait for resources",
+            args.autoscale[1],
+            cpus,
+        )
 
 
 def _wait_healthy(base: str, timeout_s: float) -> None:
@@ -94,5 +102,7 @@ def _wait_healthy(base: str, timeout_s: float) -> None:
         except httpx.HTTPError as exc:
             last = type(exc).__name__
         time.sleep(0.2)
-    raise ConfigError(f"the endpoint at {base} did not become healthy within {timeout_s:.0f}s ({last}); "
-                      "is another Serve instance using a different port in this Ray session?")
+    raise ConfigError(
+        f"the endpoint at {base} did not become healthy within {timeout_s:.0f}s ({last}); "
+        "is another Serve instance using a different port in this Ray session?"
+    )

@@ -8,6 +8,7 @@ Usage::
         page = b.open(Path("report.html"), screenshot=Path("report.png"))
         page.console_errors, page.requests, b.evaluate("document.title")
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,10 +26,21 @@ from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 #: no sandbox (tests run as root), no GPU, nothing that talks to the network on its own
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--no-default-browser-check", "--disable-sync",
-         "--disable-extensions", "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
-         "--remote-allow-origins=*"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--remote-allow-origins=*",
+]
 START_TIMEOUT_S = 30.0
 LOAD_TIMEOUT_S = 30.0
 
@@ -64,14 +76,22 @@ class Browser:
         self.width, self.height = width, height
         self._ids = itertools.count(1)
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         from websockets.sync.client import connect
 
         self.profile = tempfile.mkdtemp(prefix="chromium-profile-")
         self.proc = subprocess.Popen(
-            [ensure_chromium(), *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
-             f"--window-size={self.width},{self.height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                ensure_chromium(),
+                *FLAGS,
+                f"--user-data-dir={self.profile}",
+                "--remote-debugging-port=0",
+                f"--window-size={self.width},{self.height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port = self._port()
         targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
         page = next(t for t in targets if t.get("type") == "page")
@@ -79,8 +99,13 @@ class Browser:
         self.events: list[dict[str, Any]] = []
         for method in ("Page.enable", "Runtime.enable", "Log.enable", "Network.enable"):
             self.send(method)
-        self.send("Emulation.setDeviceMetricsOverride",
-                  width=self.width, height=self.height, deviceScaleFactor=1, mobile=False)
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=self.width,
+            height=self.height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         return self
 
     def _port(self) -> int:
@@ -153,7 +178,9 @@ class Browser:
         for ev in self.events:
             m, p = ev["method"], ev.get("params", {})
             if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                page.console_errors.append(" ".join(str(a.get("value", a.get("description"))) for a in p["args"]))
+                page.console_errors.append(
+                    " ".join(str(a.get("value", a.get("description"))) for a in p["args"])
+                )
             elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
                 page.console_errors.append(p["entry"].get("text", ""))
             elif m == "Runtime.exceptionThrown":

@@ -1,4 +1,5 @@
 """Shared fixtures: one Ray session for the whole test run, tiny seeded tables."""
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,12 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}})
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}},
+        )
     yield ray
     ray.shutdown()
 

@@ -1,4 +1,5 @@
 """End to end with Ray: fit -> leaderboard -> save -> load -> predict, on tiny seeded data."""
+
 import json
 import subprocess
 import sys
@@ -8,19 +9,29 @@ import pandas as pd
 import pytest
 
 from automl import AutoML, SearchConfig, ValidationConfig, load
-from automl.config import EnsembleConfig
 from automl.exceptions import AutoMLError, ConfigError, DataError, NotFittedError
 
 pytestmark = pytest.mark.ray
 
-LEADERBOARD_COLUMNS = {"rank", "model", "family", "score_val", "metric", "fit_time_s", "predict_time_s", "status",
-                       "params"}
+LEADERBOARD_COLUMNS = {
+    "rank",
+    "model",
+    "family",
+    "score_val",
+    "metric",
+    "fit_time_s",
+    "predict_time_s",
+    "status",
+    "params",
+}
 
 
 @pytest.fixture(scope="module")
 def binary_run(ray_session, binary_df, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "binary"
-    run = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=4), output_dir=out, seed=0)
+    run = AutoML(
+        write_report=False, target="label", search=SearchConfig(max_trials=4), output_dir=out, seed=0
+    )
     return run.fit(binary_df.iloc[:250], test_data=binary_df.iloc[250:])
 
 
@@ -38,7 +49,14 @@ def test_fit_leaderboard_and_artifacts(binary_run):
     params = json.loads(trials.iloc[0]["params"])
     assert params and all(not k.startswith("_") for k in params)
     run_dir = binary_run.run_dir_
-    for name in ("predictor.json", "checksums.json", "profile.json", "leaderboard.csv", "folds.json", "run.json"):
+    for name in (
+        "predictor.json",
+        "checksums.json",
+        "profile.json",
+        "leaderboard.csv",
+        "folds.json",
+        "run.json",
+    ):
         assert (run_dir / name).exists(), name
     info = json.loads((run_dir / "run.json").read_text())
     assert info["ended_because"] == "max_trials (4) reached"
@@ -59,18 +77,29 @@ def test_predict_order_proba_and_round_trip(binary_run, binary_df, tmp_path):
     again = load(saved)
     pd.testing.assert_series_equal(again.predict(df), pred)
     df.to_csv(tmp_path / "rows.csv", index=False)
-    code = ("import sys, pandas as pd; from automl import load; "
-            "p = load(sys.argv[1]).predict(pd.read_csv(sys.argv[2])); "
-            "assert 'ray' not in sys.modules; print(','.join(map(str, p)))")
-    out = subprocess.run([sys.executable, "-c", code, str(saved), str(tmp_path / "rows.csv")],
-                         capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys, pandas as pd; from automl import load; "
+        "p = load(sys.argv[1]).predict(pd.read_csv(sys.argv[2])); "
+        "assert 'ray' not in sys.modules; print(','.join(map(str, p)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(saved), str(tmp_path / "rows.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-1500:]
     assert out.stdout.strip().split(",") == list(pred)
 
 
 def test_regression_holdout_refits_on_all_rows(ray_session, regression_df, tmp_path):
-    run = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=2, families=("lightgbm",)),
-                 validation=ValidationConfig(strategy="holdout"), output_dir=tmp_path / "r").fit(regression_df)
+    run = AutoML(
+        write_report=False,
+        target="label",
+        search=SearchConfig(max_trials=2, families=("lightgbm",)),
+        validation=ValidationConfig(strategy="holdout"),
+        output_dir=tmp_path / "r",
+    ).fit(regression_df)
     board = run.leaderboard()
     assert board[board["chosen"]]["refit"].item()
     assert run.run_info_["refit"] is True
@@ -82,10 +111,23 @@ def test_failing_trial_does_not_end_the_search(ray_session, multiclass_df, tmp_p
     # a warm-start config LightGBM rejects (num_leaves must be > 1) becomes one failed row
     prev = tmp_path / "prev"
     prev.mkdir()
-    pd.DataFrame([{"rank": 1, "model": "lightgbm_001", "family": "lightgbm", "status": "completed",
-                   "params": json.dumps({"num_leaves": 1, "learning_rate": 0.1})}]).to_csv(prev / "leaderboard.csv")
-    run = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=3, warm_start=str(prev)),
-                 output_dir=tmp_path / "m").fit(multiclass_df)
+    pd.DataFrame(
+        [
+            {
+                "rank": 1,
+                "model": "lightgbm_001",
+                "family": "lightgbm",
+                "status": "completed",
+                "params": json.dumps({"num_leaves": 1, "learning_rate": 0.1}),
+            }
+        ]
+    ).to_csv(prev / "leaderboard.csv")
+    run = AutoML(
+        write_report=False,
+        target="label",
+        search=SearchConfig(max_trials=3, warm_start=str(prev)),
+        output_dir=tmp_path / "m",
+    ).fit(multiclass_df)
     board = run.leaderboard()
     failed = board[board["status"] == "failed"]
     assert len(failed) == 1 and "num_leaves" in failed.iloc[0]["error"]
@@ -101,5 +143,7 @@ def test_errors_are_typed_and_name_the_fix(binary_df):
     with pytest.raises(DataError, match="target column 'nope' is not in the table"):
         AutoML(write_report=False, target="nope", search=SearchConfig(max_trials=1)).fit(binary_df)
     with pytest.raises(ConfigError, match="unknown metric"):
-        AutoML(write_report=False, target="label", metric="auc_roc", search=SearchConfig(max_trials=1)).fit(binary_df)
+        AutoML(write_report=False, target="label", metric="auc_roc", search=SearchConfig(max_trials=1)).fit(
+            binary_df
+        )
     assert issubclass(DataError, AutoMLError) and issubclass(ConfigError, AutoMLError)

@@ -3,6 +3,7 @@
 Each case reads in chunks much smaller than the table, so the output is assembled from many
 batches (several actors with Ray): order, ids and row numbers must survive that.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,11 @@ pytestmark = pytest.mark.ray
 def model_dir(ray_session, binary_df, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("batch") / "run"
     search = SearchConfig(max_trials=2, families=("lightgbm",))
-    return str(AutoML(write_report=False, target="label", search=search, output_dir=out, seed=0).fit(binary_df).run_dir_)
+    return str(
+        AutoML(write_report=False, target="label", search=search, output_dir=out, seed=0)
+        .fit(binary_df)
+        .run_dir_
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +54,9 @@ def test_in_process_csv_keeps_order_and_numbers_rows(model_dir, table, tmp_path)
 
 def test_ray_data_parquet_keeps_order_and_the_id_column(model_dir, table, tmp_path):
     table.to_parquet(tmp_path / "in.parquet", row_group_size=50)  # several blocks
-    n = predict_file(model_dir, str(tmp_path / "in.parquet"), str(tmp_path / "out.csv"), batch_size=40,
-                     id_column="key")
+    n = predict_file(
+        model_dir, str(tmp_path / "in.parquet"), str(tmp_path / "out.csv"), batch_size=40, id_column="key"
+    )
     out = _read(tmp_path / "out.csv")
     assert n == len(table)
     assert list(out.columns) == ["key", "prediction"]

@@ -1,5 +1,6 @@
 """Data capture: sampled JSON lines in rotating, bounded files; never blocking or failing the
 caller when the target is blocked or not writable; wired into the HTTP endpoint."""
+
 from __future__ import annotations
 
 import json
@@ -8,31 +9,39 @@ import socket
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from helpers import predictor_from, trial_data
 
 from automl.exceptions import ConfigError
 from automl.models import get_family
 from automl.training import train_candidate
-from helpers import predictor_from, trial_data
 from serving.capture import CaptureConfig, DataCapture
 
 
 def _lines(directory: Path) -> list[dict]:
-    return [json.loads(line) for f in sorted(directory.glob("capture-*.jsonl")) for line in f.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for f in sorted(directory.glob("capture-*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"directory": ""}, "capture directory must be a non-empty path"),
-    ({"directory": "s3://b/c"}, "must be a local path"),
-    ({"directory": "d", "sample_rate": 1.5}, "sample_rate must be a number from 0 to 1; got 1.5"),
-    ({"directory": "d", "sample_rate": "all"}, "sample_rate must be a number"),
-    ({"directory": "d", "max_file_bytes": 10}, "max_file_bytes must be an integer >= 1024; got 10"),
-    ({"directory": "d", "max_files": 0}, "max_files must be an integer >= 1; got 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"directory": ""}, "capture directory must be a non-empty path"),
+        ({"directory": "s3://b/c"}, "must be a local path"),
+        ({"directory": "d", "sample_rate": 1.5}, "sample_rate must be a number from 0 to 1; got 1.5"),
+        ({"directory": "d", "sample_rate": "all"}, "sample_rate must be a number"),
+        ({"directory": "d", "max_file_bytes": 10}, "max_file_bytes must be an integer >= 1024; got 10"),
+        ({"directory": "d", "max_files": 0}, "max_files must be an integer >= 1; got 0"),
+    ],
+)
 def test_config_is_validated(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         CaptureConfig(**kwargs)
@@ -42,8 +51,12 @@ def test_records_are_json_lines_in_rotating_bounded_files(tmp_path):
     cfg = CaptureConfig(str(tmp_path / "cap"), max_file_bytes=4096, max_files=3)
     with DataCapture(cfg) as cap:
         for i in range(200):
-            cap.record(endpoint="predict", rows=[{"i": i, "color": "red"}], response={"predictions": ["yes"]},
-                       model_version="v1")
+            cap.record(
+                endpoint="predict",
+                rows=[{"i": i, "color": "red"}],
+                response={"predictions": ["yes"]},
+                model_version="v1",
+            )
     stats = cap.stats()
     assert stats["written"] == 200 and stats["dropped"] == 0 and stats["errors"] == 0
     files = sorted((tmp_path / "cap").glob("capture-*.jsonl"))
@@ -54,7 +67,11 @@ def test_records_are_json_lines_in_rotating_bounded_files(tmp_path):
     assert ids == sorted(ids) and ids[-1] == 199 and len(ids) < 200  # the newest events are kept, in order
     ev = lines[-1]
     assert ev["endpoint"] == "predict" and ev["model_version"] == "v1" and ev["n_rows"] == 1
-    assert ev["response"] == {"predictions": ["yes"]} and ev["captured_at"].endswith("Z") and len(ev["event_id"]) == 32
+    assert (
+        ev["response"] == {"predictions": ["yes"]}
+        and ev["captured_at"].endswith("Z")
+        and len(ev["event_id"]) == 32
+    )
 
 
 def test_sample_rate_keeps_that_share(tmp_path):
@@ -156,8 +173,11 @@ def _http_app(model_dir: Path, capture: CaptureConfig | None) -> Iterator[tuple[
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(service.build_fastapi(), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            service.build_fastapi(), host="127.0.0.1", port=port, log_level="warning", access_log=False
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(1000):
@@ -183,13 +203,16 @@ def test_unwritable_capture_target_does_not_slow_requests(small_model, binary_df
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the capture directory's parent should be")
     latency: dict[str, list[float]] = {"unwritable": [], "none": []}
-    with _http_app(small_model, CaptureConfig(str(blocker / "cap"))) as (with_capture, service), \
-            _http_app(small_model, None) as (without, _), httpx.Client(timeout=30) as client:
+    with (
+        _http_app(small_model, CaptureConfig(str(blocker / "cap"))) as (with_capture, service),
+        _http_app(small_model, None) as (without, _),
+        httpx.Client(timeout=30) as client,
+    ):
         for i in range(N_REQUESTS + 10):  # the first 10 rounds warm up
             start = (2 * i) % len(rows)
             for name, base in (("unwritable", with_capture), ("none", without)):
                 t0 = time.perf_counter()
-                r = client.post(f"{base}/predict", json={"rows": rows[start:start + 2]})
+                r = client.post(f"{base}/predict", json={"rows": rows[start : start + 2]})
                 if i >= 10:
                     latency[name].append(time.perf_counter() - t0)
                 assert r.status_code == 200, r.text
@@ -204,8 +227,10 @@ def test_endpoint_captures_each_successful_request(small_model, binary_df, tmp_p
     import httpx
 
     rows = json.loads(binary_df.drop(columns=["label"]).head(10).to_json(orient="records"))
-    with _http_app(small_model, CaptureConfig(str(tmp_path / "cap"))) as (base, service), \
-            httpx.Client(timeout=30) as client:
+    with (
+        _http_app(small_model, CaptureConfig(str(tmp_path / "cap"))) as (base, service),
+        httpx.Client(timeout=30) as client,
+    ):
         assert client.post(f"{base}/predict", json={"rows": rows[:3]}).status_code == 200
         assert client.post(f"{base}/predict_proba", json={"rows": rows[3:4]}).status_code == 200
         assert client.post(f"{base}/predict", json={"rows": [{"x1": "not a number"}]}).status_code == 422

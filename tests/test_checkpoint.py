@@ -1,14 +1,15 @@
 """A trial checkpointed mid-training and resumed continues from the saved step and ends with the
 quality of an uninterrupted one (not bit-identical: row/feature subsampling restarts its random
 stream after a restore)."""
+
 import shutil
 
 import numpy as np
 import pytest
+from helpers import trial_data
 
 from automl.models import all_families
 from automl.training import is_state_checkpoint, train_candidate
-from helpers import trial_data
 
 FAMILIES = [n for n in all_families() if n != "mlp"] + ["mlp"]
 
@@ -32,8 +33,9 @@ def test_resume_from_mid_trial_checkpoint_matches_uninterrupted(data, name, tmp_
             saved["step"] = metrics["step"]
 
     first = train_candidate(family, config, data, on_step=on_step, checkpoint=lambda step, elapsed: step == 2)
-    learner = family.learner(config, data.task, data.features[family.recipe], data.y, None,
-                             data.features[family.recipe], data.y)
+    learner = family.learner(
+        config, data.task, data.features[family.recipe], data.y, None, data.features[family.recipe], data.y
+    )
     if not learner.supports_state:
         pytest.skip(f"{name} learners restart from scratch instead of checkpointing")
     if "dir" not in saved:

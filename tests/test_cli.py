@@ -1,4 +1,5 @@
 """The CLI prints a user's mistake as one line (no traceback) and exits 2."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +13,17 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([AUTOML, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["fit", "missing.csv", "--target", "y"], "file 'missing.csv' does not exist"),
-    (["fit", "{data}", "--target", "nope"], "target column 'nope' is not in the table"),
-    (["fit", "{data}", "--target", "class", "--metric", "bogus"], "unknown metric 'bogus'"),
-    (["fit", "{data}", "--target", "class", "--search", "nope"], "search strategy must be one of"),
-    (["fit", "{empty}", "--target", "y"], "is empty"),
-    (["leaderboard", "nowhere"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fit", "missing.csv", "--target", "y"], "file 'missing.csv' does not exist"),
+        (["fit", "{data}", "--target", "nope"], "target column 'nope' is not in the table"),
+        (["fit", "{data}", "--target", "class", "--metric", "bogus"], "unknown metric 'bogus'"),
+        (["fit", "{data}", "--target", "class", "--search", "nope"], "search strategy must be one of"),
+        (["fit", "{empty}", "--target", "y"], "is empty"),
+        (["leaderboard", "nowhere"], "does not exist"),
+    ],
+)
 def test_user_errors_are_one_line(tmp_path, args, message):
     empty = tmp_path / "empty.csv"
     empty.write_text("")

@@ -13,6 +13,7 @@ process and every process that inherited the node's marker variable (raylet, age
 drivers), plus drivers holding the cluster's own auth token. Never ``ray stop`` (it stops every Ray
 on the machine).
 """
+
 from __future__ import annotations
 
 import ast
@@ -38,8 +39,17 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RAY, AUTOML = str(BIN / "ray"), str(BIN / "automl")
-SEARCH = ["--target", "class", "--search", "random", "--families", "lightgbm,xgboost", "--seed", "3",
-          "--no-report"]
+SEARCH = [
+    "--target",
+    "class",
+    "--search",
+    "random",
+    "--families",
+    "lightgbm,xgboost",
+    "--seed",
+    "3",
+    "--no-report",
+]
 
 
 # --- cluster.yaml, the KubeRay RayJob, storage settings (no Ray) ----------------------------------
@@ -94,8 +104,11 @@ def test_kuberay_rayjob_manifest_has_the_expected_fields():
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
     groups = cluster["workerGroupSpecs"]
     assert all(g["minReplicas"] <= g["replicas"] <= g["maxReplicas"] for g in groups)
-    gpu = [g for g in groups if any("nvidia.com/gpu" in c["resources"]["limits"]
-                                    for c in g["template"]["spec"]["containers"])]
+    gpu = [
+        g
+        for g in groups
+        if any("nvidia.com/gpu" in c["resources"]["limits"] for c in g["template"]["spec"]["containers"])
+    ]
     assert len(gpu) == 1 and len(groups) == 2
 
 
@@ -105,8 +118,11 @@ def test_storage_is_checked_and_the_run_is_copied_there(tmp_path):
 
     assert storage_uri("s3://bucket/runs/") == "s3://bucket/runs"
     assert storage_uri(str(tmp_path) + "/") == str(tmp_path)
-    for bad, why in [("runs/x", "must be an absolute path"), ("ftp://host/x", "unsupported scheme 'ftp'"),
-                     ("s3://", "names no bucket")]:
+    for bad, why in [
+        ("runs/x", "must be an absolute path"),
+        ("ftp://host/x", "unsupported scheme 'ftp'"),
+        ("s3://", "names no bucket"),
+    ]:
         with pytest.raises(ConfigError, match=why):
             storage_uri(bad)
     (tmp_path / "a-file").write_text("x")
@@ -125,14 +141,30 @@ def test_storage_is_checked_and_the_run_is_copied_there(tmp_path):
     assert copied == ["models", "models/m1", "models/m1/model.txt", "predictor.json"]  # not search/
     # the CLI says so in one line, before Ray starts
     data = ROOT / "tests" / "data" / "adult_small.csv.gz"
-    done = subprocess.run([AUTOML, "fit", str(data), "--target", "class", "--max-trials", "1",
-                           "--output", str(tmp_path / "run"), "--storage", "shared/runs"],
-                          capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("RAY_")})
+    done = subprocess.run(
+        [
+            AUTOML,
+            "fit",
+            str(data),
+            "--target",
+            "class",
+            "--max-trials",
+            "1",
+            "--output",
+            str(tmp_path / "run"),
+            "--storage",
+            "shared/runs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
+    )
     assert done.returncode == 2 and "Ray" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         "error: storage must be an absolute path (shared by every node) or a URI such as s3://bucket/prefix; "
-        "got 'shared/runs'")
+        "got 'shared/runs'"
+    )
 
 
 # --- processes (Linux /proc) ----------------------------------------------------------------------
@@ -147,8 +179,11 @@ def _read(path: str) -> bytes:
 def _with_env(*entries: str) -> set[int]:
     """PIDs whose environment holds one of ``entries`` (NAME=value only this module's processes have)."""
     keys = {e.encode() for e in entries}
-    return {int(d) for d in os.listdir("/proc")
-            if d.isdigit() and keys.intersection(_read(f"/proc/{d}/environ").split(b"\0"))}
+    return {
+        int(d)
+        for d in os.listdir("/proc")
+        if d.isdigit() and keys.intersection(_read(f"/proc/{d}/environ").split(b"\0"))
+    }
 
 
 def _alive(pid: int) -> bool:
@@ -180,12 +215,28 @@ class Node:
     def __init__(self, name: str, root: Path, args: list[str], env: dict[str, str]):
         self.dir, self.log = root / name, root / f"{name}.log"
         self.marker = f"AUTOML_TEST_NODE={self.dir}"
-        cmd = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
-               "--memory=2000000000", "--object-store-memory=200000000", f"--temp-dir={self.dir}",
-               f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats", *args]
+        cmd = [
+            RAY,
+            "start",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            "--memory=2000000000",
+            "--object-store-memory=200000000",
+            f"--temp-dir={self.dir}",
+            f"--dashboard-agent-listen-port={_free_port()}",
+            "--disable-usage-stats",
+            *args,
+        ]
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                         env={**env, "AUTOML_TEST_NODE": str(self.dir)})
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**env, "AUTOML_TEST_NODE": str(self.dir)},
+            )
         end = time.time() + 180
         while "Ray runtime started" not in self.log.read_text():
             assert self.proc.poll() is None and time.time() < end, self.log.read_text()
@@ -207,9 +258,21 @@ class Cluster:
         self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token, PYTHONUNBUFFERED="1")
         port, dash = _free_port(), _free_port()
         self.address, self.dashboard = f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}"
-        self.nodes.append(Node("head", root, ["--head", f"--port={port}", "--include-dashboard=true",
-                                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                                              f"--ray-client-server-port={_free_port()}"], self.env))
+        self.nodes.append(
+            Node(
+                "head",
+                root,
+                [
+                    "--head",
+                    f"--port={port}",
+                    "--include-dashboard=true",
+                    "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={dash}",
+                    f"--ray-client-server-port={_free_port()}",
+                ],
+                self.env,
+            )
+        )
         self.nodes.append(Node("worker", root, [f"--address={self.address}"], self.env))
 
     def driver_env(self, **extra: str) -> dict[str, str]:
@@ -218,8 +281,11 @@ class Cluster:
     def job_status(self, submission_id: str) -> str:
         import httpx
 
-        r = httpx.get(f"{self.dashboard}/api/jobs/{submission_id}", timeout=30,
-                      headers={"Authorization": f"Bearer {self.token}"})
+        r = httpx.get(
+            f"{self.dashboard}/api/jobs/{submission_id}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
         r.raise_for_status()
         return r.json()["status"]
 
@@ -227,9 +293,11 @@ class Cluster:
 def _stop(root: Path, token: str) -> None:
     """SIGTERM to every process started for the cluster in ``root`` (its nodes' and the drivers
     holding its token), 5 s of grace, then SIGKILL."""
+
     def ours() -> set[int]:
-        found = _with_env(f"AUTOML_TEST_NODE={root}/head", f"AUTOML_TEST_NODE={root}/worker",
-                          f"RAY_AUTH_TOKEN={token}")
+        found = _with_env(
+            f"AUTOML_TEST_NODE={root}/head", f"AUTOML_TEST_NODE={root}/worker", f"RAY_AUTH_TOKEN={token}"
+        )
         return {p for p in found if _alive(p)}
 
     _signal(ours(), signal.SIGTERM)
@@ -251,11 +319,19 @@ def s3():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
-           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    fs = s3fs.S3FileSystem(key="test", secret="test", client_kwargs={"endpoint_url": env["AWS_ENDPOINT_URL"]},
-                           skip_instance_cache=True)
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    fs = s3fs.S3FileSystem(
+        key="test",
+        secret="test",
+        client_kwargs={"endpoint_url": env["AWS_ENDPOINT_URL"]},
+        skip_instance_cache=True,
+    )
     fs.mkdir("runs")
     yield env, fs
     server.stop()
@@ -291,8 +367,11 @@ def _trials(board: pd.DataFrame) -> pd.DataFrame:
 def _saved(fs, prefix: str) -> dict[str, tuple]:
     """Trial id -> version (ETag, time) of its final checkpoint in S3 (the one with candidate.json)."""
     fs.invalidate_cache()
-    return {re.search(r"_([0-9a-f]{8})_\d+_", k.split("/")[-3]).group(1): (v["ETag"], v["LastModified"])
-            for k, v in fs.find(prefix, detail=True).items() if k.endswith("/candidate.json")}
+    return {
+        re.search(r"_([0-9a-f]{8})_\d+_", k.split("/")[-3]).group(1): (v["ETag"], v["LastModified"])
+        for k, v in fs.find(prefix, detail=True).items()
+        if k.endswith("/candidate.json")
+    }
 
 
 def _recorded_done(env: dict[str, str], path: str) -> set[str]:
@@ -301,8 +380,9 @@ def _recorded_done(env: dict[str, str], path: str) -> set[str]:
     import pyarrow.fs
     from ray.tune import ExperimentAnalysis
 
-    fs = pyarrow.fs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], access_key="test",
-                                 secret_key="test", region="us-east-1")
+    fs = pyarrow.fs.S3FileSystem(
+        endpoint_override=env["AWS_ENDPOINT_URL"], access_key="test", secret_key="test", region="us-east-1"
+    )
     try:
         trials = ExperimentAnalysis(path, storage_filesystem=fs).trials
     except Exception:  # noqa: BLE001 - no experiment state saved yet
@@ -318,12 +398,35 @@ def test_job_submit_driver_killed_midway_resumes_from_s3(cluster, s3, tmp_path):
     workdir.mkdir()
     table = _table(workdir, 5000)  # trials of a few seconds
     out, search = tmp_path / "job-run", "runs/job/job-run-search"
-    fit = [AUTOML, "fit", table.name, *SEARCH, "--max-trials", "6", "--output", str(out),
-           "--storage", "s3://runs/job"]
+    fit = [
+        AUTOML,
+        "fit",
+        table.name,
+        *SEARCH,
+        "--max-trials",
+        "6",
+        "--output",
+        str(out),
+        "--storage",
+        "s3://runs/job",
+    ]
 
     def submit(sid: str, *extra: str, wait: bool) -> subprocess.CompletedProcess:
-        cmd = [RAY, "job", "submit", "--address", cluster.dashboard, "--submission-id", sid,
-               "--working-dir", str(workdir), *([] if wait else ["--no-wait"]), "--", *fit, *extra]
+        cmd = [
+            RAY,
+            "job",
+            "submit",
+            "--address",
+            cluster.dashboard,
+            "--submission-id",
+            sid,
+            "--working-dir",
+            str(workdir),
+            *([] if wait else ["--no-wait"]),
+            "--",
+            *fit,
+            *extra,
+        ]
         return subprocess.run(cmd, env=cluster.env, capture_output=True, text=True, timeout=600)
 
     t0 = time.time()
@@ -361,8 +464,10 @@ def test_job_submit_driver_killed_midway_resumes_from_s3(cluster, s3, tmp_path):
     with fs.open("runs/job/job-run/leaderboard.csv") as f:  # the run directory, copied to storage
         assert pd.read_csv(f).equals(board)
     assert fs.exists("runs/job/job-run/predictor.json") and not fs.exists("runs/job/job-run/search")
-    print(f"job: driver killed after {killed_at:.1f}s with {len(before)} of 6 trials finished "
-          f"({len(saved) - len(before)} more saved, not yet recorded); resumed job took {resumed_s:.1f}s")
+    print(
+        f"job: driver killed after {killed_at:.1f}s with {len(before)} of 6 trials finished "
+        f"({len(saved) - len(before)} more saved, not yet recorded); resumed job took {resumed_s:.1f}s"
+    )
 
 
 # --- a node dies midway --------------------------------------------------------------------------
@@ -379,8 +484,10 @@ def _trial_results(cluster: Cluster, experiment: str) -> dict[str, dict]:
                 pass
         if results:
             since = results[-1]["iterations_since_restore"]
-            last[results[-1]["trial_id"]] = {**results[-1], "checkpointed": any(
-                r.get("checkpoint_dir_name") for r in results[-since:])}
+            last[results[-1]["trial_id"]] = {
+                **results[-1],
+                "checkpointed": any(r.get("checkpoint_dir_name") for r in results[-since:]),
+            }
     return last
 
 
@@ -393,8 +500,18 @@ def test_search_survives_losing_a_node(cluster, tmp_path, ray_session):
     # Tune hands the next trial to the actor that just finished (reuse_actors) and one node does all
     table = _table(tmp_path, 20_000)
     out, shared = tmp_path / "node-run", tmp_path / "shared"  # both nodes see /tmp: a shared path
-    fit = [AUTOML, "fit", str(table), *SEARCH, "--max-trials", "4", "--output", str(out),
-           "--storage", str(shared)]
+    fit = [
+        AUTOML,
+        "fit",
+        str(table),
+        *SEARCH,
+        "--max-trials",
+        "4",
+        "--output",
+        str(out),
+        "--storage",
+        str(shared),
+    ]
     worker, log, t0 = cluster.nodes[1], tmp_path / "fit.log", time.time()
     env = cluster.driver_env(AUTOML_CHECKPOINT_EVERY_S="0.5")  # so a trial on the lost node resumes from one
     with open(log, "w") as f:
@@ -405,8 +522,14 @@ def test_search_survives_losing_a_node(cluster, tmp_path, ray_session):
             assert proc.poll() is None and time.time() - t0 < 400, "the fit ended before the node was killed"
             results, on_worker = _trial_results(cluster, "node-run-search"), worker.pids()
             if any(r.get("done_training") for r in results.values()):
-                victim = next((t for t, r in results.items() if r.get("pid") in on_worker
-                               and r["checkpointed"] and not r.get("done_training")), None)
+                victim = next(
+                    (
+                        t
+                        for t, r in results.items()
+                        if r.get("pid") in on_worker and r["checkpointed"] and not r.get("done_training")
+                    ),
+                    None,
+                )
             time.sleep(0.2)
         worker.kill()
         killed_at = time.time() - t0
@@ -425,8 +548,9 @@ def test_search_survives_losing_a_node(cluster, tmp_path, ray_session):
     retries = ast.literal_eval(found.group(1)) if found else {}
     assert retries.get(victim, 0) >= 1, (victim, stderr[-3000:])
     if trials["retries"].notna().any():  # once automl.assemble passes TrialRecord.retries on
-        assert trials.set_index("trial_id")["retries"].fillna(0).astype(int).to_dict() == \
-            {t: retries.get(t, 0) for t in trials["trial_id"]}
+        assert trials.set_index("trial_id")["retries"].fillna(0).astype(int).to_dict() == {
+            t: retries.get(t, 0) for t in trials["trial_id"]
+        }
     final = _trial_results(cluster, "node-run-search")[victim]  # it went on from its checkpoint
     assert final["iterations_since_restore"] < final["training_iteration"], final
     assert (shared / out.name / "predictor.json").exists()  # the run directory, copied to storage
@@ -434,8 +558,9 @@ def test_search_survives_losing_a_node(cluster, tmp_path, ray_session):
     # quality: the same search undisturbed (a count-budgeted, seeded search is reproducible)
     t1 = time.time()
     search = SearchConfig(strategy="random", max_trials=4, families=("lightgbm", "xgboost"))
-    base = AutoML(target="class", search=search, output_dir=tmp_path / "undisturbed", seed=3,
-                  write_report=False).fit(pd.read_csv(table))
+    base = AutoML(
+        target="class", search=search, output_dir=tmp_path / "undisturbed", seed=3, write_report=False
+    ).fit(pd.read_csv(table))
     base_s = time.time() - t1
     ref = _trials(base.leaderboard())
     assert set(ref["params"]) == set(trials["params"])
@@ -444,6 +569,8 @@ def test_search_survives_losing_a_node(cluster, tmp_path, ray_session):
         assert row["score_val"] == pytest.approx(ref.loc[model, "score_val"], abs=tolerance), model
     chosen = board.loc[board["chosen"], "score_val"].iloc[0]
     assert chosen == pytest.approx(base.leaderboard().query("chosen")["score_val"].iloc[0], abs=0.005)
-    print(f"node killed after {killed_at:.1f}s; fit done in {took:.1f}s; retried: {retries} "
-          f"(from step {final['training_iteration'] - final['iterations_since_restore']}); "
-          f"undisturbed run {base_s:.1f}s")
+    print(
+        f"node killed after {killed_at:.1f}s; fit done in {took:.1f}s; retried: {retries} "
+        f"(from step {final['training_iteration'] - final['iterations_since_restore']}); "
+        f"undisturbed run {base_s:.1f}s"
+    )

@@ -3,12 +3,12 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import DATA
 
 from automl.data import load_table
 from automl.exceptions import DataError
 from automl.kinds import ColumnKind, infer_kind
 from automl.profile import DataProfile, profile_table
-from conftest import DATA
 
 
 def test_loads_csv_gzip_parquet_jsonl_and_dataframe(tmp_path, binary_df):
@@ -26,13 +26,16 @@ def test_loads_csv_gzip_parquet_jsonl_and_dataframe(tmp_path, binary_df):
     pd.testing.assert_frame_equal(binary_df, original)  # the user's frame is never modified
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "does not exist"),
-    (b"", "is empty"),
-    (b"a,b,c\n", "has a header but no rows"),
-    (b"a;b;c\n1;2;3\n4;5;6\n", "looks like a wrong delimiter"),
-    (b"a,b,a\n1,2,3\n", "duplicate column names"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "does not exist"),
+        (b"", "is empty"),
+        (b"a,b,c\n", "has a header but no rows"),
+        (b"a;b;c\n1;2;3\n4;5;6\n", "looks like a wrong delimiter"),
+        (b"a,b,a\n1,2,3\n", "duplicate column names"),
+    ],
+)
 def test_bad_files_raise_clear_errors(tmp_path, content, message):
     path = tmp_path / "bad.csv"
     if content is not None:
@@ -76,15 +79,18 @@ def test_rows_with_missing_target_are_dropped_and_counted(binary_df):
     assert prof.n_rows == len(df) - 10
 
 
-@pytest.mark.parametrize("values, kind", [
-    (list(range(1000)), ColumnKind.IDENTIFIER),
-    (["2011-01-%02d" % (i % 28 + 1) for i in range(300)], ColumnKind.DATETIME),
-    ([5] * 300, ColumnKind.CONSTANT),
-    (["yes", "no"] * 150, ColumnKind.BOOLEAN),
-    (["a", "b", "c"] * 100, ColumnKind.CATEGORICAL),
-    ([f"the quick brown fox number {i} jumps" for i in range(300)], ColumnKind.TEXT),
-    (list(np.random.default_rng(0).normal(size=300)), ColumnKind.NUMERIC),
-])
+@pytest.mark.parametrize(
+    "values, kind",
+    [
+        (list(range(1000)), ColumnKind.IDENTIFIER),
+        ([f"2011-01-{i % 28 + 1:02d}" for i in range(300)], ColumnKind.DATETIME),
+        ([5] * 300, ColumnKind.CONSTANT),
+        (["yes", "no"] * 150, ColumnKind.BOOLEAN),
+        (["a", "b", "c"] * 100, ColumnKind.CATEGORICAL),
+        ([f"the quick brown fox number {i} jumps" for i in range(300)], ColumnKind.TEXT),
+        (list(np.random.default_rng(0).normal(size=300)), ColumnKind.NUMERIC),
+    ],
+)
 def test_column_kinds(values, kind):
     got, reason = infer_kind(pd.Series(values, name="col"))
     assert got is kind, reason
@@ -125,12 +131,15 @@ def test_profile_round_trips_through_json(tmp_path, binary_df):
     assert set(again.baseline["features"]) == {"x1", "x2", "color", "x3"}
 
 
-@pytest.mark.parametrize("values, name, kind", [
-    ([0.0, 1.0, np.nan] * 100, "union", ColumnKind.BOOLEAN),  # a 0/1 flag stored as float (it has gaps)
-    ([float(i % 12 + 1) for i in range(300)], "ind_code", ColumnKind.CATEGORICAL),  # integer codes
-    ([i % 12 + 1 for i in range(300)], "month_number", ColumnKind.NUMERIC),  # not named like a code
-    ([1.5, 2.5] * 150 + [3.5], "ratio", ColumnKind.NUMERIC),
-])
+@pytest.mark.parametrize(
+    "values, name, kind",
+    [
+        ([0.0, 1.0, np.nan] * 100, "union", ColumnKind.BOOLEAN),  # a 0/1 flag stored as float (it has gaps)
+        ([float(i % 12 + 1) for i in range(300)], "ind_code", ColumnKind.CATEGORICAL),  # integer codes
+        ([i % 12 + 1 for i in range(300)], "month_number", ColumnKind.NUMERIC),  # not named like a code
+        ([1.5, 2.5] * 150 + [3.5], "ratio", ColumnKind.NUMERIC),
+    ],
+)
 def test_numeric_flags_and_codes(values, name, kind):
     got, reason = infer_kind(pd.Series(values, name=name))
     assert got is kind, reason
@@ -193,10 +202,13 @@ def test_time_and_group_columns_in_the_profile():
     assert prof.column("t").kind == "numeric" and "t" in prof.feature_columns
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"dteday": np.nan}, "time column 'dteday' is missing in 1 of"),
-    ({"dteday": "soon"}, "neither dates nor numbers, e.g. 'soon'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"dteday": np.nan}, "time column 'dteday' is missing in 1 of"),
+        ({"dteday": "soon"}, "neither dates nor numbers, e.g. 'soon'"),
+    ],
+)
 def test_bad_time_column_errors(change, message):
     df = load_table(DATA / "bike_small.csv.gz")
     for col, value in change.items():

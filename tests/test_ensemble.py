@@ -46,10 +46,15 @@ def test_auto_refit_only_when_its_expected_cost_fits_before_the_deadline():
     late = RefitPlan(True, forced=False, costs=costs, growth=1.5, deadline=time.time() + 20)
     assert late.decide("lightgbm_001") is True  # ~15 s of 20
     assert late.decide("weighted_ensemble") is False  # ~45 s of 20
-    assert "no refit" in late.reasons["weighted_ensemble"] and "~45s expected" in late.reasons["weighted_ensemble"]
+    assert (
+        "no refit" in late.reasons["weighted_ensemble"]
+        and "~45s expected" in late.reasons["weighted_ensemble"]
+    )
     assert late.decide("stack_l2") is False  # a stack is never refit
     forced = RefitPlan(True, forced=True, costs=costs, growth=1.5, deadline=time.time() + 1)
     assert forced.decide("weighted_ensemble") is True and not forced.reasons
     unlimited = RefitPlan(True, forced=False, costs=costs, growth=1.5, deadline=None)
     assert unlimited.decide("weighted_ensemble") is True
-    assert RefitPlan(False, forced=False, costs=costs, growth=1.5, deadline=None).decide("lightgbm_001") is False
+    assert (
+        RefitPlan(False, forced=False, costs=costs, growth=1.5, deadline=None).decide("lightgbm_001") is False
+    )

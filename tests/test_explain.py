@@ -1,11 +1,13 @@
 """Per-row contributions (tree SHAP): they add up to the model's margin for sampled rows, are
 mapped back to the original input columns, average fold models and weight ensemble members.
 Models are trained in-process (no Ray) on tiny seeded tables."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import trial_data
 
 from automl.exceptions import ConfigError
 from automl.models import all_families, get_family
@@ -13,12 +15,18 @@ from automl.predictor import Member, Predictor
 from automl.preprocessing import Preprocessor
 from automl.report import explain
 from automl.report.contributions import column_owners
-from automl.report.importance import (EXPLAIN_SECONDS, PDP_MIN_ROWS, PDP_ROWS, PERMUTATION_MIN_ROWS,
-                                     partial_dependence, pdp_rows, permutation_importance,
-                                     predict_seconds_per_row)
+from automl.report.importance import (
+    EXPLAIN_SECONDS,
+    PDP_MIN_ROWS,
+    PDP_ROWS,
+    PERMUTATION_MIN_ROWS,
+    partial_dependence,
+    pdp_rows,
+    permutation_importance,
+    predict_seconds_per_row,
+)
 from automl.schema import ColumnSpec
 from automl.training import train_candidate
-from helpers import trial_data
 
 TREE_FAMILIES = ["lightgbm", "xgboost"]
 #: LightGBM's random-forest modes, when registered: their contributions are averaged over trees
@@ -31,14 +39,21 @@ def _rich_frame(n: int = 240, seed: int = 3) -> pd.DataFrame:
     """Numbers (with gaps), a category, a date and free text: every kind of transformed feature."""
     rng = np.random.default_rng(seed)
     words = np.array(["red", "apple", "quick", "fox", "lazy", "dog", "blue", "sky", "tall", "tree"])
-    df = pd.DataFrame({
-        "x1": rng.normal(size=n),
-        "color": rng.choice(["red", "green", "blue"], size=n),
-        "when": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, size=n), unit="D"),
-        "t": [" ".join(rng.choice(words, size=5)) for _ in range(n)],
-    })
+    df = pd.DataFrame(
+        {
+            "x1": rng.normal(size=n),
+            "color": rng.choice(["red", "green", "blue"], size=n),
+            "when": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, size=n), unit="D"),
+            "t": [" ".join(rng.choice(words, size=5)) for _ in range(n)],
+        }
+    )
     df.loc[rng.random(n) < 0.1, "x1"] = np.nan
-    signal = np.nan_to_num(df["x1"]) + (df["color"] == "red") + (df["when"].dt.month > 6) + df["t"].str.contains("fox")
+    signal = (
+        np.nan_to_num(df["x1"])
+        + (df["color"] == "red")
+        + (df["when"].dt.month > 6)
+        + df["t"].str.contains("fox")
+    )
     df["label"] = 5 + 2 * signal + rng.normal(scale=0.2, size=n)
     return df
 
@@ -63,10 +78,16 @@ def fitted(frames):
 
 def _predictor(members: list[tuple[str, list, float]], data, pre, schema, prof) -> Predictor:
     """A Predictor of ``(family, fold models, weight)`` members."""
-    return Predictor(target=prof.target, problem_type=prof.problem, classes=data.classes, metric=data.metric.name,
-                     schema=schema, preprocessors={"tree": pre["tree"]},
-                     members=[Member(f"m{i}", fam, "tree", w, models, {}) for i, (fam, models, w) in
-                              enumerate(members)], task=data.task)
+    return Predictor(
+        target=prof.target,
+        problem_type=prof.problem,
+        classes=data.classes,
+        metric=data.metric.name,
+        schema=schema,
+        preprocessors={"tree": pre["tree"]},
+        members=[Member(f"m{i}", fam, "tree", w, models, {}) for i, (fam, models, w) in enumerate(members)],
+        task=data.task,
+    )
 
 
 def _rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -116,11 +137,15 @@ def test_fold_models_are_averaged_and_members_weighted(fitted, frames, problem):
     bag = explain(_predictor([("lightgbm", lgb.models, 1.0)], data, pre, schema, prof), X)
     mean_of_folds = sum(single("lightgbm", m) for m in lgb.models) / len(lgb.models)
     pd.testing.assert_frame_equal(bag, mean_of_folds, check_exact=False, rtol=1e-6, atol=1e-9)
-    ens_pred = _predictor([("lightgbm", lgb.models, 0.7), ("xgboost", xgb.models, 0.3)], data, pre, schema, prof)
+    ens_pred = _predictor(
+        [("lightgbm", lgb.models, 0.7), ("xgboost", xgb.models, 0.3)], data, pre, schema, prof
+    )
     ens = explain(ens_pred, X)
     xgb_bag = explain(_predictor([("xgboost", xgb.models, 1.0)], data, pre, schema, prof), X)
     pd.testing.assert_frame_equal(ens, 0.7 * bag + 0.3 * xgb_bag, check_exact=False, rtol=1e-5, atol=1e-6)
-    if problem == "regression":  # the ensemble averages member predictions: contributions add up to it exactly
+    if (
+        problem == "regression"
+    ):  # the ensemble averages member predictions: contributions add up to it exactly
         np.testing.assert_allclose(ens.sum(axis=1), ens_pred.predict(X), rtol=1e-4, atol=1e-3)
 
 
@@ -136,7 +161,11 @@ def test_transformed_features_map_back_to_their_columns():
         assert owners["t#h3"] == "t" and owners["x1"] == "x1"
         assert set(owners.values()) == set(schema.names)
     linear = pre["linear"].transform(df.head(5)).names
-    assert column_owners(["color=red", "x1<missing>", "color=<rare>"], schema.names) == ["color", "x1", "color"]
+    assert column_owners(["color=red", "x1<missing>", "color=<rare>"], schema.names) == [
+        "color",
+        "x1",
+        "color",
+    ]
     assert "color=red" in linear
     # the longest column name wins when one name is a prefix of another
     assert column_owners(["a.b.year", "a.year", "a.b"], ["a", "a.b"]) == ["a.b", "a", "a.b"]
@@ -164,10 +193,19 @@ def test_non_tree_members_are_left_out_or_refused(fitted, frames):
     assert not hasattr(lin.models[0], "contributions")
 
     def predictor(members):
-        return Predictor(target=prof.target, problem_type=prof.problem, classes=data.classes,
-                         metric=data.metric.name, schema=schema, preprocessors=pre_lin, task=data.task,
-                         members=[Member(f"m{i}", fam, get_family(fam).recipe, w, res.models, {})
-                                  for i, (fam, res, w) in enumerate(members)])
+        return Predictor(
+            target=prof.target,
+            problem_type=prof.problem,
+            classes=data.classes,
+            metric=data.metric.name,
+            schema=schema,
+            preprocessors=pre_lin,
+            task=data.task,
+            members=[
+                Member(f"m{i}", fam, get_family(fam).recipe, w, res.models, {})
+                for i, (fam, res, w) in enumerate(members)
+            ],
+        )
 
     X = _rows(frames["binary"])
     with pytest.raises(ConfigError, match="tree model"):
@@ -195,8 +233,14 @@ def test_non_tree_members_are_left_out_or_refused(fitted, frames):
     # a slow model gets fewer rows, sized from its measured cost per row, never below the floors
     per_row = predict_seconds_per_row(linear, df.drop(columns=["label"]))
     assert 0 < per_row < 0.01
-    slow = permutation_importance(linear, df.drop(columns=["label"]), data.y, data.metric, n_repeats=2,
-                                  seconds_per_row=EXPLAIN_SECONDS / 100)  # 100 predicted rows fit
+    slow = permutation_importance(
+        linear,
+        df.drop(columns=["label"]),
+        data.y,
+        data.metric,
+        n_repeats=2,
+        seconds_per_row=EXPLAIN_SECONDS / 100,
+    )  # 100 predicted rows fit
     assert slow.n_rows == PERMUTATION_MIN_ROWS < len(df)
     assert pdp_rows(None, 4) == PDP_ROWS and pdp_rows(1e-6, 4) == PDP_ROWS
     assert pdp_rows(1.0, 4) == PDP_MIN_ROWS and PDP_MIN_ROWS < pdp_rows(EXPLAIN_SECONDS / 3000, 4) < PDP_ROWS

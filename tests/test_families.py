@@ -1,16 +1,17 @@
 """Contract test over the family registry: every family fits tiny binary, multiclass and
 regression data in lockstep folds, reports per step, saves natively, and loads in a fresh
 process without Ray to predict identically."""
+
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from helpers import predictor_from, trial_data
 
 from automl.models import all_families
 from automl.training import train_candidate
-from helpers import predictor_from, trial_data
 
 FAMILIES = list(all_families())
 PROBLEMS = ["binary", "multiclass", "regression"]
@@ -82,8 +83,13 @@ def test_saved_models_load_in_a_fresh_process_without_ray(saved):
         "assert 'ray' not in sys.modules, 'loading a Predictor imported ray'\n"
         "print(json.dumps(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(paths)], capture_output=True, text=True,
-                         cwd=str(__import__("pathlib").Path(__file__).parent), timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(paths)],
+        capture_output=True,
+        text=True,
+        cwd=str(__import__("pathlib").Path(__file__).parent),
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
     for p in paths:

@@ -1,5 +1,6 @@
 """Inputs: s3:// (a moto S3 server on loopback), file:// URIs, ray.data.Dataset, and separate
 validation / test tables ("channels") in Python and on the command line."""
+
 import gzip
 import io
 import json
@@ -30,8 +31,12 @@ def s3(binary_df):
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
-                           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        for key, value in {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
             mp.setenv(key, value)
         httpx.post(f"{endpoint}/moto-api/reset", timeout=10)  # moto's state is per process
         fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
@@ -115,8 +120,10 @@ def test_fit_from_s3_with_ray_dataset_validation_and_s3_test(ray_session, s3, tm
 
     valid = binary_df.iloc[180:250]
     run = AutoML(write_report=False, target="label", search=TINY, output_dir=tmp_path / "s3run", seed=0).fit(
-        f"s3://{BUCKET}/train.csv", validation_data=ray.data.from_pandas(valid),
-        test_data=f"s3://{BUCKET}/test.parquet")
+        f"s3://{BUCKET}/train.csv",
+        validation_data=ray.data.from_pandas(valid),
+        test_data=f"s3://{BUCKET}/test.parquet",
+    )
     assert run.run_info_["data"] == f"s3://{BUCKET}/train.csv"  # lineage names the URI
     assert run.profile_.n_rows == 180 + 70  # the validation rows are profiled with the training rows
     folds = json.loads((run.run_dir_ / "folds.json").read_text())
@@ -137,9 +144,25 @@ def test_cli_fit_with_validation_and_test_files(ray_session, tmp_path, binary_df
     loggers = [logging.getLogger(name) for name in ("automl", "tuning")]
     saved = [(lg.handlers[:], lg.level) for lg in loggers]
     try:
-        code = main(["-q", "fit", str(tmp_path / "train.csv"), "--target", "label", "--max-trials", "2",
-                     "--families", "lightgbm", "--validation-data", str(tmp_path / "valid.parquet"),
-                     "--test-data", f"file://{tmp_path / 'test.jsonl'}", "--output", str(tmp_path / "cli")])
+        code = main(
+            [
+                "-q",
+                "fit",
+                str(tmp_path / "train.csv"),
+                "--target",
+                "label",
+                "--max-trials",
+                "2",
+                "--families",
+                "lightgbm",
+                "--validation-data",
+                str(tmp_path / "valid.parquet"),
+                "--test-data",
+                f"file://{tmp_path / 'test.jsonl'}",
+                "--output",
+                str(tmp_path / "cli"),
+            ]
+        )
     finally:  # the CLI configures logging for its process; give the test session its own back
         for lg, (handlers, level) in zip(loggers, saved):
             lg.handlers[:], lg.level = handlers, level

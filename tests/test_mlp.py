@@ -1,5 +1,6 @@
 """The PyTorch MLP family: training health rules, determinism, categorical embeddings, the epoch
 kept by ``finish``, native saving, the GPU path and the Ray Train (DDP) path."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,15 +9,14 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import _frame
+from helpers import trial_data
 from sklearn.metrics import log_loss, roc_auc_score
 
-from automl.models import get_family
-from automl.models import mlp_net
+from automl.models import get_family, mlp_net
 from automl.models.mlp import MLPLearner, MLPModel, load_model, max_epochs_for
 from automl.models.mlp_net import EpochHealth, HealthMonitor
 from automl.training import train_candidate
-from conftest import _frame
-from helpers import trial_data
 
 FAMILY = get_family("mlp")
 
@@ -33,7 +33,7 @@ def _learner(data, fold: int = 0, **overrides) -> MLPLearner:
     return FAMILY.learner(config, data.task, X.take(tr), data.y[tr], None, X.take(va), data.y[va])
 
 
-def _noisy_binary(n: int, seed: int, flip: float) -> "object":
+def _noisy_binary(n: int, seed: int, flip: float) -> object:
     df = _frame(n, seed, "binary")
     rows = np.random.default_rng(seed).random(n) < flip
     df.loc[rows, "label"] = np.where(df.loc[rows, "label"] == "yes", "no", "yes")
@@ -41,8 +41,9 @@ def _noisy_binary(n: int, seed: int, flip: float) -> "object":
 
 
 # --- health rules on constructed histories ----------------------------------------------------------
-def _monitor(rows: list[tuple[float, float, float]], constant_loss: float = 0.69,
-             updates: int = 100) -> str | None:
+def _monitor(
+    rows: list[tuple[float, float, float]], constant_loss: float = 0.69, updates: int = 100
+) -> str | None:
     """Feed (training loss, validation loss, first-layer gradient) per epoch; the last verdict."""
     m = HealthMonitor(constant_loss, updates)
     verdict = None
@@ -113,8 +114,16 @@ def test_dead_relus_make_gradients_vanish(binary_df):
 def test_big_unregularised_net_on_few_noisy_rows_overfits():
     data = _data(_noisy_binary(300, 3, flip=0.3))
     X, idx = data.features["nn"], np.arange(300)
-    config = {**FAMILY.portfolio(data.task)[0], "hidden": 256, "depth": 3, "dropout": 0.0,
-              "weight_decay": 1e-6, "learning_rate": 1e-2, "batch_size": 16, "max_epochs": 40}
+    config = {
+        **FAMILY.portfolio(data.task)[0],
+        "hidden": 256,
+        "depth": 3,
+        "dropout": 0.0,
+        "weight_decay": 1e-6,
+        "learning_rate": 1e-2,
+        "batch_size": 16,
+        "max_epochs": 40,
+    }
     tr, va = idx[:60], idx[60:]
     learner = FAMILY.learner(config, data.task, X.take(tr), data.y[tr], None, X.take(va), data.y[va])
     while not learner.done:
@@ -299,8 +308,18 @@ def test_ray_train_ddp_matches_the_in_process_learner(ray_session, binary_df, tm
 
     t0 = time.perf_counter()
     model, best_epoch, preds = fit_mlp_distributed(
-        config, data.task, X.take(tr), data.y[tr], None, X.take(va), data.y[va], num_workers=2, use_gpu=False,
-        storage_path=str(tmp_path), max_epochs=3)
+        config,
+        data.task,
+        X.take(tr),
+        data.y[tr],
+        None,
+        X.take(va),
+        data.y[va],
+        num_workers=2,
+        use_gpu=False,
+        storage_path=str(tmp_path),
+        max_epochs=3,
+    )
     print(f"Ray Train: {time.perf_counter() - t0:.1f}s, in-process: {local.fit_time_s():.1f}s")
     assert isinstance(model, MLPModel) and 1 <= best_epoch <= 3
     assert preds.shape == (60, 2) and np.allclose(preds.sum(axis=1), 1.0)

@@ -1,5 +1,6 @@
 """Drift monitoring against the training baseline: statistics, capture files and tables, schema
 violations, exit codes, and the drift test on adult (ages + 15 flagged on exactly `age`)."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import predictor_from, trial_data
 
 from automl.cli import main as cli_main
 from automl.exceptions import ConfigError
@@ -18,11 +20,9 @@ from automl.monitor.drift import categorical_drift, numeric_drift, psi
 from automl.predictor import Predictor
 from automl.splits import make_folds
 from automl.training import train_candidate
-from helpers import predictor_from, trial_data
 from serving.capture import CaptureConfig, DataCapture
 
 N_TRAIN = 1000
-
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +53,18 @@ def _capture(model_dir, frame: pd.DataFrame, directory) -> None:
     pred = Predictor.load(model_dir)
     with DataCapture(CaptureConfig(str(directory))) as cap:
         for i, start in enumerate(range(0, len(frame), 25)):
-            chunk = frame.iloc[start:start + 25]
+            chunk = frame.iloc[start : start + 25]
             raw, _ = pred.predict_raw(chunk)
             if i % 2 and pred.classes:
                 response = {"probabilities": [dict(zip(map(str, pred.classes), p)) for p in raw.tolist()]}
             else:
                 response = {"predictions": pred.decode(raw).tolist()}
-            cap.record(endpoint="predict_proba" if "probabilities" in response else "predict", response=response,
-                       rows=json.loads(chunk.to_json(orient="records")), model_version=pred.model_version)
+            cap.record(
+                endpoint="predict_proba" if "probabilities" in response else "predict",
+                response=response,
+                rows=json.loads(chunk.to_json(orient="records")),
+                model_version=pred.model_version,
+            )
 
 
 def test_statistics():
@@ -75,9 +79,12 @@ def test_statistics():
     assert same["psi"] < 0.1 and same["p_value"] > 0.01
     assert moved["psi"] > 0.5 and moved["p_value"] < 1e-10
     cats = level_stats(pd.Series(rng.choice(["a", "b", "c"], p=[0.6, 0.3, 0.1], size=5000)))
-    ok = categorical_drift(cats, pd.Series(rng.choice(["a", "b", "c"], p=[0.6, 0.3, 0.1], size=500)), n_rows=5000)
-    bad = categorical_drift(cats, pd.Series(rng.choice(["a", "b", "c", "z"], p=[0.2, 0.3, 0.1, 0.4], size=500)),
-                            n_rows=5000)
+    ok = categorical_drift(
+        cats, pd.Series(rng.choice(["a", "b", "c"], p=[0.6, 0.3, 0.1], size=500)), n_rows=5000
+    )
+    bad = categorical_drift(
+        cats, pd.Series(rng.choice(["a", "b", "c", "z"], p=[0.2, 0.3, 0.1, 0.4], size=500)), n_rows=5000
+    )
     assert ok["psi"] < 0.05 and ok["p_value"] > 0.01 and ok["new_categories"] == {}
     assert bad["psi"] > 0.5 and bad["p_value"] < 1e-10 and 0.35 < bad["new_categories"]["z"] < 0.45
     with pytest.raises(ConfigError, match="p_value must be between 0 and 1"):
@@ -95,22 +102,37 @@ def test_drift_test_flags_exactly_the_shifted_feature(adult_model, held_out, tmp
     assert shifted.n_rows == plain.n_rows == 500 and shifted.n_requests == 20
     assert shifted.drifted_features == ["age"]
     age = shifted.features["age"]
-    assert age["psi"] > 1.0 and age["p_value"] < 1e-20 and age["current_mean"] == pytest.approx(
-        held_out["age"].mean() + 15)
+    assert (
+        age["psi"] > 1.0
+        and age["p_value"] < 1e-20
+        and age["current_mean"] == pytest.approx(held_out["age"].mean() + 15)
+    )
     assert {v["kind"] for v in shifted.violations} <= {"drift", "prediction_drift"}
     assert plain.drifted_features == [] and plain.violations == [] and plain.ok
-    two = held_out.assign(age=held_out["age"] + 15, relationship=held_out["relationship"].replace("Husband", "Wife"))
+    two = held_out.assign(
+        age=held_out["age"] + 15, relationship=held_out["relationship"].replace("Husband", "Wife")
+    )
     _capture(adult_model, two, tmp_path / "two")
     both = monitor(adult_model, tmp_path / "two")
-    assert both.drifted_features == ["age", "relationship"] and both.features["relationship"]["test"] == "chi2"
+    assert (
+        both.drifted_features == ["age", "relationship"] and both.features["relationship"]["test"] == "chi2"
+    )
     assert max(r["psi"] for r in plain.features.values() if r.get("psi") is not None) < 0.1
-    assert set(plain.prediction) == {"label", "score"} and not any(r["drift"] for r in plain.prediction.values())
+    assert set(plain.prediction) == {"label", "score"} and not any(
+        r["drift"] for r in plain.prediction.values()
+    )
 
-    assert cli_main(["monitor", str(adult_model), str(tmp_path / "shifted"), "--output", str(tmp_path / "o1")]) == 1
+    assert (
+        cli_main(["monitor", str(adult_model), str(tmp_path / "shifted"), "--output", str(tmp_path / "o1")])
+        == 1
+    )
     report = json.loads((tmp_path / "o1" / "violations.json").read_text())
     assert report["status"] == "violations" and report["drifted_features"] == ["age"]
     assert "age: distribution changed (PSI" in (tmp_path / "o1" / "report.md").read_text()
-    assert cli_main(["monitor", str(adult_model), str(tmp_path / "plain"), "--output", str(tmp_path / "o2")]) == 0
+    assert (
+        cli_main(["monitor", str(adult_model), str(tmp_path / "plain"), "--output", str(tmp_path / "o2")])
+        == 0
+    )
     assert json.loads((tmp_path / "o2" / "violations.json").read_text())["status"] == "ok"
     assert "OK: no violations" in capsys.readouterr().out
 
@@ -128,8 +150,12 @@ def test_tables_and_schema_violations(adult_model, held_out, tmp_path):
     bad.iloc[250:].to_json(d / "part2.jsonl", orient="records", lines=True)
     res = monitor(adult_model, d, MonitorConfig(check_predictions=False))
     found = {(v["kind"], v["feature"]) for v in res.violations}
-    assert {("missing_column", "race"), ("type_mismatch", "hours-per-week"), ("missing_share", "occupation"),
-            ("new_categories", "workclass")} <= found
+    assert {
+        ("missing_column", "race"),
+        ("type_mismatch", "hours-per-week"),
+        ("missing_share", "occupation"),
+        ("new_categories", "workclass"),
+    } <= found
     assert res.n_rows == 500 and "age" not in res.drifted_features
     # a clean Parquet table without predictions: they are recomputed with the model
     held_out.to_parquet(tmp_path / "clean.parquet")
@@ -156,7 +182,9 @@ def test_registry_model_and_user_errors(adult_model, held_out, tmp_path, monkeyp
 
 
 @pytest.mark.ray
-def test_serve_registry_production_capture_then_monitor(adult_model, held_out, tmp_path, monkeypatch, ray_session):
+def test_serve_registry_production_capture_then_monitor(
+    adult_model, held_out, tmp_path, monkeypatch, ray_session
+):
     """End to end: register two versions, promote one, serve ``registry://adult`` (the production
     version) with data capture, send requests built from adult rows with ages + 15, monitor."""
     import httpx
@@ -174,12 +202,17 @@ def test_serve_registry_production_capture_then_monitor(adult_model, held_out, t
     assert model_dir == str(tmp_path / "registry" / reg.get("adult", 2).artifact)
     rows = json.loads(held_out.assign(age=held_out["age"] + 15).to_json(orient="records"))
     try:
-        base = server.start(AppArgs(model_dir=model_dir, capture=CaptureConfig(str(tmp_path / "cap"))), port=8433)
+        base = server.start(
+            AppArgs(model_dir=model_dir, capture=CaptureConfig(str(tmp_path / "cap"))), port=8433
+        )
         with httpx.Client(timeout=30) as client:
-            assert client.get(f"{base}/metadata").json()["model_version"] == Predictor.load(adult_model).model_version
+            assert (
+                client.get(f"{base}/metadata").json()["model_version"]
+                == Predictor.load(adult_model).model_version
+            )
             for i, start in enumerate(range(0, len(rows), 25)):
                 endpoint = "predict_proba" if i % 2 else "predict"
-                r = client.post(f"{base}/{endpoint}", json={"rows": rows[start:start + 25]})
+                r = client.post(f"{base}/{endpoint}", json={"rows": rows[start : start + 25]})
                 assert r.status_code == 200, r.text
         for _ in range(500):  # the replica's writer thread appends within moments; bounded wait
             if sum(len(f.read_text().splitlines()) for f in (tmp_path / "cap").glob("*.jsonl")) >= 20:
@@ -194,15 +227,19 @@ def test_serve_registry_production_capture_then_monitor(adult_model, held_out, t
 
 
 def test_regression_model_prediction_values_are_monitored(regression_df, tmp_path):
-    train, new = regression_df.iloc[:200].reset_index(drop=True), regression_df.iloc[200:].drop(columns=["label"])
+    train, new = (
+        regression_df.iloc[:200].reset_index(drop=True),
+        regression_df.iloc[200:].drop(columns=["label"]),
+    )
     data, pre, schema, prof = trial_data(train, "label", recipes=("tree",))
     family = get_family("lightgbm")
     res = train_candidate(family, family.portfolio(data.task)[0], data)
     model = tmp_path / "model"
     prof.save(model / "profile.json")
     predictor_from(res, data, pre, schema, prof).save(model)
-    save_validation_sample(model, train, make_folds(len(train), strategy="kfold", n_folds=3, seed=0), res.oof,
-                           None, seed=0)
+    save_validation_sample(
+        model, train, make_folds(len(train), strategy="kfold", n_folds=3, seed=0), res.oof, None, seed=0
+    )
     _capture(model, new.assign(x1=new["x1"] + 3.0), tmp_path / "cap")
     result = monitor(model, tmp_path / "cap")
     assert result.drifted_features == ["x1"]

@@ -2,12 +2,12 @@ import json
 
 import numpy as np
 import pytest
+from helpers import predictor_from, trial_data
 
 from automl import load
 from automl.exceptions import IntegrityError, SchemaError
 from automl.models import get_family
 from automl.training import train_candidate
-from helpers import predictor_from, trial_data
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,15 @@ from automl.splits import make_folds
 def mixed():
     rng = np.random.default_rng(0)
     n = 400
-    df = pd.DataFrame({
-        "num": rng.normal(size=n),
-        "cat": rng.choice(["a", "b", "c", "rare"], p=[0.4, 0.3, 0.29, 0.01], size=n),
-        "when": pd.date_range("2020-01-01", periods=n, freq="13h").astype(str),
-        "text": [f"red fox {i} jumps over dog {i % 3} and cat {i * 7 % 11}" for i in range(n)],
-        "y": rng.integers(0, 2, n),
-    })
+    df = pd.DataFrame(
+        {
+            "num": rng.normal(size=n),
+            "cat": rng.choice(["a", "b", "c", "rare"], p=[0.4, 0.3, 0.29, 0.01], size=n),
+            "when": pd.date_range("2020-01-01", periods=n, freq="13h").astype(str),
+            "text": [f"red fox {i} jumps over dog {i % 3} and cat {i * 7 % 11}" for i in range(n)],
+            "y": rng.integers(0, 2, n),
+        }
+    )
     df.loc[::10, "num"] = np.nan
     df.loc[::15, "cat"] = None
     return df
@@ -137,16 +139,22 @@ def test_auto_validation_trades_kfold_for_holdout_when_the_budget_is_short():
     assert v.resolve(60_000, n_classes=7, time_limit=900)[0] == "kfold"
     assert v.resolve(60_000, n_classes=7, time_limit=None)[0] == "kfold"  # trial budget only
     assert v.resolve(150_000)[0] == "holdout"
-    assert ValidationConfig(strategy="kfold").resolve(60_000, n_classes=7, time_limit=60) == ("kfold", "set by the user")
+    assert ValidationConfig(strategy="kfold").resolve(60_000, n_classes=7, time_limit=60) == (
+        "kfold",
+        "set by the user",
+    )
 
 
-@pytest.mark.parametrize("values", [
-    ["a", None, "b", " c", np.nan, "a"],
-    [1, 2, None, 3],
-    [1.0, 2.5, np.nan, 3.0, float("inf")],
-    [True, False, None],
-    ["7", 7, 7.0, "x", pd.NA],
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["a", None, "b", " c", np.nan, "a"],
+        [1, 2, None, 3],
+        [1.0, 2.5, np.nan, 3.0, float("inf")],
+        [True, False, None],
+        ["7", 7, 7.0, "x", pd.NA],
+    ],
+)
 def test_request_path_levels_match_the_fitted_levels(values):
     from automl.kinds import level_strings, level_values
     from automl.preprocessing import _SMALL, _codes

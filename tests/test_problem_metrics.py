@@ -8,14 +8,17 @@ from automl.metrics import METRICS, binary_auc, custom_metric, resolve_metric
 from automl.problem import ProblemType, infer_problem_type
 
 
-@pytest.mark.parametrize("values, expected", [
-    (["a", "b", "a"], ProblemType.BINARY),
-    ([0, 1, 1, 0], ProblemType.BINARY),
-    (["x", "y", "z", "x"], ProblemType.MULTICLASS),
-    ([1, 2, 3, 1, 2, 3] * 30, ProblemType.MULTICLASS),
-    (list(np.linspace(0, 1, 200)), ProblemType.REGRESSION),
-    (list(range(200)), ProblemType.REGRESSION),
-])
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        (["a", "b", "a"], ProblemType.BINARY),
+        ([0, 1, 1, 0], ProblemType.BINARY),
+        (["x", "y", "z", "x"], ProblemType.MULTICLASS),
+        ([1, 2, 3, 1, 2, 3] * 30, ProblemType.MULTICLASS),
+        (list(np.linspace(0, 1, 200)), ProblemType.REGRESSION),
+        (list(range(200)), ProblemType.REGRESSION),
+    ],
+)
 def test_infer_problem_type(values, expected):
     ptype, reason = infer_problem_type(pd.Series(values, name="t"))
     assert ptype is expected

@@ -1,10 +1,10 @@
 """Model registry: register, list, show, promote, stages with who/when/why, integrity on load,
 concurrent registrations from two processes (local directory and S3 on a loopback moto server).
 Serving ``registry://NAME`` (the production version) over HTTP: tests/test_monitor.py, end to end."""
+
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 import textwrap
@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import predictor_from, trial_data
 
 from automl.cli import main as cli_main
 from automl.exceptions import ConfigError, IntegrityError
@@ -19,8 +20,6 @@ from automl.models import get_family
 from automl.predictor import Predictor
 from automl.registry import Registry, resolve_model_uri
 from automl.training import train_candidate
-from helpers import predictor_from, trial_data
-
 
 
 def _save_model(df, out: Path) -> Path:
@@ -37,7 +36,10 @@ def _save_model(df, out: Path) -> Path:
 def models(binary_df, tmp_path_factory):
     """Two different saved models (distinct model_version), built without Ray."""
     root = tmp_path_factory.mktemp("models")
-    return [_save_model(binary_df, root / "a"), _save_model(binary_df.sample(frac=1.0, random_state=1), root / "b")]
+    return [
+        _save_model(binary_df, root / "a"),
+        _save_model(binary_df.sample(frac=1.0, random_state=1), root / "b"),
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +60,12 @@ def test_register_list_promote_and_load_by_stage(models, tmp_path):
     assert (v1.version, v2.version) == (1, 2) and v1.uri == "registry://churn:1"
     assert v1.stage == "none" and v2.stage == "staging" and v2.history[-1].actor == "ana"
     assert v1.metrics["metric"] == "roc_auc" and v1.params["m1"]["family"] == "lightgbm"
-    assert v1.profile["features"] == {"x1": "numeric", "x2": "numeric", "color": "categorical", "x3": "numeric"}
+    assert v1.profile["features"] == {
+        "x1": "numeric",
+        "x2": "numeric",
+        "color": "categorical",
+        "x3": "numeric",
+    }
     lin = v1.lineage
     assert len(lin["training_data"]["sha256"]) == 64 and lin["packages"]["lightgbm"]
     assert lin["model_version"] == _version_of(models[0]) and "predictor.json" in v1.files
@@ -92,11 +99,29 @@ def test_register_list_promote_and_load_by_stage(models, tmp_path):
 def test_cli_register_list_show_promote(models, tmp_path, capsys):
     root = str(tmp_path / "cli-registry")
     assert cli_main(["registry", "register", str(models[0]), "--name", "adult", "--root", root]) == 0
-    assert cli_main(["registry", "register", str(models[1]), "--name", "adult", "--root", root,
-                     "--description", "second"]) == 0
+    assert (
+        cli_main(
+            [
+                "registry",
+                "register",
+                str(models[1]),
+                "--name",
+                "adult",
+                "--root",
+                root,
+                "--description",
+                "second",
+            ]
+        )
+        == 0
+    )
     assert "registered registry://adult:2" in capsys.readouterr().out
-    assert cli_main(["registry", "promote", "adult:2", "--stage", "production", "--reason", "better",
-                     "--root", root]) == 0
+    assert (
+        cli_main(
+            ["registry", "promote", "adult:2", "--stage", "production", "--reason", "better", "--root", root]
+        )
+        == 0
+    )
     assert cli_main(["registry", "promote", "adult:1", "--stage", "staging", "--root", root]) == 0
     assert cli_main(["registry", "list", "--root", root, "--format", "json"]) == 0
     listed = json.loads(capsys.readouterr().out.split("\n", 2)[2])
@@ -117,9 +142,12 @@ def test_tampered_version_is_refused(models, tmp_path):
     data = bytearray(original)
     data[len(data) // 2] ^= 0x01
     model_file.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match=r"registry://fraud:1: the files .* do not match the checksums recorded "
-                                             r"at registration \(changed or missing: \['models/.*model.txt'\]\); "
-                                             r"refusing to load or serve it"):
+    with pytest.raises(
+        IntegrityError,
+        match=r"registry://fraud:1: the files .* do not match the checksums recorded "
+        r"at registration \(changed or missing: \['models/.*model.txt'\]\); "
+        r"refusing to load or serve it",
+    ):
         resolve_model_uri("registry://fraud")
     with pytest.raises(IntegrityError):
         reg.load("fraud")
@@ -136,7 +164,9 @@ _WORKER = textwrap.dedent("""
     root, model, ready, go, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
     taken = []
     handler = logging.Handler()
-    handler.emit = lambda record: taken.append(record.getMessage()) if "was taken" in record.getMessage() else None
+    handler.emit = lambda record: (
+        taken.append(record.getMessage()) if "was taken" in record.getMessage() else None
+    )
     logging.getLogger("automl.registry").addHandler(handler)
     logging.getLogger("automl.registry").setLevel(logging.INFO)
     reg = Registry(root)
@@ -152,8 +182,15 @@ def _race(root: str, model: Path, tmp_path: Path, n: int = 3) -> list[dict]:
     """Two processes register ``n`` versions each into one group, released at the same moment."""
     go = tmp_path / "go"
     ready = [tmp_path / f"ready{i}" for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, root, str(model), str(r), str(go), str(n)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in ready]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, root, str(model), str(r), str(go), str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in ready
+    ]
     for _ in range(6000):  # until both have imported the package (at most 60 s)
         if all(r.exists() for r in ready) or any(p.poll() is not None for p in procs):
             break
@@ -188,8 +225,12 @@ def s3(monkeypatch):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     import httpx
@@ -213,8 +254,12 @@ def test_s3_registry_register_promote_resolve_and_verify(models, tmp_path, s3):
     assert [v.stage for v in reg.list("credit")] == ["none", "production"]
     # a damaged cached copy is fetched again; a damaged stored copy is refused
     next(Path(local).rglob("model.txt")).write_text("tampered")
-    assert _version_of(resolve_model_uri("registry://credit", root="s3://models/registry")) == _version_of(models[1])
-    key = next(k for k in s3.find(f"models/registry/{reg.get('credit', 2).artifact}") if k.endswith("model.txt"))
+    assert _version_of(resolve_model_uri("registry://credit", root="s3://models/registry")) == _version_of(
+        models[1]
+    )
+    key = next(
+        k for k in s3.find(f"models/registry/{reg.get('credit', 2).artifact}") if k.endswith("model.txt")
+    )
     s3.pipe_file(key, b"tampered")
     for cached in (tmp_path / "cache").rglob("model.txt"):
         cached.write_text("tampered")

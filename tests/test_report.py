@@ -1,6 +1,7 @@
 """The HTML report of real fits, rendered in headless Chromium: every section is there, every
 plot rendered, no console error, no network request; the leaderboard sorts; fairness metrics
 are right; a fit writes its report itself and a broken report never fails a fit."""
+
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from chromium import Browser, ensure_chromium
 
 from automl import AutoML, SearchConfig
 from automl.exceptions import DataError
@@ -18,7 +20,6 @@ from automl.report import fairness, write_report
 from automl.report.html import table
 from automl.report.model_sections import explain_rows, fairness_section
 from automl.report.rundata import load_run
-from chromium import Browser, ensure_chromium
 
 # Tests on real fits are marked ray and slow (the module's fits take > 20 s on 2 cores).
 
@@ -26,13 +27,36 @@ SECTIONS = ["summary", "leaderboard", "data", "evaluation", "explain", "fairness
 #: a column name that would run script (and ask for the file "x") if the report did not escape it
 XSS = "<img src=x onerror=console.error('xss')>"
 IMAGES = {
-    "binary": {"best score over time per family", "class counts", "ROC curve", "precision-recall curve",
-               "confusion matrix", "calibration curve", "global feature importance", "SHAP summary",
-               "partial dependence", "positive rates"},
-    "multiclass": {"best score over time per family", "class counts", "confusion matrix", "per-class scores",
-                   "global feature importance", "SHAP summary", "partial dependence"},
-    "regression": {"best score over time per family", "target distribution", "predicted vs actual", "residuals",
-                   "global feature importance", "SHAP summary", "partial dependence"},
+    "binary": {
+        "best score over time per family",
+        "class counts",
+        "ROC curve",
+        "precision-recall curve",
+        "confusion matrix",
+        "calibration curve",
+        "global feature importance",
+        "SHAP summary",
+        "partial dependence",
+        "positive rates",
+    },
+    "multiclass": {
+        "best score over time per family",
+        "class counts",
+        "confusion matrix",
+        "per-class scores",
+        "global feature importance",
+        "SHAP summary",
+        "partial dependence",
+    },
+    "regression": {
+        "best score over time per family",
+        "target distribution",
+        "predicted vs actual",
+        "residuals",
+        "global feature importance",
+        "SHAP summary",
+        "partial dependence",
+    },
 }
 #: per image: rendered size and the number of distinct colours of a 64x64 downscale (blank plots have 1)
 IMAGE_PROBE = """Promise.all(Array.from(document.images).map(async (im) => {
@@ -42,7 +66,8 @@ IMAGE_PROBE = """Promise.all(Array.from(document.images).map(async (im) => {
   const d = g.getImageData(0, 0, 64, 64).data, seen = new Set();
   for (let i = 0; i < d.length; i += 4) seen.add(d[i] << 16 | d[i + 1] << 8 | d[i + 2]);
   const r = im.getBoundingClientRect();
-  return {alt: im.alt, w: im.naturalWidth, h: im.naturalHeight, shown: r.width * r.height, colours: seen.size};
+  return {alt: im.alt, w: im.naturalWidth, h: im.naturalHeight, shown: r.width * r.height,
+          colours: seen.size};
 }))"""
 
 
@@ -62,19 +87,29 @@ def runs(ray_session, binary_df, multiclass_df, regression_df, tmp_path_factory)
     """Real fits: binary (LightGBM + XGBoost, so an ensemble may be chosen), multiclass, regression."""
     root = tmp_path_factory.mktemp("report-runs")
     binary = binary_df.assign(**{XSS: np.random.default_rng(0).normal(size=len(binary_df))})
-    plan = {"binary": (binary, ("lightgbm", "xgboost"), 2), "multiclass": (multiclass_df, ("lightgbm",), 1),
-            "regression": (regression_df, ("xgboost",), 1)}
-    return {problem: AutoML(target="label", search=SearchConfig(max_trials=n, families=fams), seed=0,
-                            output_dir=root / problem).fit(df)
-            for problem, (df, fams, n) in plan.items()}
+    plan = {
+        "binary": (binary, ("lightgbm", "xgboost"), 2),
+        "multiclass": (multiclass_df, ("lightgbm",), 1),
+        "regression": (regression_df, ("xgboost",), 1),
+    }
+    return {
+        problem: AutoML(
+            target="label",
+            search=SearchConfig(max_trials=n, families=fams),
+            seed=0,
+            output_dir=root / problem,
+        ).fit(df)
+        for problem, (df, fams, n) in plan.items()
+    }
 
 
 def _render(browser: Browser, path: Path, screenshot: Path) -> tuple:
     page = browser.open(path, screenshot=screenshot)
     assert page.console_errors == [] and page.exceptions == []
     assert page.requests and all(u.startswith(("file:", "data:")) for u in page.requests), page.requests
-    sections = browser.evaluate("Array.from(document.querySelectorAll('main > section')).map("
-                                "s => [s.id, s.innerText.length])")
+    sections = browser.evaluate(
+        "Array.from(document.querySelectorAll('main > section')).map(s => [s.id, s.innerText.length])"
+    )
     assert [s for s, _ in sections] == SECTIONS
     assert all(n > 80 for _, n in sections), sections
     assert browser.evaluate("document.querySelectorAll('p.error').length") == 0
@@ -108,23 +143,42 @@ def test_binary_report_renders_in_chromium(runs, browser):
     page, alts = _render(browser, path, run.run_dir_ / "report.png")
     assert alts == IMAGES["binary"]
     text = _text(browser)
-    for words in ("why the search ended", "ROC AUC", "PR AUC", "F1", "Brier score", "Per-column SHAP",
-                  "Partial dependence", "DPPL", "DI", "positive label 'yes'", XSS):
+    for words in (
+        "why the search ended",
+        "ROC AUC",
+        "PR AUC",
+        "F1",
+        "Brier score",
+        "Per-column SHAP",
+        "Partial dependence",
+        "DPPL",
+        "DI",
+        "positive label 'yes'",
+        XSS,
+    ):
         assert words in text, words
     # the leaderboard lists every trial and sorts by a clicked column (numbers as numbers)
     board = pd.read_csv(run.run_dir_ / "leaderboard.csv")
     assert browser.evaluate("document.querySelectorAll('#leaderboard tbody tr').length") == len(board)
-    col = browser.evaluate("Array.from(document.querySelectorAll('#leaderboard thead th')).findIndex("
-                           "th => th.textContent === 'score_val')")
+    col = browser.evaluate(
+        "Array.from(document.querySelectorAll('#leaderboard thead th')).findIndex("
+        "th => th.textContent === 'score_val')"
+    )
     for order in ("asc", "desc"):
         browser.evaluate(f"document.querySelectorAll('#leaderboard thead th')[{col}].click()")
-        values = browser.evaluate(f"Array.from(document.querySelectorAll('#leaderboard tbody tr')).map("
-                                  f"r => r.cells[{col}].getAttribute('data-v')).filter(v => v !== null).map(Number)")
+        values = browser.evaluate(
+            f"Array.from(document.querySelectorAll('#leaderboard tbody tr')).map("
+            f"r => r.cells[{col}].getAttribute('data-v')).filter(v => v !== null).map(Number)"
+        )
         assert values == sorted(values, reverse=order == "desc") and len(values) >= 2
     # fairness table: one row per colour, DPPL and DI consistent with the predicted positive rates
-    rows = browser.evaluate("Array.from(document.querySelectorAll('#fairness tbody tr')).map("
-                            "r => Array.from(r.cells).map(c => c.getAttribute('data-v') || c.textContent))")
-    head = browser.evaluate("Array.from(document.querySelectorAll('#fairness thead th')).map(h => h.textContent)")
+    rows = browser.evaluate(
+        "Array.from(document.querySelectorAll('#fairness tbody tr')).map("
+        "r => Array.from(r.cells).map(c => c.getAttribute('data-v') || c.textContent))"
+    )
+    head = browser.evaluate(
+        "Array.from(document.querySelectorAll('#fairness thead th')).map(h => h.textContent)"
+    )
     fair = pd.DataFrame(rows, columns=head)
     assert sorted(fair["group"]) == ["blue", "green", "red"]
     q = fair["predicted_positive_rate"].astype(float).to_numpy()
@@ -149,7 +203,9 @@ def test_multiclass_and_regression_reports_render(runs, browser, problem):
     assert "Not applicable" in fairness_section(data, "color")
     # explanations use a random sample of the validation rows (which are stored in table order)
     assert not explain_rows(data)["__row"].is_monotonic_increasing
-    expected = ["balanced accuracy", "Per class", "precision"] if problem == "multiclass" else ["RMSE", "MAE", "R2"]
+    expected = (
+        ["balanced accuracy", "Per class", "precision"] if problem == "multiclass" else ["RMSE", "MAE", "R2"]
+    )
     assert all(w in text for w in expected)
 
 
@@ -168,14 +224,26 @@ def test_explain_contributions_sum_to_the_regression_prediction(runs, regression
 def test_report_command(runs, tmp_path):
     automl = str(Path(sys.executable).parent / "automl")
     run_dir = runs["binary"].run_dir_
-    ok = subprocess.run([automl, "report", str(run_dir), "--output", str(tmp_path / "r.html"),
-                         "--sensitive-column", "color"], capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [automl, "report", str(run_dir), "--output", str(tmp_path / "r.html"), "--sensitive-column", "color"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "report written to" in ok.stdout and (tmp_path / "r.html").stat().st_size > 50_000
-    bad = subprocess.run([automl, "report", str(run_dir), "--sensitive-column", "label"], capture_output=True,
-                         text=True, timeout=120)
+    bad = subprocess.run(
+        [automl, "report", str(run_dir), "--sensitive-column", "label"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: sensitive column 'label' is not an input column")
+    assert (
+        bad.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: sensitive column 'label' is not an input column")
+    )
     with pytest.raises(DataError, match="is not the directory of a finished fit"):
         write_report(tmp_path)
 
@@ -189,19 +257,22 @@ def test_a_broken_report_does_not_fail_the_fit(ray_session, binary_df, tmp_path,
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(build, "write_report", broken)
-    run = AutoML(target="label", search=SearchConfig(max_trials=1, families=("lightgbm",)),
-                 output_dir=tmp_path / "run").fit(binary_df)
+    run = AutoML(
+        target="label", search=SearchConfig(max_trials=1, families=("lightgbm",)), output_dir=tmp_path / "run"
+    ).fit(binary_df)
     assert len(run.predict(binary_df.head(3))) == 3
     assert not (run.run_dir_ / "report.html").exists()
     assert "report_s" not in json.loads((run.run_dir_ / "run.json").read_text())["timings"]
-    assert any("report could not be written" in r.getMessage() and "disk full" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "report could not be written" in r.getMessage() and "disk full" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_bias_metrics_by_hand():
     groups = pd.Series(["a"] * 4 + ["b"] * 6, name="g")
     y = np.array([1, 1, 0, 0, 1, 1, 1, 0, 0, 0])
-    p = np.array([.9, .2, .8, .1, .9, .1, .2, .7, .1, .1])
+    p = np.array([0.9, 0.2, 0.8, 0.1, 0.9, 0.1, 0.2, 0.7, 0.1, 0.1])
     res = fairness.fairness(groups, y, p, threshold=0.5, positive="yes")
     a, b = (res.table.set_index("group").loc[g] for g in ("a", "b"))
     # a: predicted positive 2/4, recall 1/2, accuracy 2/4; b: predicted positive 2/6, recall 1/3, accuracy 3/6

@@ -1,4 +1,5 @@
 """A fit whose process is killed midway resumes with --resume, without re-running finished trials."""
+
 import json
 import os
 import signal
@@ -18,15 +19,36 @@ DATA = Path(__file__).parent / "data" / "adult_small.csv.gz"
 
 def finished_trials(run_dir: Path) -> dict[str, float]:
     """Final trial checkpoints (they hold candidate.json) and their modification times."""
-    return {str(p.parent.parent.name): p.stat().st_mtime for p in (run_dir / "search").glob("*/checkpoint_*/candidate.json")}
+    return {
+        str(p.parent.parent.name): p.stat().st_mtime
+        for p in (run_dir / "search").glob("*/checkpoint_*/candidate.json")
+    }
 
 
 def test_killed_fit_resumes_without_repeating_finished_trials(tmp_path):
     out = tmp_path / "run"
-    args = [AUTOML, "fit", str(DATA), "--target", "class", "--max-trials", "6", "--search", "random",
-            "--families", "lightgbm,xgboost", "--output", str(out), "--seed", "3", "--no-report"]
+    args = [
+        AUTOML,
+        "fit",
+        str(DATA),
+        "--target",
+        "class",
+        "--max-trials",
+        "6",
+        "--search",
+        "random",
+        "--families",
+        "lightgbm,xgboost",
+        "--output",
+        str(out),
+        "--seed",
+        "3",
+        "--no-report",
+    ]
     t0 = time.time()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         while len(finished_trials(out)) < 2 and time.time() - t0 < 240:
             assert proc.poll() is None, "the fit ended before it could be interrupted"

@@ -1,4 +1,5 @@
 """Every search strategy on a 3-trial budget, reproducibility under a trial budget, TensorBoard."""
+
 import json
 
 import pytest
@@ -13,8 +14,13 @@ STRATEGIES = ["bayesian", "random", "grid", "hyperband", "asha", "bohb"]
 
 def fit(df, tmp_path, strategy, **search):
     search = {"max_trials": 3, "families": ("lightgbm", "xgboost"), **search}
-    return AutoML(write_report=False, target="label", search=SearchConfig(strategy=strategy, **search),
-                  output_dir=tmp_path / strategy, seed=0).fit(df)
+    return AutoML(
+        write_report=False,
+        target="label",
+        search=SearchConfig(strategy=strategy, **search),
+        output_dir=tmp_path / strategy,
+        seed=0,
+    ).fit(df)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -34,7 +40,10 @@ def test_each_strategy_runs_and_says_why_it_ended(ray_session, binary_df, tmp_pa
 
 
 def test_unknown_strategy_lists_the_choices():
-    with pytest.raises(ConfigError, match=r"must be one of \['bayesian', 'random', 'grid', 'hyperband', 'asha', 'bohb'\]; got 'tpe'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"must be one of \['bayesian', 'random', 'grid', 'hyperband', 'asha', 'bohb'\]; got 'tpe'",
+    ):
         SearchConfig(strategy="tpe")
 
 
@@ -42,8 +51,13 @@ def test_same_seed_and_trial_budget_give_the_same_leaderboard(ray_session, multi
     cols = ["model", "family", "params", "score_val", "status"]
     boards = []
     for i in range(2):
-        run = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=7, families=("lightgbm", "xgboost")),
-                     output_dir=tmp_path / f"r{i}", seed=7).fit(multiclass_df)
+        run = AutoML(
+            write_report=False,
+            target="label",
+            search=SearchConfig(max_trials=7, families=("lightgbm", "xgboost")),
+            output_dir=tmp_path / f"r{i}",
+            seed=7,
+        ).fit(multiclass_df)
         b = run.leaderboard()
         boards.append(b[b["family"] != "ensemble"].sort_values("model")[cols].reset_index(drop=True))
     assert boards[0].equals(boards[1]), (boards[0], boards[1])
@@ -70,19 +84,38 @@ def test_trial_metrics_are_written_for_tensorboard(ray_session, binary_df, tmp_p
 def test_mlflow_callback_logs_every_trial(ray_session, binary_df, tmp_path):
     import mlflow
 
-    run = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=2, families=("lightgbm",), mlflow=True),
-                 output_dir=tmp_path / "ml").fit(binary_df)
+    run = AutoML(
+        write_report=False,
+        target="label",
+        search=SearchConfig(max_trials=2, families=("lightgbm",), mlflow=True),
+        output_dir=tmp_path / "ml",
+    ).fit(binary_df)
     mlflow.set_tracking_uri((run.run_dir_ / "mlruns").as_uri())  # the fit allowed the file store
     runs = mlflow.search_runs(experiment_names=[run.run_dir_.name])
     assert len(runs) == 2 and "metrics.best_objective" in runs.columns
 
 
 def test_warm_start_evaluates_the_previous_best_configs_first(ray_session, binary_df, tmp_path):
-    first = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=3, strategy="random", families=("lightgbm",)),
-                   output_dir=tmp_path / "a", seed=1).fit(binary_df)
+    first = AutoML(
+        write_report=False,
+        target="label",
+        search=SearchConfig(max_trials=3, strategy="random", families=("lightgbm",)),
+        output_dir=tmp_path / "a",
+        seed=1,
+    ).fit(binary_df)
     best = json.loads(first.leaderboard().query("family == 'lightgbm'").iloc[0]["params"])
-    second = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=1, strategy="random", families=("lightgbm",),
-                                                        portfolio=False, warm_start=str(first.run_dir_)),
-                    output_dir=tmp_path / "b", seed=2).fit(binary_df)
+    second = AutoML(
+        write_report=False,
+        target="label",
+        search=SearchConfig(
+            max_trials=1,
+            strategy="random",
+            families=("lightgbm",),
+            portfolio=False,
+            warm_start=str(first.run_dir_),
+        ),
+        output_dir=tmp_path / "b",
+        seed=2,
+    ).fit(binary_df)
     trial = second.leaderboard().query("family == 'lightgbm'").iloc[0]
     assert json.loads(trial["params"]) == best

@@ -3,6 +3,7 @@
 One Serve application for the module (an API key set, a small body limit); Serve is shut down at
 the end so other modules' Ray work is unaffected.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,7 +38,11 @@ def _free_port() -> int:
 def model_dir(ray_session, binary_df, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("serve") / "run"
     search = SearchConfig(max_trials=2, families=("lightgbm",))
-    return str(AutoML(write_report=False, target="label", search=search, output_dir=out, seed=0).fit(binary_df).run_dir_)
+    return str(
+        AutoML(write_report=False, target="label", search=search, output_dir=out, seed=0)
+        .fit(binary_df)
+        .run_dir_
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +56,12 @@ def base(ray_session, model_dir, capture_dir):
     from serving.capture import CaptureConfig
     from serving.schemas import AppArgs
 
-    args = AppArgs(model_dir=model_dir, api_key=KEY, max_body_bytes=MAX_BODY,
-                   capture=CaptureConfig(directory=str(capture_dir)))
+    args = AppArgs(
+        model_dir=model_dir,
+        api_key=KEY,
+        max_body_bytes=MAX_BODY,
+        capture=CaptureConfig(directory=str(capture_dir)),
+    )
     t = time.time()
     url = server.start(args, port=_free_port())
     assert time.time() - t < 90, "the endpoint should answer within seconds of being deployed"
@@ -178,7 +187,7 @@ def _bad_bodies(good: dict) -> list[tuple[str, bytes | str, str, int, str]]:
         ("row is null", b'{"rows": [null]}', J, 422, "rows[0]"),
         ("value is a list", row(x1=[1, 2]), J, 422, "rows[0].x1"),
         ("value is an object", row(color={"name": "red"}), J, 422, "rows[0].color"),
-        ("number too large", row(x1=10 ** 400), J, 422, "rows[0].x1"),
+        ("number too large", row(x1=10**400), J, 422, "rows[0].x1"),
         ("empty row", b'{"rows": [{}]}', J, 422, "x1"),
         ("required column missing", row(x3=KeyError), J, 422, "x3"),
         ("text in a numeric column", row(x1="abc"), J, 422, "x1"),
@@ -291,9 +300,14 @@ def test_cli_arguments_and_errors(model_dir, capsys, monkeypatch):
     assert args.autoscale == (1, 3) and args.max_batch_size == 8 and args.api_key == KEY
     monkeypatch.delenv("AUTOML_API_KEY")
     # each is refused before Ray or Serve is touched: one line, exit code 2
-    refused = [(["--host", "0.0.0.0"], "API key"), (["--autoscale", "3"], "MIN:MAX"),
-               (["--autoscale", "3:1"], "autoscale"), (["--max-batch-size", "0"], "max_batch_size"),
-               (["--capture-rate", "0.5"], "--capture-dir"), (["--api-key", "short"], "8 characters")]
+    refused = [
+        (["--host", "0.0.0.0"], "API key"),
+        (["--autoscale", "3"], "MIN:MAX"),
+        (["--autoscale", "3:1"], "autoscale"),
+        (["--max-batch-size", "0"], "max_batch_size"),
+        (["--capture-rate", "0.5"], "--capture-dir"),
+        (["--api-key", "short"], "8 characters"),
+    ]
     for argv, message in refused:
         assert main(["serve", model_dir, *argv]) == 2
         assert message in capsys.readouterr().err

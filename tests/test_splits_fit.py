@@ -1,15 +1,16 @@
 """Time-ordered and grouped validation in real tiny fits: folds.json proves no validation row
 precedes a training row in time, and no group sits on both sides of a fold."""
+
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import DATA
 
 from automl import AutoML, SearchConfig, ValidationConfig
 from automl.data import load_table
 from automl.exceptions import DataError
-from conftest import DATA
 
 pytestmark = pytest.mark.ray
 
@@ -24,8 +25,14 @@ def _folds(run: AutoML) -> dict:
 
 def test_time_column_fit_trains_on_the_past_and_validates_on_the_future(ray_session, tmp_path):
     df = load_table(DATA / "bike_small.csv.gz").sample(frac=1, random_state=0)  # order must not matter
-    run = AutoML(write_report=False, target="cnt", validation=ValidationConfig(time_column="dteday", n_folds=3), search=TINY,
-                 output_dir=tmp_path / "bike", seed=0).fit(df)
+    run = AutoML(
+        write_report=False,
+        target="cnt",
+        validation=ValidationConfig(time_column="dteday", n_folds=3),
+        search=TINY,
+        output_dir=tmp_path / "bike",
+        seed=0,
+    ).fit(df)
     folds = _folds(run)
     assert folds["kind"] == "time-kfold" and folds["column"] == "dteday" and folds["n_folds"] == 3
     when = pd.to_datetime(df["dteday"]).to_numpy()
@@ -45,8 +52,14 @@ def test_time_column_fit_trains_on_the_past_and_validates_on_the_future(ray_sess
 
 def test_group_column_fit_keeps_every_group_on_one_side(ray_session, tmp_path):
     df = load_table(DATA / "nlswork_small.csv.gz")
-    run = AutoML(write_report=False, target="ln_wage", validation=ValidationConfig(group_column="idcode", n_folds=3), search=TINY,
-                 output_dir=tmp_path / "nls", seed=0).fit(df)
+    run = AutoML(
+        write_report=False,
+        target="ln_wage",
+        validation=ValidationConfig(group_column="idcode", n_folds=3),
+        search=TINY,
+        output_dir=tmp_path / "nls",
+        seed=0,
+    ).fit(df)
     folds = _folds(run)
     assert folds["kind"] == "group-kfold" and folds["column"] == "idcode" and folds["n_folds"] == 3
     groups = df["idcode"].to_numpy()
@@ -60,15 +73,27 @@ def test_group_column_fit_keeps_every_group_on_one_side(ray_session, tmp_path):
     assert not [w for w in run.profile_.warnings if w.code == "identifier"]
 
 
-@pytest.mark.parametrize("column, bad, message", [
-    ("dteday", None, r"time column 'dteday' is missing in 3 of 1500 rows"),
-    ("dteday", "someday", r"time column 'dteday' has values that are neither dates nor numbers, e.g. 'some"),
-])
+@pytest.mark.parametrize(
+    "column, bad, message",
+    [
+        ("dteday", None, r"time column 'dteday' is missing in 3 of 1500 rows"),
+        (
+            "dteday",
+            "someday",
+            r"time column 'dteday' has values that are neither dates nor numbers, e.g. 'some",
+        ),
+    ],
+)
 def test_bad_time_column_is_a_clear_error_before_any_search(tmp_path, column, bad, message):
     df = load_table(DATA / "bike_small.csv.gz")
     df.loc[[3, 500, 900], column] = bad
-    run = AutoML(write_report=False, target="cnt", validation=ValidationConfig(time_column=column), search=TINY,
-                 output_dir=tmp_path / "bad")
+    run = AutoML(
+        write_report=False,
+        target="cnt",
+        validation=ValidationConfig(time_column=column),
+        search=TINY,
+        output_dir=tmp_path / "bad",
+    )
     with pytest.raises(DataError, match=message):
         run.profile(df)
     with pytest.raises(DataError, match=message):  # fit fails while profiling, before Ray or a trial starts

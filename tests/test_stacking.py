@@ -1,9 +1,11 @@
 """Stacking never sees a row's own label; calibration and deployment constraints."""
+
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import trial_data
 
 from automl import AutoML, EnsembleConfig, SearchConfig
 from automl.calibration import choose_calibration
@@ -13,7 +15,6 @@ from automl.problem import ProblemType
 from automl.splits import make_folds
 from automl.stack_fit import fit_layer
 from automl.training import train_candidate
-from helpers import trial_data
 
 
 def test_stack_on_noise_labels_stays_at_chance(tmp_path):
@@ -29,8 +30,17 @@ def test_stack_on_noise_labels_stays_at_chance(tmp_path):
     base = [train_candidate(knn, {"n_neighbors": k, "weights": "uniform"}, data) for k in (3, 1)]
     for res in base:
         assert METRICS["roc_auc"].score(data.y, res.oof) < 0.55
-    layer = fit_layer(base, ["knn_3", "knn_1"], base[0].oof, data, level=2,
-                      uses_features=True, size=10, seed=0, deadline=None)
+    layer = fit_layer(
+        base,
+        ["knn_3", "knn_1"],
+        base[0].oof,
+        data,
+        level=2,
+        uses_features=True,
+        size=10,
+        seed=0,
+        deadline=None,
+    )
     auc = METRICS["roc_auc"].score(data.y, layer.oof)
     assert 0.45 < auc < 0.55, auc
     assert not np.isnan(layer.oof).any()  # guard rows got out-of-fold predictions too
@@ -43,8 +53,9 @@ def test_stack_layer_learns_what_the_base_layer_misses():
     df["y"] = df["x1"] + 2 * np.sin(3 * df["x2"]) + rng.normal(scale=0.3, size=n)  # not linear in x2
     data = trial_data(df, "y", recipes=("tree", "linear"))[0]
     base = [train_candidate(get_family("linear"), {"alpha": 1.0}, data)]
-    layer = fit_layer(base, ["linear"], base[0].oof, data, level=2, uses_features=True, size=10,
-                      seed=0, deadline=None)
+    layer = fit_layer(
+        base, ["linear"], base[0].oof, data, level=2, uses_features=True, size=10, seed=0, deadline=None
+    )
     assert layer.score < 0.7 * base[0].score  # rmse: the stack also sees the features
     assert layer.kept and "layer 2 kept" in layer.reason and "held-out slice" in layer.reason
 
@@ -66,8 +77,14 @@ def test_temperature_scaling_fixes_overconfidence_and_leaves_good_probabilities_
 
 @pytest.mark.ray
 def test_stacking_constraints_and_calibration_end_to_end(ray_session, binary_df, tmp_path):
-    run = AutoML(write_report=False, target="label", metric="log_loss", search=SearchConfig(max_trials=4),
-                 ensemble=EnsembleConfig(stack_levels=1), output_dir=tmp_path / "s").fit(binary_df)
+    run = AutoML(
+        write_report=False,
+        target="label",
+        metric="log_loss",
+        search=SearchConfig(max_trials=4),
+        ensemble=EnsembleConfig(stack_levels=1),
+        output_dir=tmp_path / "s",
+    ).fit(binary_df)
     board = run.leaderboard()
     assert {"stack_l2", "l2_lightgbm_1"} <= set(board["model"])
     info = json.loads((run.run_dir_ / "run.json").read_text())
@@ -75,8 +92,13 @@ def test_stacking_constraints_and_calibration_end_to_end(ray_session, binary_df,
     dep = json.loads((run.run_dir_ / "predictor.json").read_text())["info"]["deployment"]
     assert dep["latency_ms"] > 0 and dep["size_mb"] > 0
     # a latency limit no model meets, then one only single models meet
-    tight = AutoML(write_report=False, target="label", search=SearchConfig(max_trials=4),
-                   ensemble=EnsembleConfig(max_predict_latency_ms=1e-6), output_dir=tmp_path / "t").fit(binary_df)
+    tight = AutoML(
+        write_report=False,
+        target="label",
+        search=SearchConfig(max_trials=4),
+        ensemble=EnsembleConfig(max_predict_latency_ms=1e-6),
+        output_dir=tmp_path / "t",
+    ).fit(binary_df)
     decision = tight.run_info_["decisions"]["deployment"]
     assert "no option meets the constraints" in decision and "ms/row" in decision
     options = json.loads((tight.run_dir_ / "predictor.json").read_text())["info"]["deployment"]["options"]

@@ -1,4 +1,5 @@
 """Ray Tune and Ray Train: the only package that builds a ``tune.Tuner`` or a Ray Train trainer."""
+
 from tuning.cluster import ClusterInfo, ensure_ray
 from tuning.search import SearchOutcome, TrialRecord, run_search
 

@@ -1,6 +1,7 @@
 """BOHB (Falkner et al. 2018): Ray's TuneBOHB searcher with HyperBandForBOHB, over the joint
 space expressed as a conditional ConfigSpace (each family's parameters are active only when that
 family is chosen). Needs ``pip install hpbandster ConfigSpace`` (the ``bohb`` extra)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,17 +32,29 @@ def _config_space(families: dict[str, Family], task: Task, seed: int) -> Any:
     return cs
 
 
-def make_bohb(families: dict[str, Family], task: Task, points: list[dict[str, Any]], *, seed: int, metric: str,
-              mode: str, max_steps: int, eta: int) -> tuple[Any, Any]:
+def make_bohb(
+    families: dict[str, Family],
+    task: Task,
+    points: list[dict[str, Any]],
+    *,
+    seed: int,
+    metric: str,
+    mode: str,
+    max_steps: int,
+    eta: int,
+) -> tuple[Any, Any]:
     try:
         from ray.tune.schedulers import HyperBandForBOHB
         from ray.tune.search.bohb import TuneBOHB
 
         space = _config_space(families, task, seed)
     except ImportError as exc:
-        raise ConfigError(f"search strategy 'bohb' needs hpbandster and ConfigSpace: "
-                          f"pip install 'automl-on-ray[bohb]' ({exc})") from None
+        raise ConfigError(
+            f"search strategy 'bohb' needs hpbandster and ConfigSpace: "
+            f"pip install 'automl-on-ray[bohb]' ({exc})"
+        ) from None
     searcher = TuneBOHB(space=space, metric=metric, mode=mode, seed=seed, points_to_evaluate=points or None)
-    scheduler = HyperBandForBOHB(time_attr="training_iteration", metric=metric, mode=mode, max_t=max_steps,
-                                 reduction_factor=eta)
+    scheduler = HyperBandForBOHB(
+        time_attr="training_iteration", metric=metric, mode=mode, max_t=max_steps, reduction_factor=eta
+    )
     return searcher, scheduler

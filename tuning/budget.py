@@ -9,6 +9,7 @@ awareness). A suggestion that would not finish in the time left is skipped (the 
 it failed, so TPE learns to avoid it) and the next one is asked for; when nothing fits any more,
 or time is up, the guard ends the search (``FINISHED``) and lets running trials finish.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """Connecting to Ray (start it in-process on a laptop, or join a cluster) and the storage a run
 keeps its search state in, which every node of a cluster must reach."""
+
 from __future__ import annotations
 
 import logging
@@ -50,12 +51,16 @@ def ensure_ray(resources: ResourceConfig) -> ClusterInfo:
         interval = os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]
         env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": interval}}
         if address:
-            logger.info("joining the Ray cluster at %s (%s)", address,
-                        "from resources.address" if resources.address else "from RAY_ADDRESS")
+            logger.info(
+                "joining the Ray cluster at %s (%s)",
+                address,
+                "from resources.address" if resources.address else "from RAY_ADDRESS",
+            )
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:
-            ray.init(num_cpus=resources.num_cpus, include_dashboard=False, log_to_driver=False,
-                     runtime_env=env)
+            ray.init(
+                num_cpus=resources.num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=env
+            )
             started = True
         try:
             import ray.data
@@ -68,22 +73,37 @@ def ensure_ray(resources: ResourceConfig) -> ClusterInfo:
         try:
             wait_s = float(os.environ.get("AUTOML_WAIT_FOR_CPUS_S", WAIT_FOR_CPUS_S))
         except ValueError:
-            raise ConfigError("AUTOML_WAIT_FOR_CPUS_S must be a number of seconds; got "
-                              f"{os.environ['AUTOML_WAIT_FOR_CPUS_S']!r}") from None
+            raise ConfigError(
+                "AUTOML_WAIT_FOR_CPUS_S must be a number of seconds; got "
+                f"{os.environ['AUTOML_WAIT_FOR_CPUS_S']!r}"
+            ) from None
         res = _wait_for_cpus(ray, wait_s)
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-    info = ClusterInfo(float(res.get("CPU", 1)) or 1.0, float(res.get("GPU", 0)), started,
-                       ray.get_runtime_context().gcs_address, nodes)
-    logger.info("Ray: %.0f CPUs, %.0f GPUs on %d node(s) (%s)", info.cpus, info.gpus, nodes,
-                "started here" if started else "joined")
+    info = ClusterInfo(
+        float(res.get("CPU", 1)) or 1.0,
+        float(res.get("GPU", 0)),
+        started,
+        ray.get_runtime_context().gcs_address,
+        nodes,
+    )
+    logger.info(
+        "Ray: %.0f CPUs, %.0f GPUs on %d node(s) (%s)",
+        info.cpus,
+        info.gpus,
+        nodes,
+        "started here" if started else "joined",
+    )
     return info
 
 
 def _wait_for_cpus(ray: Any, timeout_s: float) -> dict[str, float]:
     """A cluster whose head runs no trials (resources: {CPU: 0}) has no CPU until the autoscaler's
     first worker joins; the search sizes its concurrency from the CPUs it sees, so wait for them."""
-    logger.info("the cluster has no CPU yet (a head node without trials, workers starting): "
-                "waiting up to %.0fs for a worker node (AUTOML_WAIT_FOR_CPUS_S)", timeout_s)
+    logger.info(
+        "the cluster has no CPU yet (a head node without trials, workers starting): "
+        "waiting up to %.0fs for a worker node (AUTOML_WAIT_FOR_CPUS_S)",
+        timeout_s,
+    )
     end = time.time() + timeout_s
     res = ray.cluster_resources()
     while res.get("CPU", 0) == 0 and time.time() < end:
@@ -102,15 +122,19 @@ def storage_uri(storage: str) -> str:
     if "://" in text:
         scheme, rest = text.split("://", 1)
         if scheme.lower() not in STORAGE_SCHEMES:
-            raise ConfigError(f"storage {storage!r} has an unsupported scheme {scheme!r}; use an absolute "
-                              f"path shared by every node or one of {[s + '://' for s in STORAGE_SCHEMES]}")
+            raise ConfigError(
+                f"storage {storage!r} has an unsupported scheme {scheme!r}; use an absolute "
+                f"path shared by every node or one of {[s + '://' for s in STORAGE_SCHEMES]}"
+            )
         if not rest.strip("/"):
             raise ConfigError(f"storage {storage!r} names no bucket or path; e.g. s3://my-bucket/automl-runs")
         return f"{scheme}://{rest.rstrip('/')}"
     text = text.rstrip("/")
     if not text or not os.path.isabs(os.path.expanduser(text)):
-        raise ConfigError(f"storage must be an absolute path (shared by every node) or a URI such as "
-                          f"s3://bucket/prefix; got {storage!r}")
+        raise ConfigError(
+            f"storage must be an absolute path (shared by every node) or a URI such as "
+            f"s3://bucket/prefix; got {storage!r}"
+        )
     return os.path.expanduser(text)
 
 
@@ -146,9 +170,11 @@ def check_storage(storage: str, cluster: ClusterInfo) -> None:
             f.write(b"automl storage check\n")
     except Exception as exc:  # noqa: BLE001 - any failure here is the user's storage set-up
         why = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
-        raise ConfigError(f"cannot write to storage {uri!r} ({why}); check that the bucket or directory "
-                          "exists and that the credentials (and AWS_ENDPOINT_URL for S3-compatible stores) "
-                          "allow writing") from exc
+        raise ConfigError(
+            f"cannot write to storage {uri!r} ({why}); check that the bucket or directory "
+            "exists and that the credentials (and AWS_ENDPOINT_URL for S3-compatible stores) "
+            "allow writing"
+        ) from exc
     try:
         if cluster.nodes > 1:
             _check_nodes_see(marker, uri)
@@ -181,13 +207,19 @@ def _check_nodes_see(marker: str, uri: str) -> None:
         except Exception as exc:  # noqa: BLE001 - e.g. no credentials on that node
             blind.append(f"{node[:8]} ({type(exc).__name__})")
     if unknown:
-        logger.warning("storage check: nodes %s did not answer within %.0fs; Ray checks them when they "
-                       "save a checkpoint", unknown, STORAGE_CHECK_TIMEOUT_S)
+        logger.warning(
+            "storage check: nodes %s did not answer within %.0fs; Ray checks them when they "
+            "save a checkpoint",
+            unknown,
+            STORAGE_CHECK_TIMEOUT_S,
+        )
     if blind:
-        raise ConfigError(f"storage {uri!r} is not reachable from Ray node(s) {blind} of this "
-                          f"{len(nodes)}-node cluster: trials there could not save checkpoints. Pass "
-                          "storage= (--storage) an s3:// URI or a path every node mounts (e.g. NFS), with "
-                          "credentials on every node")
+        raise ConfigError(
+            f"storage {uri!r} is not reachable from Ray node(s) {blind} of this "
+            f"{len(nodes)}-node cluster: trials there could not save checkpoints. Pass "
+            "storage= (--storage) an s3:// URI or a path every node mounts (e.g. NFS), with "
+            "credentials on every node"
+        )
     logger.info("storage %s is reachable from %d of the %d nodes", uri, len(nodes) - len(unknown), len(nodes))
 
 
@@ -209,7 +241,8 @@ def publish_run(run_dir: Path, storage: str) -> str:
         target = f"{dpath}/{entry.name}"
         if entry.is_dir():
             fs.create_dir(target, recursive=True)
-        pyarrow.fs.copy_files(str(entry.resolve()), target, source_filesystem=local,
-                              destination_filesystem=fs)
+        pyarrow.fs.copy_files(
+            str(entry.resolve()), target, source_filesystem=local, destination_filesystem=fs
+        )
     logger.debug("run directory copied to %s", dest)
     return dest

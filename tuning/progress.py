@@ -1,5 +1,6 @@
 """A one-line-per-event progress view of the search (finished trials, best so far, time left),
 emitted on the ``automl.progress`` logger; the CLI shows it, a library user opts in."""
+
 from __future__ import annotations
 
 import logging
@@ -52,6 +53,16 @@ class ProgressCallback(Callback):
         family = trial.config.get("family") or trial.config.get("candidate", {}).get("family", "?")
         best = f"{self.best:.5g}" if self.best is not None else "-"
         here = f"{score:.5g}" if score is not None else "-"
-        logger.info("trial %s %-8s %-7s %s=%s | finished %d, failed %d, running %d | best %s | %s",
-                    trial.trial_id, family, what, self.metric_name, here, self.finished, self.failed,
-                    running, best, left)
+        logger.info(
+            "trial %s %-8s %-7s %s=%s | finished %d, failed %d, running %d | best %s | %s",
+            trial.trial_id,
+            family,
+            what,
+            self.metric_name,
+            here,
+            self.finished,
+            self.failed,
+            running,
+            best,
+            left,
+        )

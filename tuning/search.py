@@ -1,4 +1,5 @@
 """run_search: the only place a ``tune.Tuner`` is built."""
+
 from __future__ import annotations
 
 import logging
@@ -106,12 +107,20 @@ def run_search(
     concurrency = max(1, min(cfg.max_concurrent_trials or slots, slots))
     max_trials = cfg.max_trials or 100_000
     reproducible = deadline is None and cfg.max_trials is not None
-    strategy = make_strategy(cfg, families, data.task, seed=seed, max_trials=max_trials, first_points=extra_points,
-                             reproducible=reproducible)
+    strategy = make_strategy(
+        cfg,
+        families,
+        data.task,
+        seed=seed,
+        max_trials=max_trials,
+        first_points=extra_points,
+        reproducible=reproducible,
+    )
     guard = None
     if deadline is not None and strategy.search_alg is not None:
-        guard = strategy.search_alg = BudgetGuard(strategy.search_alg, deadline,
-                                                  {n: f.relative_cost for n, f in families.items()})
+        guard = strategy.search_alg = BudgetGuard(
+            strategy.search_alg, deadline, {n: f.relative_cost for n, f in families.items()}
+        )
     tune_concurrency: int | None = concurrency
     if reproducible and strategy.search_alg is not None:
         # batches: the searcher sees every result of a batch before it suggests the next, so
@@ -123,21 +132,37 @@ def run_search(
     metric = data.metric
     target = metric.objective(cfg.target_score) if cfg.target_score is not None else None
     stopper = SearchStopper(target_objective=target, patience=cfg.patience)
-    progress = ProgressCallback(metric_name=metric.name, greater_is_better=metric.greater_is_better,
-                                deadline=deadline)
+    progress = ProgressCallback(
+        metric_name=metric.name, greater_is_better=metric.greater_is_better, deadline=deadline
+    )
     storage, name = experiment_path(run_dir, resources)
     if resources.storage or cluster.nodes > 1:
         check_storage(storage, cluster)  # every node must reach it to save and restore checkpoints
-    path = choose_path(data.task.n_rows, train_workers=resources.train_workers, min_rows=resources.ray_train_min_rows,
-                       use_gpu=gpus > 0, storage_path=str((run_dir / "train").resolve()) if not resources.storage
-                       else f"{storage}/{name}-train")
+    path = choose_path(
+        data.task.n_rows,
+        train_workers=resources.train_workers,
+        min_rows=resources.ray_train_min_rows,
+        use_gpu=gpus > 0,
+        storage_path=str((run_dir / "train").resolve())
+        if not resources.storage
+        else f"{storage}/{name}-train",
+    )
     if path.ray_train:
-        logger.info("Ray Train path: %s train with %d worker(s) per fold (%s)", list(RAY_TRAIN_FAMILIES),
-                    path.workers, "train_workers >= 2" if resources.train_workers >= 2
-                    else f"{data.task.n_rows} rows >= ray_train_min_rows={resources.ray_train_min_rows}")
+        logger.info(
+            "Ray Train path: %s train with %d worker(s) per fold (%s)",
+            list(RAY_TRAIN_FAMILIES),
+            path.workers,
+            "train_workers >= 2"
+            if resources.train_workers >= 2
+            else f"{data.task.n_rows} rows >= ray_train_min_rows={resources.ray_train_min_rows}",
+        )
         concurrency = max(1, min(concurrency, int(cluster.cpus // (path.workers * 0.5 + 0.01))))
-    settings = TrialSettings(deadline=deadline, path=path, checkpoint_steps=strategy.checkpoint_steps,
-                             checkpoint_every_s=_checkpoint_every_s())
+    settings = TrialSettings(
+        deadline=deadline,
+        path=path,
+        checkpoint_steps=strategy.checkpoint_steps,
+        checkpoint_every_s=_checkpoint_every_s(),
+    )
 
     def trial_resources(config: dict[str, Any]) -> dict[str, float]:
         family = unflatten(config)[0]
@@ -145,14 +170,20 @@ def run_search(
             return {"cpu": 0.01, "gpu": 0}  # its Ray Train workers request their own CPUs/GPUs
         return {"cpu": cpus, "gpu": gpus if families[family].supports_gpu else 0}
 
-    trainable = tune.with_resources(tune.with_parameters(run_trial, data=data, settings=settings), trial_resources)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, data=data, settings=settings), trial_resources
+    )
     budget = None if deadline is None else max(1.0, deadline - time.time() + GRACE_S)
     exp_path = f"{storage}/{name}"
     callbacks: list[Any] = [progress]
     if cfg.mlflow:
         callbacks.append(_mlflow_callback(cfg.mlflow, run_dir, name))
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, stop=stopper, callbacks=callbacks, verbose=0,
+        name=name,
+        storage_path=storage,
+        stop=stopper,
+        callbacks=callbacks,
+        verbose=0,
         failure_config=tune.FailureConfig(max_failures=2),
         # keeping one checkpoint per trial makes Tune snapshot the experiment each time a trial
         # checkpoints, so a finished trial is durable at once: a resumed search never re-runs it
@@ -160,26 +191,41 @@ def run_search(
     )
     if resume and tune.Tuner.can_restore(exp_path):
         logger.info("resuming the search in %s", exp_path)
-        tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False)
+        tuner = tune.Tuner.restore(
+            exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False
+        )
     else:
         tuner = tune.Tuner(
             trainable,
             param_space=strategy.param_space,
             tune_config=tune.TuneConfig(
-                search_alg=strategy.search_alg, scheduler=strategy.scheduler,
+                search_alg=strategy.search_alg,
+                scheduler=strategy.scheduler,
                 num_samples=strategy.num_samples if strategy.name == "grid" else max_trials,
-                max_concurrent_trials=tune_concurrency, time_budget_s=budget, reuse_actors=True,
+                max_concurrent_trials=tune_concurrency,
+                time_budget_s=budget,
+                reuse_actors=True,
             ),
             run_config=run_config,
         )
-    logger.info("search: %s, %d concurrent trial(s) of %.0f CPU / %.0f GPU, budget %s", strategy.name,
-                concurrency, cpus, gpus, f"{budget:.0f}s" if budget else "none")
+    logger.info(
+        "search: %s, %d concurrent trial(s) of %.0f CPU / %.0f GPU, budget %s",
+        strategy.name,
+        concurrency,
+        cpus,
+        gpus,
+        f"{budget:.0f}s" if budget else "none",
+    )
     grid = tuner.fit()
     wall = time.time() - t0
     retries = _retries(grid)
-    records = [_record(r, progress, t0, deadline, retries=retries, cache_dir=run_dir / EXPERIMENT) for r in grid]
+    records = [
+        _record(r, progress, t0, deadline, retries=retries, cache_dir=run_dir / EXPERIMENT) for r in grid
+    ]
     if any(r.retries for r in records):
-        logger.info("trials retried after a failure: %s", {r.trial_id: r.retries for r in records if r.retries})
+        logger.info(
+            "trials retried after a failure: %s", {r.trial_id: r.retries for r in records if r.retries}
+        )
     ended = _why_ended(stopper, records, cfg, deadline, strategy.name, guard)
     logger.info("search ended: %s (%d trials in %.1fs)", ended, len(records), wall)
     skipped = [f"skipped for lack of time: {s}" for s in (guard.skipped if guard else [])]
@@ -232,9 +278,8 @@ def _local_checkpoint(checkpoint: Any, cache_dir: Path) -> str:
 
 def _mlflow_callback(setting: bool | str, run_dir: Path, name: str) -> Any:
     try:
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
-
         import mlflow  # noqa: F401
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
     except ImportError:
         from automl.exceptions import ConfigError
 
@@ -247,8 +292,15 @@ def _mlflow_callback(setting: bool | str, run_dir: Path, name: str) -> Any:
     return MLflowLoggerCallback(tracking_uri=uri, experiment_name=run_dir.name, save_artifact=False)
 
 
-def _record(result: Any, progress: ProgressCallback, t0: float, deadline: float | None, *,
-            retries: dict[str, int] | None = None, cache_dir: Path | None = None) -> TrialRecord:
+def _record(
+    result: Any,
+    progress: ProgressCallback,
+    t0: float,
+    deadline: float | None,
+    *,
+    retries: dict[str, int] | None = None,
+    cache_dir: Path | None = None,
+) -> TrialRecord:
     config = result.config or {}
     try:
         family, params = unflatten(config)
@@ -256,8 +308,13 @@ def _record(result: Any, progress: ProgressCallback, t0: float, deadline: float 
         family, params = "?", dict(config)
     m = result.metrics or {}
     trial_id = m.get("trial_id") or os.path.basename(str(result.path))
-    rec = TrialRecord(trial_id=str(trial_id), family=family, params=params, status="completed",
-                      retries=(retries or {}).get(str(trial_id), 0))
+    rec = TrialRecord(
+        trial_id=str(trial_id),
+        family=family,
+        params=params,
+        status="completed",
+        retries=(retries or {}).get(str(trial_id), 0),
+    )
     # Tune names trial directories "<trainable>_<trial id>_<creation index>_<params>"
     found = re.search(rf"{re.escape(str(trial_id))}_(\d+)", os.path.basename(str(result.path)))
     rec.index = int(found.group(1)) if found else None
@@ -283,8 +340,11 @@ def _record(result: Any, progress: ProgressCallback, t0: float, deadline: float 
         rec.predict_time_s = m.get("predict_time_s")
         rec.stop_reason = m.get("stop_reason")
         if result.checkpoint is not None:
-            rec.checkpoint = (_local_checkpoint(result.checkpoint, cache_dir) if cache_dir is not None
-                              else result.checkpoint.path)
+            rec.checkpoint = (
+                _local_checkpoint(result.checkpoint, cache_dir)
+                if cache_dir is not None
+                else result.checkpoint.path
+            )
     else:
         rec.status = "stopped"
         ended = times[1] if times and times[1] else time.time()
@@ -295,8 +355,14 @@ def _record(result: Any, progress: ProgressCallback, t0: float, deadline: float 
     return rec
 
 
-def _why_ended(stopper: SearchStopper, records: list[TrialRecord], cfg: SearchConfig,
-               deadline: float | None, strategy: str, guard: BudgetGuard | None) -> str:
+def _why_ended(
+    stopper: SearchStopper,
+    records: list[TrialRecord],
+    cfg: SearchConfig,
+    deadline: float | None,
+    strategy: str,
+    guard: BudgetGuard | None,
+) -> str:
     if stopper.reason:
         return stopper.reason
     if (deadline is not None and time.time() >= deadline - 1) or (guard is not None and guard.finished_early):

@@ -5,6 +5,7 @@ space is a dict of Ray Tune domains (owned by the family); here they are joined 
 ``family`` choice as an Optuna define-by-run space, so TPE learns which families do well and
 spends its trials there, and only the chosen family's parameters are sampled.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,7 +25,7 @@ def unflatten(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         config = config["candidate"]
     family = config[FAMILY_KEY]
     prefix = family + "."
-    return family, {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+    return family, {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}
 
 
 def optuna_distributions(space: dict[str, Any]) -> dict[str, Any]:
@@ -76,8 +77,10 @@ def clip_to_space(config: dict[str, Any], space: dict[str, Any]) -> dict[str, An
 
 def portfolio(families: dict[str, Family], task: Task) -> list[dict[str, Any]]:
     """Every family's default first, then every family's second config, and so on (round robin)."""
-    lists = [[flatten(name, clip_to_space(c, f.search_space(task))) for c in f.portfolio(task)]
-             for name, f in families.items()]
+    lists = [
+        [flatten(name, clip_to_space(c, f.search_space(task))) for c in f.portfolio(task)]
+        for name, f in families.items()
+    ]
     out: list[dict[str, Any]] = []
     for rank in range(max((len(lst) for lst in lists), default=0)):
         out += [lst[rank] for lst in lists if rank < len(lst)]

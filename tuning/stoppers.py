@@ -1,5 +1,6 @@
 """Completion criteria beyond Tune's own (trial count, time budget): a target score and a
 no-improvement patience. The stopper remembers why it ended the search."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -12,9 +12,10 @@ bohb        TuneBOHB (needs hpbandster + ConfigSpace)    HyperBandForBOHB
 ==========  ===========================================  ==================================
 
 Searchers and schedulers carry the metric themselves (Tune refuses it twice), so
-``TuneConfig`` gets none. Every strategy first evaluates the portfolio of default configs (except grid, whose points are
-the grid itself).
+``TuneConfig`` gets none. Every strategy first evaluates the portfolio of default configs (except
+grid, whose points are the grid itself).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -55,7 +56,9 @@ def hyperband_milestones(max_t: int = HB_MAX_STEPS, eta: int = HB_ETA) -> frozen
     return frozenset(out)
 
 
-def _optuna(families: dict[str, Family], task: Task, points: list[dict[str, Any]], seed: int, sampler: str) -> Any:
+def _optuna(
+    families: dict[str, Family], task: Task, points: list[dict[str, Any]], seed: int, sampler: str
+) -> Any:
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -63,24 +66,44 @@ def _optuna(families: dict[str, Family], task: Task, points: list[dict[str, Any]
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if sampler == "tpe":
         # multivariate + group: TPE models the parameters of each family jointly (conditional space)
-        smp = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(5, len(points)), multivariate=True,
-                                         group=True)
+        smp = optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=max(5, len(points)), multivariate=True, group=True
+        )
     else:
         smp = optuna.samplers.RandomSampler(seed=seed)
-    return OptunaSearch(space=space_mod.JointSpace(families, task), metric=METRIC, mode=MODE,
-                        points_to_evaluate=points or None, sampler=smp)
+    return OptunaSearch(
+        space=space_mod.JointSpace(families, task),
+        metric=METRIC,
+        mode=MODE,
+        points_to_evaluate=points or None,
+        sampler=smp,
+    )
 
 
 def _asha(max_steps: int) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode=MODE, max_t=max_steps,
-                         grace_period=8, reduction_factor=3)
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        metric=METRIC,
+        mode=MODE,
+        max_t=max_steps,
+        grace_period=8,
+        reduction_factor=3,
+    )
 
 
-def make_strategy(cfg: SearchConfig, families: dict[str, Family], task: Task, *, seed: int,
-                  max_trials: int, max_steps: int = 2000, first_points: list[dict[str, Any]] | None = None,
-                  reproducible: bool = False) -> Strategy:
+def make_strategy(
+    cfg: SearchConfig,
+    families: dict[str, Family],
+    task: Task,
+    *,
+    seed: int,
+    max_trials: int,
+    max_steps: int = 2000,
+    first_points: list[dict[str, Any]] | None = None,
+    reproducible: bool = False,
+) -> Strategy:
     """``first_points`` (e.g. warm-start configs) are evaluated before the portfolio.
 
     ``reproducible`` (a trial budget, no time limit): ``bayesian`` runs without ASHA, whose
@@ -102,16 +125,30 @@ def make_strategy(cfg: SearchConfig, families: dict[str, Family], task: Task, *,
         return Strategy(name, _optuna(families, task, points, seed, "random"), None, {}, max_trials)
     if name == "asha":
         sampler = "random" if cfg.searcher == "random" else "tpe"
-        return Strategy(name, _optuna(families, task, points, seed, sampler), _asha(max_steps), {}, max_trials)
+        return Strategy(
+            name, _optuna(families, task, points, seed, sampler), _asha(max_steps), {}, max_trials
+        )
     if name == "hyperband":
         from ray.tune.schedulers import HyperBandScheduler
 
-        sched = HyperBandScheduler(time_attr="training_iteration", metric=METRIC, mode=MODE,
-                                   max_t=HB_MAX_STEPS, reduction_factor=HB_ETA)
-        return Strategy(name, _optuna(families, task, points, seed, "random"), sched, {}, max_trials,
-                        hyperband_milestones())
+        sched = HyperBandScheduler(
+            time_attr="training_iteration",
+            metric=METRIC,
+            mode=MODE,
+            max_t=HB_MAX_STEPS,
+            reduction_factor=HB_ETA,
+        )
+        return Strategy(
+            name,
+            _optuna(families, task, points, seed, "random"),
+            sched,
+            {},
+            max_trials,
+            hyperband_milestones(),
+        )
     from tuning.bohb import make_bohb
 
-    search_alg, sched = make_bohb(families, task, points, seed=seed, metric=METRIC, mode=MODE,
-                                  max_steps=HB_MAX_STEPS, eta=HB_ETA)
+    search_alg, sched = make_bohb(
+        families, task, points, seed=seed, metric=METRIC, mode=MODE, max_steps=HB_MAX_STEPS, eta=HB_ETA
+    )
     return Strategy(name, search_alg, sched, {}, max_trials, hyperband_milestones())

@@ -8,6 +8,7 @@ rmse, mae); other metrics are tracked through a proxy (log-loss or rmse) while t
 final score is always the exact metric, computed by the trial on the full validation rows.
 Reports go to Tune through Ray's ``TuneReportCallback`` so ASHA can stop the trial.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,14 +30,25 @@ DISTRIBUTED_FAMILIES = ("lightgbm", "xgboost")
 # our metric -> native name per library and problem ("bin" / "multi" / "reg"), and whether the
 # native value *is* our metric (after a transform) or only a proxy
 _NATIVE = {
-    "xgboost": {"roc_auc": {"bin": "auc", "multi": "auc"}, "log_loss": {"bin": "logloss", "multi": "mlogloss"},
-                "accuracy": {"bin": "error", "multi": "merror"}, "rmse": {"reg": "rmse"}, "mae": {"reg": "mae"}},
-    "lightgbm": {"roc_auc": {"bin": "auc"}, "log_loss": {"bin": "binary_logloss", "multi": "multi_logloss"},
-                 "accuracy": {"bin": "binary_error", "multi": "multi_error"}, "rmse": {"reg": "rmse"},
-                 "mae": {"reg": "l1"}},
+    "xgboost": {
+        "roc_auc": {"bin": "auc", "multi": "auc"},
+        "log_loss": {"bin": "logloss", "multi": "mlogloss"},
+        "accuracy": {"bin": "error", "multi": "merror"},
+        "rmse": {"reg": "rmse"},
+        "mae": {"reg": "mae"},
+    },
+    "lightgbm": {
+        "roc_auc": {"bin": "auc"},
+        "log_loss": {"bin": "binary_logloss", "multi": "multi_logloss"},
+        "accuracy": {"bin": "binary_error", "multi": "multi_error"},
+        "rmse": {"reg": "rmse"},
+        "mae": {"reg": "l1"},
+    },
 }
-_PROXY = {"xgboost": {"bin": "logloss", "multi": "mlogloss", "reg": "rmse"},
-          "lightgbm": {"bin": "binary_logloss", "multi": "multi_logloss", "reg": "rmse"}}
+_PROXY = {
+    "xgboost": {"bin": "logloss", "multi": "mlogloss", "reg": "rmse"},
+    "lightgbm": {"bin": "binary_logloss", "multi": "multi_logloss", "reg": "rmse"},
+}
 
 
 @dataclass(frozen=True)
@@ -80,14 +92,24 @@ class _Tracker:
     def final(self, best_iteration: int) -> dict[str, Any]:
         """The last report of a fold (Tune sees it too, so it carries the search metric)."""
         best = self.best if self.best > float("-inf") else -1e18
-        return {"objective": best, "best_objective": best, "best_iteration": best_iteration, "fold_finished": True}
+        return {
+            "objective": best,
+            "best_objective": best,
+            "best_iteration": best_iteration,
+            "fold_finished": True,
+        }
 
     def metrics(self, value: float, iteration: int) -> dict[str, Any]:
         score = 1.0 - value if self.flip else value
         objective = score if self.higher else -score
         self.best = max(self.best, objective)
-        return {"objective": objective, "best_objective": self.best, "score": score, "iteration": iteration,
-                "native_metric_exact": self.exact}
+        return {
+            "objective": objective,
+            "best_objective": self.best,
+            "score": score,
+            "iteration": iteration,
+            "native_metric_exact": self.exact,
+        }
 
 
 def xgboost_loop(cfg: dict[str, Any]) -> None:
@@ -98,9 +120,13 @@ def xgboost_loop(cfg: dict[str, Any]) -> None:
     def dmatrix(name: str) -> Any:
         df = ray.train.get_dataset_shard(name).materialize().to_pandas()
         feats = [c for c in df.columns if c.startswith("f")]
-        return xgboost.DMatrix(df[feats].to_numpy(np.float32), label=df[LABEL].to_numpy(),
-                               weight=df[WEIGHT].to_numpy() if WEIGHT in df else None,
-                               feature_types=cfg["feature_types"], enable_categorical=True)
+        return xgboost.DMatrix(
+            df[feats].to_numpy(np.float32),
+            label=df[LABEL].to_numpy(),
+            weight=df[WEIGHT].to_numpy() if WEIGHT in df else None,
+            feature_types=cfg["feature_types"],
+            enable_categorical=True,
+        )
 
     dtrain, dvalid = dmatrix("train"), dmatrix("validation")
     tracker = _Tracker(cfg)
@@ -113,8 +139,15 @@ def xgboost_loop(cfg: dict[str, Any]) -> None:
             return False
 
     params = {**cfg["params"], "eval_metric": cfg["native"]}
-    bst = xgboost.train(params, dtrain, num_boost_round=cfg["rounds"], evals=[(dvalid, "valid")],
-                        early_stopping_rounds=cfg["patience"], callbacks=[Report()], verbose_eval=False)
+    bst = xgboost.train(
+        params,
+        dtrain,
+        num_boost_round=cfg["rounds"],
+        evals=[(dvalid, "valid")],
+        early_stopping_rounds=cfg["patience"],
+        callbacks=[Report()],
+        verbose_eval=False,
+    )
     best = int(getattr(bst, "best_iteration", bst.num_boosted_rounds() - 1)) + 1
     with tempfile.TemporaryDirectory() as d:
         if rank == 0:
@@ -131,10 +164,14 @@ def lightgbm_loop(cfg: dict[str, Any]) -> None:
     def dataset(name: str, reference: Any = None) -> Any:
         df = ray.train.get_dataset_shard(name).materialize().to_pandas()
         feats = [c for c in df.columns if c.startswith("f")]
-        return lightgbm.Dataset(df[feats].to_numpy(np.float32), label=df[LABEL].to_numpy(),
-                                weight=df[WEIGHT].to_numpy() if WEIGHT in df else None,
-                                categorical_feature=cfg["categorical"] or "auto", reference=reference,
-                                params={"verbosity": -1})
+        return lightgbm.Dataset(
+            df[feats].to_numpy(np.float32),
+            label=df[LABEL].to_numpy(),
+            weight=df[WEIGHT].to_numpy() if WEIGHT in df else None,
+            categorical_feature=cfg["categorical"] or "auto",
+            reference=reference,
+            params={"verbosity": -1},
+        )
 
     dtrain = dataset("train")
     dvalid = dataset("validation", dtrain)
@@ -146,10 +183,21 @@ def lightgbm_loop(cfg: dict[str, Any]) -> None:
             value = next(v for _, name, v, _ in env.evaluation_result_list if name == cfg["native"])
             _report(tracker.metrics(float(value), env.iteration + 1))
 
-    params = {**cfg["params"], "metric": cfg["native"], "tree_learner": "data_parallel", "pre_partition": True,
-              **get_network_params()}
-    bst = lightgbm.train(params, dtrain, num_boost_round=cfg["rounds"], valid_sets=[dvalid], valid_names=["valid"],
-                         callbacks=[lightgbm.early_stopping(cfg["patience"], verbose=False), report])
+    params = {
+        **cfg["params"],
+        "metric": cfg["native"],
+        "tree_learner": "data_parallel",
+        "pre_partition": True,
+        **get_network_params(),
+    }
+    bst = lightgbm.train(
+        params,
+        dtrain,
+        num_boost_round=cfg["rounds"],
+        valid_sets=[dvalid],
+        valid_names=["valid"],
+        callbacks=[lightgbm.early_stopping(cfg["patience"], verbose=False), report],
+    )
     best = int(bst.best_iteration or bst.current_iteration())
     with tempfile.TemporaryDirectory() as d:
         if rank == 0:
@@ -157,10 +205,23 @@ def lightgbm_loop(cfg: dict[str, Any]) -> None:
         _report(tracker.final(best), d if rank == 0 else None)
 
 
-def fit_distributed(family: str, config: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,
-                    w: np.ndarray | None, valid: FeatureMatrix, y_valid: np.ndarray, *, metric: str,
-                    num_workers: int, use_gpu: bool, storage_path: str, name: str,
-                    report_to_tune: bool = True) -> tuple[FittedModel, int, float]:
+def fit_distributed(
+    family: str,
+    config: dict[str, Any],
+    task: Task,
+    train: FeatureMatrix,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    valid: FeatureMatrix,
+    y_valid: np.ndarray,
+    *,
+    metric: str,
+    num_workers: int,
+    use_gpu: bool,
+    storage_path: str,
+    name: str,
+    report_to_tune: bool = True,
+) -> tuple[FittedModel, int, float]:
     """Train one fold with Ray Train; returns (model, best iteration, seconds in the trainer)."""
     import ray.data
     from ray.train import DataConfig, RunConfig, ScalingConfig
@@ -169,20 +230,29 @@ def fit_distributed(family: str, config: dict[str, Any], task: Task, train: Feat
 
     native = native_metric(family, metric, task.problem_type)
     cfg: dict[str, Any] = {
-        "rounds": int(config.get("n_estimators", MAX_ROUNDS)), "patience": patience_rounds(config),
-        "step": rounds_per_step(config), "native": native.name, "exact": native.exact, "flip": native.flip,
+        "rounds": int(config.get("n_estimators", MAX_ROUNDS)),
+        "patience": patience_rounds(config),
+        "step": rounds_per_step(config),
+        "native": native.name,
+        "exact": native.exact,
+        "flip": native.flip,
         "higher": native.higher_is_better,
     }
-    datasets = {"train": ray.data.from_pandas(to_frame(train, y, w)),
-                "validation": ray.data.from_pandas(to_frame(valid, y_valid, None))}
+    datasets = {
+        "train": ray.data.from_pandas(to_frame(train, y, w)),
+        "validation": ray.data.from_pandas(to_frame(valid, y_valid, None)),
+    }
     callbacks = []
     if report_to_tune:
         from ray.tune.integration.ray_train import TuneReportCallback
 
         callbacks.append(TuneReportCallback())
     # fractional CPUs: the trial that drives the trainer holds a CPU of its own (RAY_NOTES.md)
-    scaling = ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                            resources_per_worker={"CPU": 0.5 if num_workers > 1 else 1.0, **({"GPU": 1} if use_gpu else {})})
+    scaling = ScalingConfig(
+        num_workers=num_workers,
+        use_gpu=use_gpu,
+        resources_per_worker={"CPU": 0.5 if num_workers > 1 else 1.0, **({"GPU": 1} if use_gpu else {})},
+    )
     run_config = RunConfig(name=name, storage_path=storage_path, callbacks=callbacks)
     # Every worker gets the whole validation set: LightGBM evaluates locally, and workers whose
     # early-stopping decisions differ deadlock in the next allreduce.
@@ -195,11 +265,19 @@ def fit_distributed(family: str, config: dict[str, Any], task: Task, train: Feat
 
         cfg["params"] = {**xgb_params(config, task), "nthread": 1}
         cfg["feature_types"] = feature_types(train)
-        result = XGBoostTrainer(xgboost_loop, train_loop_config=cfg, scaling_config=scaling, run_config=run_config,
-                                datasets=datasets, dataset_config=data_config).fit()
+        result = XGBoostTrainer(
+            xgboost_loop,
+            train_loop_config=cfg,
+            scaling_config=scaling,
+            run_config=run_config,
+            datasets=datasets,
+            dataset_config=data_config,
+        ).fit()
         from ray.train.xgboost import RayTrainReportCallback
 
-        model: FittedModel = XGBoostModel(RayTrainReportCallback.get_model(result.checkpoint, "model.ubj"), task)
+        model: FittedModel = XGBoostModel(
+            RayTrainReportCallback.get_model(result.checkpoint, "model.ubj"), task
+        )
     elif family == "lightgbm":
         from ray.train.lightgbm import LightGBMTrainer, RayTrainReportCallback
 
@@ -207,8 +285,14 @@ def fit_distributed(family: str, config: dict[str, Any], task: Task, train: Feat
 
         cfg["params"] = {**lgb_params(config, task), "num_threads": 1}
         cfg["categorical"] = list(range(train.num.shape[1], train.num.shape[1] + train.cat.shape[1]))
-        result = LightGBMTrainer(lightgbm_loop, train_loop_config=cfg, scaling_config=scaling, run_config=run_config,
-                                 datasets=datasets, dataset_config=data_config).fit()
+        result = LightGBMTrainer(
+            lightgbm_loop,
+            train_loop_config=cfg,
+            scaling_config=scaling,
+            run_config=run_config,
+            datasets=datasets,
+            dataset_config=data_config,
+        ).fit()
         booster = RayTrainReportCallback.get_model(result.checkpoint, "model.txt")
         model = LightGBMModel(booster, task, booster.current_iteration(), average=False)
     else:

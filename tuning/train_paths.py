@@ -7,6 +7,7 @@ workers (``train_workers >= 2``), the families that have a Ray Train path (Light
 MLP) train each fold with a Ray Train trainer and ``train_workers`` workers. A Ray Train fit
 costs ~30 s of fixed set-up on this machine, which only pays off for fits of many minutes.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,7 +30,9 @@ class TrainPath:
     storage_path: str
 
 
-def choose_path(n_rows: int, *, train_workers: int, min_rows: int, use_gpu: bool, storage_path: str) -> TrainPath:
+def choose_path(
+    n_rows: int, *, train_workers: int, min_rows: int, use_gpu: bool, storage_path: str
+) -> TrainPath:
     ray_train = train_workers >= 2 or n_rows >= min_rows
     return TrainPath(ray_train, max(1, train_workers), use_gpu, storage_path)
 
@@ -38,8 +41,9 @@ def uses_ray_train(family: Family, path: TrainPath) -> bool:
     return path.ray_train and family.name in RAY_TRAIN_FAMILIES
 
 
-def train_candidate_ray(family: Family, config: dict[str, Any], data: TrialData, path: TrainPath,
-                        trial_name: str) -> CandidateResult:
+def train_candidate_ray(
+    family: Family, config: dict[str, Any], data: TrialData, path: TrainPath, trial_name: str
+) -> CandidateResult:
     """Train every fold through Ray Train (one after another) and score it exactly."""
     t_start = time.perf_counter()
     X = data.features[family.recipe]
@@ -55,17 +59,37 @@ def train_candidate_ray(family: Family, config: dict[str, Any], data: TrialData,
             from tuning.train_torch import fit_mlp_distributed
 
             t_fold = time.perf_counter()
-            model, best, valid_pred = fit_mlp_distributed(config, data.task, X.take(tr), data.y[tr], w,
-                                                          X.take(va), data.y[va], num_workers=path.workers,
-                                                          use_gpu=use_gpu, storage_path=path.storage_path)
+            model, best, valid_pred = fit_mlp_distributed(
+                config,
+                data.task,
+                X.take(tr),
+                data.y[tr],
+                w,
+                X.take(va),
+                data.y[va],
+                num_workers=path.workers,
+                use_gpu=use_gpu,
+                storage_path=path.storage_path,
+            )
             took = time.perf_counter() - t_fold
         else:
             from tuning.train_gbdt import fit_distributed
 
-            model, best, took = fit_distributed(family.name, config, data.task, X.take(tr), data.y[tr], w,
-                                                X.take(va), data.y[va], metric=data.metric.name,
-                                                num_workers=path.workers, use_gpu=use_gpu,
-                                                storage_path=path.storage_path, name=f"{trial_name}-fold{i}")
+            model, best, took = fit_distributed(
+                family.name,
+                config,
+                data.task,
+                X.take(tr),
+                data.y[tr],
+                w,
+                X.take(va),
+                data.y[va],
+                metric=data.metric.name,
+                num_workers=path.workers,
+                use_gpu=use_gpu,
+                storage_path=path.storage_path,
+                name=f"{trial_name}-fold{i}",
+            )
             valid_pred = model.predict(X.take(va))
         fit_time += took
         oof[va] = valid_pred
@@ -73,6 +97,15 @@ def train_candidate_ray(family: Family, config: dict[str, Any], data: TrialData,
         models.append(model)
         iters.append(best)
         history.append(StepRecord(i + 1, best, float(np.mean(scores)), time.perf_counter() - t_start))
-    return CandidateResult(family=family.name, config=dict(config), fold_scores=[float(s) for s in scores],
-                           best_iteration=int(np.max(iters)), oof=oof, models=models, fit_time_s=fit_time,
-                           wall_time_s=time.perf_counter() - t_start, stop_reason="ray_train", history=history)
+    return CandidateResult(
+        family=family.name,
+        config=dict(config),
+        fold_scores=[float(s) for s in scores],
+        best_iteration=int(np.max(iters)),
+        oof=oof,
+        models=models,
+        fit_time_s=fit_time,
+        wall_time_s=time.perf_counter() - t_start,
+        stop_reason="ray_train",
+        history=history,
+    )

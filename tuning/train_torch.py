@@ -10,6 +10,7 @@ split across workers, the validation set is not (every worker scores it with ran
 statistics); early stopping and the health rules read totals reduced over all workers, so every
 worker stops at the same epoch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,10 +38,21 @@ TRAIN_POLL_INTERVAL_S = "0.2"
 SHUFFLE_BUFFER_BATCHES = 4
 
 
-def fit_mlp_distributed(config: dict[str, Any], task: Task, train: FeatureMatrix, y_train: np.ndarray,
-                        w_train: np.ndarray | None, valid: FeatureMatrix, y_valid: np.ndarray, *,
-                        num_workers: int, use_gpu: bool, storage_path: str, max_epochs: int | None = None,
-                        cpus_per_worker: float | None = None) -> tuple[FittedModel, int, np.ndarray]:
+def fit_mlp_distributed(
+    config: dict[str, Any],
+    task: Task,
+    train: FeatureMatrix,
+    y_train: np.ndarray,
+    w_train: np.ndarray | None,
+    valid: FeatureMatrix,
+    y_valid: np.ndarray,
+    *,
+    num_workers: int,
+    use_gpu: bool,
+    storage_path: str,
+    max_epochs: int | None = None,
+    cpus_per_worker: float | None = None,
+) -> tuple[FittedModel, int, np.ndarray]:
     """Train the MLP ``config`` with DDP on Ray Train; return the model of the epoch with the lowest
     validation loss, that epoch, and the model's standardised predictions for ``valid``.
 
@@ -65,10 +77,17 @@ def fit_mlp_distributed(config: dict[str, Any], task: Task, train: FeatureMatrix
     cpus = cpus_per_worker or _default_cpus_per_worker(num_workers)
     loop_config = {
         "net": net_spec(config, task, train).to_dict(),
-        "target": {"problem_type": task.problem_type.value, "n_classes": target.n_classes,
-                   "y_mean": target.y_mean, "y_std": target.y_std},
-        "settings": settings, "task": {**task.to_dict(), "use_gpu": False},
-        "seed": task.seed, "threads": max(1, int(cpus)), "num_workers": num_workers,
+        "target": {
+            "problem_type": task.problem_type.value,
+            "n_classes": target.n_classes,
+            "y_mean": target.y_mean,
+            "y_std": target.y_std,
+        },
+        "settings": settings,
+        "task": {**task.to_dict(), "use_gpu": False},
+        "seed": task.seed,
+        "threads": max(1, int(cpus)),
+        "num_workers": num_workers,
         "constant_loss": target.constant_loss(constant, y_valid),
         "patience": MLPFamily().patience_for(config),
         "steps_per_epoch": max(1, math.ceil(train.n_rows / settings["batch_size"])),
@@ -76,26 +95,37 @@ def fit_mlp_distributed(config: dict[str, Any], task: Task, train: FeatureMatrix
     }
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_INTERVAL_S)
     name = f"mlp-ddp-{uuid.uuid4().hex[:8]}"
-    keep_best = CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_loss",
-                                 checkpoint_score_order="min")
+    keep_best = CheckpointConfig(
+        num_to_keep=2, checkpoint_score_attribute="val_loss", checkpoint_score_order="min"
+    )
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": cpus}),
-        datasets={"train": ray.data.from_pandas(_frame(train, y_train, w_train)),
-                  "validation": ray.data.from_pandas(_frame(valid, y_valid, None))},
+        scaling_config=ScalingConfig(
+            num_workers=num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus}
+        ),
+        datasets={
+            "train": ray.data.from_pandas(_frame(train, y_train, w_train)),
+            "validation": ray.data.from_pandas(_frame(valid, y_valid, None)),
+        },
         dataset_config=DataConfig(datasets_to_split=["train"]),
         run_config=RunConfig(storage_path=storage_path, name=name, checkpoint_config=keep_best),
     )
-    logger.info("mlp: Ray Train fit %s with %d %s workers (%.2f CPU each), up to %d epochs", name,
-                num_workers, "GPU" if use_gpu else "CPU", cpus, settings["max_epochs"])
+    logger.info(
+        "mlp: Ray Train fit %s with %d %s workers (%.2f CPU each), up to %d epochs",
+        name,
+        num_workers,
+        "GPU" if use_gpu else "CPU",
+        cpus,
+        settings["max_epochs"],
+    )
     result = trainer.fit()
     if result.error:
         raise result.error
-    checkpoint, metrics = min(result.best_checkpoints or [], key=lambda cm: cm[1]["val_loss"],
-                              default=(None, None))
+    checkpoint, metrics = min(
+        result.best_checkpoints or [], key=lambda cm: cm[1]["val_loss"], default=(None, None)
+    )
     if checkpoint is None:
         raise RuntimeError(f"Ray Train run {name} reported no checkpoint")
     if result.metrics and result.metrics.get("health"):
@@ -138,9 +168,11 @@ class ColumnsToTensors(NumpyBatchCollateFn):
         n = len(batch["y"])
         num = np.column_stack([batch[f"n{i}"] for i in range(self.n_num)]) if self.n_num else np.zeros((n, 0))
         cat = np.column_stack([batch[f"c{i}"] for i in range(self.n_cat)]) if self.n_cat else np.zeros((n, 0))
-        out = {"num": torch.from_numpy(np.ascontiguousarray(num, dtype=np.float32)),
-               "cat": torch.from_numpy(np.ascontiguousarray(cat, dtype=np.int64)),
-               "y": self.target.encode(batch["y"])}
+        out = {
+            "num": torch.from_numpy(np.ascontiguousarray(num, dtype=np.float32)),
+            "cat": torch.from_numpy(np.ascontiguousarray(cat, dtype=np.int64)),
+            "y": self.target.encode(batch["y"]),
+        }
         if self.weighted:
             out["w"] = torch.from_numpy(np.ascontiguousarray(batch["w"], dtype=np.float32))
         return out
@@ -154,8 +186,19 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     from ray.train.torch import get_device, prepare_model
 
     from automl.models.mlp import MLPModel
-    from automl.models.mlp_net import (Amp, Batch, EpochHealth, HealthMonitor, NetSpec, TabularMLP, Target,
-                                       make_optimizer, make_schedule, train_epoch, unwrap)
+    from automl.models.mlp_net import (
+        Amp,
+        Batch,
+        EpochHealth,
+        HealthMonitor,
+        NetSpec,
+        TabularMLP,
+        Target,
+        make_optimizer,
+        make_schedule,
+        train_epoch,
+        unwrap,
+    )
     from automl.problem import ProblemType
 
     torch.set_num_threads(cfg["threads"])
@@ -176,9 +219,12 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     best, best_epoch = math.inf, 0
     for epoch in range(1, s["max_epochs"] + 1):
         shuffled = train_shard.iter_torch_batches(
-            batch_size=batch_size, collate_fn=collate, pin_memory=device.type == "cuda",
+            batch_size=batch_size,
+            collate_fn=collate,
+            pin_memory=device.type == "cuda",
             local_shuffle_buffer_size=SHUFFLE_BUFFER_BATCHES * batch_size,
-            local_shuffle_seed=cfg["seed"] * 1000 + epoch * 10 + rank)
+            local_shuffle_seed=cfg["seed"] * 1000 + epoch * 10 + rank,
+        )
         batches = (Batch(b["num"], b["cat"], b["y"], b.get("w")) for b in shuffled)
         stats = train_epoch(model, optimizer, schedule, batches, target, amp)
         distributed = dist.is_available() and dist.is_initialized()
@@ -194,8 +240,12 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         record = EpochHealth(epoch, tl / max(rows, 1), vs / max(vr, 1), gs / max(nb, 1))
         verdict = health.check(record)
         val_loss = record.val_loss if math.isfinite(record.val_loss) else math.inf
-        metrics = {"epoch": epoch, "train_loss": record.train_loss, "val_loss": val_loss,
-                   "health": verdict or ""}
+        metrics = {
+            "epoch": epoch,
+            "train_loss": record.train_loss,
+            "val_loss": val_loss,
+            "health": verdict or "",
+        }
         with tempfile.TemporaryDirectory() as d:
             checkpoint = None
             if rank == 0:
@@ -209,8 +259,9 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             break
 
 
-def _validation_loss_sum(model: Any, shard: Any, collate: ColumnsToTensors,
-                         target: Any) -> tuple[float, float]:
+def _validation_loss_sum(
+    model: Any, shard: Any, collate: ColumnsToTensors, target: Any
+) -> tuple[float, float]:
     """Summed loss and rows of the validation set (every worker reads all of it). The unwrapped
     module runs no DDP collectives."""
     import torch

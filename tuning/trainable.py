@@ -4,6 +4,7 @@ Data arrive once through the object store (``tune.with_parameters``); each step 
 best-so-far mean validation objective, which ASHA/HyperBand compare at their rungs. The last
 report carries a checkpoint with the fold models, the out-of-fold predictions and the metadata.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,15 +65,31 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
 
     try:
         if settings.path is not None and uses_ray_train(family, settings.path):
-            result = train_candidate_ray(family, params, data, settings.path, tune.get_context().get_trial_name())
+            result = train_candidate_ray(
+                family, params, data, settings.path, tune.get_context().get_trial_name()
+            )
         else:
-            result = train_candidate(family, params, data, deadline=settings.deadline, on_step=on_step,
-                                     checkpoint=checkpoint_now, resume_from=resume_from)
+            result = train_candidate(
+                family,
+                params,
+                data,
+                deadline=settings.deadline,
+                on_step=on_step,
+                checkpoint=checkpoint_now,
+                resume_from=resume_from,
+            )
     except Exception as exc:  # noqa: BLE001 - a bad config ends this trial, not the search
         # Reported, not raised: Tune would retry a raised error (FailureConfig), which only helps
         # when a worker died, not when the library rejects the config.
-        tune.report({"best_objective": FAILED_OBJECTIVE, "objective": FAILED_OBJECTIVE, "failed": True,
-                     "error": _first_line(exc), "done_training": False})
+        tune.report(
+            {
+                "best_objective": FAILED_OBJECTIVE,
+                "objective": FAILED_OBJECTIVE,
+                "failed": True,
+                "error": _first_line(exc),
+                "done_training": False,
+            }
+        )
         return
     predict_s, predict_wall = _time_predict(result, data, family.recipe)
     d = tempfile.mkdtemp(prefix="automl-trial-")

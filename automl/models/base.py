@@ -9,6 +9,7 @@ model* saved in the library's native format (never pickle).
 Predictions are *standardised*: classifiers give an ``(n, k)`` array of class probabilities
 (columns = encoded classes 0..k-1), regressors an ``(n,)`` array.
 """
+
 from __future__ import annotations
 
 import abc
@@ -42,7 +43,7 @@ class Task:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Task":
+    def from_dict(cls, d: dict[str, Any]) -> Task:
         return cls(**{**d, "problem_type": ProblemType(d["problem_type"])})
 
 
@@ -152,8 +153,16 @@ class Family(abc.ABC):
         """Configs to try before any search; the first is the family's default."""
 
     @abc.abstractmethod
-    def learner(self, config: dict[str, Any], task: Task, train: FeatureMatrix, y_train: np.ndarray,
-                w_train: np.ndarray | None, valid: FeatureMatrix, y_valid: np.ndarray) -> Learner: ...
+    def learner(
+        self,
+        config: dict[str, Any],
+        task: Task,
+        train: FeatureMatrix,
+        y_train: np.ndarray,
+        w_train: np.ndarray | None,
+        valid: FeatureMatrix,
+        y_valid: np.ndarray,
+    ) -> Learner: ...
 
     @abc.abstractmethod
     def load(self, directory: Path, task: Task) -> FittedModel: ...

@@ -1,6 +1,7 @@
 """CatBoost: ordered boosting with native categorical features (target statistics on the
 category codes), on CPU or GPU. Trained in chunks by continuation (``init_model``); saved in
 CatBoost's own ``.cbm`` format."""
+
 from __future__ import annotations
 
 import time
@@ -10,13 +11,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from automl.models.base import Family, FittedModel, Learner, Task, raw_to_output, read_json, register, write_json
+from automl.models.base import (
+    Family,
+    FittedModel,
+    Learner,
+    Task,
+    raw_to_output,
+    read_json,
+    register,
+    write_json,
+)
 from automl.models.gbdt import patience_rounds, rounds_per_step
+from automl.preprocessing import FeatureMatrix
+from automl.problem import ProblemType
 
 #: CatBoost's trees are slower than LightGBM's: cap the count (early stopping usually ends sooner)
 MAX_TREES = 3000
-from automl.preprocessing import FeatureMatrix
-from automl.problem import ProblemType
 
 
 def frame(X: FeatureMatrix) -> pd.DataFrame:
@@ -39,8 +49,15 @@ def cb_params(config: dict[str, Any], task: Task) -> dict[str, Any]:
         loss = "RMSE"
     # one-hot for low-cardinality categories and combinations of at most 2 features: target
     # statistics over many feature combinations made CatBoost 60x slower on car, and no better
-    params = {"loss_function": loss, "thread_count": task.num_threads, "random_seed": task.seed,
-              "verbose": False, "allow_writing_files": False, "one_hot_max_size": 10, "max_ctr_complexity": 2}
+    params = {
+        "loss_function": loss,
+        "thread_count": task.num_threads,
+        "random_seed": task.seed,
+        "verbose": False,
+        "allow_writing_files": False,
+        "one_hot_max_size": 10,
+        "max_ctr_complexity": 2,
+    }
     params.update({k: v for k, v in config.items() if k != "n_estimators"})
     if task.use_gpu:
         params["task_type"] = "GPU"
@@ -93,9 +110,18 @@ class CatBoostLearner(Learner):
     lockstep driver still sees (and picks the best of) every step.
     """
 
-    def __init__(self, params: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,
-                 w: np.ndarray | None, valid: FeatureMatrix, y_valid: np.ndarray, max_iterations: int,
-                 patience: int) -> None:
+    def __init__(
+        self,
+        params: dict[str, Any],
+        task: Task,
+        train: FeatureMatrix,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        valid: FeatureMatrix,
+        y_valid: np.ndarray,
+        max_iterations: int,
+        patience: int,
+    ) -> None:
         from catboost import Pool
 
         t0 = time.perf_counter()
@@ -113,14 +139,25 @@ class CatBoostLearner(Learner):
         from catboost import CatBoostClassifier, CatBoostRegressor
 
         cls = CatBoostRegressor if self.task.problem_type is ProblemType.REGRESSION else CatBoostClassifier
-        est = cls(iterations=self.max_iterations, od_type="Iter", od_wait=self.patience, use_best_model=False,
-                  **self.params)
+        est = cls(
+            iterations=self.max_iterations,
+            od_type="Iter",
+            od_wait=self.patience,
+            use_best_model=False,
+            **self.params,
+        )
         est.fit(self.pool, eval_set=self.valid, callbacks=[_Deadline(self.deadline)])
         self.model = est
         self.max_iterations = max(1, int(est.tree_count_))
         # raw predictions after every `step` trees, in one pass over the trees
-        self._staged = list(est.staged_predict(self.valid, prediction_type="RawFormulaVal", eval_period=step,
-                                               thread_count=self.params["thread_count"]))
+        self._staged = list(
+            est.staged_predict(
+                self.valid,
+                prediction_type="RawFormulaVal",
+                eval_period=step,
+                thread_count=self.params["thread_count"],
+            )
+        )
         self._step = step
 
     def step(self, n: int) -> None:
@@ -140,8 +177,10 @@ class CatBoostLearner(Learner):
     def get_state(self, directory: Path) -> None:
         if self.model is not None:
             self.model.save_model(str(directory / "model.cbm"), format="cbm")
-        write_json(directory / "state.json", {"iteration": self.iteration, "step": self._step,
-                                              "trained": self.model is not None})
+        write_json(
+            directory / "state.json",
+            {"iteration": self.iteration, "step": self._step, "trained": self.model is not None},
+        )
 
     def set_state(self, directory: Path) -> None:
         st = read_json(directory / "state.json")
@@ -151,9 +190,14 @@ class CatBoostLearner(Learner):
             self.model = CatBoost()
             self.model.load_model(str(directory / "model.cbm"), format="cbm")
             self.max_iterations = max(1, int(self.model.tree_count_))
-            self._staged = list(self.model.staged_predict(self.valid, prediction_type="RawFormulaVal",
-                                                          eval_period=st["step"],
-                                                          thread_count=self.params["thread_count"]))
+            self._staged = list(
+                self.model.staged_predict(
+                    self.valid,
+                    prediction_type="RawFormulaVal",
+                    eval_period=st["step"],
+                    thread_count=self.params["thread_count"],
+                )
+            )
             self._step = st["step"]
         self.iteration = int(st["iteration"])
 
@@ -183,12 +227,29 @@ class CatBoostFamily(Family):
         }
 
     def portfolio(self, task: Task) -> list[dict[str, Any]]:
-        return [{"learning_rate": 0.1, "depth": 6, "l2_leaf_reg": 3.0, "random_strength": 1.0,
-                 "bagging_temperature": 1.0, "border_count": 254}]
+        return [
+            {
+                "learning_rate": 0.1,
+                "depth": 6,
+                "l2_leaf_reg": 3.0,
+                "random_strength": 1.0,
+                "bagging_temperature": 1.0,
+                "border_count": 254,
+            }
+        ]
 
     def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:
-        return CatBoostLearner(cb_params(config, task), task, train, y_train, w_train, valid, y_valid,
-                               int(config.get("n_estimators", MAX_TREES)), self.patience_for(config))
+        return CatBoostLearner(
+            cb_params(config, task),
+            task,
+            train,
+            y_train,
+            w_train,
+            valid,
+            y_valid,
+            int(config.get("n_estimators", MAX_TREES)),
+            self.patience_for(config),
+        )
 
     def step_size(self, config, task) -> int:
         return rounds_per_step(config)

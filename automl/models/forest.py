@@ -1,5 +1,6 @@
 """Random forest and extra trees through LightGBM's ``rf`` boosting mode (bagged, averaged,
 fully grown trees), saved as LightGBM text models: forests without pickle."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,13 +31,29 @@ class _ForestFamily(Family):
         }
 
     def portfolio(self, task: Task) -> list[dict[str, Any]]:
-        return [{"num_leaves": 512, "min_data_in_leaf": 3, "feature_fraction": 0.6, "bagging_fraction": 0.632}]
+        return [
+            {"num_leaves": 512, "min_data_in_leaf": 3, "feature_fraction": 0.6, "bagging_fraction": 0.632}
+        ]
 
     def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:
-        params = {**lgb_params(config, task), "boosting": "rf", "bagging_freq": 1,
-                  "extra_trees": self.extra_trees, "lambda_l2": 0.0, "max_depth": -1}
-        return LightGBMLearner(params, task, train, y_train, w_train, valid,
-                               int(config.get("n_estimators", MAX_TREES)), average=True)
+        params = {
+            **lgb_params(config, task),
+            "boosting": "rf",
+            "bagging_freq": 1,
+            "extra_trees": self.extra_trees,
+            "lambda_l2": 0.0,
+            "max_depth": -1,
+        }
+        return LightGBMLearner(
+            params,
+            task,
+            train,
+            y_train,
+            w_train,
+            valid,
+            int(config.get("n_estimators", MAX_TREES)),
+            average=True,
+        )
 
     def step_size(self, config, task) -> int:
         return TREES_PER_STEP

@@ -1,5 +1,6 @@
 """Shared pieces of the gradient-boosting families: step sizes and early-stopping patience
 scaled by the learning rate, and fold-averaged raw margins."""
+
 from __future__ import annotations
 
 from typing import Any

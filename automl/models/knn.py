@@ -1,5 +1,6 @@
 """k-nearest neighbours on the "linear" recipe (standardised numbers, one-hot categories).
 Saved as NumPy arrays (training matrix and targets); the search index is rebuilt on load."""
+
 from __future__ import annotations
 
 import time
@@ -8,7 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from automl.models.base import Family, FittedModel, Learner, RefitOnRestore, Task, read_json, register, write_json
+from automl.models.base import (
+    Family,
+    FittedModel,
+    Learner,
+    RefitOnRestore,
+    Task,
+    read_json,
+    register,
+    write_json,
+)
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -51,8 +61,9 @@ class KNNModel(FittedModel):
 class KNNLearner(RefitOnRestore, Learner):
     max_iterations = 1
 
-    def __init__(self, config: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,
-                 valid: FeatureMatrix) -> None:
+    def __init__(
+        self, config: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray, valid: FeatureMatrix
+    ) -> None:
         self.config, self.task, self.train, self.y, self.valid = config, task, train, y, valid
         self.iteration = 0
         self._fit_time = 0.0
@@ -87,8 +98,10 @@ class KNNFamily(Family):
     def search_space(self, task: Task) -> dict[str, Any]:
         from ray import tune
 
-        return {"n_neighbors": tune.lograndint(3, max(4, min(100, task.n_rows // 10))),
-                "weights": tune.choice(["uniform", "distance"])}
+        return {
+            "n_neighbors": tune.lograndint(3, max(4, min(100, task.n_rows // 10))),
+            "weights": tune.choice(["uniform", "distance"]),
+        }
 
     def portfolio(self, task: Task) -> list[dict[str, Any]]:
         return [{"n_neighbors": 15, "weights": "distance"}]

@@ -1,5 +1,6 @@
 """LightGBM: gradient-boosted trees with native categorical splits; also random forest and
 extra-trees modes (``boosting="rf"``) for the forest families. Saved as LightGBM's text format."""
+
 from __future__ import annotations
 
 import time
@@ -8,7 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from automl.models.base import Family, FittedModel, Learner, Task, raw_to_output, read_json, register, write_json
+from automl.models.base import (
+    Family,
+    FittedModel,
+    Learner,
+    Task,
+    raw_to_output,
+    read_json,
+    register,
+    write_json,
+)
 from automl.models.gbdt import MAX_ROUNDS, data_sized_leaves, patience_rounds, rounds_per_step
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
@@ -73,15 +83,30 @@ class LightGBMModel(FittedModel):
 
 
 class LightGBMLearner(Learner):
-    def __init__(self, params: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,
-                 w: np.ndarray | None, valid: FeatureMatrix, max_iterations: int, average: bool) -> None:
+    def __init__(
+        self,
+        params: dict[str, Any],
+        task: Task,
+        train: FeatureMatrix,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        valid: FeatureMatrix,
+        max_iterations: int,
+        average: bool,
+    ) -> None:
         import lightgbm as lgb
 
         t0 = time.perf_counter()
         self.task, self.max_iterations, self.average = task, max_iterations, average
         cat_idx = list(range(train.num.shape[1], train.num.shape[1] + train.cat.shape[1]))
-        dtrain = lgb.Dataset(train.dense(), label=y, weight=w, categorical_feature=cat_idx or "auto",
-                             params={"verbosity": -1, "feature_pre_filter": False}, free_raw_data=False)
+        dtrain = lgb.Dataset(
+            train.dense(),
+            label=y,
+            weight=w,
+            categorical_feature=cat_idx or "auto",
+            params={"verbosity": -1, "feature_pre_filter": False},
+            free_raw_data=False,
+        )
         self.params, self.dtrain = params, dtrain
         self.booster = lgb.Booster(params=params, train_set=dtrain)
         self.valid_X = valid.dense()
@@ -104,8 +129,9 @@ class LightGBMLearner(Learner):
             self.iteration += 1
         added = self.iteration - start
         if added:
-            raw = self.booster.predict(self.valid_X, start_iteration=start, num_iteration=added, raw_score=True,
-                                       num_threads=1)
+            raw = self.booster.predict(
+                self.valid_X, start_iteration=start, num_iteration=added, raw_score=True, num_threads=1
+            )
             self._raw_sum = raw if self._raw_sum is None else self._raw_sum + raw
         self._fit_time += time.perf_counter() - t0
 
@@ -122,7 +148,9 @@ class LightGBMLearner(Learner):
     def get_state(self, directory: Path) -> None:
         self.booster.save_model(str(directory / "model.txt"))
         np.save(directory / "raw.npy", self._raw_sum, allow_pickle=False)
-        write_json(directory / "state.json", {"iteration": self.iteration, "max_iterations": self.max_iterations})
+        write_json(
+            directory / "state.json", {"iteration": self.iteration, "max_iterations": self.max_iterations}
+        )
 
     def set_state(self, directory: Path) -> None:
         import lightgbm as lgb
@@ -131,8 +159,9 @@ class LightGBMLearner(Learner):
         init = lgb.Booster(model_file=str(directory / "model.txt"))
         # continue training: LightGBM merges the saved trees and starts from their scores. It
         # insists on training at least one round here; the next step counts that round.
-        self.booster = lgb.train(self.params, self.dtrain, num_boost_round=1, init_model=init,
-                                 keep_training_booster=True)
+        self.booster = lgb.train(
+            self.params, self.dtrain, num_boost_round=1, init_model=init, keep_training_booster=True
+        )
         self._ready = 1
         self._raw_sum = np.load(directory / "raw.npy", allow_pickle=False)
         self.iteration, self.max_iterations = int(st["iteration"]), int(st["max_iterations"])
@@ -167,20 +196,41 @@ class LightGBMFamily(Family):
         }
 
     def portfolio(self, task: Task) -> list[dict[str, Any]]:
-        base = {"learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20, "feature_fraction": 0.9,
-                "bagging_fraction": 1.0, "lambda_l1": 1e-3, "lambda_l2": 1e-3, "cat_smooth": 10.0,
-                "extra_trees": False}
+        base = {
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "min_data_in_leaf": 20,
+            "feature_fraction": 0.9,
+            "bagging_fraction": 1.0,
+            "lambda_l1": 1e-3,
+            "lambda_l2": 1e-3,
+            "cat_smooth": 10.0,
+            "extra_trees": False,
+        }
         return [
             base,
             {**base, "extra_trees": True},  # AutoGluon's GBMXT
-            {**base, "learning_rate": 0.03, "num_leaves": 128, "min_data_in_leaf": 3,
-             "feature_fraction": 0.9},  # AutoGluon's GBMLarge
+            {
+                **base,
+                "learning_rate": 0.03,
+                "num_leaves": 128,
+                "min_data_in_leaf": 3,
+                "feature_fraction": 0.9,
+            },  # AutoGluon's GBMLarge
         ]
 
     def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:
         params = {**lgb_params(config, task), "boosting": self.boosting}
-        return LightGBMLearner(params, task, train, y_train, w_train, valid,
-                               int(config.get("n_estimators", MAX_ROUNDS)), average=False)
+        return LightGBMLearner(
+            params,
+            task,
+            train,
+            y_train,
+            w_train,
+            valid,
+            int(config.get("n_estimators", MAX_ROUNDS)),
+            average=False,
+        )
 
     def step_size(self, config, task) -> int:
         return rounds_per_step(config)

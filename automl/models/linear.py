@@ -1,6 +1,7 @@
 """Linear models: L2-regularised logistic regression (classification) and ridge regression,
 on the "linear" recipe (imputed, standardised, one-hot). Fitted with scikit-learn, saved as
 plain coefficients (JSON) and predicted with NumPy."""
+
 from __future__ import annotations
 
 import time
@@ -9,7 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from automl.models.base import Family, FittedModel, Learner, RefitOnRestore, Task, raw_to_output, read_json, register, write_json
+from automl.models.base import (
+    Family,
+    FittedModel,
+    Learner,
+    RefitOnRestore,
+    Task,
+    raw_to_output,
+    read_json,
+    register,
+    write_json,
+)
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -17,7 +28,9 @@ from automl.problem import ProblemType
 class LinearModel(FittedModel):
     family = "linear"
 
-    def __init__(self, coef: np.ndarray, intercept: np.ndarray, task: Task, y_scale: tuple[float, float]) -> None:
+    def __init__(
+        self, coef: np.ndarray, intercept: np.ndarray, task: Task, y_scale: tuple[float, float]
+    ) -> None:
         self.coef, self.intercept, self.task, self.y_scale = coef, intercept, task, y_scale
 
     def predict(self, X: FeatureMatrix) -> np.ndarray:
@@ -36,15 +49,24 @@ class LinearModel(FittedModel):
         return np.abs(self.coef).sum(axis=0)
 
     def save(self, directory: Path) -> None:
-        write_json(directory / "linear.json", {"coef": self.coef.tolist(), "intercept": self.intercept.tolist(),
-                                               "y_scale": list(self.y_scale)})
+        write_json(
+            directory / "linear.json",
+            {"coef": self.coef.tolist(), "intercept": self.intercept.tolist(), "y_scale": list(self.y_scale)},
+        )
 
 
 class LinearLearner(RefitOnRestore, Learner):
     max_iterations = 1
 
-    def __init__(self, config: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,
-                 w: np.ndarray | None, valid: FeatureMatrix) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        task: Task,
+        train: FeatureMatrix,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        valid: FeatureMatrix,
+    ) -> None:
         self.config, self.task, self.train, self.y, self.w, self.valid = config, task, train, y, w, valid
         self.iteration = 0
         self._fit_time = 0.0
@@ -63,8 +85,12 @@ class LinearLearner(RefitOnRestore, Learner):
             est.fit(X, (self.y - mu) / sd, sample_weight=self.w)
             coef, intercept, scale = np.atleast_2d(est.coef_), np.atleast_1d(est.intercept_), (mu, sd)
         else:
-            est = LogisticRegression(C=float(self.config["C"]), max_iter=int(self.config.get("max_iter", 100)), tol=1e-3,
-                                     random_state=self.task.seed)
+            est = LogisticRegression(
+                C=float(self.config["C"]),
+                max_iter=int(self.config.get("max_iter", 100)),
+                tol=1e-3,
+                random_state=self.task.seed,
+            )
             est.fit(X, self.y, sample_weight=self.w)
             coef, intercept, scale = est.coef_, est.intercept_, (0.0, 1.0)
         self.model = LinearModel(coef, intercept, self.task, scale)

@@ -5,14 +5,16 @@ One learner *iteration* is one epoch. Saved as safetensors weights plus a JSON w
 architecture and the target scaling (never pickle). The network, its epoch and the health rules
 live in ``automl.models.mlp_net`` (shared with the Ray Train path in ``tuning.train_torch``).
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,7 +59,7 @@ def max_epochs_for(n_rows: int, batch_size: int) -> int:
 
 
 def embedding_dims(cat_sizes: list[int], factor: float) -> tuple[int, ...]:
-    return tuple(int(min(MAX_EMBEDDING_DIM, max(2, round(factor * 1.6 * n ** 0.56)))) for n in cat_sizes)
+    return tuple(int(min(MAX_EMBEDDING_DIM, max(2, round(factor * 1.6 * n**0.56)))) for n in cat_sizes)
 
 
 def net_spec(config: dict[str, Any], task: Task, X: FeatureMatrix) -> NetSpec:
@@ -70,8 +72,10 @@ def net_spec(config: dict[str, Any], task: Task, X: FeatureMatrix) -> NetSpec:
     depth, hidden = int(config.get("depth", 2)), int(config.get("hidden", 128))
     dropout = float(config.get("dropout", 0.1))
     if not 1 <= depth <= 8 or hidden < 1 or not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"mlp needs 1 <= depth <= 8, hidden >= 1 and 0 <= dropout < 1; got depth={depth}, "
-                          f"hidden={hidden}, dropout={dropout}")
+        raise ConfigError(
+            f"mlp needs 1 <= depth <= 8, hidden >= 1 and 0 <= dropout < 1; got depth={depth}, "
+            f"hidden={hidden}, dropout={dropout}"
+        )
     n_out = task.n_classes if task.problem_type is ProblemType.MULTICLASS else 1
     dims = embedding_dims(X.cat_sizes, float(config.get("embedding_factor", 1.0)))
     return NetSpec(X.num.shape[1], tuple(X.cat_sizes), dims, hidden, depth, dropout, norm, n_out)
@@ -82,11 +86,18 @@ def train_settings(config: dict[str, Any], task: Task) -> dict[str, Any]:
     batch = int(config.get("batch_size", default_batch_size(task.n_rows)))
     lr, wd = float(config.get("learning_rate", 3e-3)), float(config.get("weight_decay", 1e-4))
     if batch < 1 or lr <= 0 or wd < 0:
-        raise ConfigError(f"mlp needs batch_size >= 1, learning_rate > 0 and weight_decay >= 0; got "
-                          f"batch_size={batch}, learning_rate={lr}, weight_decay={wd}")
+        raise ConfigError(
+            f"mlp needs batch_size >= 1, learning_rate > 0 and weight_decay >= 0; got "
+            f"batch_size={batch}, learning_rate={lr}, weight_decay={wd}"
+        )
     epochs = int(config.get("max_epochs", max_epochs_for(task.n_rows, batch)))
-    return {"batch_size": batch, "learning_rate": lr, "weight_decay": wd, "max_epochs": epochs,
-            "amp": bool(config.get("amp", True))}
+    return {
+        "batch_size": batch,
+        "learning_rate": lr,
+        "weight_decay": wd,
+        "max_epochs": epochs,
+        "amp": bool(config.get("amp", True)),
+    }
 
 
 def make_target(task: Task, y: np.ndarray, w: np.ndarray | None) -> Target:
@@ -114,8 +125,15 @@ class MLPModel(FittedModel):
 
     family = "mlp"
 
-    def __init__(self, spec: NetSpec, target: Target, state: dict[str, torch.Tensor], task: Task, epochs: int,
-                 constant: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        spec: NetSpec,
+        target: Target,
+        state: dict[str, torch.Tensor],
+        task: Task,
+        epochs: int,
+        constant: np.ndarray | None = None,
+    ) -> None:
         from automl.models.mlp_net import TabularMLP, select_device
 
         self.spec, self.target, self.task, self._epochs = spec, target, task, epochs
@@ -148,12 +166,21 @@ class MLPModel(FittedModel):
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.module.state_dict().items()}
         save_file(state, str(directory / "model.safetensors"))
         t = self.target
-        write_json(directory / "mlp.json", {
-            "format": 1, "net": self.spec.to_dict(), "epochs": self._epochs,
-            "target": {"problem_type": t.problem_type.value, "n_classes": t.n_classes, "y_mean": t.y_mean,
-                       "y_std": t.y_std},
-            "constant": None if self.constant is None else [float(v) for v in self.constant],
-        })
+        write_json(
+            directory / "mlp.json",
+            {
+                "format": 1,
+                "net": self.spec.to_dict(),
+                "epochs": self._epochs,
+                "target": {
+                    "problem_type": t.problem_type.value,
+                    "n_classes": t.n_classes,
+                    "y_mean": t.y_mean,
+                    "y_std": t.y_std,
+                },
+                "constant": None if self.constant is None else [float(v) for v in self.constant],
+            },
+        )
 
 
 def _tile(constant: np.ndarray, n: int, task: Task) -> np.ndarray:
@@ -170,8 +197,9 @@ def load_model(directory: Path, task: Task) -> MLPModel:
 
     meta = read_json(directory / "mlp.json")
     t = meta["target"]
-    target = Target(ProblemType(t["problem_type"]), int(t["n_classes"]), float(t["y_mean"]),
-                    float(t["y_std"]))
+    target = Target(
+        ProblemType(t["problem_type"]), int(t["n_classes"]), float(t["y_mean"]), float(t["y_std"])
+    )
     state = load_file(str(directory / "model.safetensors"), device="cpu")
     constant = None if meta.get("constant") is None else np.asarray(meta["constant"], dtype=float)
     return MLPModel(NetSpec.from_dict(meta["net"]), target, state, task, int(meta["epochs"]), constant)
@@ -187,8 +215,17 @@ class MLPLearner(Learner):
     best epoch by its own validation loss are always kept, and older epochs with the worst own
     validation loss are dropped first."""
 
-    def __init__(self, config: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,
-                 w: np.ndarray | None, valid: FeatureMatrix, y_valid: np.ndarray, patience: int) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        task: Task,
+        train: FeatureMatrix,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        valid: FeatureMatrix,
+        y_valid: np.ndarray,
+        patience: int,
+    ) -> None:
         import torch
         import torch._dynamo  # noqa: F401  (AdamW imports it lazily: ~1.5 s once per process)
 
@@ -262,7 +299,7 @@ class MLPLearner(Learner):
         n, bs = self.num.shape[0], self.settings["batch_size"]
         perm = torch.randperm(n, generator=self._gen).to(self.device)
         for i in range(0, n, bs):
-            idx = perm[i:i + bs]
+            idx = perm[i : i + bs]
             w = self.w[idx] if self.w is not None else None
             yield Batch(self.num[idx], self.cat[idx], self.y[idx], w)
 
@@ -272,8 +309,9 @@ class MLPLearner(Learner):
         t0 = time.perf_counter()
         with self._torch_scope():
             for _ in range(min(n, self.max_iterations - self.iteration)):
-                stats = train_epoch(self.model, self.optimizer, self.schedule, self._batches(), self.target,
-                                    self.amp)
+                stats = train_epoch(
+                    self.model, self.optimizer, self.schedule, self._batches(), self.target, self.amp
+                )
                 self.iteration += 1
                 raw = forward_all(self.model, self.valid_num, self.valid_cat)
                 val_loss = float(self.target.loss(raw, self.valid_y))
@@ -293,7 +331,7 @@ class MLPLearner(Learner):
         state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self._kept[self.iteration] = (val_loss if math.isfinite(val_loss) else math.inf, state)
         while len(self._kept) > self._keep_max:
-            recent = set(sorted(self._kept)[-self._recent:])
+            recent = set(sorted(self._kept)[-self._recent :])
             best = min(self._kept, key=lambda e: self._kept[e][0])
             old = [e for e in self._kept if e not in recent and e != best]
             del self._kept[max(old, key=lambda e: self._kept[e][0])]
@@ -312,8 +350,11 @@ class MLPLearner(Learner):
         epoch = best_iteration
         if epoch not in self._kept:  # only when the memory budget dropped it (never the default net)
             epoch = min(self._kept, key=lambda e: self._kept[e][0])
-            logger.warning("mlp: weights of epoch %d were not kept; using epoch %d (best own validation "
-                           "loss)", best_iteration, epoch)
+            logger.warning(
+                "mlp: weights of epoch %d were not kept; using epoch %d (best own validation loss)",
+                best_iteration,
+                epoch,
+            )
         state = self._kept[epoch][1]
         finite = all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
         return MLPModel(self.spec, self.target, state, self.task, epoch, None if finite else self.constant)
@@ -347,8 +388,16 @@ class MLPFamily(Family):
         # epochs. Here 2 x 128 with batch norm reaches the same ROC AUC on adult as 3 x 128 or
         # 2 x 256 at 40-60 % of their time per epoch, and 3e-3 suits the warm-up + cosine schedule
         # over the short data-sized epoch budget. The second config adds diversity for the ensemble.
-        base = {"hidden": 128, "depth": 2, "dropout": 0.1, "learning_rate": 3e-3, "weight_decay": 1e-4,
-                "batch_size": default_batch_size(task.n_rows), "embedding_factor": 1.0, "norm": "batch"}
+        base = {
+            "hidden": 128,
+            "depth": 2,
+            "dropout": 0.1,
+            "learning_rate": 3e-3,
+            "weight_decay": 1e-4,
+            "batch_size": default_batch_size(task.n_rows),
+            "embedding_factor": 1.0,
+            "norm": "batch",
+        }
         return [base, {**base, "depth": 3, "norm": "layer", "learning_rate": 2e-3, "weight_decay": 1e-5}]
 
     def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:

@@ -8,12 +8,14 @@ Network: numbers (standardised, with missing indicators) are concatenated with o
 categorical column, then ``depth`` blocks of Linear -> BatchNorm/LayerNorm -> ReLU -> Dropout and
 a linear head (1 logit for binary, k for multiclass, 1 standardised value for regression).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -53,7 +55,7 @@ class NetSpec:
         return {**asdict(self), "cat_sizes": list(self.cat_sizes), "emb_dims": list(self.emb_dims)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "NetSpec":
+    def from_dict(cls, d: dict[str, Any]) -> NetSpec:
         return cls(**{**d, "cat_sizes": tuple(d["cat_sizes"]), "emb_dims": tuple(d["emb_dims"])})
 
 
@@ -180,8 +182,10 @@ def make_optimizer(model: nn.Module, learning_rate: float, weight_decay: float) 
     decay, no_decay = [], []
     for p in model.parameters():
         (no_decay if p.ndim < 2 else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=learning_rate,
+    )
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -208,7 +212,7 @@ class Amp:
     scaler: Any = field(default=None)
 
     @classmethod
-    def for_device(cls, device: torch.device, wanted: bool) -> "Amp":
+    def for_device(cls, device: torch.device, wanted: bool) -> Amp:
         if not wanted or device.type != "cuda":
             return cls(False)
         if torch.cuda.is_bf16_supported():
@@ -216,8 +220,14 @@ class Amp:
         return cls(True, torch.float16, torch.amp.GradScaler("cuda"))
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, batches: Iterable[Batch],
-                target: Target, amp: Amp | None = None) -> EpochStats:
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    batches: Iterable[Batch],
+    target: Target,
+    amp: Amp | None = None,
+) -> EpochStats:
     """One pass over ``batches``: forward, loss, backward, clip, step. Returns the statistics the
     health rules read. Works for a plain module and a DDP-wrapped one."""
     amp = amp or Amp(False)
@@ -261,8 +271,12 @@ def forward_all(model: nn.Module, num: torch.Tensor, cat: torch.Tensor) -> torch
     n = num.shape[0]
     if n <= PREDICT_CHUNK:
         return model(num, cat).float()
-    return torch.cat([model(num[i:i + PREDICT_CHUNK], cat[i:i + PREDICT_CHUNK]).float()
-                      for i in range(0, n, PREDICT_CHUNK)])
+    return torch.cat(
+        [
+            model(num[i : i + PREDICT_CHUNK], cat[i : i + PREDICT_CHUNK]).float()
+            for i in range(0, n, PREDICT_CHUNK)
+        ]
+    )
 
 
 @contextmanager
@@ -351,18 +365,23 @@ def nan_loss(m: HealthMonitor) -> str | None:
 def exploding_loss(m: HealthMonitor) -> str | None:
     h = m.history[-1]
     if h.train_loss > EXPLODING_LOSS_RATIO * m.constant_loss:
-        return (f"training loss {h.train_loss:.4g} at epoch {h.epoch} is more than {EXPLODING_LOSS_RATIO:g}x "
-                f"the loss of a constant prediction ({m.constant_loss:.4g})")
+        return (
+            f"training loss {h.train_loss:.4g} at epoch {h.epoch} is more than {EXPLODING_LOSS_RATIO:g}x "
+            f"the loss of a constant prediction ({m.constant_loss:.4g})"
+        )
     return None
 
 
 def vanishing_gradient(m: HealthMonitor) -> str | None:
     last = m.history[-VANISHING_GRADIENT_EPOCHS:]
-    if len(last) == VANISHING_GRADIENT_EPOCHS and all(h.first_layer_grad < VANISHING_GRADIENT_THRESHOLD
-                                                      for h in last):
-        return (f"mean |gradient| of the first layer {last[-1].first_layer_grad:.3g} < "
-                f"{VANISHING_GRADIENT_THRESHOLD:g} for {VANISHING_GRADIENT_EPOCHS} epochs "
-                f"(epoch {last[-1].epoch})")
+    if len(last) == VANISHING_GRADIENT_EPOCHS and all(
+        h.first_layer_grad < VANISHING_GRADIENT_THRESHOLD for h in last
+    ):
+        return (
+            f"mean |gradient| of the first layer {last[-1].first_layer_grad:.3g} < "
+            f"{VANISHING_GRADIENT_THRESHOLD:g} for {VANISHING_GRADIENT_EPOCHS} epochs "
+            f"(epoch {last[-1].epoch})"
+        )
     return None
 
 
@@ -373,13 +392,19 @@ def _slope(values: list[float]) -> float:
 def overfitting(m: HealthMonitor) -> str | None:
     if len(m.history) <= OVERFITTING_EPOCHS:
         return None
-    before, window = m.history[:-OVERFITTING_EPOCHS], m.history[-OVERFITTING_EPOCHS - 1:]
+    before, window = m.history[:-OVERFITTING_EPOCHS], m.history[-OVERFITTING_EPOCHS - 1 :]
     best = min(h.val_loss for h in before)
     val, train = [h.val_loss for h in window], [h.train_loss for h in window]
-    if (min(val[1:]) > best and val[-1] > (1 + OVERFITTING_MIN_RISE) * best and _slope(val) > 0
-            and _slope(train) < 0):
-        return (f"validation loss rose for {OVERFITTING_EPOCHS} epochs ({best:.4g} -> {val[-1]:.4g}) "
-                f"while training loss fell ({train[0]:.4g} -> {train[-1]:.4g}), epoch {window[-1].epoch}")
+    if (
+        min(val[1:]) > best
+        and val[-1] > (1 + OVERFITTING_MIN_RISE) * best
+        and _slope(val) > 0
+        and _slope(train) < 0
+    ):
+        return (
+            f"validation loss rose for {OVERFITTING_EPOCHS} epochs ({best:.4g} -> {val[-1]:.4g}) "
+            f"while training loss fell ({train[0]:.4g} -> {train[-1]:.4g}), epoch {window[-1].epoch}"
+        )
     return None
 
 
@@ -389,6 +414,8 @@ def no_progress(m: HealthMonitor) -> str | None:
         return None
     best = min(h.val_loss for h in m.history)
     if best > (1 - NO_PROGRESS_MARGIN) * m.constant_loss:
-        return (f"best validation loss {best:.4g} after {len(m.history)} epochs is not "
-                f"{NO_PROGRESS_MARGIN:.0%} below the loss of a constant prediction ({m.constant_loss:.4g})")
+        return (
+            f"best validation loss {best:.4g} after {len(m.history)} epochs is not "
+            f"{NO_PROGRESS_MARGIN:.0%} below the loss of a constant prediction ({m.constant_loss:.4g})"
+        )
     return None

@@ -1,5 +1,6 @@
 """XGBoost: histogram gradient boosting with native categorical splits, on CPU or CUDA.
 Saved as XGBoost's UBJSON format."""
+
 from __future__ import annotations
 
 import time
@@ -8,7 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from automl.models.base import Family, FittedModel, Learner, Task, raw_to_output, read_json, register, write_json
+from automl.models.base import (
+    Family,
+    FittedModel,
+    Learner,
+    Task,
+    raw_to_output,
+    read_json,
+    register,
+    write_json,
+)
 from automl.models.gbdt import MAX_ROUNDS, patience_rounds, rounds_per_step
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
@@ -21,8 +31,14 @@ def xgb_params(config: dict[str, Any], task: Task) -> dict[str, Any]:
         obj = {"objective": "multi:softprob", "num_class": task.n_classes}
     else:
         obj = {"objective": "reg:squarederror"}
-    params = {**obj, "tree_method": "hist", "nthread": task.num_threads, "seed": task.seed,
-              "max_cat_to_onehot": 8, "verbosity": 0}
+    params = {
+        **obj,
+        "tree_method": "hist",
+        "nthread": task.num_threads,
+        "seed": task.seed,
+        "max_cat_to_onehot": 8,
+        "verbosity": 0,
+    }
     params.update({k: v for k, v in config.items() if k != "n_estimators"})
     if task.use_gpu:
         params["device"] = "cuda"
@@ -51,8 +67,12 @@ class XGBoostModel(FittedModel):
     def feature_importance(self) -> np.ndarray:
         scores = self.booster.get_score(importance_type="total_gain")
         n = len(self.booster.feature_names or []) or self.booster.num_features()
-        return np.array([scores.get(f"f{i}", scores.get(name, 0.0)) for i, name in
-                         enumerate(self.booster.feature_names or [f"f{i}" for i in range(n)])])
+        return np.array(
+            [
+                scores.get(f"f{i}", scores.get(name, 0.0))
+                for i, name in enumerate(self.booster.feature_names or [f"f{i}" for i in range(n)])
+            ]
+        )
 
     def contributions(self, X: FeatureMatrix) -> np.ndarray:
         import xgboost as xgb
@@ -65,18 +85,32 @@ class XGBoostModel(FittedModel):
 
 
 class XGBoostLearner(Learner):
-    def __init__(self, params: dict[str, Any], task: Task, train: FeatureMatrix, y: np.ndarray,
-                 w: np.ndarray | None, valid: FeatureMatrix, max_iterations: int) -> None:
+    def __init__(
+        self,
+        params: dict[str, Any],
+        task: Task,
+        train: FeatureMatrix,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        valid: FeatureMatrix,
+        max_iterations: int,
+    ) -> None:
         import xgboost as xgb
 
         t0 = time.perf_counter()
         ft = feature_types(train)
         self.task, self.max_iterations = task, max_iterations
         self.dtrain = xgb.DMatrix(train.dense(), label=y, weight=w, feature_types=ft, enable_categorical=True)
-        shape = (valid.n_rows, task.n_classes) if task.problem_type is ProblemType.MULTICLASS else (valid.n_rows,)
+        shape = (
+            (valid.n_rows, task.n_classes) if task.problem_type is ProblemType.MULTICLASS else (valid.n_rows,)
+        )
         # a zero base margin makes margins of a range of trees additive; the intercept is added once
-        self.dvalid_zero = xgb.DMatrix(valid.dense(), feature_types=ft, enable_categorical=True,
-                                       base_margin=np.zeros(shape, dtype=np.float32))
+        self.dvalid_zero = xgb.DMatrix(
+            valid.dense(),
+            feature_types=ft,
+            enable_categorical=True,
+            base_margin=np.zeros(shape, dtype=np.float32),
+        )
         self.dvalid = xgb.DMatrix(valid.dense(), feature_types=ft, enable_categorical=True)
         self.params = params
         self.booster = xgb.Booster(params, [self.dtrain])
@@ -92,10 +126,14 @@ class XGBoostLearner(Learner):
             self.booster.update(self.dtrain, self.iteration)
             self.iteration += 1
         if self.iteration > start:
-            part = self.booster.predict(self.dvalid_zero, output_margin=True, iteration_range=(start, self.iteration))
+            part = self.booster.predict(
+                self.dvalid_zero, output_margin=True, iteration_range=(start, self.iteration)
+            )
             if self._raw_sum is None:
                 first = self.booster.predict(self.dvalid, output_margin=True, iteration_range=(0, 1))
-                intercept = first - self.booster.predict(self.dvalid_zero, output_margin=True, iteration_range=(0, 1))
+                intercept = first - self.booster.predict(
+                    self.dvalid_zero, output_margin=True, iteration_range=(0, 1)
+                )
                 self._raw_sum = intercept + part
             else:
                 self._raw_sum = self._raw_sum + part
@@ -144,13 +182,30 @@ class XGBoostFamily(Family):
         }
 
     def portfolio(self, task: Task) -> list[dict[str, Any]]:
-        base = {"learning_rate": 0.05, "max_depth": 6, "min_child_weight": 1.0, "subsample": 0.8,
-                "colsample_bytree": 0.8, "reg_lambda": 1.0, "reg_alpha": 1e-3}
-        return [base, {**base, "max_depth": 10, "min_child_weight": 0.5, "subsample": 1.0, "colsample_bytree": 0.6}]
+        base = {
+            "learning_rate": 0.05,
+            "max_depth": 6,
+            "min_child_weight": 1.0,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "reg_lambda": 1.0,
+            "reg_alpha": 1e-3,
+        }
+        return [
+            base,
+            {**base, "max_depth": 10, "min_child_weight": 0.5, "subsample": 1.0, "colsample_bytree": 0.6},
+        ]
 
     def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:
-        return XGBoostLearner(xgb_params(config, task), task, train, y_train, w_train, valid,
-                              int(config.get("n_estimators", MAX_ROUNDS)))
+        return XGBoostLearner(
+            xgb_params(config, task),
+            task,
+            train,
+            y_train,
+            w_train,
+            valid,
+            int(config.get("n_estimators", MAX_ROUNDS)),
+        )
 
     def step_size(self, config, task) -> int:
         return rounds_per_step(config)

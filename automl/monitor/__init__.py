@@ -9,6 +9,7 @@ The baseline is the model's ``profile.json`` (per-feature bins, samples, level s
 shares) and, for predictions, the chosen model's out-of-fold predictions in
 ``validation_sample.parquet``. See :mod:`automl.monitor.drift` for the statistics.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,12 +54,22 @@ class MonitorResult:
         return not self.violations
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": "ok" if self.ok else "violations", "model": self.model, "capture": self.capture,
-                "n_rows": self.n_rows, "n_requests": self.n_requests, "model_versions": self.model_versions,
-                "baseline_rows": self.baseline_rows, "thresholds": self.config.to_dict(),
-                "drifted_features": self.drifted_features, "violations": self.violations,
-                "features": self.features, "prediction": self.prediction, "extra_columns": self.extra_columns,
-                "notes": self.notes}
+        return {
+            "status": "ok" if self.ok else "violations",
+            "model": self.model,
+            "capture": self.capture,
+            "n_rows": self.n_rows,
+            "n_requests": self.n_requests,
+            "model_versions": self.model_versions,
+            "baseline_rows": self.baseline_rows,
+            "thresholds": self.config.to_dict(),
+            "drifted_features": self.drifted_features,
+            "violations": self.violations,
+            "features": self.features,
+            "prediction": self.prediction,
+            "extra_columns": self.extra_columns,
+            "notes": self.notes,
+        }
 
     def report(self) -> str:
         return render(self)
@@ -77,41 +88,84 @@ def _violation(kind: str, column: str, message: str, **values: Any) -> dict[str,
 
 
 def _drift_message(col: str, r: dict[str, Any], cfg: MonitorConfig) -> str:
-    return (f"{col}: distribution changed (PSI {r['psi']:.3f} >= {cfg.psi_threshold}, {r['test']} p-value "
-            f"{r['p_value']:.3g} < {cfg.p_value})")
+    return (
+        f"{col}: distribution changed (PSI {r['psi']:.3f} >= {cfg.psi_threshold}, {r['test']} p-value "
+        f"{r['p_value']:.3g} < {cfg.p_value})"
+    )
 
 
-def _check_feature(col: str, base: dict[str, Any] | None, con: dict[str, Any], obs: pd.DataFrame,
-                   cfg: MonitorConfig, violations: list[dict[str, Any]], n_baseline: int) -> dict[str, Any]:
+def _check_feature(
+    col: str,
+    base: dict[str, Any] | None,
+    con: dict[str, Any],
+    obs: pd.DataFrame,
+    cfg: MonitorConfig,
+    violations: list[dict[str, Any]],
+    n_baseline: int,
+) -> dict[str, Any]:
     if col not in obs.columns:
-        violations.append(_violation("missing_column", col, f"{col}: column is absent from every captured row"))
+        violations.append(
+            _violation("missing_column", col, f"{col}: column is absent from every captured row")
+        )
         return {"present": False}
     s = obs[col]
     base_missing = float(con.get("missing_share") or 0.0)
     missing = float(s.isna().mean())
     res: dict[str, Any] = {"present": True, "missing_share_baseline": base_missing, "missing_share": missing}
     if abs(missing - base_missing) > cfg.missing_share_delta:
-        violations.append(_violation("missing_share", col, f"{col}: missing share {missing:.3f} vs {base_missing:.3f} "
-                                     f"in training (change > {cfg.missing_share_delta})",
-                                     baseline=base_missing, current=missing))
+        violations.append(
+            _violation(
+                "missing_share",
+                col,
+                f"{col}: missing share {missing:.3f} vs {base_missing:.3f} "
+                f"in training (change > {cfg.missing_share_delta})",
+                baseline=base_missing,
+                current=missing,
+            )
+        )
     if con.get("kind") == "numeric":
         bad = pd.to_numeric(s, errors="coerce").isna() & s.notna()
         if bad.any():
-            violations.append(_violation("type_mismatch", col, f"{col}: {int(bad.sum())} value(s) are not numbers, "
-                                         f"e.g. {s[bad].iloc[0]!r}", count=int(bad.sum())))
+            violations.append(
+                _violation(
+                    "type_mismatch",
+                    col,
+                    f"{col}: {int(bad.sum())} value(s) are not numbers, e.g. {s[bad].iloc[0]!r}",
+                    count=int(bad.sum()),
+                )
+            )
     if base is None:
         return res
-    res.update(compare(base, s, known_levels_complete=bool(con.get("known_levels_complete", True)),
-                       n_rows=n_baseline))
+    res.update(
+        compare(
+            base, s, known_levels_complete=bool(con.get("known_levels_complete", True)), n_rows=n_baseline
+        )
+    )
     res["drift"] = drifted(res, cfg)
     if res["drift"]:
-        violations.append(_violation("drift", col, _drift_message(col, res, cfg), psi=res["psi"],
-                                     p_value=res["p_value"], test=res["test"]))
+        violations.append(
+            _violation(
+                "drift",
+                col,
+                _drift_message(col, res, cfg),
+                psi=res["psi"],
+                p_value=res["p_value"],
+                test=res["test"],
+            )
+        )
     share, expected = res.get("new_category_share") or 0.0, res.get("expected_unseen_share") or 0.0
     if share - expected > cfg.new_category_share:
-        violations.append(_violation("new_categories", col, f"{col}: {share:.1%} of rows hold categories unseen in "
-                                     f"training (expected {expected:.1%}): {list(res['new_categories'])[:5]}",
-                                     share=share, expected=expected, categories=res["new_categories"]))
+        violations.append(
+            _violation(
+                "new_categories",
+                col,
+                f"{col}: {share:.1%} of rows hold categories unseen in "
+                f"training (expected {expected:.1%}): {list(res['new_categories'])[:5]}",
+                share=share,
+                expected=expected,
+                categories=res["new_categories"],
+            )
+        )
     return res
 
 
@@ -137,8 +191,14 @@ def _predictions(model_dir: Path, obs: Observations, notes: list[str]) -> pd.Dat
     return out
 
 
-def _check_predictions(model_dir: Path, obs: Observations, classes: list[Any] | None, cfg: MonitorConfig,
-                       notes: list[str], violations: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _check_predictions(
+    model_dir: Path,
+    obs: Observations,
+    classes: list[Any] | None,
+    cfg: MonitorConfig,
+    notes: list[str],
+    violations: list[dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
     sample_path = model_dir / "validation_sample.parquet"
     if not sample_path.is_file():
         notes.append("no validation_sample.parquet next to the model: prediction drift not checked")
@@ -153,14 +213,26 @@ def _check_predictions(model_dir: Path, obs: Observations, classes: list[Any] | 
         res["drift"] = drifted(res, cfg)
         out[key] = res
         if res["drift"]:
-            violations.append(_violation("prediction_drift", f"prediction.{key}",
-                                         _drift_message(f"prediction {key}", res, cfg), psi=res["psi"],
-                                         p_value=res["p_value"], test=res["test"]))
+            violations.append(
+                _violation(
+                    "prediction_drift",
+                    f"prediction.{key}",
+                    _drift_message(f"prediction {key}", res, cfg),
+                    psi=res["psi"],
+                    p_value=res["p_value"],
+                    test=res["test"],
+                )
+            )
     return out
 
 
-def monitor(model: str | Path, capture: str | Path | pd.DataFrame, config: MonitorConfig | None = None, *,
-            registry_root: str | None = None) -> MonitorResult:
+def monitor(
+    model: str | Path,
+    capture: str | Path | pd.DataFrame,
+    config: MonitorConfig | None = None,
+    *,
+    registry_root: str | None = None,
+) -> MonitorResult:
     """Compare ``capture`` (capture directory, table file or DataFrame) with the baseline of
     ``model`` (a run or model directory, or ``registry://NAME[:VERSION]``)."""
     from automl.registry import resolve_model_uri
@@ -168,8 +240,10 @@ def monitor(model: str | Path, capture: str | Path | pd.DataFrame, config: Monit
     cfg = config or MonitorConfig()
     model_dir = Path(resolve_model_uri(str(model), root=registry_root))
     if not (model_dir / "profile.json").is_file():
-        raise DataError(f"{str(model_dir)!r} has no profile.json (the training baseline); give a run directory, "
-                        "a saved model directory or registry://NAME")
+        raise DataError(
+            f"{str(model_dir)!r} has no profile.json (the training baseline); give a run directory, "
+            "a saved model directory or registry://NAME"
+        )
     profile = DataProfile.load(model_dir / "profile.json")
     baseline = profile.baseline or {}
     manifest = model_dir / "predictor.json"
@@ -177,23 +251,45 @@ def monitor(model: str | Path, capture: str | Path | pd.DataFrame, config: Monit
     obs = read_observations(capture, classes=classes)
     notes: list[str] = []
     if len(obs.features) < cfg.min_rows:
-        notes.append(f"only {len(obs.features)} rows (< min_rows {cfg.min_rows}): drift tests are reported but "
-                     "not flagged")
+        notes.append(
+            f"only {len(obs.features)} rows (< min_rows {cfg.min_rows}): drift tests are reported but "
+            "not flagged"
+        )
     if len(obs.model_versions) > 1:
         notes.append(f"the capture mixes model versions {obs.model_versions}")
     violations: list[dict[str, Any]] = []
     n_baseline = int(baseline.get("n_rows") or profile.n_rows)
-    features = {col: _check_feature(col, baseline.get("features", {}).get(col), con, obs.features, cfg, violations,
-                                    n_baseline)
-                for col, con in baseline.get("constraints", {}).items()}
+    features = {
+        col: _check_feature(
+            col, baseline.get("features", {}).get(col), con, obs.features, cfg, violations, n_baseline
+        )
+        for col, con in baseline.get("constraints", {}).items()
+    }
     known = set(features) | {profile.target} | {c.name for c in profile.columns}
     extra = [c for c in obs.features.columns if c not in known]
-    prediction = _check_predictions(model_dir, obs, classes, cfg, notes, violations) if cfg.check_predictions else {}
-    result = MonitorResult(str(model), str(capture) if not isinstance(capture, pd.DataFrame) else "<DataFrame>",
-                           cfg, len(obs.features), n_baseline, features,
-                           prediction, violations, notes, extra, obs.n_requests, obs.model_versions)
-    logger.info("monitor: %d rows, %d violation(s), drifted features %s", result.n_rows, len(violations),
-                result.drifted_features)
+    prediction = (
+        _check_predictions(model_dir, obs, classes, cfg, notes, violations) if cfg.check_predictions else {}
+    )
+    result = MonitorResult(
+        str(model),
+        str(capture) if not isinstance(capture, pd.DataFrame) else "<DataFrame>",
+        cfg,
+        len(obs.features),
+        n_baseline,
+        features,
+        prediction,
+        violations,
+        notes,
+        extra,
+        obs.n_requests,
+        obs.model_versions,
+    )
+    logger.info(
+        "monitor: %d rows, %d violation(s), drifted features %s",
+        result.n_rows,
+        len(violations),
+        result.drifted_features,
+    )
     return result
 
 

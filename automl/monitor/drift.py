@@ -10,9 +10,8 @@ A column *drifts* when both agree: PSI >= ``psi_threshold`` (a large enough chan
 test's p-value < ``p_value`` (not a sampling accident). Requiring both keeps large samples
 from flagging negligible shifts and small samples from flagging noise.
 """
-from __future__ import annotations
 
-from automl.kinds import level_strings
+from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from automl.exceptions import ConfigError
+from automl.kinds import level_strings
 
 #: floor for a bin's share in PSI (an empty bin would make the logarithm infinite)
 EPS = 1e-4
@@ -57,7 +57,11 @@ class MonitorConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ConfigError(f"{name} must be a non-negative number; got {v!r}")
-        if isinstance(self.p_value, bool) or not isinstance(self.p_value, (int, float)) or not 0 < self.p_value < 1:
+        if (
+            isinstance(self.p_value, bool)
+            or not isinstance(self.p_value, (int, float))
+            or not 0 < self.p_value < 1
+        ):
             raise ConfigError(f"p_value must be between 0 and 1 (exclusive); got {self.p_value!r}")
         if isinstance(self.min_rows, bool) or not isinstance(self.min_rows, int) or self.min_rows < 1:
             raise ConfigError(f"min_rows must be a positive integer; got {self.min_rows!r}")
@@ -83,9 +87,16 @@ def numeric_drift(base: dict[str, Any], values: np.ndarray) -> dict[str, Any]:
     edges = np.asarray(base["edges"], dtype=float)
     counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
     ks = stats.ks_2samp(np.asarray(base["sample"], dtype=float), v)
-    return {**out, "psi": psi(base["shares"], counts / counts.sum()), "statistic": float(ks.statistic),
-            "p_value": float(ks.pvalue), "baseline_mean": base.get("mean"), "current_mean": float(v.mean()),
-            "baseline_std": base.get("std"), "current_std": float(v.std())}
+    return {
+        **out,
+        "psi": psi(base["shares"], counts / counts.sum()),
+        "statistic": float(ks.statistic),
+        "p_value": float(ks.pvalue),
+        "baseline_mean": base.get("mean"),
+        "current_mean": float(v.mean()),
+        "baseline_std": base.get("std"),
+        "current_std": float(v.std()),
+    }
 
 
 def _pooled(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,8 +131,9 @@ def unseen_share(base: dict[str, Any], n_rows: int | None) -> float:
     return max(float(base.get("other_share", 0.0)), singletons / n_rows)
 
 
-def categorical_drift(base: dict[str, Any], values: pd.Series, *, known_levels_complete: bool = True,
-                      n_rows: int | None = None) -> dict[str, Any]:
+def categorical_drift(
+    base: dict[str, Any], values: pd.Series, *, known_levels_complete: bool = True, n_rows: int | None = None
+) -> dict[str, Any]:
     """PSI and a chi-squared test over the baseline's levels plus one bucket for all other levels
     (expected share: :func:`unseen_share`); buckets with an expected count under 5 are pooled
     for both. Also the unseen levels and their share of rows."""
@@ -143,13 +155,20 @@ def categorical_drift(base: dict[str, Any], values: pd.Series, *, known_levels_c
     else:
         statistic, p = 0.0, 1.0
     new = {str(k): round(float(c / n), 6) for k, c in counts[~known].items()} if known_levels_complete else {}
-    return {**out, "psi": psi(exp_p / exp_p.sum(), obs_p / n), "statistic": statistic, "p_value": p,
-            "new_categories": dict(sorted(new.items(), key=lambda kv: -kv[1])[:20]),
-            "new_category_share": round(sum(new.values()), 6), "expected_unseen_share": round(float(expected[-1]), 6)}
+    return {
+        **out,
+        "psi": psi(exp_p / exp_p.sum(), obs_p / n),
+        "statistic": statistic,
+        "p_value": p,
+        "new_categories": dict(sorted(new.items(), key=lambda kv: -kv[1])[:20]),
+        "new_category_share": round(sum(new.values()), 6),
+        "expected_unseen_share": round(float(expected[-1]), 6),
+    }
 
 
-def compare(base: dict[str, Any], values: pd.Series, *, known_levels_complete: bool = True,
-            n_rows: int | None = None) -> dict[str, Any]:
+def compare(
+    base: dict[str, Any], values: pd.Series, *, known_levels_complete: bool = True, n_rows: int | None = None
+) -> dict[str, Any]:
     """Drift statistics of one column (numeric or categorical, by its baseline's type)."""
     if base.get("type") == "numeric":
         return numeric_drift(base, pd.to_numeric(values, errors="coerce").to_numpy(dtype=float))

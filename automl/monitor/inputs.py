@@ -5,6 +5,7 @@ JSON lines; a file or a directory of files; a DataFrame).
 Predictions come from the captured responses (``predictions`` / ``probabilities``) or from a
 table's ``prediction`` / ``proba_<class>`` columns (as written by ``automl predict``).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -39,13 +40,18 @@ class Observations:
 def _files(path: str) -> list[str]:
     if is_remote(path):
         return [path]
-    p = Path(path[len("file://"):] if path.startswith("file://") else path)
+    p = Path(path[len("file://") :] if path.startswith("file://") else path)
     if not p.exists():
-        raise DataError(f"capture {path!r} does not exist; give a capture directory or a CSV/Parquet/JSONL file")
+        raise DataError(
+            f"capture {path!r} does not exist; give a capture directory or a CSV/Parquet/JSONL file"
+        )
     if p.is_file():
         return [str(p)]
-    found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(SUFFIXES)
-                   and not f.name.startswith("."))
+    found = sorted(
+        str(f)
+        for f in p.rglob("*")
+        if f.is_file() and f.name.lower().endswith(SUFFIXES) and not f.name.startswith(".")
+    )
     if not found:
         raise DataError(f"capture directory {path!r} holds no .jsonl, .csv or .parquet files")
     return found
@@ -85,7 +91,9 @@ def _response_predictions(response: Any, n: int, classes: list[str] | None) -> l
     return None
 
 
-def _from_events(events: list[dict[str, Any]], classes: list[str] | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def _from_events(
+    events: list[dict[str, Any]], classes: list[str] | None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     rows: list[dict[str, Any]] = []
     preds: list[dict[str, Any]] = []
     for ev in events:
@@ -101,8 +109,11 @@ def _split_table(df: pd.DataFrame, classes: list[str] | None) -> tuple[pd.DataFr
     """A table's own prediction columns (``prediction``, ``proba_<c>``, ``__proba_<c>``) are
     predictions, not features."""
     pred: dict[str, Any] = {}
-    drop = [c for c in df.columns if c in ("prediction", "__prediction")
-            or str(c).startswith(("proba_", "__proba_", "__row", "__fold"))]
+    drop = [
+        c
+        for c in df.columns
+        if c in ("prediction", "__prediction") or str(c).startswith(("proba_", "__proba_", "__row", "__fold"))
+    ]
     for prefix in ("proba_", "__proba_"):
         cols = [f"{prefix}{c}" for c in classes or []]
         if classes and all(c in df.columns for c in cols):
@@ -113,7 +124,9 @@ def _split_table(df: pd.DataFrame, classes: list[str] | None) -> tuple[pd.DataFr
             break
     for col in ("prediction", "__prediction"):
         if col in df.columns and "label" not in pred:
-            pred["label" if classes else "value"] = df[col].astype(str).to_numpy() if classes else df[col].to_numpy()
+            pred["label" if classes else "value"] = (
+                df[col].astype(str).to_numpy() if classes else df[col].to_numpy()
+            )
     pred_df = pd.DataFrame(pred, index=df.index).reset_index(drop=True) if pred else None
     return df.drop(columns=drop).reset_index(drop=True), pred_df
 
@@ -148,8 +161,10 @@ def read_observations(source: str | Path | pd.DataFrame, *, classes: list[Any] |
     features = load_table(pd.concat(frames, ignore_index=True), name="capture")
     preds = None
     if any(p[1] is not None for p in parts):
-        preds = pd.concat([p[1] if p[1] is not None else pd.DataFrame(index=range(len(p[0]))) for p in parts],
-                          ignore_index=True)
+        preds = pd.concat(
+            [p[1] if p[1] is not None else pd.DataFrame(index=range(len(p[0]))) for p in parts],
+            ignore_index=True,
+        )
     if skipped:
         logger.warning("skipped %d unreadable lines in %s (a file being written?)", skipped, source)
     return Observations(features, preds, files, n_requests or None, dict(versions), skipped)

@@ -17,6 +17,7 @@ same number both try to create the same record; one wins, the other takes the ne
     reg.promote("adult-income", mv.version, "production", actor="ana", reason="beats v1 by 0.4 AUC")
     predictor = reg.load("adult-income")            # the production version, checksums verified
 """
+
 from __future__ import annotations
 
 import getpass
@@ -104,8 +105,10 @@ def check_stage(stage: str) -> str:
 
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"model name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
-                          "starting with a letter or digit")
+        raise ConfigError(
+            f"model name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
     return name
 
 
@@ -129,23 +132,39 @@ class Registry:
         self.store: Store = open_store(self.root)
 
     # -- writing ------------------------------------------------------------------------------------
-    def register(self, model_dir: str | Path, name: str, *, description: str | None = None, stage: str = "none",
-                 actor: str | None = None, reason: str | None = None,
-                 training_data: str | None = None) -> ModelVersion:
+    def register(
+        self,
+        model_dir: str | Path,
+        name: str,
+        *,
+        description: str | None = None,
+        stage: str = "none",
+        actor: str | None = None,
+        reason: str | None = None,
+        training_data: str | None = None,
+    ) -> ModelVersion:
         """Add the model in ``model_dir`` (a run or saved-model directory) as the next version of
         ``name``. The model must load (its checksums.json is verified first)."""
         _check_name(name)
         check_stage(stage)
         src = Path(model_dir)
         if not src.is_dir():
-            raise ConfigError(f"model directory {str(src)!r} does not exist; give a run directory "
-                              "(automl fit --output) or a saved model directory")
+            raise ConfigError(
+                f"model directory {str(src)!r} does not exist; give a run directory "
+                "(automl fit --output) or a saved model directory"
+            )
         Predictor.load(src)  # refuses a directory that is not an intact saved model
         files = version_files(src)
         actor = actor or default_actor()
-        record = {"name": name, "created_at": _now(), "created_by": actor, "description": description,
-                  "artifact": f"{name}/artifacts/{uuid.uuid4().hex}", "files": files,
-                  **describe(src, training_data=training_data)}
+        record = {
+            "name": name,
+            "created_at": _now(),
+            "created_by": actor,
+            "description": description,
+            "artifact": f"{name}/artifacts/{uuid.uuid4().hex}",
+            "files": files,
+            **describe(src, training_data=training_data),
+        }
         try:
             self.store.put_tree(src, list(files), record["artifact"])
             version = self._commit(name, record)
@@ -162,7 +181,9 @@ class Registry:
             body = json.dumps({**record, "version": version}, indent=1, default=str).encode()
             if self.store.create(_record_key(name, version), body):
                 return version
-            logger.info("version %d of %r was taken by a concurrent registration; trying the next", version, name)
+            logger.info(
+                "version %d of %r was taken by a concurrent registration; trying the next", version, name
+            )
         raise RuntimeError(f"could not claim a version number for {name!r} after 1000 attempts")
 
     def promote(self, name: str, version: int, stage: str, *, actor: str, reason: str) -> ModelVersion:
@@ -180,7 +201,9 @@ class Registry:
         self._write_change(name, version, stage, actor, reason)  # first: production is never empty
         for other, changes in before.items():
             if other != version and changes[-1].stage == "production":
-                self._write_change(name, other, "archived", actor, f"replaced in production by version {version}")
+                self._write_change(
+                    name, other, "archived", actor, f"replaced in production by version {version}"
+                )
 
     def _write_change(self, name: str, version: int, stage: str, actor: str, reason: str) -> None:
         ns = time.time_ns()
@@ -191,8 +214,11 @@ class Registry:
 
     # -- reading ------------------------------------------------------------------------------------
     def _versions(self, name: str) -> list[int]:
-        return sorted(int(f[:-5]) for f in self.store.listdir(f"{name}/versions") if f.endswith(".json")
-                      and f[:-5].isdigit())
+        return sorted(
+            int(f[:-5])
+            for f in self.store.listdir(f"{name}/versions")
+            if f.endswith(".json") and f[:-5].isdigit()
+        )
 
     def _stages(self, name: str) -> dict[int, list[StageChange]]:
         out: dict[int, list[StageChange]] = {}
@@ -221,8 +247,9 @@ class Registry:
         _check_name(name)
         versions = self._versions(name)
         if not versions:
-            raise ConfigError(f"no model named {name!r} in the registry {self.root!r}; "
-                              f"registered models: {self.names()}")
+            raise ConfigError(
+                f"no model named {name!r} in the registry {self.root!r}; registered models: {self.names()}"
+            )
         stages = self._stages(name)
         if version is not None:
             if int(version) not in versions:
@@ -234,16 +261,19 @@ class Registry:
         in_stage = [(c[-1].at_ns, v) for v, c in stages.items() if c[-1].stage == stage and v in versions]
         if not in_stage:
             now = {v: stages[v][-1].stage if v in stages else "none" for v in versions}
-            raise ConfigError(f"model {name!r} has no version in stage {stage!r} (stages now: {now}); promote one "
-                              f"with `automl registry promote {name}:VERSION --stage {stage} --reason ...`")
+            raise ConfigError(
+                f"model {name!r} has no version in stage {stage!r} (stages now: {now}); promote one "
+                f"with `automl registry promote {name}:VERSION --stage {stage} --reason ...`"
+            )
         return self._load_version(name, max(in_stage)[1], stages)
 
     def _load_version(self, name: str, version: int, stages: dict[int, list[StageChange]]) -> ModelVersion:
         rec = json.loads(self.store.read_bytes(_record_key(name, version)))
         history = stages.get(version, [])
         keep = {f for f in ModelVersion.__dataclass_fields__ if f not in ("stage", "history")}
-        return ModelVersion(**{k: rec.get(k) for k in keep}, stage=history[-1].stage if history else "none",
-                            history=history)
+        return ModelVersion(
+            **{k: rec.get(k) for k in keep}, stage=history[-1].stage if history else "none", history=history
+        )
 
     # -- using a version ----------------------------------------------------------------------------
     def local_dir(self, mv: ModelVersion) -> Path:
@@ -283,11 +313,19 @@ class Registry:
 def _verify(mv: ModelVersion, directory: Path) -> None:
     bad, extra = verify_files(directory, mv.files) if directory.is_dir() else (sorted(mv.files), [])
     if bad or extra:
-        detail = "; ".join(x for x in (f"changed or missing: {bad[:10]}" if bad else "",
-                                       f"unexpected: {extra[:10]}" if extra else "") if x)
-        raise IntegrityError(f"{mv.uri}: the files in {str(directory)!r} do not match the checksums recorded at "
-                             f"registration ({detail}); refusing to load or serve it. Re-register the model from "
-                             "its original directory.")
+        detail = "; ".join(
+            x
+            for x in (
+                f"changed or missing: {bad[:10]}" if bad else "",
+                f"unexpected: {extra[:10]}" if extra else "",
+            )
+            if x
+        )
+        raise IntegrityError(
+            f"{mv.uri}: the files in {str(directory)!r} do not match the checksums recorded at "
+            f"registration ({detail}); refusing to load or serve it. Re-register the model from "
+            "its original directory."
+        )
 
 
 def _record_key(name: str, version: int) -> str:
@@ -304,7 +342,7 @@ def resolve_model_uri(uri: str, *, root: str | None = None) -> str:
     production version when neither is given). Anything else is returned unchanged."""
     if not str(uri).startswith(URI_SCHEME):
         return str(uri)
-    ref = str(uri)[len(URI_SCHEME):].strip("/")
+    ref = str(uri)[len(URI_SCHEME) :].strip("/")
     if not ref:
         raise ConfigError(f"{uri!r} names no model; use registry://NAME[:VERSION]")
     name, version, stage = parse_ref(ref)

@@ -1,4 +1,5 @@
 """CLI subcommand ``automl registry register|list|show|promote``."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,11 @@ def _root_default() -> str:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--root", default=None,
-                        help=f"registry root: a directory or s3:// URI (default: $AUTOML_REGISTRY or {_root_default()})")
+    common.add_argument(
+        "--root",
+        default=None,
+        help=f"registry root: a directory or s3:// URI (default: $AUTOML_REGISTRY or {_root_default()})",
+    )
     reg = sub.add_parser("registry", help="model registry: register, list, show and promote model versions")
     rsub = reg.add_subparsers(dest="registry_command", required=True)
 
@@ -59,8 +63,15 @@ def _score(mv: Any) -> str:
 
 
 def cmd_register(a: argparse.Namespace) -> int:
-    mv = _registry(a).register(a.dir, a.name, description=a.description, stage=a.stage, actor=a.actor,
-                               reason=a.reason, training_data=a.training_data)
+    mv = _registry(a).register(
+        a.dir,
+        a.name,
+        description=a.description,
+        stage=a.stage,
+        actor=a.actor,
+        reason=a.reason,
+        training_data=a.training_data,
+    )
     print(f"registered {mv.uri} (stage {mv.stage}, {_score(mv)}, {len(mv.files)} files)")
     return 0
 
@@ -68,9 +79,24 @@ def cmd_register(a: argparse.Namespace) -> int:
 def cmd_list(a: argparse.Namespace) -> int:
     versions = _registry(a).list(a.name)
     if a.format == "json":
-        print(json.dumps([{"name": v.name, "version": v.version, "stage": v.stage, "created_at": v.created_at,
-                           "created_by": v.created_by, "metrics": v.metrics, "uri": v.uri} for v in versions],
-                         indent=1, default=str))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": v.name,
+                        "version": v.version,
+                        "stage": v.stage,
+                        "created_at": v.created_at,
+                        "created_by": v.created_by,
+                        "metrics": v.metrics,
+                        "uri": v.uri,
+                    }
+                    for v in versions
+                ],
+                indent=1,
+                default=str,
+            )
+        )
         return 0
     if not versions:
         print("no models registered")
@@ -93,12 +119,16 @@ def cmd_show(a: argparse.Namespace) -> int:
     lines = [
         f"{mv.uri}  stage: {mv.stage}",
         f"created {mv.created_at} by {mv.created_by}" + (f": {mv.description}" if mv.description else ""),
-        f"problem: {mv.problem_type}, target {mv.target!r}" + (f", classes {mv.classes}" if mv.classes else ""),
-        "metrics: " + json.dumps({k: v for k, v in (mv.metrics or {}).items() if k != "validation"}, default=str),
-        "members: " + ", ".join(f"{n} ({p['family']}, weight {p['weight']})" for n, p in (mv.params or {}).items()),
+        f"problem: {mv.problem_type}, target {mv.target!r}"
+        + (f", classes {mv.classes}" if mv.classes else ""),
+        "metrics: "
+        + json.dumps({k: v for k, v in (mv.metrics or {}).items() if k != "validation"}, default=str),
+        "members: "
+        + ", ".join(f"{n} ({p['family']}, weight {p['weight']})" for n, p in (mv.params or {}).items()),
         f"training data: {(lin.get('training_data') or {})}",
         f"trained {lin.get('trained_at')}; settings {json.dumps(lin.get('training_settings'), default=str)}",
-        f"git: {lin.get('git')}; packages: " + ", ".join(f"{k} {v}" for k, v in (lin.get("packages") or {}).items()),
+        f"git: {lin.get('git')}; packages: "
+        + ", ".join(f"{k} {v}" for k, v in (lin.get("packages") or {}).items()),
         f"files: {len(mv.files)} (sha256 verified on load)",
         "stage history:",
     ]

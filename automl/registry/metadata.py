@@ -1,6 +1,7 @@
 """What the registry records about a model directory: its files with their sha256, metrics,
 parameters, a data-profile summary and lineage (training data hash, training settings, the
 registering command, package versions, git commit)."""
+
 from __future__ import annotations
 
 import json
@@ -14,18 +15,37 @@ from typing import Any
 
 import pandas as pd
 
-from automl.predictor import CHECKSUMS, MANIFEST
-from automl.predictor import sha256_file
+from automl.predictor import CHECKSUMS, MANIFEST, sha256_file
 
 logger = logging.getLogger(__name__)
 
 #: files and folders of a run/model directory that a registered version keeps (the search
 #: state in ``search/`` and ``folds.json`` stay behind)
-KEEP = (MANIFEST, CHECKSUMS, "profile.json", "leaderboard.csv", "run.json", "validation_sample.parquet", "report.html",
-        "preprocessing", "models")
+KEEP = (
+    MANIFEST,
+    CHECKSUMS,
+    "profile.json",
+    "leaderboard.csv",
+    "run.json",
+    "validation_sample.parquet",
+    "report.html",
+    "preprocessing",
+    "models",
+)
 
-PACKAGES = ("automl-on-ray", "ray", "pandas", "numpy", "pyarrow", "scikit-learn", "lightgbm", "xgboost",
-            "xgboost-cpu", "catboost", "torch")
+PACKAGES = (
+    "automl-on-ray",
+    "ray",
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "scikit-learn",
+    "lightgbm",
+    "xgboost",
+    "xgboost-cpu",
+    "catboost",
+    "torch",
+)
 
 
 def version_files(model_dir: Path) -> dict[str, str]:
@@ -44,8 +64,11 @@ def version_files(model_dir: Path) -> dict[str, str]:
 
 def verify_files(directory: Path, files: dict[str, str]) -> tuple[list[str], list[str]]:
     """(changed or missing, unexpected) files of ``directory`` against the recorded sha256."""
-    bad = [rel for rel, digest in files.items()
-           if not (directory / rel).is_file() or sha256_file(directory / rel) != digest]
+    bad = [
+        rel
+        for rel, digest in files.items()
+        if not (directory / rel).is_file() or sha256_file(directory / rel) != digest
+    ]
     present = {f.relative_to(directory).as_posix() for f in directory.rglob("*") if f.is_file()}
     return bad, sorted(present - set(files))
 
@@ -70,7 +93,9 @@ def metrics(model_dir: Path, manifest: dict[str, Any], run: dict[str, Any]) -> d
     board_path = model_dir / "leaderboard.csv"
     if board_path.is_file():
         board = pd.read_csv(board_path)
-        chosen = board[board["chosen"].astype(str).str.lower() == "true"] if "chosen" in board else board.head(0)
+        chosen = (
+            board[board["chosen"].astype(str).str.lower() == "true"] if "chosen" in board else board.head(0)
+        )
         row = chosen.iloc[0] if len(chosen) else board.iloc[0]
         for k in ("model", "score_val", "score_std", "score_test"):
             if k in row.index:
@@ -82,8 +107,10 @@ def metrics(model_dir: Path, manifest: dict[str, Any], run: dict[str, Any]) -> d
 
 
 def params(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {m["name"]: {"family": m["family"], "weight": m["weight"], "params": m.get("params", {})}
-            for m in manifest.get("members", [])}
+    return {
+        m["name"]: {"family": m["family"], "weight": m["weight"], "params": m.get("params", {})}
+        for m in manifest.get("members", [])
+    }
 
 
 def profile_summary(model_dir: Path) -> dict[str, Any]:
@@ -91,10 +118,15 @@ def profile_summary(model_dir: Path) -> dict[str, Any]:
     if not prof:
         return {}
     return {
-        "target": prof.get("target"), "n_rows": prof.get("n_rows"), "n_columns": prof.get("n_columns"),
-        "problem_type": prof.get("problem_type"), "metric": prof.get("metric"),
+        "target": prof.get("target"),
+        "n_rows": prof.get("n_rows"),
+        "n_columns": prof.get("n_columns"),
+        "problem_type": prof.get("problem_type"),
+        "metric": prof.get("metric"),
         "features": {c["name"]: c["kind"] for c in prof.get("columns", []) if c.get("role") == "feature"},
-        "dropped": {c["name"]: c.get("drop_reason") for c in prof.get("columns", []) if c.get("role") == "dropped"},
+        "dropped": {
+            c["name"]: c.get("drop_reason") for c in prof.get("columns", []) if c.get("role") == "dropped"
+        },
         "warnings": [w.get("code") for w in prof.get("warnings", [])],
         "target_summary": prof.get("target_summary"),
     }
@@ -113,34 +145,57 @@ def package_versions() -> dict[str, str]:
 def git_commit(directory: Path) -> dict[str, Any] | None:
     """The commit (and whether the tree had changes) of the git checkout holding ``directory``."""
     try:
-        head = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5)
+        head = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def lineage(model_dir: Path, run: dict[str, Any], manifest: dict[str, Any], *,
-            training_data: str | None) -> dict[str, Any]:
+def lineage(
+    model_dir: Path, run: dict[str, Any], manifest: dict[str, Any], *, training_data: str | None
+) -> dict[str, Any]:
     """Where the model came from. The training data hash is the sha256 of ``training_data``
     (a local file) when given, else the ``data_sha256`` a fit recorded in ``run.json``."""
     data: dict[str, Any] = {"sha256": run.get("data_sha256"), "source": run.get("data")}
     if training_data:
-        local = Path(training_data[len("file://"):] if training_data.startswith("file://") else training_data)
+        local = Path(
+            training_data[len("file://") :] if training_data.startswith("file://") else training_data
+        )
         data = {"source": training_data, "sha256": sha256_file(local) if local.is_file() else None}
     if not data["sha256"]:
         logger.info("no training data hash: pass training_data= (--training-data) to record one")
-    settings = {k: run[k] for k in ("target", "problem_type", "metric", "time_limit_s", "search_strategy", "seed",
-                                    "n_trials", "ended_because", "chosen") if k in run}
+    settings = {
+        k: run[k]
+        for k in (
+            "target",
+            "problem_type",
+            "metric",
+            "time_limit_s",
+            "search_strategy",
+            "seed",
+            "n_trials",
+            "ended_because",
+            "chosen",
+        )
+        if k in run
+    }
     import automl
 
     return {
         "training_data": data,
-        "profile_sha256": sha256_file(model_dir / "profile.json") if (model_dir / "profile.json").is_file() else None,
+        "profile_sha256": sha256_file(model_dir / "profile.json")
+        if (model_dir / "profile.json").is_file()
+        else None,
         "training_command": run.get("command"),
         "training_settings": settings,
         "model_version": manifest.get("info", {}).get("model_version"),
@@ -157,7 +212,8 @@ def describe(model_dir: Path, *, training_data: str | None = None) -> dict[str, 
     manifest = _read_json(model_dir / MANIFEST)
     run = _read_json(model_dir / "run.json")
     return {
-        "problem_type": manifest.get("problem_type"), "target": manifest.get("target"),
+        "problem_type": manifest.get("problem_type"),
+        "target": manifest.get("target"),
         "classes": manifest.get("classes"),
         "metrics": metrics(model_dir, manifest, run),
         "params": params(manifest),

@@ -12,14 +12,15 @@ Keys are ``/``-separated paths under the root. Two writes matter for correctness
 
 S3-compatible stores other than AWS are reached with ``AWS_ENDPOINT_URL`` (as in automl.data).
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from automl.exceptions import ConfigError
 
@@ -70,7 +71,9 @@ class Store:
 
 class LocalStore(Store):
     def __init__(self, root: str | Path) -> None:
-        self.path = Path(str(root)[len("file://"):] if str(root).startswith("file://") else root).expanduser()
+        self.path = Path(
+            str(root)[len("file://") :] if str(root).startswith("file://") else root
+        ).expanduser()
         self.root = str(self.path)
 
     def _p(self, key: str) -> Path:
@@ -141,12 +144,13 @@ class S3Store(Store):
         from automl.data import storage_options
 
         self.root = root.rstrip("/")
-        self.base = self.root[len("s3://"):]
+        self.base = self.root[len("s3://") :]
         if not self.base:
             raise ConfigError(f"registry root {root!r} names no bucket; use s3://BUCKET[/PREFIX]")
         # listings must never come from a cache: concurrent writers add versions at any time
-        self.fs = s3fs.S3FileSystem(**(storage_options(root) or {}), use_listings_cache=False,
-                                    skip_instance_cache=True)
+        self.fs = s3fs.S3FileSystem(
+            **(storage_options(root) or {}), use_listings_cache=False, skip_instance_cache=True
+        )
 
     def _k(self, key: str) -> str:
         return f"{self.base}/{key}" if key else self.base
@@ -180,8 +184,10 @@ class S3Store(Store):
                 self.fs.put_file(str(local / rel), self._k(f"{prefix}/{rel}"))
         except (FileNotFoundError, PermissionError) as exc:
             bucket = self.base.split("/", 1)[0]
-            raise ConfigError(f"cannot write to the registry {self.root!r}: {exc}. Check that the bucket {bucket!r} "
-                              "exists and that the AWS credentials (and AWS_ENDPOINT_URL) allow writing to it") from exc
+            raise ConfigError(
+                f"cannot write to the registry {self.root!r}: {exc}. Check that the bucket {bucket!r} "
+                "exists and that the AWS credentials (and AWS_ENDPOINT_URL) allow writing to it"
+            ) from exc
 
     def get_tree(self, prefix: str, files: list[str], local: Path) -> None:
         for rel in files:

@@ -4,6 +4,7 @@ data profile, evaluation plots, explanations, fairness) and per-row feature cont
 Importing this package is cheap (the CLI loads it); matplotlib and the model libraries are
 imported when a report is built.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,9 @@ if TYPE_CHECKING:
     from automl.predictor import Predictor
 
 
-def write_report(run_dir: str | Path, output: str | Path | None = None, *,
-                 sensitive_column: str | None = None) -> Path:
+def write_report(
+    run_dir: str | Path, output: str | Path | None = None, *, sensitive_column: str | None = None
+) -> Path:
     """Write ``run_dir/report.html`` (or ``output``) and return its path; see
     :func:`automl.report.build.write_report`."""
     from automl.report.build import write_report as _write
@@ -24,7 +26,7 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, *,
     return _write(run_dir, output, sensitive_column=sensitive_column)
 
 
-def explain(predictor: "Predictor", df: "pd.DataFrame", *, class_label: Any = None) -> "pd.DataFrame":
+def explain(predictor: Predictor, df: pd.DataFrame, *, class_label: Any = None) -> pd.DataFrame:
     """Per-row contributions (tree SHAP, margin space) per input column plus ``bias``; see
     :func:`automl.report.contributions.explain`."""
     from automl.report.contributions import explain as _explain

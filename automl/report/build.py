@@ -1,10 +1,11 @@
 """``write_report``: assemble the sections into one self-contained HTML file."""
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from automl.exceptions import AutoMLError, ConfigError
 from automl.report import html as H
@@ -31,11 +32,14 @@ def _check_sensitive(run: RunData, column: str | None) -> None:
         return
     if column == run.target or column not in run.sample.columns or str(column).startswith("__"):
         usable = [c for c in run.features(run.sample).columns]
-        raise ConfigError(f"sensitive column {column!r} is not an input column of this run; choose one of {usable}")
+        raise ConfigError(
+            f"sensitive column {column!r} is not an input column of this run; choose one of {usable}"
+        )
 
 
-def write_report(run_dir: str | Path, output: str | Path | None = None, *,
-                 sensitive_column: str | None = None) -> Path:
+def write_report(
+    run_dir: str | Path, output: str | Path | None = None, *, sensitive_column: str | None = None
+) -> Path:
     """Write the HTML report of a finished fit; returns its path (default ``run_dir/report.html``).
 
     A section that cannot be built shows the error in its place (and logs a warning); the other
@@ -65,16 +69,24 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, *,
         timings[sid] = time.perf_counter() - t
         parts.append((sid, title, body))
     took = time.perf_counter() - started
-    footer = H.note(f"Report built in {took:.1f} s ("
-                    + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items())
-                    + f") from {run.run_dir.resolve()}.")
+    footer = H.note(
+        f"Report built in {took:.1f} s ("
+        + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items())
+        + f") from {run.run_dir.resolve()}."
+    )
     parts[-1] = (parts[-1][0], parts[-1][1], parts[-1][2] + footer)
-    subtitle = (f"{run.problem_type} problem, target {run.target!r}, metric {run.metric}; chosen model "
-                f"{run.info.get('chosen', '?')}; model version "
-                f"{run.predictor.model_version if run.predictor else '?'}")
+    subtitle = (
+        f"{run.problem_type} problem, target {run.target!r}, metric {run.metric}; chosen model "
+        f"{run.info.get('chosen', '?')}; model version "
+        f"{run.predictor.model_version if run.predictor else '?'}"
+    )
     out = Path(output) if output else run.run_dir / REPORT_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(H.page(f"AutoML report: {run.target}", subtitle, parts), encoding="utf-8")
-    logger.info("report written to %s in %.1fs (%s)", out, took,
-                ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
+    logger.info(
+        "report written to %s in %.1fs (%s)",
+        out,
+        took,
+        ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()),
+    )
     return out

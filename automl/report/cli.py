@@ -1,4 +1,5 @@
 """CLI subcommand ``automl report DIR [--output report.html] [--sensitive-column C]``."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write the HTML report of a run (plots, explanations, fairness)")
     p.add_argument("dir", help="the run directory of a finished fit")
     p.add_argument("--output", help="HTML file to write (default: DIR/report.html)")
-    p.add_argument("--sensitive-column", help="an input column whose groups get bias metrics (binary problems)")
+    p.add_argument(
+        "--sensitive-column", help="an input column whose groups get bias metrics (binary problems)"
+    )
     p.set_defaults(func=cmd_report)
 
 

@@ -11,6 +11,7 @@ margin). For an ensemble, each tree member's contributions are weighted by its e
 (renormalised over the tree members): they sum to the weighted mean of the members' margins,
 which is not exactly the margin of the ensemble's averaged probabilities.
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,7 +65,9 @@ def column_owners(feature_names: list[str], columns: list[str]) -> list[str]:
         if name in known:
             owners.append(name)
             continue
-        owner = next((c for c in by_length if name.startswith(c) and name[len(c): len(c) + 1] in _SEPARATORS), None)
+        owner = next(
+            (c for c in by_length if name.startswith(c) and name[len(c) : len(c) + 1] in _SEPARATORS), None
+        )
         if owner is None:
             raise ConfigError(f"model feature {name!r} does not come from any input column of the schema")
         owners.append(owner)
@@ -84,13 +87,17 @@ def tree_contributions(predictor: Predictor, df: pd.DataFrame) -> Contributions:
     tree = [m for m in predictor.members if has_contributions(m)]
     if not tree:
         fams = sorted({m.family for m in predictor.members})
-        raise ConfigError(f"per-row contributions need a tree model (LightGBM or XGBoost); the chosen model "
-                          f"has only {fams} members. Use the report's permutation importance instead")
+        raise ConfigError(
+            f"per-row contributions need a tree model (LightGBM or XGBoost); the chosen model "
+            f"has only {fams} members. Use the report's permutation importance instead"
+        )
     total = sum(m.weight for m in predictor.members)
     tree_weight = sum(m.weight for m in tree)
     if len(tree) < len(predictor.members):
-        logger.info("contributions explain the tree members only (%.0f%% of the ensemble weight)",
-                    100 * tree_weight / total)
+        logger.info(
+            "contributions explain the tree members only (%.0f%% of the ensemble weight)",
+            100 * tree_weight / total,
+        )
     clean, _ = validate_frame(predictor.schema, df)
     columns = [c.name for c in predictor.schema.columns]
     k, n = _outputs(predictor), len(clean)
@@ -104,8 +111,9 @@ def tree_contributions(predictor: Predictor, df: pd.DataFrame) -> Contributions:
         owners = column_owners(X.names, columns)
         to_cols = np.zeros((len(owners), len(columns)))
         to_cols[np.arange(len(owners)), [columns.index(o) for o in owners]] = 1.0
-        raw = sum(np.asarray(m.contributions(X), dtype=float).reshape(n, k, len(owners) + 1)
-                  for m in member.models) / len(member.models)
+        raw = sum(
+            np.asarray(m.contributions(X), dtype=float).reshape(n, k, len(owners) + 1) for m in member.models
+        ) / len(member.models)
         w = member.weight / tree_weight
         values += w * (raw[..., :-1] @ to_cols)
         bias += w * raw[..., -1]
@@ -125,7 +133,9 @@ def explain(predictor: Predictor, df: pd.DataFrame, *, class_label: Any = None) 
         classes = list(predictor.classes)
         if class_label is not None:
             if class_label not in classes:
-                raise ConfigError(f"class_label {class_label!r} is not a class of this model; classes: {classes}")
+                raise ConfigError(
+                    f"class_label {class_label!r} is not a class of this model; classes: {classes}"
+                )
             idx = np.full(len(df), classes.index(class_label))
             output = f"margin of class {class_label!r}"
         else:
@@ -136,13 +146,18 @@ def explain(predictor: Predictor, df: pd.DataFrame, *, class_label: Any = None) 
         vals, bias = contrib.values[rows, idx], contrib.bias[rows, idx]
     else:
         if class_label is not None and class_label != (predictor.classes or [None, None])[1]:
-            raise ConfigError(f"class_label selects a class of a multiclass model; a "
-                              f"{predictor.problem_type.value} model is explained toward "
-                              + (f"its positive class {predictor.classes[1]!r}" if predictor.classes
-                                 else "its prediction") + f"; got class_label={class_label!r}")
+            raise ConfigError(
+                f"class_label selects a class of a multiclass model; a "
+                f"{predictor.problem_type.value} model is explained toward "
+                + (f"its positive class {predictor.classes[1]!r}" if predictor.classes else "its prediction")
+                + f"; got class_label={class_label!r}"
+            )
         vals, bias = contrib.values[:, 0], contrib.bias[:, 0]
-        output = (f"log-odds of class {predictor.classes[1]!r}" if predictor.problem_type is ProblemType.BINARY
-                  else f"predicted {predictor.target}")
+        output = (
+            f"log-odds of class {predictor.classes[1]!r}"
+            if predictor.problem_type is ProblemType.BINARY
+            else f"predicted {predictor.target}"
+        )
     out = pd.DataFrame(vals, index=df.index, columns=contrib.columns)
     out["bias"] = bias
     out.attrs["output"] = output

@@ -1,5 +1,6 @@
 """Evaluation of the chosen model on its out-of-fold predictions: curves, confusion matrices and
 scores, as plain numbers (plots and HTML are made elsewhere)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -60,8 +61,20 @@ def evaluate_binary(y: np.ndarray, p_pos: np.ndarray, threshold: float, positive
         "brier": float(skm.brier_score_loss(y, p_pos)),
         "log_loss": float(skm.log_loss(y, np.clip(p_pos, 1e-15, 1 - 1e-15), labels=[0, 1])),
     }
-    return BinaryEval(threshold, positive, fpr, tpr, scores["roc_auc"], prec, rec, scores["pr_auc"],
-                      scores["average_precision"], cm, scores, calibration(y, p_pos))
+    return BinaryEval(
+        threshold,
+        positive,
+        fpr,
+        tpr,
+        scores["roc_auc"],
+        prec,
+        rec,
+        scores["pr_auc"],
+        scores["average_precision"],
+        cm,
+        scores,
+        calibration(y, p_pos),
+    )
 
 
 def calibration(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, np.ndarray]:
@@ -80,8 +93,17 @@ def evaluate_multiclass(y: np.ndarray, proba: np.ndarray, classes: list[Any]) ->
     pred = proba.argmax(axis=1)
     cm = skm.confusion_matrix(y, pred, labels=list(range(k)))
     p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=list(range(k)), zero_division=0)
-    per_class = [{"class": classes[i], "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                  "support": int(s[i]), "predicted": int(cm[:, i].sum())} for i in range(k)]
+    per_class = [
+        {
+            "class": classes[i],
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+            "predicted": int(cm[:, i].sum()),
+        }
+        for i in range(k)
+    ]
     scores = {
         "accuracy": float(skm.accuracy_score(y, pred)),
         "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)),
@@ -94,7 +116,7 @@ def evaluate_multiclass(y: np.ndarray, proba: np.ndarray, classes: list[Any]) ->
 def evaluate_regression(y: np.ndarray, pred: np.ndarray) -> RegressionEval:
     resid = y - pred
     scores = {
-        "rmse": float(np.sqrt(np.mean(resid ** 2))),
+        "rmse": float(np.sqrt(np.mean(resid**2))),
         "mae": float(np.mean(np.abs(resid))),
         "r2": float(skm.r2_score(y, pred)),
         "median_abs_error": float(np.median(np.abs(resid))),

@@ -8,6 +8,7 @@ Each group *d* of the sensitive column (the facet) is compared with all other ro
 * RD, recall difference: ``recall_a - recall_d`` (true positive rates).
 * AD, accuracy difference: ``accuracy_a - accuracy_d``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,10 +67,21 @@ def bias_metrics(groups: pd.Series, y: np.ndarray, pred: np.ndarray) -> pd.DataF
         rec_d = _rate((pred[d] & y[d]).sum(), y[d].sum())
         rec_a = _rate((pred[a] & y[a]).sum(), y[a].sum())
         acc_d, acc_a = (pred[d] == y[d]).mean(), ((pred[a] == y[a]).mean() if a.any() else float("nan"))
-        rows.append({"group": str(name), "rows": int(d.sum()), "share": float(d.mean()),
-                     "actual_positive_rate": float(y[d].mean()), "predicted_positive_rate": float(q_d),
-                     "recall": rec_d, "accuracy": float(acc_d), "DPPL": float(q_a - q_d),
-                     "DI": _rate(q_d, q_a), "RD": rec_a - rec_d, "AD": float(acc_a - acc_d)})
+        rows.append(
+            {
+                "group": str(name),
+                "rows": int(d.sum()),
+                "share": float(d.mean()),
+                "actual_positive_rate": float(y[d].mean()),
+                "predicted_positive_rate": float(q_d),
+                "recall": rec_d,
+                "accuracy": float(acc_d),
+                "DPPL": float(q_a - q_d),
+                "DI": _rate(q_d, q_a),
+                "RD": rec_a - rec_d,
+                "AD": float(acc_a - acc_d),
+            }
+        )
     table = pd.DataFrame(rows)
     table["flags"] = [_flags(r) for r in table.itertuples()]
     return table
@@ -86,8 +98,9 @@ def _flags(r: Any) -> str:
     return "; ".join(out)
 
 
-def fairness(values: pd.Series, y: np.ndarray, p_pos: np.ndarray, *, threshold: float,
-             positive: Any) -> FairnessResult:
+def fairness(
+    values: pd.Series, y: np.ndarray, p_pos: np.ndarray, *, threshold: float, positive: Any
+) -> FairnessResult:
     """Bias metrics of the predicted labels ``p_pos >= threshold`` across the groups of ``values``."""
     groups, notes = group_labels(values)
     pred = (np.asarray(p_pos) >= threshold).astype(int)

@@ -4,12 +4,14 @@ The page is self-contained: CSS and a few lines of JavaScript (sortable tables) 
 images are ``data:`` URIs, nothing is fetched from the network. Every value coming from the
 data (column names, category values, errors) is escaped.
 """
+
 from __future__ import annotations
 
 import html
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,8 +60,14 @@ class Cell:
     cls: str = ""
 
 
-def table(frame: pd.DataFrame, *, table_id: str | None = None, sortable: bool = False,
-          row_classes: Sequence[str] | None = None, caption: str | None = None) -> str:
+def table(
+    frame: pd.DataFrame,
+    *,
+    table_id: str | None = None,
+    sortable: bool = False,
+    row_classes: Sequence[str] | None = None,
+    caption: str | None = None,
+) -> str:
     """An HTML table of ``frame``; numeric cells carry ``data-v`` (their exact value) for sorting."""
     head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
     body = []
@@ -68,7 +76,9 @@ def table(frame: pd.DataFrame, *, table_id: str | None = None, sortable: bool = 
         cells = []
         for v in row:
             if isinstance(v, Cell):
-                attrs = (f' class="{esc(v.cls)}"' if v.cls else "") + (f' data-v="{esc(v.sort)}"' if v.sort else "")
+                attrs = (f' class="{esc(v.cls)}"' if v.cls else "") + (
+                    f' data-v="{esc(v.sort)}"' if v.sort else ""
+                )
                 cells.append(f"<td{attrs}>{v.html}</td>")
                 continue
             key = _sort_key(v)
@@ -109,13 +119,16 @@ def section(sid: str, title: str, body: str) -> str:
 
 
 def score_cards(scores: dict[str, Any]) -> str:
-    cards = "".join(f'<div class="card"><div class="v">{esc(fmt(v))}</div><div class="k">{esc(k)}</div></div>'
-                    for k, v in scores.items())
+    cards = "".join(
+        f'<div class="card"><div class="v">{esc(fmt(v))}</div><div class="k">{esc(k)}</div></div>'
+        for k, v in scores.items()
+    )
     return f'<div class="cards">{cards}</div>'
 
 
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;background:#f6f7f9}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;
+background:#f6f7f9}
 header{background:#24303f;color:#fff;padding:18px 32px}header h1{margin:0;font-size:22px}
 header p{margin:4px 0 0;color:#c9d3df}
 nav{position:sticky;top:0;background:#fff;border-bottom:1px solid #dde1e6;padding:8px 32px;z-index:2}
@@ -125,7 +138,8 @@ section{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:12px 
 h2{font-size:18px;margin:6px 0 12px}h3{font-size:15px;margin:16px 0 8px}
 table{border-collapse:collapse;font-size:12.5px;margin:6px 0 10px}
 th,td{border-bottom:1px solid #e6e8eb;padding:4px 9px;text-align:left;vertical-align:top}
-thead th{background:#f0f2f5}#leaderboard td{white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums}
+thead th{background:#f0f2f5}#leaderboard td{white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.sortable th{cursor:pointer;user-select:none}table.sortable th:hover{background:#e2e7ee}
 th.asc:after{content:" \\25B2";font-size:9px}th.desc:after{content:" \\25BC";font-size:9px}
 tr.chosen td{background:#e8f4ea;font-weight:600}tr.failed td{color:#a33}tr.stopped td{color:#666}
@@ -168,8 +182,10 @@ def page(title: str, subtitle: str, sections: list[tuple[str, str, str]]) -> str
     """The whole document; ``sections`` are ``(id, title, body_html)``."""
     nav = "".join(f'<a href="#{esc(sid)}">{esc(t)}</a>' for sid, t, _ in sections)
     body = "".join(section(sid, t, b) for sid, t, b in sections)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-            f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><nav>{nav}</nav>"
-            f"<main>{body}</main><script>{JS}</script></body></html>")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><nav>{nav}</nav>"
+        f"<main>{body}</main><script>{JS}</script></body></html>"
+    )

@@ -1,5 +1,6 @@
 """Model-agnostic explanations of a whole Predictor: permutation importance and partial
 dependence. Both batch every perturbed copy of the sample into one prediction call."""
+
 from __future__ import annotations
 
 import logging
@@ -46,9 +47,16 @@ def predict_seconds_per_row(predictor: Predictor, X: pd.DataFrame) -> float:
     return (time.perf_counter() - t) / max(1, len(pilot))
 
 
-def permutation_importance(predictor: Predictor, X: pd.DataFrame, y: np.ndarray, metric: Metric, *,
-                           n_repeats: int = 3, seed: int = 0,
-                           seconds_per_row: float | None = None) -> PermutationImportance:
+def permutation_importance(
+    predictor: Predictor,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    metric: Metric,
+    *,
+    n_repeats: int = 3,
+    seed: int = 0,
+    seconds_per_row: float | None = None,
+) -> PermutationImportance:
     """Shuffle one input column at a time; importance = how much the metric gets worse.
 
     Predicts at most ``PERMUTATION_BUDGET`` rows, and with ``seconds_per_row`` (see
@@ -72,9 +80,11 @@ def permutation_importance(predictor: Predictor, X: pd.DataFrame, y: np.ndarray,
     parts = np.split(np.asarray(raw), len(copies))
     base = metric.objective(metric.score(base_y, parts[0]))
     drops = np.array([base - metric.objective(metric.score(base_y, p)) for p in parts[1:]]).reshape(
-        len(columns), n_repeats)
-    return PermutationImportance(columns, drops.mean(axis=1), drops.std(axis=1),
-                                 metric.score(base_y, parts[0]), n, n_repeats)
+        len(columns), n_repeats
+    )
+    return PermutationImportance(
+        columns, drops.mean(axis=1), drops.std(axis=1), metric.score(base_y, parts[0]), n, n_repeats
+    )
 
 
 def pdp_grid(values: pd.Series, kind: str) -> tuple[list[Any], bool] | None:
@@ -109,8 +119,9 @@ def pdp_rows(seconds_per_row: float | None, n_columns: int) -> int:
     return int(min(PDP_ROWS, max(PDP_MIN_ROWS, fit)))
 
 
-def partial_dependence(predictor: Predictor, X: pd.DataFrame, column: str, kind: str, *,
-                       seed: int = 0, n_rows: int = PDP_ROWS) -> dict[str, Any] | None:
+def partial_dependence(
+    predictor: Predictor, X: pd.DataFrame, column: str, kind: str, *, seed: int = 0, n_rows: int = PDP_ROWS
+) -> dict[str, Any] | None:
     """Average prediction with ``column`` set to each grid value, other columns as observed.
 
     Returns a panel for ``plots.partial_dependence``: curves are the positive class's
@@ -135,5 +146,10 @@ def partial_dependence(predictor: Predictor, X: pd.DataFrame, column: str, kind:
         curves = {str(c): means[:, j] for j, c in enumerate(predictor.classes)}
     else:
         curves = {f"predicted {predictor.target}": means}
-    return {"column": column, "x": values, "curves": curves, "categorical": categorical,
-            "markers": len(values) <= PDP_LEVELS}
+    return {
+        "column": column,
+        "x": values,
+        "curves": curves,
+        "categorical": categorical,
+        "markers": len(values) <= PDP_LEVELS,
+    }

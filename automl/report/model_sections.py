@@ -1,5 +1,6 @@
 """Report sections about the chosen model: evaluation on its out-of-fold predictions,
 explanations (tree SHAP or permutation importance, partial dependence) and fairness."""
+
 from __future__ import annotations
 
 import logging
@@ -15,8 +16,12 @@ from automl.problem import ProblemType
 from automl.report import evaluation, fairness, plots
 from automl.report import html as H
 from automl.report.contributions import has_contributions, tree_contributions
-from automl.report.importance import (partial_dependence, pdp_rows, permutation_importance,
-                                     predict_seconds_per_row)
+from automl.report.importance import (
+    partial_dependence,
+    pdp_rows,
+    permutation_importance,
+    predict_seconds_per_row,
+)
 from automl.report.rundata import RunData, class_codes, oof_predictions
 
 logger = logging.getLogger(__name__)
@@ -42,10 +47,14 @@ def threshold(run: RunData) -> float:
 def evaluation_section(run: RunData) -> str:
     data = oof_predictions(run)
     if data is None or run.predictor is None:
-        return H.note("No out-of-fold predictions (validation_sample.parquet) in this run: nothing to evaluate.")
+        return H.note(
+            "No out-of-fold predictions (validation_sample.parquet) in this run: nothing to evaluate."
+        )
     y, pred = data
-    intro = H.note(f"The chosen model ({run.info.get('chosen')}) on {len(y):,} validation rows: each row is "
-                   "predicted by the fold model(s) that did not train on it (out-of-fold predictions).")
+    intro = H.note(
+        f"The chosen model ({run.info.get('chosen')}) on {len(y):,} validation rows: each row is "
+        "predicted by the fold model(s) that did not train on it (out-of-fold predictions)."
+    )
     ptype = ProblemType(run.problem_type)
     if ptype is ProblemType.BINARY:
         return intro + _binary(run, y, pred)
@@ -58,26 +67,47 @@ def _binary(run: RunData, y: np.ndarray, proba: np.ndarray) -> str:
     classes, t = run.classes, threshold(run)
     ev = evaluation.evaluate_binary(y, proba[:, 1], t, classes[1])
     s = ev.scores
-    cards = {"ROC AUC": s["roc_auc"], "PR AUC": s["pr_auc"], "precision": s["precision"], "recall": s["recall"],
-             "F1": s["f1"], "accuracy": s["accuracy"], "Brier score": s["brier"]}
+    cards = {
+        "ROC AUC": s["roc_auc"],
+        "PR AUC": s["pr_auc"],
+        "precision": s["precision"],
+        "recall": s["recall"],
+        "F1": s["f1"],
+        "accuracy": s["accuracy"],
+        "Brier score": s["brier"],
+    }
     figs = H.figures(
         H.img(plots.roc(ev.fpr, ev.tpr, ev.roc_auc), "ROC curve"),
-        H.img(plots.precision_recall(ev.recall_curve, ev.precision_curve, ev.pr_auc, float(y.mean()),
-                                     (s["recall"], s["precision"])), "precision-recall curve"),
-        H.img(plots.confusion(ev.confusion, classes, f"Confusion matrix at threshold {t:g}"), "confusion matrix"),
-        H.img(plots.calibration(ev.calibration["predicted"], ev.calibration["observed"]), "calibration curve"),
+        H.img(
+            plots.precision_recall(
+                ev.recall_curve, ev.precision_curve, ev.pr_auc, float(y.mean()), (s["recall"], s["precision"])
+            ),
+            "precision-recall curve",
+        ),
+        H.img(
+            plots.confusion(ev.confusion, classes, f"Confusion matrix at threshold {t:g}"), "confusion matrix"
+        ),
+        H.img(
+            plots.calibration(ev.calibration["predicted"], ev.calibration["observed"]), "calibration curve"
+        ),
     )
-    text = H.note(f"Positive class: {classes[1]!r}. Labels: P({classes[1]}) >= {t:g}. Precision, recall, F1 and "
-                  "accuracy are at this threshold; the curves cover all thresholds.")
+    text = H.note(
+        f"Positive class: {classes[1]!r}. Labels: P({classes[1]}) >= {t:g}. Precision, recall, F1 and "
+        "accuracy are at this threshold; the curves cover all thresholds."
+    )
     return H.score_cards(cards) + text + figs
 
 
 def _multiclass(run: RunData, y: np.ndarray, proba: np.ndarray) -> str:
     ev = evaluation.evaluate_multiclass(y, proba, run.classes)
     cards = {k.replace("_", " "): v for k, v in ev.scores.items()}
-    figs = H.figures(H.img(plots.confusion(ev.confusion, run.classes, "Confusion matrix (predicted: most "
-                                           "probable class)"), "confusion matrix"),
-                     H.img(plots.per_class_scores(ev.per_class), "per-class scores"))
+    figs = H.figures(
+        H.img(
+            plots.confusion(ev.confusion, run.classes, "Confusion matrix (predicted: most probable class)"),
+            "confusion matrix",
+        ),
+        H.img(plots.per_class_scores(ev.per_class), "per-class scores"),
+    )
     table = H.table(pd.DataFrame(ev.per_class), table_id="per-class", sortable=True)
     return H.score_cards(cards) + figs + "<h3>Per class</h3>" + table
 
@@ -85,10 +115,17 @@ def _multiclass(run: RunData, y: np.ndarray, proba: np.ndarray) -> str:
 def _regression(y: np.ndarray, pred: np.ndarray) -> str:
     ev = evaluation.evaluate_regression(y, pred)
     s = ev.scores
-    cards = {"RMSE": s["rmse"], "MAE": s["mae"], "R2": s["r2"], "median |error|": s["median_abs_error"],
-             "mean residual": s["mean_residual"]}
-    return H.score_cards(cards) + H.figures(H.img(plots.predicted_vs_actual(y, pred), "predicted vs actual"),
-                                            H.img(plots.residuals(pred, ev.residuals), "residuals"))
+    cards = {
+        "RMSE": s["rmse"],
+        "MAE": s["mae"],
+        "R2": s["r2"],
+        "median |error|": s["median_abs_error"],
+        "mean residual": s["mean_residual"],
+    }
+    return H.score_cards(cards) + H.figures(
+        H.img(plots.predicted_vs_actual(y, pred), "predicted vs actual"),
+        H.img(plots.residuals(pred, ev.residuals), "residuals"),
+    )
 
 
 # --- explanations -----------------------------------------------------------------------------------
@@ -138,8 +175,11 @@ def explain_section(run: RunData) -> str:
     if all(has_contributions(m) for m in pred.members):
         body, order = _shap(run, X, kinds)
     else:
-        logger.info("explaining %s with permutation importance: members %s have no native tree contributions",
-                    run.info.get("chosen"), [m.name for m in pred.members if not has_contributions(m)])
+        logger.info(
+            "explaining %s with permutation importance: members %s have no native tree contributions",
+            run.info.get("chosen"),
+            [m.name for m in pred.members if not has_contributions(m)],
+        )
         body, order = _permutation(run, rows, X, per_row)
     panels: list[dict[str, Any]] = []
     n_pdp = pdp_rows(per_row, PDP_COLUMNS)
@@ -154,10 +194,14 @@ def explain_section(run: RunData) -> str:
             ylabel = f"average P({pred.classes[1]})"
         else:
             ylabel = "average probability" if pred.classes else f"average predicted {pred.target}"
-        body += ("<h3>Partial dependence of the top features</h3>"
-                 + H.note("The average prediction over sampled rows when the column is set to each value and "
-                          "every other column keeps its observed value.")
-                 + H.figures(H.img(plots.partial_dependence(panels, ylabel), "partial dependence")))
+        body += (
+            "<h3>Partial dependence of the top features</h3>"
+            + H.note(
+                "The average prediction over sampled rows when the column is set to each value and "
+                "every other column keeps its observed value."
+            )
+            + H.figures(H.img(plots.partial_dependence(panels, ylabel), "partial dependence"))
+        )
     return body
 
 
@@ -174,7 +218,7 @@ def shap_sample(run: RunData, X: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
     logger.info("tree SHAP on %d rows (%.1f ms per row)", max(n, len(pilot)), 1000 * per_row)
     if n <= len(pilot):
         return pilot, c
-    rest = tree_contributions(run.predictor, X.iloc[len(pilot):n])
+    rest = tree_contributions(run.predictor, X.iloc[len(pilot) : n])
     c = replace(c, values=np.concatenate([c.values, rest.values]), bias=np.concatenate([c.bias, rest.bias]))
     return X.iloc[:n].reset_index(drop=True), c
 
@@ -188,32 +232,53 @@ def _shap(run: RunData, X: pd.DataFrame, kinds: dict[str, str]) -> tuple[str, li
     names = [c.columns[j] for j in order]
     multiclass = pred.problem_type is ProblemType.MULTICLASS
     stack = {str(k): imp[i, order] for i, k in enumerate(pred.classes)} if multiclass else None
-    bars = plots.importance(names[:20], total[order][:20], "Global importance: mean |SHAP| per input column",
-                            "mean |contribution| to the margin",
-                            stack={k: v[:20] for k, v in stack.items()} if stack else None)
+    bars = plots.importance(
+        names[:20],
+        total[order][:20],
+        "Global importance: mean |SHAP| per input column",
+        "mean |contribution| to the margin",
+        stack={k: v[:20] for k, v in stack.items()} if stack else None,
+    )
     if multiclass:
         idx = np.asarray(pred.predict_raw(X)[0]).argmax(axis=1)
         shap = c.values[np.arange(len(X)), idx]
         what = "each row's predicted class"
     else:
         shap = c.values[:, 0]
-        what = (f"the log-odds of {pred.classes[1]!r}" if pred.problem_type is ProblemType.BINARY
-                else f"the predicted {pred.target}")
+        what = (
+            f"the log-odds of {pred.classes[1]!r}"
+            if pred.problem_type is ProblemType.BINARY
+            else f"the predicted {pred.target}"
+        )
     top = order[:BEESWARM_COLUMNS]
-    swarm = plots.beeswarm([c.columns[j] for j in top], shap[:, top],
-                           _colour(X, [c.columns[j] for j in top], kinds),
-                           "SHAP values per row (colour: value, blue low, red high; grey: category)")
+    swarm = plots.beeswarm(
+        [c.columns[j] for j in top],
+        shap[:, top],
+        _colour(X, [c.columns[j] for j in top], kinds),
+        "SHAP values per row (colour: value, blue low, red high; grey: category)",
+    )
     share = total / total.sum() if total.sum() > 0 else total
-    table = pd.DataFrame([{"column": c.columns[j], "kind": kinds.get(c.columns[j], ""), "mean |SHAP|": total[j],
-                           "share": H.percent(share[j]), "mean SHAP": float(shap[:, j].mean()),
-                           "effect": _direction(X[c.columns[j]], shap[:, j], kinds.get(c.columns[j], ""))}
-                          for j in order])
+    table = pd.DataFrame(
+        [
+            {
+                "column": c.columns[j],
+                "kind": kinds.get(c.columns[j], ""),
+                "mean |SHAP|": total[j],
+                "share": H.percent(share[j]),
+                "mean SHAP": float(shap[:, j].mean()),
+                "effect": _direction(X[c.columns[j]], shap[:, j], kinds.get(c.columns[j], "")),
+            }
+            for j in order
+        ]
+    )
     text = H.note(
-        f"Exact tree SHAP values from the models' native contributions on {len(X):,} sampled validation rows, "
-        f"in margin space (toward {what}); in the summary plot each dot is one row. Features made from one input column (date parts, one-hot levels, "
-        "text hashes, missing indicators) are summed back onto it. Fold models are averaged and ensemble "
+        f"Exact tree SHAP values from the models' native contributions on {len(X):,} sampled "
+        f"validation rows, in margin space (toward {what}); in the summary plot each dot is one row. "
+        f"Features made from one input column (date parts, one-hot levels, text hashes, missing "
+        f"indicators) are summed back onto it. Fold models are averaged and ensemble "
         f"members weighted by their ensemble weight ({len(c.members)} tree member(s), "
-        f"{c.coverage:.0%} of the weight).")
+        f"{c.coverage:.0%} of the weight)."
+    )
     body = text + H.figures(H.img(bars, "global feature importance"), H.img(swarm, "SHAP summary"))
     body += "<h3>Per-column SHAP summary</h3>" + H.table(table, table_id="shap", sortable=True)
     return body, names
@@ -231,30 +296,44 @@ def _permutation(run: RunData, rows: pd.DataFrame, X: pd.DataFrame, per_row: flo
     y = class_codes(y, pred.classes) if pred.classes is not None else y.to_numpy(float)
     keep = y >= 0 if pred.classes is not None else np.isfinite(y)
     metric = _metric(run)
-    pi = permutation_importance(pred, X[keep].reset_index(drop=True), np.asarray(y)[keep], metric,
-                                seconds_per_row=per_row)
+    pi = permutation_importance(
+        pred, X[keep].reset_index(drop=True), np.asarray(y)[keep], metric, seconds_per_row=per_row
+    )
     order = list(np.argsort(-pi.mean))
     names = [pi.columns[j] for j in order]
     fams = sorted({m.family for m in pred.members})
-    text = H.note(f"The chosen model has members without native tree contributions ({', '.join(fams)}), so "
-                  f"the whole model is explained by permutation importance: the drop in {metric.name} when one "
-                  f"column is shuffled ({pi.n_rows:,} rows, {pi.n_repeats} shuffles each). The base score on these rows, "
-                  f"{pi.base_score:.4g}, is higher than the validation score: the models trained on most of them.")
-    bars = plots.importance(names[:20], pi.mean[order][:20], "Permutation importance",
-                            f"drop in {metric.name}", errors=pi.std[order][:20])
+    text = H.note(
+        f"The chosen model has members without native tree contributions ({', '.join(fams)}), so "
+        f"the whole model is explained by permutation importance: the drop in {metric.name} when one "
+        f"column is shuffled ({pi.n_rows:,} rows, {pi.n_repeats} shuffles each). The base score on "
+        f"these rows, {pi.base_score:.4g}, is higher than the validation score: the models trained "
+        f"on most of them."
+    )
+    bars = plots.importance(
+        names[:20],
+        pi.mean[order][:20],
+        "Permutation importance",
+        f"drop in {metric.name}",
+        errors=pi.std[order][:20],
+    )
     table = pd.DataFrame({"column": names, "importance": pi.mean[order], "std": pi.std[order]})
-    return text + H.figures(H.img(bars, "permutation importance")) + H.table(table, table_id="permutation",
-                                                                             sortable=True), names
+    return text + H.figures(H.img(bars, "permutation importance")) + H.table(
+        table, table_id="permutation", sortable=True
+    ), names
 
 
 # --- fairness ----------------------------------------------------------------------------------------------
 def fairness_section(run: RunData, column: str | None) -> str:
     if column is None:
-        return H.note("No sensitive column was named. Pass --sensitive-column COLUMN to `automl report` "
-                      "(or sensitive_column= to run.report()) to see bias metrics across its groups.")
+        return H.note(
+            "No sensitive column was named. Pass --sensitive-column COLUMN to `automl report` "
+            "(or sensitive_column= to run.report()) to see bias metrics across its groups."
+        )
     if run.problem_type != ProblemType.BINARY.value:
-        return H.note(f"Not applicable: the bias metrics (DPPL, DI, recall and accuracy differences) are defined "
-                      f"here for binary classification; this is a {run.problem_type} problem.")
+        return H.note(
+            f"Not applicable: the bias metrics (DPPL, DI, recall and accuracy differences) are defined "
+            f"here for binary classification; this is a {run.problem_type} problem."
+        )
     data = oof_predictions(run)
     if data is None:
         return H.note("No out-of-fold predictions in this run: bias metrics cannot be computed.")
@@ -266,17 +345,31 @@ def fairness_section(run: RunData, column: str | None) -> str:
     res = fairness.fairness(values, y, proba[:, 1], threshold=t, positive=run.classes[1])
     tab = res.table
     flagged = tab[tab["flags"] != ""]
-    body = H.note(f"Groups of {column!r} on {len(y):,} out-of-fold predictions; positive label "
-                  f"{res.positive!r} at threshold {t:g}. Each group (facet d) is compared with all other rows "
-                  "(a): DPPL = q'a - q'd (difference in positive proportions in predicted labels), "
-                  "DI = q'd / q'a (disparate impact), RD = recall a - recall d, AD = accuracy a - accuracy d. "
-                  "Parity: DPPL, RD, AD = 0 and DI = 1.")
+    body = H.note(
+        f"Groups of {column!r} on {len(y):,} out-of-fold predictions; positive label "
+        f"{res.positive!r} at threshold {t:g}. Each group (facet d) is compared with all other rows "
+        "(a): DPPL = q'a - q'd (difference in positive proportions in predicted labels), "
+        "DI = q'd / q'a (disparate impact), RD = recall a - recall d, AD = accuracy a - accuracy d. "
+        "Parity: DPPL, RD, AD = 0 and DI = 1."
+    )
     for n in res.notes:
         body += H.note(n)
     if len(flagged):
-        body += H.note(f"{len(flagged)} group(s) flagged: " + "; ".join(
-            f"{g} ({f})" for g, f in zip(flagged["group"], flagged["flags"])), kind="warn")
-    body += H.figures(H.img(plots.group_rates(list(tab["group"]), tab["predicted_positive_rate"].to_numpy(),
-                                              tab["actual_positive_rate"].to_numpy(), column), "positive rates"))
+        body += H.note(
+            f"{len(flagged)} group(s) flagged: "
+            + "; ".join(f"{g} ({f})" for g, f in zip(flagged["group"], flagged["flags"])),
+            kind="warn",
+        )
+    body += H.figures(
+        H.img(
+            plots.group_rates(
+                list(tab["group"]),
+                tab["predicted_positive_rate"].to_numpy(),
+                tab["actual_positive_rate"].to_numpy(),
+                column,
+            ),
+            "positive rates",
+        )
+    )
     body += H.table(tab, table_id="fairness", sortable=True)
     return body

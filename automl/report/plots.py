@@ -4,18 +4,30 @@ Figures are built with matplotlib's object API on an Agg canvas (``Figure`` +
 ``FigureCanvasAgg``): no pyplot, no backend switch and no change to the host application's
 global ``rcParams``. Every style choice is made on the figure itself.
 """
+
 from __future__ import annotations
 
 import base64
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf"]
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 DPI = 100
 
 
@@ -48,19 +60,32 @@ def _short(label: Any, n: int = 28) -> str:
 
 
 # --- search --------------------------------------------------------------------------------------------
-def best_over_time(curves: dict[str, tuple[np.ndarray, np.ndarray]], points: dict[str, tuple[np.ndarray, np.ndarray]],
-                   metric: str) -> str:
+def best_over_time(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    points: dict[str, tuple[np.ndarray, np.ndarray]],
+    metric: str,
+) -> str:
     fig = figure(7.6, 3.6)
     ax = fig.add_subplot()
     end = max([float(t.max()) for t, _ in points.values() if len(t)] or [0.0])
     for i, (fam, (t, best)) in enumerate(curves.items()):
         color = PALETTE[i % len(PALETTE)]
-        ax.step(np.append(t, max(end, t[-1])), np.append(best, best[-1]), where="post", color=color, linewidth=2,
-                label=f"{fam} (best so far)")
+        ax.step(
+            np.append(t, max(end, t[-1])),
+            np.append(best, best[-1]),
+            where="post",
+            color=color,
+            linewidth=2,
+            label=f"{fam} (best so far)",
+        )
         pt, ps = points.get(fam, (np.array([]), np.array([])))
         ax.scatter(pt, ps, s=18, color=color, alpha=0.6, linewidths=0.5, edgecolors="white", zorder=3)
-    _style(ax, "Best validation score over time, per family (dots: every trial)", "seconds since the search began",
-           metric)
+    _style(
+        ax,
+        "Best validation score over time, per family (dots: every trial)",
+        "seconds since the search began",
+        metric,
+    )
     if curves:
         ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         firsts = [float(b[0]) for _, b in curves.values()]
@@ -71,8 +96,16 @@ def best_over_time(curves: dict[str, tuple[np.ndarray, np.ndarray]], points: dic
         scores = np.concatenate([s for _, s in points.values()]) if points else np.array([])
         hidden = int(((scores < lo - pad) | (scores > hi + pad)).sum())
         if hidden:
-            ax.text(0.99, 0.02, f"{hidden} weaker trial(s) outside the plotted range", transform=ax.transAxes,
-                    ha="right", va="bottom", fontsize=7, color="#666666")
+            ax.text(
+                0.99,
+                0.02,
+                f"{hidden} weaker trial(s) outside the plotted range",
+                transform=ax.transAxes,
+                ha="right",
+                va="bottom",
+                fontsize=7,
+                color="#666666",
+            )
     return to_uri(fig)
 
 
@@ -89,8 +122,9 @@ def roc(fpr: np.ndarray, tpr: np.ndarray, auc: float) -> str:
     return to_uri(fig)
 
 
-def precision_recall(recall: np.ndarray, precision: np.ndarray, auc: float, base_rate: float,
-                     point: tuple[float, float]) -> str:
+def precision_recall(
+    recall: np.ndarray, precision: np.ndarray, auc: float, base_rate: float, point: tuple[float, float]
+) -> str:
     fig = figure(4.2, 3.8)
     ax = fig.add_subplot()
     ax.plot(recall, precision, color=PALETTE[1], linewidth=2, label=f"model (AUC {auc:.4f})")
@@ -125,8 +159,15 @@ def confusion(cm: np.ndarray, labels: Sequence[Any], title: str) -> str:
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, f"{cm[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=8 if k < 8 else 6,
-                    color="white" if share[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{cm[i, j]}\n{share[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8 if k < 8 else 6,
+                color="white" if share[i, j] > 0.6 else "black",
+            )
     names = [_short(lab, 14) for lab in labels]
     ax.set_xticks(range(k), names, rotation=30 if k > 3 else 0, ha="right" if k > 3 else "center")
     ax.set_yticks(range(k), names)
@@ -156,8 +197,9 @@ def class_counts(labels: Sequence[Any], counts: Sequence[int], title: str) -> st
     fig = figure(max(4.0, 1.0 + 0.6 * len(labels)), 3.0)
     ax = fig.add_subplot()
     ax.bar(range(len(labels)), counts, color=PALETTE[0])
-    ax.set_xticks(range(len(labels)), [_short(v, 14) for v in labels], fontsize=8,
-                  rotation=30 if len(labels) > 5 else 0)
+    ax.set_xticks(
+        range(len(labels)), [_short(v, 14) for v in labels], fontsize=8, rotation=30 if len(labels) > 5 else 0
+    )
     _style(ax, title, "", "rows")
     return to_uri(fig)
 
@@ -194,8 +236,14 @@ def histogram(values: np.ndarray, title: str, xlabel: str) -> str:
 
 
 # --- explanations -------------------------------------------------------------------------------------
-def importance(names: Sequence[str], values: np.ndarray, title: str, xlabel: str,
-               stack: dict[str, np.ndarray] | None = None, errors: np.ndarray | None = None) -> str:
+def importance(
+    names: Sequence[str],
+    values: np.ndarray,
+    title: str,
+    xlabel: str,
+    stack: dict[str, np.ndarray] | None = None,
+    errors: np.ndarray | None = None,
+) -> str:
     """Horizontal bars, most important on top; ``stack`` splits each bar (e.g. by class)."""
     n = len(names)
     fig = figure(6.0, 0.9 + 0.28 * max(n, 3))
@@ -229,9 +277,12 @@ def beeswarm(names: Sequence[str], shap: np.ndarray, colour: np.ndarray, title: 
         yv = (n - 1 - i) + rng.uniform(-0.3, 0.3, size=shap.shape[0])
         c = colour[:, i]
         numeric = np.isfinite(c)
-        ax.scatter(shap[~numeric, i], yv[~numeric], s=5, color="#9a9a9a", alpha=0.6, linewidths=0, rasterized=True)
-        ax.scatter(shap[numeric, i], yv[numeric], s=5, c=cmap(c[numeric]), alpha=0.75, linewidths=0,
-                   rasterized=True)
+        ax.scatter(
+            shap[~numeric, i], yv[~numeric], s=5, color="#9a9a9a", alpha=0.6, linewidths=0, rasterized=True
+        )
+        ax.scatter(
+            shap[numeric, i], yv[numeric], s=5, c=cmap(c[numeric]), alpha=0.75, linewidths=0, rasterized=True
+        )
     ax.axvline(0, color="#555555", linewidth=0.8)
     ax.set_yticks(np.arange(n)[::-1], [_short(v) for v in names], fontsize=8)
     _style(ax, title, "contribution to the margin (SHAP value)", "")
@@ -252,14 +303,23 @@ def partial_dependence(panels: list[dict[str, Any]], ylabel: str) -> str:
             if panel["categorical"]:
                 ax.plot(range(len(yv)), yv, marker="o", color=color, linewidth=1, label=_short(label, 14))
             else:
-                ax.plot(panel["x"], yv, color=color, linewidth=2, label=_short(label, 14),
-                        marker="o" if panel.get("markers") else None, markersize=4)
+                ax.plot(
+                    panel["x"],
+                    yv,
+                    color=color,
+                    linewidth=2,
+                    label=_short(label, 14),
+                    marker="o" if panel.get("markers") else None,
+                    markersize=4,
+                )
         if panel["categorical"]:
-            ax.set_xticks(range(len(panel["x"])), [_short(v, 10) for v in panel["x"]], rotation=40, ha="right")
+            ax.set_xticks(
+                range(len(panel["x"])), [_short(v, 10) for v in panel["x"]], rotation=40, ha="right"
+            )
         _style(ax, _short(panel["column"], 40), "", ylabel)
         if len(panel["curves"]) > 1:
             ax.legend(fontsize=7, frameon=False)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     return to_uri(fig)
 

@@ -4,6 +4,7 @@ A report needs ``run.json`` and ``leaderboard.csv``; the data profile, the valid
 (out-of-fold predictions of the chosen model) and the saved Predictor are used when present,
 and the sections that need a missing one say so instead of failing.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,10 @@ def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     missing = [n for n in ("run.json", "leaderboard.csv") if not (run_dir / n).is_file()]
     if missing:
-        raise DataError(f"{str(run_dir)!r} is not the directory of a finished fit: {missing} not found; "
-                        "pass the --output directory of `automl fit` (or run.run_dir_)")
+        raise DataError(
+            f"{str(run_dir)!r} is not the directory of a finished fit: {missing} not found; "
+            "pass the --output directory of `automl fit` (or run.run_dir_)"
+        )
     info = json.loads((run_dir / "run.json").read_text())
     board = lbmod.load(run_dir / "leaderboard.csv")
     profile = DataProfile.load(run_dir / "profile.json") if (run_dir / "profile.json").is_file() else None
@@ -78,9 +81,18 @@ def load_run(run_dir: str | Path) -> RunData:
     if (run_dir / "predictor.json").is_file():
         predictor = Predictor.load(run_dir)
     else:
-        logger.warning("%s has no predictor.json: the report leaves out model evaluation and explanations", run_dir)
-    return RunData(run_dir, info, board, profile, sample, predictor,
-                   greater_is_better(str(info.get("metric", "")), board))
+        logger.warning(
+            "%s has no predictor.json: the report leaves out model evaluation and explanations", run_dir
+        )
+    return RunData(
+        run_dir,
+        info,
+        board,
+        profile,
+        sample,
+        predictor,
+        greater_is_better(str(info.get("metric", "")), board),
+    )
 
 
 def greater_is_better(metric: str, board: pd.DataFrame) -> bool:
