@@ -146,7 +146,8 @@ def run_fit(
     lineage: dict[str, Any] | None = None,
 ) -> FitResult:
     """Run the autopilot. The time limit counts from ``started_at`` (default: now)."""
-    from tuning import ensure_ray, run_search  # the orchestrator is the one place automl imports tuning
+    from automl.runtime import ensure_ray
+    from tuning import run_search  # the orchestrator is the one place automl imports tuning
 
     t0 = started_at or time.time()
     deadline = t0 + spec.time_limit if spec.time_limit else None
@@ -298,7 +299,7 @@ def run_fit(
         run_info["overshoot_s"] = (timings["total_s"] - spec.time_limit) if spec.time_limit else None
         (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
     if spec.resources.storage:  # a cluster's shared storage: copy the finished run there too
-        from tuning.cluster import publish_run
+        from automl.runtime import publish_run
 
         run_info["published_to"] = publish_run(run_dir, spec.resources.storage)
         (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
@@ -329,7 +330,7 @@ def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> 
     """No trial finished in time (a tiny budget on a loaded machine): train the first family's
     default config here, past the deadline, so the user still gets a model, and say so."""
     from automl.training import save_result, train_candidate
-    from tuning import TrialRecord
+    from automl.trials import TrialRecord
 
     family = next(iter(families.values()))
     config = family.portfolio(data.task)[0]

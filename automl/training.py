@@ -22,6 +22,7 @@ import numpy as np
 from automl.metrics import METRICS, Metric
 from automl.models.base import Family, FittedModel, Task
 from automl.preprocessing import FeatureMatrix
+from automl.trials import StepReport
 
 logger = logging.getLogger(__name__)
 
@@ -200,13 +201,13 @@ def train_candidate(
             prog.best_iteration, prog.best_scores, prog.best_preds = iteration, fold_scores, preds
         elapsed = prog.elapsed_before + time.perf_counter() - t_start
         prog.history.append(StepRecord(prog.n_steps, iteration, mean, elapsed))
-        metrics = {
-            "objective": objective,
-            "score": mean,
-            "iteration": iteration,
-            "best_objective": prog.best_objective,
-            "step": prog.n_steps,
-        }
+        metrics = StepReport(
+            objective=objective,
+            score=mean,
+            iteration=iteration,
+            best_objective=prog.best_objective,
+            step=prog.n_steps,
+        )
         if on_step is not None:
             if can_checkpoint and checkpoint(prog.n_steps, elapsed):
                 with tempfile.TemporaryDirectory(prefix="automl-state-") as d:

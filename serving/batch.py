@@ -226,7 +226,7 @@ def _ray_batches(
     import ray
 
     from automl.config import ResourceConfig
-    from tuning.cluster import ensure_ray
+    from automl.runtime import ensure_ray
 
     info = ensure_ray(ResourceConfig())
     with _bounded_execution(ray.data.DataContext.get_current()):

@@ -85,8 +85,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
     from automl.config import ResourceConfig
     from automl.predictor import Predictor
+    from automl.runtime import ensure_ray
     from serving import server
-    from tuning.cluster import ensure_ray
 
     t = time.time()
     model_dir = a.model

@@ -48,7 +48,7 @@ def start(args: AppArgs, *, host: str = "127.0.0.1", port: int = 8000, timeout_s
     check_bind(host, args)
     if not ray.is_initialized():
         from automl.config import ResourceConfig
-        from tuning.cluster import ensure_ray
+        from automl.runtime import ensure_ray
 
         ensure_ray(ResourceConfig())
     _check_cpus(args)

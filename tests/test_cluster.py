@@ -114,7 +114,7 @@ def test_kuberay_rayjob_manifest_has_the_expected_fields():
 
 def test_storage_is_checked_and_the_run_is_copied_there(tmp_path):
     from automl.exceptions import ConfigError
-    from tuning.cluster import ClusterInfo, check_storage, publish_run, storage_uri
+    from automl.runtime import ClusterInfo, check_storage, publish_run, storage_uri
 
     assert storage_uri("s3://bucket/runs/") == "s3://bucket/runs"
     assert storage_uri(str(tmp_path) + "/") == str(tmp_path)

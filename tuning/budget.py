@@ -19,6 +19,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from automl.trials import is_final
 from tuning.space import FAMILY_KEY
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class BudgetGuard(Searcher):
         self.searcher.on_trial_result(self.alias.get(trial_id, trial_id), result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self.started and not error and result and result.get("done_training"):
+        if trial_id in self.started and not error and is_final(result):
             start, family = self.started[trial_id]
             self.durations.setdefault(family, []).append(time.time() - start)
         self.searcher.on_trial_complete(self.alias.get(trial_id, trial_id), result=result, error=error)

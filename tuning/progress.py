@@ -9,6 +9,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from automl.trials import is_final
+
 logger = logging.getLogger("automl.progress")
 
 
@@ -40,7 +42,7 @@ class ProgressCallback(Callback):
         score = result.get("score")
         if score is not None and (self.best is None or self.sign * score > self.sign * self.best):
             self.best = score
-        self._emit(trials, trial, "done" if result.get("done_training") else "stopped", score)
+        self._emit(trials, trial, "done" if is_final(result) else "stopped", score)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial)

@@ -7,15 +7,15 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from automl.config import ResourceConfig, SearchConfig
 from automl.models import Family
+from automl.runtime import ClusterInfo, check_storage, storage_uri
 from automl.training import TrialData
+from automl.trials import SearchOutcome, TrialRecord, is_failed, is_final
 from tuning.budget import BudgetGuard
-from tuning.cluster import ClusterInfo, check_storage, storage_uri
 from tuning.progress import ProgressCallback
 from tuning.space import unflatten
 from tuning.stoppers import SearchStopper
@@ -30,46 +30,6 @@ EXPERIMENT = "search"
 GRACE_S = 3.0
 #: overrides TrialSettings.checkpoint_every_s (seconds between mid-trial checkpoints)
 CHECKPOINT_EVERY_ENV = "AUTOML_CHECKPOINT_EVERY_S"
-
-
-@dataclass
-class TrialRecord:
-    trial_id: str
-    family: str
-    params: dict[str, Any]
-    status: str  # completed | stopped | failed
-    score: float | None = None
-    score_std: float | None = None
-    iteration: int | None = None
-    fit_time_s: float | None = None
-    library_time_s: float | None = None
-    trial_wall_s: float | None = None
-    predict_time_s: float | None = None
-    stop_reason: str | None = None
-    error: str | None = None
-    checkpoint: str | None = None
-    index: int | None = None  # creation order of the trial in the search (1, 2, ...)
-    start_offset_s: float | None = None  # seconds after the search started (seen by the driver)
-    end_offset_s: float | None = None
-    retries: int = 0  # times Tune restarted the trial after a failure (a worker or node died)
-
-    @property
-    def driver_wall_s(self) -> float | None:
-        """The trial's wall time as the driver saw it (start to completion)."""
-        if self.start_offset_s is None or self.end_offset_s is None:
-            return None
-        return self.end_offset_s - self.start_offset_s
-
-
-@dataclass
-class SearchOutcome:
-    trials: list[TrialRecord]
-    ended_because: str
-    wall_s: float
-    experiment_path: str
-    concurrency: int
-    strategy: str
-    notes: list[str] = field(default_factory=list)
 
 
 def experiment_path(run_dir: Path, resources: ResourceConfig) -> tuple[str, str]:
@@ -327,18 +287,13 @@ def _record(
         text = str(result.error).strip().splitlines()
         rec.error = next((ln for ln in reversed(text) if ln.strip()), type(result.error).__name__)[:300]
         return rec
-    if m.get("failed"):
+    if is_failed(m):
         rec.status, rec.error = "failed", m.get("error")
         return rec
     rec.score = m.get("score")
     rec.iteration = m.get("iteration")
-    if m.get("done_training"):
-        rec.score_std = m.get("score_std")
-        rec.fit_time_s = m.get("fit_time_s")
-        rec.library_time_s = m.get("library_time_s")
-        rec.trial_wall_s = m.get("trial_wall_s")
-        rec.predict_time_s = m.get("predict_time_s")
-        rec.stop_reason = m.get("stop_reason")
+    if is_final(m):
+        rec.take_final(m)
         if result.checkpoint is not None:
             rec.checkpoint = (
                 _local_checkpoint(result.checkpoint, cache_dir)

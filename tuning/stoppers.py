@@ -7,6 +7,8 @@ from typing import Any
 
 from ray.tune import Stopper
 
+from automl.trials import is_final
+
 
 class SearchStopper(Stopper):
     def __init__(self, *, target_objective: float | None, patience: int | None) -> None:
@@ -17,7 +19,7 @@ class SearchStopper(Stopper):
         self.reason: str | None = None
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        if not result.get("done_training"):
+        if not is_final(result):
             return False
         objective = float(result.get("objective", float("-inf")))
         if objective > self.best:

@@ -19,14 +19,13 @@ import numpy as np
 
 from automl.models import get_family
 from automl.training import TrialData, is_state_checkpoint, save_result, train_candidate
+from automl.trials import FinalReport, failed_report
 from tuning.space import unflatten
 from tuning.train_paths import TrainPath, train_candidate_ray, uses_ray_train
 
 PREDICT_TIMING_ROWS = 1000
 #: the final metrics, saved next to a finished trial's models
 FINAL = "final_metrics.json"
-#: objective reported by a trial whose config the model library rejected: TPE learns to avoid it
-FAILED_OBJECTIVE = -1e18
 
 
 @dataclass(frozen=True)
@@ -81,15 +80,7 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
     except Exception as exc:  # noqa: BLE001 - a bad config ends this trial, not the search
         # Reported, not raised: Tune would retry a raised error (FailureConfig), which only helps
         # when a worker died, not when the library rejects the config.
-        tune.report(
-            {
-                "best_objective": FAILED_OBJECTIVE,
-                "objective": FAILED_OBJECTIVE,
-                "failed": True,
-                "error": _first_line(exc),
-                "done_training": False,
-            }
-        )
+        tune.report(dict(failed_report(_first_line(exc))))
         return
     predict_s, predict_wall = _time_predict(result, data, family.recipe)
     d = tempfile.mkdtemp(prefix="automl-trial-")
@@ -97,23 +88,24 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
     save_result(result, d)
     save_s = time.time() - t_save
     finish = Path(d) / FINAL
-    final = {
-        "objective": data.metric.objective(result.score),
-        "best_objective": data.metric.objective(result.score),
-        "score": result.score,
-        "score_std": result.score_std,
-        "iteration": result.best_iteration,
-        "fit_time_s": result.fit_time_s,
-        "trial_wall_s": time.time() - t0,
-        "predict_time_s": predict_s,
-        "stop_reason": result.stop_reason,
+    objective = data.metric.objective(result.score)
+    final = FinalReport(
+        objective=objective,
+        best_objective=objective,
+        score=result.score,
+        score_std=result.score_std,
+        iteration=result.best_iteration,
+        fit_time_s=result.fit_time_s,
+        trial_wall_s=time.time() - t0,
+        predict_time_s=predict_s,
+        stop_reason=result.stop_reason,
         # time inside the model libraries: training, the predict timing and saving the models
-        "library_time_s": result.fit_time_s + predict_wall + save_s,
-        "done_training": True,
-    }
+        library_time_s=result.fit_time_s + predict_wall + save_s,
+        done_training=True,
+    )
     finish.write_text(json.dumps(final))
     try:
-        tune.report(final, checkpoint=tune.Checkpoint.from_directory(d))
+        tune.report(dict(final), checkpoint=tune.Checkpoint.from_directory(d))
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -1,5 +1,9 @@
-"""Connecting to Ray (start it in-process on a laptop, or join a cluster) and the storage a run
-keeps its search state in, which every node of a cluster must reach."""
+"""Reaching Ray: start it in-process on a laptop or join a cluster, check the storage a run keeps
+its search state in (every node of a cluster must reach it), and publish a finished run there.
+
+Used by ``tuning`` (the search) and ``serving`` (the endpoint, batch prediction); it imports no
+Ray Tune, Train or Serve, and Ray itself only inside the functions that need it.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +45,8 @@ def ensure_ray(resources: ResourceConfig) -> ClusterInfo:
     """Use the running Ray, join ``resources.address`` / ``RAY_ADDRESS``, or start one in-process."""
     if resources.storage:
         storage_uri(resources.storage)  # a malformed storage fails before Ray starts
-    # Ray Train reports block for this interval (2 s by default); see RAY_NOTES.md
+    # Each ray.train.report() blocks for this interval (Ray's default 2 s): 50 boosting rounds reporting
+    # every round took 134 s instead of 55 s with 0.2 s (Ray 2.60, measured on 2 cores)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     import ray
 
