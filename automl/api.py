@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from automl import layout
 from automl.config import EnsembleConfig, ResourceConfig, SearchConfig, ValidationConfig
 from automl.data import TableSource, load_table
 from automl.exceptions import ConfigError, NotFittedError
@@ -207,9 +208,7 @@ class AutoML:
     def save(self, path: str | Path) -> Path:
         """Copy the Predictor artifact (without the search state) to ``path``."""
         pred = self._predictor()
-        extra = {
-            n: self.run_dir_ / n for n in ("profile.json", "leaderboard.csv") if (self.run_dir_ / n).exists()
-        }
+        extra = {n: self.run_dir_ / n for n in layout.PREDICTOR_FILES if (self.run_dir_ / n).exists()}
         return pred.save(Path(path), extra_files=extra)
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from automl import layout
 from automl.exceptions import AutoMLError
 
 logger = logging.getLogger("automl.cli")
@@ -246,7 +247,7 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
     from automl import leaderboard as lbmod
     from automl.exceptions import DataError
 
-    path = Path(a.dir) / "leaderboard.csv"
+    path = Path(a.dir) / layout.LEADERBOARD
     if not path.exists():
         raise DataError(f"{str(path)!r} does not exist; pass the directory of a finished fit")
     board = lbmod.load(path)

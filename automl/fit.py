@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from automl import layout
 from automl import leaderboard as lb
 from automl.assemble import assemble
 from automl.config import EnsembleConfig, ResourceConfig, SearchConfig, ValidationConfig
@@ -171,7 +172,7 @@ def run_fit(
         n_folds=v.n_folds,
     )
     df = train.loc[train[spec.target].notna()].reset_index(drop=True)
-    profile.save(run_dir / "profile.json")
+    profile.save(run_dir / layout.PROFILE)
     metric, _ = resolve_metric(spec.metric, profile.problem)
     y, classes = encode_target(df[spec.target], profile)
     if metric.custom and classes is not None:
@@ -193,7 +194,7 @@ def run_fit(
     pre = {r: Preprocessor(r, schema.columns).fit(df) for r in recipes}
     feats = {r: p.transform(df) for r, p in pre.items()}
     folds = make_run_folds(spec, df, y, profile, n_valid)
-    (run_dir / "folds.json").write_text(json.dumps(folds.to_dict()))
+    (run_dir / layout.FOLDS).write_text(json.dumps(folds.to_dict()))
     logger.info("validation: %s (%s)", folds.kind, folds.describe()["validation_rows"])
     data = TrialData(
         feats,
@@ -260,7 +261,7 @@ def run_fit(
     timings["ensemble_s"] = time.time() - t - timings["test_scoring_s"]
     save_validation_sample(run_dir, df, folds, chosen_oof, classes, seed=spec.seed)
     board = lb.build(rows, metric.greater_is_better)
-    lb.save(board, run_dir / "leaderboard.csv")
+    lb.save(board, run_dir / layout.LEADERBOARD)
     t = time.time()
     predictor.save(run_dir)
     timings["save_s"] = time.time() - t
@@ -291,18 +292,18 @@ def run_fit(
         **info,
         **(lineage or {}),
     }
-    (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+    (run_dir / layout.RUN_INFO).write_text(json.dumps(run_info, indent=1, default=str))
     if spec.report:
         _write_report(run_dir, run_info)
         # the report is part of the fit (the time limit keeps room for it)
         timings["total_s"] = time.time() - t0 - timings["test_scoring_s"]
         run_info["overshoot_s"] = (timings["total_s"] - spec.time_limit) if spec.time_limit else None
-        (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+        (run_dir / layout.RUN_INFO).write_text(json.dumps(run_info, indent=1, default=str))
     if spec.resources.storage:  # a cluster's shared storage: copy the finished run there too
         from automl.runtime import publish_run
 
         run_info["published_to"] = publish_run(run_dir, spec.resources.storage)
-        (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+        (run_dir / layout.RUN_INFO).write_text(json.dumps(run_info, indent=1, default=str))
     logger.info("fit done in %.1fs: %s", timings["total_s"], info.get("chosen"))
     return FitResult(predictor, board, profile, run_info)
 
@@ -323,7 +324,7 @@ def _write_report(run_dir: Path, run_info: dict[str, Any]) -> None:
         )
         return
     run_info["timings"]["report_s"] = time.time() - t
-    (run_dir / "run.json").write_text(json.dumps(run_info, indent=1, default=str))
+    (run_dir / layout.RUN_INFO).write_text(json.dumps(run_info, indent=1, default=str))
 
 
 def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> Any:
@@ -340,7 +341,7 @@ def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> 
         family.name,
     )
     result = train_candidate(family, config, data)
-    path = run_dir / "fallback"
+    path = run_dir / layout.FALLBACK_DIR
     save_result(result, path)
     return TrialRecord(
         trial_id="fallback",
@@ -382,7 +383,7 @@ def save_validation_sample(
             out[f"__proba_{c}"] = oof[rows, j]
     else:
         out["__prediction"] = oof[rows]
-    path = run_dir / "validation_sample.parquet"
+    path = run_dir / layout.VALIDATION_SAMPLE
     out.to_parquet(path, index=False)
     return path
 
@@ -391,7 +392,7 @@ def _warm_start_points(previous: str | None, families: dict[str, Any], top: int 
     """Best configs of an earlier run (its leaderboard), evaluated first in this search."""
     if not previous:
         return []
-    path = Path(previous) / "leaderboard.csv"
+    path = Path(previous) / layout.LEADERBOARD
     if not path.exists():
         raise ConfigError(f"warm_start: {str(path)!r} does not exist; pass a run directory of an earlier fit")
     board = lb.load(path)

@@ -1,15 +1,9 @@
 """The Predictor: the deployable artifact, a directory independent of Ray and of the search.
 
-Layout::
-
-    predictor.json        format version, problem, classes, metric, input schema, members + weights
-    preprocessing/*.json  fitted preprocessing state per recipe (plain data)
-    models/<member>/fold_<i>/  native model files (LightGBM text, XGBoost UBJ, safetensors, ...)
-    profile.json          the training data profile (baseline for drift monitoring)
-    leaderboard.csv       every trial of the search
-    checksums.json        sha256 of every file above, verified before anything is loaded
-
-Nothing in it runs code when loaded: no pickle anywhere.
+Its files (``predictor.json``, ``preprocessing/``, ``models/``, the profile, leaderboard and
+validation sample, all covered by ``checksums.json``) are named in :mod:`automl.layout`.
+Nothing in it runs code when loaded: no pickle anywhere. ``predictor.json`` records the versions
+of Python and the libraries that wrote it; loading under other versions logs a warning.
 """
 
 from __future__ import annotations
@@ -26,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from automl import layout
 from automl.calibration import apply_calibration
 from automl.exceptions import IntegrityError, NotFittedError, SchemaError
 from automl.models.base import FittedModel, Task, get_family
@@ -33,10 +28,9 @@ from automl.preprocessing import FeatureMatrix, Preprocessor
 from automl.problem import ProblemType
 from automl.schema import InputSchema, ValidationReport, validate_frame
 from automl.stacking import STACK_RECIPE, stack_features
+from automl.versions import package_versions, warn_if_different
 
 FORMAT_VERSION = 1
-MANIFEST = "predictor.json"
-CHECKSUMS = "checksums.json"
 
 
 @dataclass
@@ -95,6 +89,8 @@ class Predictor:
         self.info.setdefault("model_version", uuid.uuid4().hex[:12])
         self.info.setdefault("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         self.path: Path | None = None
+        #: versions of Python and the libraries that wrote this Predictor (None: not saved yet)
+        self.versions: dict[str, str] | None = None
 
     @property
     def model_version(self) -> str:
@@ -150,30 +146,31 @@ class Predictor:
             "metric": self.metric,
             "input_schema": self.schema.to_dict(),
             "task": self.task.to_dict(),
-            "preprocessing": {r: f"preprocessing/{r}.json" for r in self.preprocessors},
+            "preprocessing": {r: layout.preprocessing_file(r) for r in self.preprocessors},
             "members": [_member_dict(m) for m in self.members],
             "stack_layers": [[_member_dict(m) for m in layer] for layer in self.stack_layers],
             "stack_uses_features": self.stack_uses_features,
             "calibration": self.calibration,
             "info": self.info,
+            "versions": package_versions(),  # the libraries that write the files now
         }
 
     def save(self, path: str | Path, *, extra_files: dict[str, Path] | None = None) -> Path:
         """Write the artifact to ``path`` (created; an existing artifact there is replaced)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        for sub in ("models", "preprocessing"):
+        for sub in layout.PREDICTOR_DIRS:
             if (path / sub).exists():
                 shutil.rmtree(path / sub)
-        (path / "preprocessing").mkdir()
+        (path / layout.PREPROCESSING_DIR).mkdir()
         for r, p in self.preprocessors.items():
-            (path / f"preprocessing/{r}.json").write_text(json.dumps(p.to_dict()))
+            (path / layout.preprocessing_file(r)).write_text(json.dumps(p.to_dict()))
         for m in [*(m for layer in self.stack_layers for m in layer), *self.members]:
             for i, model in enumerate(m.models):
-                d = path / f"models/{m.name}/fold_{i}"
+                d = path / layout.model_dir(m.name, i)
                 d.mkdir(parents=True)
                 model.save(d)
-        (path / MANIFEST).write_text(json.dumps(self.manifest(), indent=1, default=_jsonable))
+        (path / layout.MANIFEST).write_text(json.dumps(self.manifest(), indent=1, default=_jsonable))
         for name, src in (extra_files or {}).items():
             if Path(src).resolve() != (path / name).resolve():
                 shutil.copyfile(src, path / name)
@@ -184,10 +181,10 @@ class Predictor:
     @classmethod
     def load(cls, path: str | Path) -> Predictor:
         path = Path(path)
-        if not (path / MANIFEST).exists():
-            raise IntegrityError(f"{str(path)!r} is not a saved model: it has no {MANIFEST}")
+        if not (path / layout.MANIFEST).exists():
+            raise IntegrityError(f"{str(path)!r} is not a saved model: it has no {layout.MANIFEST}")
         verify_checksums(path)
-        man = json.loads((path / MANIFEST).read_text())
+        man = json.loads((path / layout.MANIFEST).read_text())
         if man.get("format_version") != FORMAT_VERSION:
             raise IntegrityError(
                 f"model format {man.get('format_version')!r} is not supported "
@@ -227,6 +224,8 @@ class Predictor:
             calibration=man.get("calibration"),
         )
         pred.path = path
+        pred.versions = man.get("versions")
+        warn_if_different(pred.versions, f"the model in {str(path)!r}")
         return pred
 
 
@@ -238,7 +237,7 @@ def _member_dict(m: Member) -> dict[str, Any]:
         "weight": float(m.weight),
         "params": m.params,
         "refit": m.refit,
-        "models": [f"models/{m.name}/fold_{i}" for i in range(len(m.models))],
+        "models": [layout.model_dir(m.name, i) for i in range(len(m.models))],
     }
 
 
@@ -256,38 +255,31 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _artifact_files(path: Path) -> list[Path]:
-    files = [path / MANIFEST]
-    for sub in ("preprocessing", "models"):
-        files += sorted(p for p in (path / sub).rglob("*") if p.is_file())
-    files += [path / n for n in ("profile.json", "leaderboard.csv") if (path / n).exists()]
-    return files
-
-
 def write_checksums(path: Path) -> None:
-    sums = {str(f.relative_to(path)): sha256_file(f) for f in _artifact_files(path)}
-    (path / CHECKSUMS).write_text(json.dumps({"algorithm": "sha256", "files": sums}, indent=1))
+    sums = {str(f.relative_to(path)): sha256_file(f) for f in layout.predictor_files(path)}
+    (path / layout.CHECKSUMS).write_text(json.dumps({"algorithm": "sha256", "files": sums}, indent=1))
 
 
 def verify_checksums(path: Path) -> None:
     """Raise IntegrityError unless every recorded file exists with its recorded sha256, and no
     model or preprocessing file was added."""
-    sums_file = path / CHECKSUMS
+    sums_file = path / layout.CHECKSUMS
     if not sums_file.exists():
-        raise IntegrityError(f"{str(path)!r} has no {CHECKSUMS}; refusing to load an unverifiable model")
+        raise IntegrityError(
+            f"{str(path)!r} has no {layout.CHECKSUMS}; refusing to load an unverifiable model"
+        )
     recorded = json.loads(sums_file.read_text())["files"]
     bad = [
         name
         for name, digest in recorded.items()
         if not (path / name).is_file() or sha256_file(path / name) != digest
     ]
-    added = [
-        str(f.relative_to(path)) for f in _artifact_files(path) if str(f.relative_to(path)) not in recorded
-    ]
+    present = [f.relative_to(path).as_posix() for f in layout.predictor_files(path)]
+    added = [name for name in present if name not in recorded]
     if bad or added:
         detail = (f"changed or missing: {bad}" if bad else "") + (f" unexpected: {added}" if added else "")
         raise IntegrityError(
-            f"model files in {str(path)!r} do not match {CHECKSUMS} ({detail.strip()}); "
+            f"model files in {str(path)!r} do not match {layout.CHECKSUMS} ({detail.strip()}); "
             "the artifact was modified after it was saved: refusing to load it"
         )
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from automl import layout
 from automl.config import ResourceConfig
 from automl.exceptions import ConfigError
 
@@ -28,8 +29,6 @@ STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "file")
 WAIT_FOR_CPUS_S = 600.0
 #: seconds each node gets to confirm it sees the run's storage
 STORAGE_CHECK_TIMEOUT_S = 120.0
-#: run-directory entries that are not copied to storage: the search state is already there
-_NOT_PUBLISHED = ("search", "train")
 
 
 @dataclass(frozen=True)
@@ -241,7 +240,7 @@ def publish_run(run_dir: Path, storage: str) -> str:
     fs.create_dir(dpath, recursive=True)
     local = pyarrow.fs.LocalFileSystem()
     for entry in sorted(run_dir.iterdir()):
-        if entry.name in _NOT_PUBLISHED:
+        if entry.name in layout.NOT_PUBLISHED:
             continue
         target = f"{dpath}/{entry.name}"
         if entry.is_dir():

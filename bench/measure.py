@@ -4,7 +4,6 @@ driver plus its Ray processes), and descriptions of the environment and the mach
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata as md
 import os
 import platform
 import subprocess
@@ -12,23 +11,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from automl.versions import package_versions
 from bench.common import REPO
 
-PACKAGES = (
-    "automl-on-ray",
-    "ray",
-    "lightgbm",
-    "xgboost-cpu",
-    "xgboost",
-    "catboost",
-    "torch",
-    "scikit-learn",
-    "pandas",
-    "numpy",
-    "optuna",
-    "fastapi",
-    "uvicorn",
-)
+#: packages described in machine.json beside the ones a model records (automl.versions)
+EXTRA_PACKAGES = ("optuna", "fastapi", "uvicorn")
 
 
 def _children() -> dict[int, list[int]]:
@@ -147,16 +134,6 @@ class TreeMemorySampler:
         }
 
 
-def package_versions() -> dict[str, str | None]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def git_state() -> dict[str, Any]:
     def git(*a: str) -> str | None:
         try:
@@ -179,7 +156,7 @@ def environment(load_start: tuple[float, float, float] | None = None) -> dict[st
         "cpus_usable": len(os.sched_getaffinity(0)),
         "loadavg_start": load_start,
         "loadavg_end": os.getloadavg(),
-        "packages": package_versions(),
+        "packages": package_versions(EXTRA_PACKAGES),
         "git": git_state(),
     }
 
@@ -210,6 +187,6 @@ def machine() -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a description, not a requirement
         info["gpus"] = None
     info["python"] = platform.python_version()
-    info["packages"] = package_versions()
+    info["packages"] = package_versions(EXTRA_PACKAGES)
     info["git"] = git_state()
     return info

@@ -36,9 +36,9 @@ def adult_model(adult_small, tmp_path_factory):
     out = tmp_path_factory.mktemp("adult") / "model"
     out.mkdir()
     prof.save(out / "profile.json")
-    predictor_from(res, data, pre, schema, prof).save(out)
     folds = make_folds(len(train), strategy="kfold", n_folds=3, y=data.y, seed=0)  # as trial_data made them
     save_validation_sample(out, train, folds, res.oof, data.classes, seed=0)
+    predictor_from(res, data, pre, schema, prof).save(out)  # checksums cover the profile and the sample
     return out
 
 
@@ -236,11 +236,32 @@ def test_regression_model_prediction_values_are_monitored(regression_df, tmp_pat
     res = train_candidate(family, family.portfolio(data.task)[0], data)
     model = tmp_path / "model"
     prof.save(model / "profile.json")
-    predictor_from(res, data, pre, schema, prof).save(model)
     save_validation_sample(
         model, train, make_folds(len(train), strategy="kfold", n_folds=3, seed=0), res.oof, None, seed=0
     )
+    predictor_from(res, data, pre, schema, prof).save(model)
     _capture(model, new.assign(x1=new["x1"] + 3.0), tmp_path / "cap")
     result = monitor(model, tmp_path / "cap")
     assert result.drifted_features == ["x1"]
     assert result.prediction["value"]["drift"] and result.prediction["value"]["test"] == "ks"
+
+
+def test_a_changed_validation_sample_is_refused(adult_model, held_out, tmp_path):
+    """The validation sample is the monitor's prediction baseline: it is a checksummed Predictor
+    file, so a changed copy makes both the monitor and the loader refuse the model."""
+    import shutil
+
+    from automl import layout
+    from automl.exceptions import IntegrityError
+
+    model = tmp_path / "model"
+    shutil.copytree(adult_model, model)
+    sample = pd.read_parquet(model / layout.VALIDATION_SAMPLE)
+    proba = next(c for c in sample.columns if c.startswith("__proba_"))
+    sample[proba] = 1.0 - sample[proba]  # a baseline that would hide a real shift
+    sample.to_parquet(model / layout.VALIDATION_SAMPLE, index=False)
+    frame = held_out.iloc[:60]
+    with pytest.raises(IntegrityError, match=r"validation_sample\.parquet.*refusing to load"):
+        monitor(model, frame)
+    with pytest.raises(IntegrityError, match=r"validation_sample\.parquet"):
+        Predictor.load(model)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from automl import layout
 from automl.config import ResourceConfig, SearchConfig
 from automl.models import Family
 from automl.runtime import ClusterInfo, check_storage, storage_uri
@@ -25,7 +26,7 @@ from tuning.trainable import TrialSettings, run_trial
 
 logger = logging.getLogger(__name__)
 
-EXPERIMENT = "search"
+EXPERIMENT = layout.SEARCH_DIR
 #: seconds trials get after the deadline to hand in their final checkpoint
 GRACE_S = 3.0
 #: overrides TrialSettings.checkpoint_every_s (seconds between mid-trial checkpoints)
@@ -103,7 +104,7 @@ def run_search(
         train_workers=resources.train_workers,
         min_rows=resources.ray_train_min_rows,
         use_gpu=gpus > 0,
-        storage_path=str((run_dir / "train").resolve())
+        storage_path=str((run_dir / layout.TRAIN_DIR).resolve())
         if not resources.storage
         else f"{storage}/{name}-train",
     )

@@ -20,11 +20,13 @@ from typing import Any
 
 import pandas as pd
 
+from automl import layout
 from automl.baseline import prediction_baseline
 from automl.exceptions import DataError
 from automl.monitor.drift import MonitorConfig, compare, drifted
 from automl.monitor.inputs import Observations, read_observations
 from automl.monitor.report import render
+from automl.predictor import verify_checksums
 from automl.profile import DataProfile
 
 logger = logging.getLogger(__name__)
@@ -199,7 +201,7 @@ def _check_predictions(
     notes: list[str],
     violations: list[dict[str, Any]],
 ) -> dict[str, dict[str, Any]]:
-    sample_path = model_dir / "validation_sample.parquet"
+    sample_path = model_dir / layout.VALIDATION_SAMPLE
     if not sample_path.is_file():
         notes.append("no validation_sample.parquet next to the model: prediction drift not checked")
         return {}
@@ -239,14 +241,17 @@ def monitor(
 
     cfg = config or MonitorConfig()
     model_dir = Path(resolve_model_uri(str(model), root=registry_root))
-    if not (model_dir / "profile.json").is_file():
+    if not (model_dir / layout.PROFILE).is_file():
         raise DataError(
             f"{str(model_dir)!r} has no profile.json (the training baseline); give a run directory, "
             "a saved model directory or registry://NAME"
         )
-    profile = DataProfile.load(model_dir / "profile.json")
+    manifest = model_dir / layout.MANIFEST
+    if manifest.is_file():
+        # the baselines (profile, validation sample) are Predictor files: a changed one is refused
+        verify_checksums(model_dir)
+    profile = DataProfile.load(model_dir / layout.PROFILE)
     baseline = profile.baseline or {}
-    manifest = model_dir / "predictor.json"
     classes = json.loads(manifest.read_text()).get("classes") if manifest.is_file() else None
     obs = read_observations(capture, classes=classes)
     notes: list[str] = []

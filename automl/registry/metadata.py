@@ -9,49 +9,22 @@ import logging
 import math
 import subprocess
 import sys
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from automl.predictor import CHECKSUMS, MANIFEST, sha256_file
+from automl import layout
+from automl.predictor import sha256_file
+from automl.versions import package_versions
 
 logger = logging.getLogger(__name__)
-
-#: files and folders of a run/model directory that a registered version keeps (the search
-#: state in ``search/`` and ``folds.json`` stay behind)
-KEEP = (
-    MANIFEST,
-    CHECKSUMS,
-    "profile.json",
-    "leaderboard.csv",
-    "run.json",
-    "validation_sample.parquet",
-    "report.html",
-    "preprocessing",
-    "models",
-)
-
-PACKAGES = (
-    "automl-on-ray",
-    "ray",
-    "pandas",
-    "numpy",
-    "pyarrow",
-    "scikit-learn",
-    "lightgbm",
-    "xgboost",
-    "xgboost-cpu",
-    "catboost",
-    "torch",
-)
 
 
 def version_files(model_dir: Path) -> dict[str, str]:
     """``{relative path: sha256}`` of the files a version keeps."""
     files: dict[str, str] = {}
-    for name in KEEP:
+    for name in layout.REGISTRY_KEEP:
         p = model_dir / name
         if p.is_file():
             files[name] = sha256_file(p)
@@ -90,7 +63,7 @@ def _clean(v: Any) -> Any:
 def metrics(model_dir: Path, manifest: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     """The chosen model's validation (and test) scores from ``leaderboard.csv``."""
     out: dict[str, Any] = {"metric": manifest.get("metric")}
-    board_path = model_dir / "leaderboard.csv"
+    board_path = model_dir / layout.LEADERBOARD
     if board_path.is_file():
         board = pd.read_csv(board_path)
         chosen = (
@@ -114,7 +87,7 @@ def params(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def profile_summary(model_dir: Path) -> dict[str, Any]:
-    prof = _read_json(model_dir / "profile.json")
+    prof = _read_json(model_dir / layout.PROFILE)
     if not prof:
         return {}
     return {
@@ -130,16 +103,6 @@ def profile_summary(model_dir: Path) -> dict[str, Any]:
         "warnings": [w.get("code") for w in prof.get("warnings", [])],
         "target_summary": prof.get("target_summary"),
     }
-
-
-def package_versions() -> dict[str, str]:
-    found = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def git_commit(directory: Path) -> dict[str, Any] | None:
@@ -193,8 +156,8 @@ def lineage(
 
     return {
         "training_data": data,
-        "profile_sha256": sha256_file(model_dir / "profile.json")
-        if (model_dir / "profile.json").is_file()
+        "profile_sha256": sha256_file(model_dir / layout.PROFILE)
+        if (model_dir / layout.PROFILE).is_file()
         else None,
         "training_command": run.get("command"),
         "training_settings": settings,
@@ -209,8 +172,8 @@ def lineage(
 
 def describe(model_dir: Path, *, training_data: str | None = None) -> dict[str, Any]:
     """metrics, params, profile and lineage of a model directory (already verified)."""
-    manifest = _read_json(model_dir / MANIFEST)
-    run = _read_json(model_dir / "run.json")
+    manifest = _read_json(model_dir / layout.MANIFEST)
+    run = _read_json(model_dir / layout.RUN_INFO)
     return {
         "problem_type": manifest.get("problem_type"),
         "target": manifest.get("target"),

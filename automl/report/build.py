@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from automl import layout
 from automl.exceptions import AutoMLError, ConfigError
 from automl.report import html as H
 from automl.report import model_sections, sections
@@ -14,7 +15,7 @@ from automl.report.rundata import RunData, load_run
 
 logger = logging.getLogger(__name__)
 
-REPORT_FILE = "report.html"
+REPORT_FILE = layout.REPORT
 
 #: (id, title) of every section, in page order
 SECTIONS = (

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from automl import layout
 from automl import leaderboard as lbmod
 from automl.exceptions import DataError
 from automl.metrics import METRICS
@@ -24,7 +25,7 @@ from automl.profile import DataProfile
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_FILE = "validation_sample.parquet"
+SAMPLE_FILE = layout.VALIDATION_SAMPLE
 
 
 @dataclass
@@ -67,18 +68,18 @@ class RunData:
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run directory. Raises DataError when it is not the directory of a finished fit."""
     run_dir = Path(run_dir)
-    missing = [n for n in ("run.json", "leaderboard.csv") if not (run_dir / n).is_file()]
+    missing = [n for n in (layout.RUN_INFO, layout.LEADERBOARD) if not (run_dir / n).is_file()]
     if missing:
         raise DataError(
             f"{str(run_dir)!r} is not the directory of a finished fit: {missing} not found; "
             "pass the --output directory of `automl fit` (or run.run_dir_)"
         )
-    info = json.loads((run_dir / "run.json").read_text())
-    board = lbmod.load(run_dir / "leaderboard.csv")
-    profile = DataProfile.load(run_dir / "profile.json") if (run_dir / "profile.json").is_file() else None
+    info = json.loads((run_dir / layout.RUN_INFO).read_text())
+    board = lbmod.load(run_dir / layout.LEADERBOARD)
+    profile = DataProfile.load(run_dir / layout.PROFILE) if (run_dir / layout.PROFILE).is_file() else None
     sample = pd.read_parquet(run_dir / SAMPLE_FILE) if (run_dir / SAMPLE_FILE).is_file() else None
     predictor = None
-    if (run_dir / "predictor.json").is_file():
+    if (run_dir / layout.MANIFEST).is_file():
         predictor = Predictor.load(run_dir)
     else:
         logger.warning(
