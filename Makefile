@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 DEMO_TIME ?= 60
 
-.PHONY: demo test test-fast lint bench venv clean
+.PHONY: demo test test-fast lint docs bench venv clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(BIN)/python:
 # unpinned torch pulled in by another package would download a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,docs]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -31,6 +31,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# the documentation site (docs/, mkdocs.yml); --strict makes a broken link, a missing anchor or a
+# page left out of the nav an error (NO_MKDOCS_2_WARNING: mute Material's end-of-life banner)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
