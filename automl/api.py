@@ -1,7 +1,8 @@
 """The public estimator: ``AutoML(target=...).fit(data)``, scikit-learn style.
 
 The constructor only stores settings; ``fit`` validates, runs the autopilot and returns self;
-learned state ends in ``_``. Orchestration lives in :mod:`automl.fit`.
+learned state ends in ``_``. It is a scikit-learn estimator: ``get_params`` / ``set_params``,
+``sklearn.base.clone``, ``fit(X, y)`` and ``score(X, y)``. Orchestration lives in :mod:`automl.fit`.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
 from automl import layout
-from automl.config import EnsembleConfig, ResourceConfig, SearchConfig, ValidationConfig
+from automl.config import EnsembleConfig, FitSpec, ResourceConfig, SearchConfig, ValidationConfig
 from automl.data import TableSource, load_table
-from automl.exceptions import ConfigError, NotFittedError
+from automl.exceptions import ConfigError, DataError, NotFittedError
 from automl.metrics import Metric
 from automl.predictor import Predictor
-from automl.profile import DataProfile, profile_table
+from automl.profile import DataProfile
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +31,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIME_LIMIT = 300.0
 
 
-class AutoML:
+class AutoML(BaseEstimator):
     """Profile a table, search model pipelines with Ray Tune, ensemble the winners.
 
     Args:
@@ -85,9 +88,7 @@ class AutoML:
         self.write_report = write_report
 
     # -- fitting ------------------------------------------------------------------------------------
-    def _spec(self) -> Any:
-        from automl.fit import FitSpec
-
+    def _spec(self) -> FitSpec:
         search = self.search or SearchConfig()
         time_limit = self.time_limit
         if time_limit is not None and time_limit <= 0:
@@ -115,18 +116,24 @@ class AutoML:
 
     def fit(
         self,
-        data: TableSource,
+        X: TableSource,
+        y: Any = None,
         *,
         validation_data: TableSource | None = None,
         test_data: TableSource | None = None,
         resume: bool = False,
     ) -> AutoML:
-        """Run the autopilot on ``data``; returns self.
+        """Run the autopilot; returns self.
 
-        ``validation_data`` replaces the automatic validation split (the final models are then
-        refit on both); ``test_data`` is scored once at the end (``score_test`` on the
-        leaderboard). ``resume=True`` continues an interrupted search in the same ``output_dir``.
+        ``fit(table)`` takes a table holding the ``target`` column (a path, URI, DataFrame or
+        ``ray.data.Dataset``); ``fit(X, y)`` takes the features (a DataFrame, or a 2-D array
+        whose columns become ``x0, x1, ...``) and the labels (one per row) separately, as
+        scikit-learn does. ``validation_data`` replaces the automatic validation split (the
+        final models are then refit on both); ``test_data`` is scored once at the end
+        (``score_test`` on the leaderboard). ``resume=True`` continues an interrupted search in
+        the same ``output_dir``.
         """
+        data = X if y is None else xy_table(X, y, self.target)
         started = time.time()  # the time limit counts from here, imports included
         from automl.fit import run_fit
         from automl.lineage import lineage
@@ -156,19 +163,9 @@ class AutoML:
 
     def profile(self, data: TableSource) -> DataProfile:
         """Profile ``data`` without fitting (what ``fit`` would infer and warn about)."""
-        spec = self._spec()
-        v = spec.validation
-        return profile_table(
-            load_table(data),
-            self.target,
-            problem_type=self.problem_type,
-            metric=self.metric,
-            drop_columns=spec.drop_columns,
-            time_column=v.time_column,
-            group_column=v.group_column,
-            weight_column=self.weight_column,
-            n_folds=v.n_folds,
-        )
+        from automl.prepare import profile_for
+
+        return profile_for(self._spec(), load_table(data))
 
     # -- using the result ---------------------------------------------------------------------------
     def _predictor(self) -> Predictor:
@@ -185,6 +182,29 @@ class AutoML:
     def predict(self, data: TableSource) -> pd.Series:
         """One prediction per input row, in input order."""
         return self._predictor().predict(_frame(data))
+
+    def score(self, X: TableSource, y: Any = None) -> float:
+        """The chosen metric on ``X`` (a table with the target column, or features with ``y``),
+        as "higher is better", scikit-learn's convention: losses such as rmse or log_loss come
+        back negated (like sklearn's ``neg_root_mean_squared_error``)."""
+        from automl.metrics import resolve_metric
+
+        pred = self._predictor()
+        table = _frame(X if y is None else xy_table(X, y, self.target))
+        if self.target not in table.columns:
+            raise DataError(f"score needs the target column {self.target!r} in the table, or pass y")
+        table = table.loc[table[self.target].notna()]
+        raw, _ = pred.predict_raw(table.drop(columns=[self.target]))
+        truth = table[self.target]
+        metric, _ = resolve_metric(self.metric if self.metric is not None else pred.metric, pred.problem_type)
+        if pred.classes is not None:
+            codes = pd.Categorical(truth, categories=pred.classes).codes
+            unseen = sorted({str(v) for v, c in zip(truth, codes) if c < 0})
+            if unseen:
+                raise DataError(f"score: labels {unseen[:10]} were never seen in training; drop those rows")
+            metric = metric.with_classes(pred.classes) if metric.custom else metric
+            truth = np.asarray(codes, dtype=int)
+        return metric.objective(metric.score(np.asarray(truth), raw))
 
     def predict_proba(self, data: TableSource) -> pd.DataFrame:
         """Class probabilities, one column per class label (classifiers only)."""
@@ -210,6 +230,28 @@ class AutoML:
         pred = self._predictor()
         extra = {n: self.run_dir_ / n for n in layout.PREDICTOR_FILES if (self.run_dir_ / n).exists()}
         return pred.save(Path(path), extra_files=extra)
+
+
+def xy_table(X: Any, y: Any, target: str) -> pd.DataFrame:
+    """One table from features ``X`` and labels ``y`` (their rows in order); ``X`` is not changed."""
+    frame = X.copy() if isinstance(X, pd.DataFrame) else None
+    if frame is None:
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            raise DataError(f"X must be a DataFrame or a 2-D array; got an array of shape {arr.shape}")
+        frame = pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+    labels = np.asarray(y)
+    if labels.ndim != 1 or len(labels) != len(frame):
+        raise DataError(
+            f"y must hold one label per row of X: X has {len(frame)} rows, y has shape {labels.shape}"
+        )
+    if target in frame.columns:
+        raise DataError(
+            f"X already has a column named {target!r} (the target); pass the features without it, or "
+            "call fit(table) with the whole table"
+        )
+    frame[target] = labels
+    return frame
 
 
 def _frame(data: TableSource) -> pd.DataFrame:

@@ -225,17 +225,13 @@ def cmd_fit(a: argparse.Namespace) -> int:
 
 @command("profile")
 def cmd_profile(a: argparse.Namespace) -> int:
+    from automl.config import FitSpec, ValidationConfig
     from automl.data import load_table
-    from automl.profile import profile_table
+    from automl.prepare import profile_for
 
-    prof = profile_table(
-        load_table(a.data),
-        a.target,
-        problem_type=a.problem_type,
-        metric=a.metric,
-        time_column=a.time_column,
-        group_column=a.group_column,
-    )
+    validation = ValidationConfig(time_column=a.time_column, group_column=a.group_column)
+    spec = FitSpec(a.target, problem_type=a.problem_type, metric=a.metric, validation=validation)
+    prof = profile_for(spec, load_table(a.data))
     path = prof.save(a.output)
     print(prof.summary())
     print(f"profile written to {path}")

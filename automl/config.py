@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from automl.exceptions import ConfigError
@@ -182,3 +182,22 @@ class ResourceConfig:
         _positive("num_cpus", self.num_cpus)
         _positive("cpus_per_trial", self.cpus_per_trial, allow_none=False)
         _positive("train_workers", self.train_workers, allow_none=False)
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """Everything a fit is asked to do: ``AutoML``'s settings, validated, as one object."""
+
+    target: str
+    problem_type: str | None = None
+    metric: Any = None  # a metric name or an automl.metrics.Metric (custom_metric)
+    time_limit: float | None = None
+    search: SearchConfig = field(default_factory=SearchConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    resources: ResourceConfig = field(default_factory=ResourceConfig)
+    seed: int = 0
+    drop_columns: tuple[str, ...] = ()
+    weight_column: str | None = None
+    class_weight: str | None = None
+    report: bool = True

@@ -1,6 +1,8 @@
-"""The orchestrator of a fit: profile -> preprocess -> folds -> search -> ensemble -> Predictor.
+"""The orchestrator of a fit, stage by stage: prepare (profile, schema, preprocessing, folds) ->
+search -> assemble (ensemble, choose, refit, calibrate) -> publish (Predictor, leaderboard,
+run.json, report).
 
-The only module of ``automl`` that imports ``tuning`` (and so Ray Tune).
+The only module of ``automl`` that imports ``tuning`` (and so Ray Tune), inside ``_search``.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,40 +19,17 @@ import pandas as pd
 
 from automl import layout
 from automl import leaderboard as lb
-from automl.assemble import assemble
-from automl.config import EnsembleConfig, ResourceConfig, SearchConfig, ValidationConfig
-from automl.data import align_channel
-from automl.exceptions import ConfigError, DataError
-from automl.kinds import level_strings
-from automl.metrics import Metric, resolve_metric
-from automl.models.base import Task, all_families, get_family
+from automl.assemble import Assembly, assemble
+from automl.config import FitSpec
+from automl.exceptions import ConfigError
 from automl.predictor import Predictor
-from automl.preprocessing import Preprocessor
-from automl.profile import DataProfile, profile_table
-from automl.schema import ColumnSpec, InputSchema
-from automl.splits import Folds, make_folds
+from automl.prepare import Prepared, prepare
+from automl.profile import DataProfile
+from automl.splits import Folds
 from automl.training import TrialData
+from automl.trials import SearchOutcome
 
 logger = logging.getLogger(__name__)
-
-MAX_SCHEMA_LEVELS = 1000
-
-
-@dataclass(frozen=True)
-class FitSpec:
-    target: str
-    problem_type: str | None = None
-    metric: str | Metric | None = None
-    time_limit: float | None = None
-    search: SearchConfig = field(default_factory=SearchConfig)
-    validation: ValidationConfig = field(default_factory=ValidationConfig)
-    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
-    resources: ResourceConfig = field(default_factory=ResourceConfig)
-    seed: int = 0
-    drop_columns: tuple[str, ...] = ()
-    weight_column: str | None = None
-    class_weight: str | None = None
-    report: bool = True
 
 
 @dataclass
@@ -59,80 +38,6 @@ class FitResult:
     leaderboard: pd.DataFrame
     profile: DataProfile
     run_info: dict[str, Any]
-
-
-def build_schema(profile: DataProfile, df: pd.DataFrame) -> InputSchema:
-    cols = []
-    for c in profile.columns:
-        if not c.is_feature:
-            continue
-        cats = None
-        if c.kind in ("categorical", "boolean"):
-            levels = level_strings(df[c.name].dropna())
-            cats = [str(v) for v in levels.value_counts().index[:MAX_SCHEMA_LEVELS]]
-        cols.append(ColumnSpec(c.name, c.kind, c.dtype, required=c.missing_share == 0, categories=cats))
-    ids = [c.name for c in profile.columns if c.kind == "identifier"]
-    return InputSchema(cols, ids)
-
-
-def encode_target(y: pd.Series, profile: DataProfile) -> tuple[np.ndarray, list[Any] | None]:
-    if not profile.problem.is_classification:
-        return pd.to_numeric(y).to_numpy(dtype=np.float64), None
-    classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
-    classes = [c.item() if hasattr(c, "item") else c for c in classes]
-    codes = pd.Categorical(y, categories=classes).codes.astype(np.int32)
-    return codes, classes
-
-
-def sample_weights(df: pd.DataFrame, y: np.ndarray, spec: FitSpec, classification: bool) -> np.ndarray | None:
-    w = None
-    if spec.weight_column:
-        w = pd.to_numeric(df[spec.weight_column], errors="coerce").to_numpy(dtype=float)
-        if np.isnan(w).any() or (w < 0).any():
-            raise DataError(
-                f"weight column {spec.weight_column!r} must hold non-negative numbers in every row"
-            )
-    if spec.class_weight == "balanced":
-        if not classification:
-            raise ConfigError("class_weight='balanced' applies to classification only")
-        counts = np.bincount(y)
-        cw = len(y) / (len(counts) * np.maximum(counts, 1))
-        w = cw[y] if w is None else w * cw[y]
-    return w
-
-
-def select_families(spec: FitSpec, task: Task) -> dict[str, Any]:
-    wanted = spec.search.families
-    if wanted:
-        fams = {n: get_family(n) for n in wanted}
-        bad = [n for n, f in fams.items() if not f.applies_to(task)]
-        if bad:
-            raise ConfigError(f"families {bad} do not support {task.problem_type.value} problems")
-        return fams
-    return {n: f for n, f in all_families().items() if f.applies_to(task)}
-
-
-def make_run_folds(
-    spec: FitSpec, df: pd.DataFrame, y: np.ndarray, profile: DataProfile, n_user_valid: int
-) -> Folds:
-    n = len(df)
-    if n_user_valid:
-        tr, va = np.arange(n - n_user_valid), np.arange(n - n_user_valid, n)
-        return Folds("user", [(tr, va)], n, spec.seed)
-    v = spec.validation
-    n_classes = int(y.max()) + 1 if profile.problem.is_classification and len(y) else 0
-    strategy, why = v.resolve(n, n_classes=n_classes, time_limit=spec.time_limit)
-    logger.info("validation scheme %s: %s", strategy, why)
-    return make_folds(
-        n,
-        strategy=strategy,
-        n_folds=v.n_folds,
-        holdout_fraction=v.holdout_fraction,
-        y=y if profile.problem.is_classification else None,
-        time_values=df[v.time_column] if v.time_column else None,
-        groups=df[v.group_column] if v.group_column else None,
-        seed=spec.seed,
-    )
 
 
 def run_fit(
@@ -147,131 +52,115 @@ def run_fit(
     lineage: dict[str, Any] | None = None,
 ) -> FitResult:
     """Run the autopilot. The time limit counts from ``started_at`` (default: now)."""
-    from automl.runtime import ensure_ray
-    from tuning import run_search  # the orchestrator is the one place automl imports tuning
-
     t0 = started_at or time.time()
     deadline = t0 + spec.time_limit if spec.time_limit else None
-    timings: dict[str, float] = {}
     run_dir.mkdir(parents=True, exist_ok=True)
-    n_valid = 0
-    if validation is not None:
-        validation = align_channel(train, validation, "validation", target=spec.target)
-        n_valid = int(validation[spec.target].notna().sum())  # rows without a target are dropped below
-        train = pd.concat([train, validation], ignore_index=True)
-    v = spec.validation
-    profile = profile_table(
-        train,
-        spec.target,
-        problem_type=spec.problem_type,
-        metric=spec.metric,
-        drop_columns=spec.drop_columns,
-        time_column=v.time_column,
-        group_column=v.group_column,
-        weight_column=spec.weight_column,
-        n_folds=v.n_folds,
-    )
-    df = train.loc[train[spec.target].notna()].reset_index(drop=True)
-    profile.save(run_dir / layout.PROFILE)
-    metric, _ = resolve_metric(spec.metric, profile.problem)
-    y, classes = encode_target(df[spec.target], profile)
-    if metric.custom and classes is not None:
-        metric = metric.with_classes(classes)
-    schema = build_schema(profile, df)
-    task = Task(
-        profile.problem,
-        len(classes) if classes else 0,
-        len(df),
-        len(schema.columns),
-        seed=spec.seed,
-        num_threads=max(1, int(spec.resources.cpus_per_trial)),
-    )
-    families = select_families(spec, task)
-    timings["profile_s"] = time.time() - t0
-
+    prep = prepare(spec, train, validation=validation)
+    prep.profile.save(run_dir / layout.PROFILE)
+    (run_dir / layout.FOLDS).write_text(json.dumps(prep.folds.to_dict()))
+    timings = dict(prep.timings)
+    outcome = _search(spec, prep, run_dir=run_dir, deadline=deadline, resume=resume, timings=timings)
     t = time.time()
-    recipes = sorted({f.recipe for f in families.values()})
-    pre = {r: Preprocessor(r, schema.columns).fit(df) for r in recipes}
-    feats = {r: p.transform(df) for r, p in pre.items()}
-    folds = make_run_folds(spec, df, y, profile, n_valid)
-    (run_dir / layout.FOLDS).write_text(json.dumps(folds.to_dict()))
-    logger.info("validation: %s (%s)", folds.kind, folds.describe()["validation_rows"])
-    data = TrialData(
-        feats,
-        y,
-        sample_weights(df, y, spec, profile.problem.is_classification),
-        folds.folds,
-        task,
-        metric,
-        classes,
-    )
-    timings["preprocess_s"] = time.time() - t
+    asm = assemble(spec, prep, outcome, test=test, deadline=deadline - 1.0 if deadline else None)
+    # scoring test_data is not part of the fit: the time limit does not count it
+    timings["test_scoring_s"] = asm.test_scoring_s
+    timings["ensemble_s"] = time.time() - t - asm.test_scoring_s
+    board, run_info = _publish(spec, prep, outcome, asm, run_dir=run_dir, t0=t0, timings=timings)
+    run_info.update(lineage or {})
+    _write_run_info(run_dir, run_info)
+    if spec.report:
+        _write_report(run_dir, run_info)
+        # the report is part of the fit (the time limit keeps room for it)
+        timings["total_s"] = time.time() - t0 - timings["test_scoring_s"]
+        run_info["overshoot_s"] = (timings["total_s"] - spec.time_limit) if spec.time_limit else None
+        _write_run_info(run_dir, run_info)
+    if spec.resources.storage:  # a cluster's shared storage: copy the finished run there too
+        from automl.runtime import publish_run
+
+        run_info["published_to"] = publish_run(run_dir, spec.resources.storage)
+        _write_run_info(run_dir, run_info)
+    logger.info("fit done in %.1fs: %s", timings["total_s"], asm.chosen)
+    return FitResult(asm.predictor, board, prep.profile, run_info)
+
+
+def search_reserve(spec: FitSpec) -> float:
+    """Seconds the time limit keeps after the search: loading candidates, ensembling, refitting,
+    saving, the report (when written) and the stack layer's nested fits (when on)."""
+    if not spec.time_limit:
+        return 0.0
+    reserve = min(60.0, max(3.0, 0.06 * spec.time_limit))
+    if spec.report:
+        reserve += min(REPORT_RESERVE_S, 0.1 * spec.time_limit)
+    if spec.ensemble.stack_levels:
+        reserve += STACK_RESERVE_SHARE * spec.time_limit
+    return reserve
+
+
+def _search(
+    spec: FitSpec,
+    prep: Prepared,
+    *,
+    run_dir: Path,
+    deadline: float | None,
+    resume: bool,
+    timings: dict[str, float],
+) -> SearchOutcome:
+    """Start or join Ray, run the search, and make sure there is at least one model."""
+    from automl.runtime import ensure_ray
+    from tuning import run_search  # the orchestrator is the one place automl imports tuning
 
     t = time.time()
     cluster = ensure_ray(spec.resources)
     timings["ray_init_s"] = time.time() - t
+    data = prep.data
     gpus = spec.resources.gpus_per_trial
     if (gpus if gpus is not None else cluster.gpus) > 0:
         # families that can use a GPU (XGBoost, CatBoost, the MLP) train on it; the trials request one
         data.task = replace(data.task, use_gpu=True)
         logger.info("GPU: %.0f in the cluster; trials of GPU-capable families train on CUDA", cluster.gpus)
-    # time kept after the search for loading candidates, ensembling, refitting, saving and the report
-    reserve = (
-        min(60.0, max(3.0, 0.06 * spec.time_limit))
-        + (min(REPORT_RESERVE_S, 0.1 * spec.time_limit) if spec.report else 0.0)
-        + (STACK_RESERVE_SHARE * spec.time_limit if spec.ensemble.stack_levels else 0.0)
-        if spec.time_limit
-        else 0.0
-    )
-    search_deadline = deadline - reserve if deadline else None
     outcome = run_search(
         data,
-        families,
+        prep.families,
         spec.search,
         cluster=cluster,
         resources=spec.resources,
         run_dir=run_dir,
-        deadline=search_deadline,
+        deadline=deadline - search_reserve(spec) if deadline else None,
         seed=spec.seed,
         resume=resume,
-        extra_points=_warm_start_points(spec.search.warm_start, families),
+        extra_points=_warm_start_points(spec.search.warm_start, prep.families),
     )
     timings["search_s"] = outcome.wall_s
-    if not any(r.status == "completed" and r.checkpoint for r in outcome.trials):
-        outcome.trials.append(fallback_trial(families, data, run_dir))
+    if not outcome.completed():
+        outcome.trials.append(fallback_trial(prep.families, data, run_dir))
+    return outcome
 
-    t = time.time()
-    sample = df.drop(columns=[spec.target]).sample(min(len(df), 50), random_state=spec.seed)
-    predictor, rows, info, chosen_oof = assemble(
-        spec,
-        outcome,
-        data,
-        folds,
-        pre,
-        schema,
-        profile,
-        classes,
-        metric,
-        test=test,
-        sample=sample,
-        deadline=deadline - 1.0 if deadline else None,
-    )
-    # scoring test_data is not part of the fit: the time limit does not count it
-    timings["test_scoring_s"] = info.pop("test_scoring_s", 0.0)
-    timings["ensemble_s"] = time.time() - t - timings["test_scoring_s"]
-    save_validation_sample(run_dir, df, folds, chosen_oof, classes, seed=spec.seed)
-    board = lb.build(rows, metric.greater_is_better)
+
+def _publish(
+    spec: FitSpec,
+    prep: Prepared,
+    outcome: SearchOutcome,
+    asm: Assembly,
+    *,
+    run_dir: Path,
+    t0: float,
+    timings: dict[str, float],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Write the validation sample, the leaderboard and the Predictor (checksums last); return
+    the leaderboard and run.json's content."""
+    save_validation_sample(run_dir, prep.df, prep.folds, asm.chosen_oof, prep.classes, seed=spec.seed)
+    board = lb.build(asm.rows, prep.metric.greater_is_better)
     lb.save(board, run_dir / layout.LEADERBOARD)
     t = time.time()
-    predictor.save(run_dir)
+    asm.predictor.save(run_dir)
     timings["save_s"] = time.time() - t
     timings["total_s"] = time.time() - t0 - timings["test_scoring_s"]
     completed = [r for r in outcome.trials if r.status == "completed" and r.library_time_s is not None]
     overhead = [r.driver_wall_s - r.library_time_s for r in completed if r.driver_wall_s]
     run_info = {
         "target": spec.target,
-        "problem_type": profile.problem_type,
-        "metric": metric.name,
+        "problem_type": prep.profile.problem_type,
+        "metric": prep.metric.name,
         "time_limit_s": spec.time_limit,
         "search_strategy": outcome.strategy,
         "ended_because": outcome.ended_because,
@@ -279,7 +168,7 @@ def run_fit(
         "search_notes": outcome.notes,
         "trials_by_status": pd.Series([r.status for r in outcome.trials]).value_counts().to_dict(),
         "concurrency": outcome.concurrency,
-        "validation": folds.describe(),
+        "validation": prep.folds.describe(),
         "timings": timings,
         "overshoot_s": (timings["total_s"] - spec.time_limit) if spec.time_limit else None,
         "trial_overhead_s": {
@@ -289,23 +178,13 @@ def run_fit(
         },
         "experiment_path": outcome.experiment_path,
         "seed": spec.seed,
-        **info,
-        **(lineage or {}),
+        **asm.info(),
     }
-    (run_dir / layout.RUN_INFO).write_text(json.dumps(run_info, indent=1, default=str))
-    if spec.report:
-        _write_report(run_dir, run_info)
-        # the report is part of the fit (the time limit keeps room for it)
-        timings["total_s"] = time.time() - t0 - timings["test_scoring_s"]
-        run_info["overshoot_s"] = (timings["total_s"] - spec.time_limit) if spec.time_limit else None
-        (run_dir / layout.RUN_INFO).write_text(json.dumps(run_info, indent=1, default=str))
-    if spec.resources.storage:  # a cluster's shared storage: copy the finished run there too
-        from automl.runtime import publish_run
+    return board, run_info
 
-        run_info["published_to"] = publish_run(run_dir, spec.resources.storage)
-        (run_dir / layout.RUN_INFO).write_text(json.dumps(run_info, indent=1, default=str))
-    logger.info("fit done in %.1fs: %s", timings["total_s"], info.get("chosen"))
-    return FitResult(predictor, board, profile, run_info)
+
+def _write_run_info(run_dir: Path, run_info: dict[str, Any]) -> None:
+    (run_dir / layout.RUN_INFO).write_text(json.dumps(run_info, indent=1, default=str))
 
 
 def _write_report(run_dir: Path, run_info: dict[str, Any]) -> None:
@@ -324,7 +203,7 @@ def _write_report(run_dir: Path, run_info: dict[str, Any]) -> None:
         )
         return
     run_info["timings"]["report_s"] = time.time() - t
-    (run_dir / layout.RUN_INFO).write_text(json.dumps(run_info, indent=1, default=str))
+    _write_run_info(run_dir, run_info)
 
 
 def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from automl.exceptions import ConfigError
 from bench.common import DEFAULT_MANIFEST, read_manifest, run_child, select_tables, write_json
 from bench.measure import TreeMemorySampler
 
@@ -60,29 +61,30 @@ def measure_rows(family_name: str, n: int, *, manifest: Path, cap_s: float, seed
     """Default config of one family on ``n`` synthetic adult rows (holdout fold, 1 thread)."""
     import resource
 
-    from automl.fit import build_schema, encode_target
-    from automl.metrics import METRICS
+    from automl.config import FitSpec, SearchConfig, ValidationConfig
     from automl.models import get_family
-    from automl.models.base import Task
-    from automl.preprocessing import Preprocessor
-    from automl.profile import profile_table
-    from automl.splits import make_folds
-    from automl.training import TrialData, train_candidate
+    from automl.prepare import prepare
+    from automl.training import train_candidate
 
     peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731
     src, target = _adult(manifest)
     t0 = time.perf_counter()
     df = synthetic_rows(src, n, target=target, seed=seed)
-    profile = profile_table(df, target, problem_type="binary", metric="roc_auc")
-    schema = build_schema(profile, df)
-    y, classes = encode_target(df[target], profile)
     family = get_family(family_name)
-    task = Task(profile.problem, len(classes), n, len(schema.columns), seed=seed, num_threads=1)
-    if not family.applies_to(task):
-        return {"status": "skipped", "reason": f"{family_name} does not apply to a binary task of {n:,} rows"}
-    X = Preprocessor(family.recipe, schema.columns).fit(df).transform(df)
-    folds = make_folds(n, strategy="holdout", holdout_fraction=0.2, y=y, seed=seed)
-    data = TrialData({family.recipe: X}, y, None, folds.folds, task, METRICS["roc_auc"], classes)
+    spec = FitSpec(
+        target,
+        problem_type="binary",
+        metric="roc_auc",
+        search=SearchConfig(families=(family_name,)),
+        validation=ValidationConfig(strategy="holdout", holdout_fraction=0.2),
+        seed=seed,
+    )
+    try:
+        prep = prepare(spec, df)
+    except ConfigError as exc:  # the family does not apply (k-NN above its row limit)
+        return {"status": "skipped", "reason": f"{family_name} on a binary task of {n:,} rows: {exc}"}
+    data, X = prep.data, prep.data.features[family.recipe]
+    task = data.task
     prep_s, rss_prep = time.perf_counter() - t0, peak()
     config = family.portfolio(task)[0]
     t0 = time.perf_counter()

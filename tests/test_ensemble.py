@@ -37,7 +37,7 @@ def test_auto_refit_only_when_its_expected_cost_fits_before_the_deadline():
     import time
     from types import SimpleNamespace
 
-    from automl.assemble import RefitPlan, refit_growth
+    from automl.refit import RefitPlan, refit_growth
 
     # one holdout fold training on 80 of 100 rows: refit costs 1.2 x 100/80 = 1.5 x the fold's fit
     holdout = SimpleNamespace(y=np.zeros(100), folds=[(np.arange(80), np.arange(80, 100))])
@@ -50,7 +50,7 @@ def test_auto_refit_only_when_its_expected_cost_fits_before_the_deadline():
         "no refit" in late.reasons["weighted_ensemble"]
         and "~45s expected" in late.reasons["weighted_ensemble"]
     )
-    assert late.decide("stack_l2") is False  # a stack is never refit
+    assert late.decide("stack_l2", can_refit=False) is False  # a stack is never refit
     forced = RefitPlan(True, forced=True, costs=costs, growth=1.5, deadline=time.time() + 1)
     assert forced.decide("weighted_ensemble") is True and not forced.reasons
     unlimited = RefitPlan(True, forced=False, costs=costs, growth=1.5, deadline=None)

@@ -291,7 +291,7 @@ RAY_TRAIN_LOG_LOSS_TOLERANCE = 0.05
 def test_ray_train_ddp_matches_the_in_process_learner(ray_session, binary_df, tmp_path):
     import ray
 
-    from tuning.train_torch import fit_mlp_distributed
+    from tuning import distributed
 
     ray.data.DataContext.get_current().enable_progress_bars = False
     data = _data(binary_df)
@@ -307,7 +307,7 @@ def test_ray_train_ddp_matches_the_in_process_learner(ray_session, binary_df, tm
     local_auc = roc_auc_score(data.y[va], local_preds[:, 1])
 
     t0 = time.perf_counter()
-    model, best_epoch, preds = fit_mlp_distributed(
+    job = distributed.job_from_matrices(
         config,
         data.task,
         X.take(tr),
@@ -315,11 +315,16 @@ def test_ray_train_ddp_matches_the_in_process_learner(ray_session, binary_df, tm
         None,
         X.take(va),
         data.y[va],
+        metric="roc_auc",
         num_workers=2,
         use_gpu=False,
         storage_path=str(tmp_path),
+        name="t-mlp",
+        report_to_tune=False,
         max_epochs=3,
     )
+    done = distributed.fit("mlp", job)
+    model, best_epoch, preds = done.model, done.best_iteration, done.model.predict(X.take(va))
     print(f"Ray Train: {time.perf_counter() - t0:.1f}s, in-process: {local.fit_time_s():.1f}s")
     assert isinstance(model, MLPModel) and 1 <= best_epoch <= 3
     assert preds.shape == (60, 2) and np.allclose(preds.sum(axis=1), 1.0)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automl.fit import build_schema
+from automl.prepare import build_schema
 from automl.preprocessing import Preprocessor
 from automl.profile import profile_table
 from automl.splits import make_folds

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 @pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
 def test_two_workers_match_in_process_quality(ray_session, binary_df, family, tmp_path):
-    from tuning.train_gbdt import fit_distributed
+    from tuning import distributed
 
     data = trial_data(binary_df, "label", recipes=("tree",))[0]
     data.folds = make_folds(len(binary_df), strategy="holdout", y=data.y, seed=0).folds
@@ -24,8 +24,7 @@ def test_two_workers_match_in_process_quality(ray_session, binary_df, family, tm
     fam = get_family(family)
     config = fam.portfolio(data.task)[0]
     local = train_candidate(fam, config, data)
-    model, best, took = fit_distributed(
-        family,
+    job = distributed.job_from_matrices(
         config,
         data.task,
         X.take(tr),
@@ -40,9 +39,22 @@ def test_two_workers_match_in_process_quality(ray_session, binary_df, family, tm
         name=f"t-{family}",
         report_to_tune=False,
     )
-    distributed = data.metric.score(data.y[va], model.predict(X.take(va)))
-    assert best > 1 and took > 0
-    assert abs(distributed - local.score) < 0.02, (distributed, local.score)
+    done = distributed.fit(family, job)
+    score = data.metric.score(data.y[va], done.model.predict(X.take(va)))
+    assert done.best_iteration > 1 and done.seconds > 0
+    assert abs(score - local.score) < 0.02, (score, local.score)
+
+
+def test_every_distributed_path_belongs_to_a_registered_family():
+    """The Ray Train paths are found by family name: no list of them to keep in step elsewhere."""
+    from automl.exceptions import ConfigError
+    from automl.models import all_families
+    from tuning import distributed
+
+    assert set(distributed.families()) == {"lightgbm", "xgboost", "mlp"}
+    assert set(distributed.families()) <= set(all_families())
+    with pytest.raises(ConfigError, match=r"'knn' has no Ray Train path; those that do: \['lightgbm'"):
+        distributed.fit("knn", None)
 
 
 def test_fit_routes_boosting_trials_through_ray_train(ray_session, binary_df, tmp_path):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,15 @@ from automl.config import ResourceConfig, SearchConfig
 from automl.models import Family
 from automl.runtime import ClusterInfo, check_storage, storage_uri
 from automl.training import TrialData
-from automl.trials import SearchOutcome, TrialRecord, is_failed, is_final
+from automl.trials import SearchOutcome
+from tuning import distributed
 from tuning.budget import BudgetGuard
 from tuning.progress import ProgressCallback
+from tuning.records import record, retries_of, why_ended
 from tuning.space import unflatten
 from tuning.stoppers import SearchStopper
 from tuning.strategies import make_strategy
-from tuning.train_paths import RAY_TRAIN_FAMILIES, choose_path
+from tuning.train_paths import TrainPath, choose_path
 from tuning.trainable import TrialSettings, run_trial
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,23 @@ def experiment_path(run_dir: Path, resources: ResourceConfig) -> tuple[str, str]
     return str(run_dir.resolve()), EXPERIMENT
 
 
+@dataclass
+class _Setup:
+    """How the search runs: the strategy (searcher, scheduler, space), concurrency, resources
+    per trial and where trials train."""
+
+    strategy: Any
+    guard: BudgetGuard | None
+    concurrency: int
+    tune_concurrency: int | None  # None: a ConcurrencyLimiter batches the searcher
+    max_trials: int
+    cpus: float
+    gpus: float
+    path: TrainPath
+    storage: str
+    name: str
+
+
 def run_search(
     data: TrialData,
     families: dict[str, Family],
@@ -55,9 +73,45 @@ def run_search(
     extra_points: list[dict[str, Any]] | None = None,
 ) -> SearchOutcome:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    from ray import tune
-
     t0 = time.time()
+    setup = _setup(data, families, cfg, cluster, resources, run_dir, deadline, seed, extra_points)
+    metric = data.metric
+    target = metric.objective(cfg.target_score) if cfg.target_score is not None else None
+    stopper = SearchStopper(target_objective=target, patience=cfg.patience)
+    progress = ProgressCallback(
+        metric_name=metric.name, greater_is_better=metric.greater_is_better, deadline=deadline
+    )
+    tuner = _tuner(setup, data, families, cfg, run_dir, deadline, resume, [stopper, progress])
+    grid = tuner.fit()
+    wall = time.time() - t0
+    retries = retries_of(grid)
+    records = [
+        record(r, progress, t0, deadline, retries=retries, cache_dir=run_dir / EXPERIMENT) for r in grid
+    ]
+    if any(r.retries for r in records):
+        logger.info(
+            "trials retried after a failure: %s", {r.trial_id: r.retries for r in records if r.retries}
+        )
+    ended = why_ended(stopper, records, cfg, deadline, setup.strategy.name, setup.guard)
+    logger.info("search ended: %s (%d trials in %.1fs)", ended, len(records), wall)
+    skipped = [f"skipped for lack of time: {s}" for s in (setup.guard.skipped if setup.guard else [])]
+    exp_path = f"{setup.storage}/{setup.name}"
+    return SearchOutcome(
+        records, ended, wall, exp_path, setup.concurrency, setup.strategy.name, notes=skipped
+    )
+
+
+def _setup(
+    data: TrialData,
+    families: dict[str, Family],
+    cfg: SearchConfig,
+    cluster: ClusterInfo,
+    resources: ResourceConfig,
+    run_dir: Path,
+    deadline: float | None,
+    seed: int,
+    extra_points: list[dict[str, Any]] | None,
+) -> _Setup:
     gpus = resources.gpus_per_trial
     if gpus is None:
         gpus = 1.0 if cluster.gpus >= 1 and any(f.supports_gpu for f in families.values()) else 0.0
@@ -79,9 +133,8 @@ def run_search(
     )
     guard = None
     if deadline is not None and strategy.search_alg is not None:
-        guard = strategy.search_alg = BudgetGuard(
-            strategy.search_alg, deadline, {n: f.relative_cost for n, f in families.items()}
-        )
+        costs = {n: f.relative_cost for n, f in families.items()}
+        guard = strategy.search_alg = BudgetGuard(strategy.search_alg, deadline, costs)
     tune_concurrency: int | None = concurrency
     if reproducible and strategy.search_alg is not None:
         # batches: the searcher sees every result of a batch before it suggests the next, so
@@ -90,34 +143,50 @@ def run_search(
 
         strategy.search_alg = ConcurrencyLimiter(strategy.search_alg, max_concurrent=concurrency, batch=True)
         tune_concurrency = None
-    metric = data.metric
-    target = metric.objective(cfg.target_score) if cfg.target_score is not None else None
-    stopper = SearchStopper(target_objective=target, patience=cfg.patience)
-    progress = ProgressCallback(
-        metric_name=metric.name, greater_is_better=metric.greater_is_better, deadline=deadline
-    )
     storage, name = experiment_path(run_dir, resources)
     if resources.storage or cluster.nodes > 1:
         check_storage(storage, cluster)  # every node must reach it to save and restore checkpoints
+    train_storage = (
+        f"{storage}/{name}-train" if resources.storage else str((run_dir / layout.TRAIN_DIR).resolve())
+    )
     path = choose_path(
         data.task.n_rows,
         train_workers=resources.train_workers,
         min_rows=resources.ray_train_min_rows,
         use_gpu=gpus > 0,
-        storage_path=str((run_dir / layout.TRAIN_DIR).resolve())
-        if not resources.storage
-        else f"{storage}/{name}-train",
+        storage_path=train_storage,
     )
     if path.ray_train:
-        logger.info(
-            "Ray Train path: %s train with %d worker(s) per fold (%s)",
-            list(RAY_TRAIN_FAMILIES),
-            path.workers,
+        why = (
             "train_workers >= 2"
             if resources.train_workers >= 2
-            else f"{data.task.n_rows} rows >= ray_train_min_rows={resources.ray_train_min_rows}",
+            else f"{data.task.n_rows} rows >= ray_train_min_rows={resources.ray_train_min_rows}"
+        )
+        logger.info(
+            "Ray Train path: %s train with %d worker(s) per fold (%s)",
+            list(distributed.families()),
+            path.workers,
+            why,
         )
         concurrency = max(1, min(concurrency, int(cluster.cpus // (path.workers * 0.5 + 0.01))))
+    return _Setup(strategy, guard, concurrency, tune_concurrency, max_trials, cpus, gpus, path, storage, name)
+
+
+def _tuner(
+    setup: _Setup,
+    data: TrialData,
+    families: dict[str, Family],
+    cfg: SearchConfig,
+    run_dir: Path,
+    deadline: float | None,
+    resume: bool,
+    callbacks: list[Any],
+) -> Any:
+    """A new ``tune.Tuner`` for the search, or the restored one of an interrupted search."""
+    from ray import tune
+
+    stopper, progress = callbacks
+    path, strategy = setup.path, setup.strategy
     settings = TrialSettings(
         deadline=deadline,
         path=path,
@@ -127,70 +196,53 @@ def run_search(
 
     def trial_resources(config: dict[str, Any]) -> dict[str, float]:
         family = unflatten(config)[0]
-        if path.ray_train and family in RAY_TRAIN_FAMILIES:
+        if path.ray_train and distributed.has_path(family):
             return {"cpu": 0.01, "gpu": 0}  # its Ray Train workers request their own CPUs/GPUs
-        return {"cpu": cpus, "gpu": gpus if families[family].supports_gpu else 0}
+        return {"cpu": setup.cpus, "gpu": setup.gpus if families[family].supports_gpu else 0}
 
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, data=data, settings=settings), trial_resources
     )
     budget = None if deadline is None else max(1.0, deadline - time.time() + GRACE_S)
-    exp_path = f"{storage}/{name}"
-    callbacks: list[Any] = [progress]
+    exp_path = f"{setup.storage}/{setup.name}"
+    tune_callbacks: list[Any] = [progress]
     if cfg.mlflow:
-        callbacks.append(_mlflow_callback(cfg.mlflow, run_dir, name))
+        tune_callbacks.append(_mlflow_callback(cfg.mlflow, run_dir, setup.name))
+    logger.info(
+        "search: %s, %d concurrent trial(s) of %.0f CPU / %.0f GPU, budget %s",
+        strategy.name,
+        setup.concurrency,
+        setup.cpus,
+        setup.gpus,
+        f"{budget:.0f}s" if budget else "none",
+    )
+    if resume and tune.Tuner.can_restore(exp_path):
+        logger.info("resuming the search in %s", exp_path)
+        return tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False)
     run_config = tune.RunConfig(
-        name=name,
-        storage_path=storage,
+        name=setup.name,
+        storage_path=setup.storage,
         stop=stopper,
-        callbacks=callbacks,
+        callbacks=tune_callbacks,
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=2),
         # keeping one checkpoint per trial makes Tune snapshot the experiment each time a trial
         # checkpoints, so a finished trial is durable at once: a resumed search never re-runs it
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
     )
-    if resume and tune.Tuner.can_restore(exp_path):
-        logger.info("resuming the search in %s", exp_path)
-        tuner = tune.Tuner.restore(
-            exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False
-        )
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=strategy.param_space,
-            tune_config=tune.TuneConfig(
-                search_alg=strategy.search_alg,
-                scheduler=strategy.scheduler,
-                num_samples=strategy.num_samples if strategy.name == "grid" else max_trials,
-                max_concurrent_trials=tune_concurrency,
-                time_budget_s=budget,
-                reuse_actors=True,
-            ),
-            run_config=run_config,
-        )
-    logger.info(
-        "search: %s, %d concurrent trial(s) of %.0f CPU / %.0f GPU, budget %s",
-        strategy.name,
-        concurrency,
-        cpus,
-        gpus,
-        f"{budget:.0f}s" if budget else "none",
+    return tune.Tuner(
+        trainable,
+        param_space=strategy.param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=strategy.search_alg,
+            scheduler=strategy.scheduler,
+            num_samples=strategy.num_samples if strategy.name == "grid" else setup.max_trials,
+            max_concurrent_trials=setup.tune_concurrency,
+            time_budget_s=budget,
+            reuse_actors=True,
+        ),
+        run_config=run_config,
     )
-    grid = tuner.fit()
-    wall = time.time() - t0
-    retries = _retries(grid)
-    records = [
-        _record(r, progress, t0, deadline, retries=retries, cache_dir=run_dir / EXPERIMENT) for r in grid
-    ]
-    if any(r.retries for r in records):
-        logger.info(
-            "trials retried after a failure: %s", {r.trial_id: r.retries for r in records if r.retries}
-        )
-    ended = _why_ended(stopper, records, cfg, deadline, strategy.name, guard)
-    logger.info("search ended: %s (%d trials in %.1fs)", ended, len(records), wall)
-    skipped = [f"skipped for lack of time: {s}" for s in (guard.skipped if guard else [])]
-    return SearchOutcome(records, ended, wall, exp_path, concurrency, strategy.name, notes=skipped)
 
 
 def _checkpoint_every_s() -> float:
@@ -209,34 +261,6 @@ def _checkpoint_every_s() -> float:
     return value
 
 
-def _retries(grid: Any) -> dict[str, int]:
-    """Trial id -> failures Tune retried (``Trial.num_failures``; a spot preemption is not counted)."""
-    analysis = getattr(grid, "_experiment_analysis", None)
-    try:
-        return {t.trial_id: int(t.num_failures) for t in analysis.trials}
-    except AttributeError:  # a Ray version without it: the leaderboard shows 0
-        logger.debug("Tune's trial failure counts are not available")
-        return {}
-
-
-def _local_checkpoint(checkpoint: Any, cache_dir: Path) -> str:
-    """A local directory with the checkpoint's files: itself on a local/shared path, else a copy
-    (from S3 or another remote store) under ``cache_dir/<trial dir>/<checkpoint dir>``."""
-    import pyarrow.fs
-
-    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
-        return checkpoint.path
-    src = Path(checkpoint.path)
-    dest = cache_dir / src.parent.name / src.name
-    if not (dest / "candidate.json").exists():
-        part = dest.with_name(dest.name + ".part")
-        shutil.rmtree(part, ignore_errors=True)
-        checkpoint.to_directory(str(part))
-        shutil.rmtree(dest, ignore_errors=True)
-        part.rename(dest)
-    return str(dest)
-
-
 def _mlflow_callback(setting: bool | str, run_dir: Path, name: str) -> Any:
     try:
         import mlflow  # noqa: F401
@@ -251,80 +275,3 @@ def _mlflow_callback(setting: bool | str, run_dir: Path, name: str) -> Any:
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     logger.info("logging trials to MLflow at %s (experiment %r)", uri, run_dir.name)
     return MLflowLoggerCallback(tracking_uri=uri, experiment_name=run_dir.name, save_artifact=False)
-
-
-def _record(
-    result: Any,
-    progress: ProgressCallback,
-    t0: float,
-    deadline: float | None,
-    *,
-    retries: dict[str, int] | None = None,
-    cache_dir: Path | None = None,
-) -> TrialRecord:
-    config = result.config or {}
-    try:
-        family, params = unflatten(config)
-    except KeyError:
-        family, params = "?", dict(config)
-    m = result.metrics or {}
-    trial_id = m.get("trial_id") or os.path.basename(str(result.path))
-    rec = TrialRecord(
-        trial_id=str(trial_id),
-        family=family,
-        params=params,
-        status="completed",
-        retries=(retries or {}).get(str(trial_id), 0),
-    )
-    # Tune names trial directories "<trainable>_<trial id>_<creation index>_<params>"
-    found = re.search(rf"{re.escape(str(trial_id))}_(\d+)", os.path.basename(str(result.path)))
-    rec.index = int(found.group(1)) if found else None
-    times = progress.times.get(str(trial_id))
-    if times:
-        rec.start_offset_s = times[0] - t0
-        rec.end_offset_s = (times[1] - t0) if times[1] else None
-    if result.error is not None:
-        rec.status = "failed"
-        text = str(result.error).strip().splitlines()
-        rec.error = next((ln for ln in reversed(text) if ln.strip()), type(result.error).__name__)[:300]
-        return rec
-    if is_failed(m):
-        rec.status, rec.error = "failed", m.get("error")
-        return rec
-    rec.score = m.get("score")
-    rec.iteration = m.get("iteration")
-    if is_final(m):
-        rec.take_final(m)
-        if result.checkpoint is not None:
-            rec.checkpoint = (
-                _local_checkpoint(result.checkpoint, cache_dir)
-                if cache_dir is not None
-                else result.checkpoint.path
-            )
-    else:
-        rec.status = "stopped"
-        ended = times[1] if times and times[1] else time.time()
-        if deadline is not None and ended >= deadline:
-            rec.stop_reason = "time limit"
-        else:
-            rec.stop_reason = "early-stopped by the scheduler"
-    return rec
-
-
-def _why_ended(
-    stopper: SearchStopper,
-    records: list[TrialRecord],
-    cfg: SearchConfig,
-    deadline: float | None,
-    strategy: str,
-    guard: BudgetGuard | None,
-) -> str:
-    if stopper.reason:
-        return stopper.reason
-    if (deadline is not None and time.time() >= deadline - 1) or (guard is not None and guard.finished_early):
-        return "time limit reached"
-    if strategy == "grid":
-        return "grid exhausted"
-    if cfg.max_trials is not None and len(records) >= cfg.max_trials:
-        return f"max_trials ({cfg.max_trials}) reached"
-    return "search space exhausted"

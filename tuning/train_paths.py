@@ -3,9 +3,10 @@
 In-process (default): the trial trains every fold itself (single-threaded library calls);
 per-trial overhead stays well under a second. Ray Train: for large tables (at least
 ``ResourceConfig.ray_train_min_rows`` training rows), or when the user asks for several
-workers (``train_workers >= 2``), the families that have a Ray Train path (LightGBM, XGBoost,
-MLP) train each fold with a Ray Train trainer and ``train_workers`` workers. A Ray Train fit
-costs ~30 s of fixed set-up on this machine, which only pays off for fits of many minutes.
+workers (``train_workers >= 2``), the families that have a Ray Train path
+(:mod:`tuning.distributed`: LightGBM, XGBoost, MLP) train each fold with a Ray Train trainer and
+``train_workers`` workers. A Ray Train fit costs ~30 s of fixed set-up on this machine, which
+only pays off for fits of many minutes.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import numpy as np
 
 from automl.models.base import Family
 from automl.training import CandidateResult, StepRecord, TrialData
-
-RAY_TRAIN_FAMILIES = ("lightgbm", "xgboost", "mlp")
+from tuning import distributed
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def choose_path(
 
 
 def uses_ray_train(family: Family, path: TrainPath) -> bool:
-    return path.ray_train and family.name in RAY_TRAIN_FAMILIES
+    return path.ray_train and distributed.has_path(family.name)
 
 
 def train_candidate_ray(
@@ -54,49 +54,31 @@ def train_candidate_ray(
     history: list[StepRecord] = []
     for i, (tr, va) in enumerate(data.folds):
         w = data.weights[tr] if data.weights is not None else None
-        use_gpu = path.use_gpu and family.supports_gpu
-        if family.name == "mlp":
-            from tuning.train_torch import fit_mlp_distributed
-
-            t_fold = time.perf_counter()
-            model, best, valid_pred = fit_mlp_distributed(
-                config,
-                data.task,
-                X.take(tr),
-                data.y[tr],
-                w,
-                X.take(va),
-                data.y[va],
-                num_workers=path.workers,
-                use_gpu=use_gpu,
-                storage_path=path.storage_path,
-            )
-            took = time.perf_counter() - t_fold
-        else:
-            from tuning.train_gbdt import fit_distributed
-
-            model, best, took = fit_distributed(
-                family.name,
-                config,
-                data.task,
-                X.take(tr),
-                data.y[tr],
-                w,
-                X.take(va),
-                data.y[va],
-                metric=data.metric.name,
-                num_workers=path.workers,
-                use_gpu=use_gpu,
-                storage_path=path.storage_path,
-                name=f"{trial_name}-fold{i}",
-            )
-            valid_pred = model.predict(X.take(va))
-        fit_time += took
+        valid = X.take(va)
+        job = distributed.job_from_matrices(
+            config,
+            data.task,
+            X.take(tr),
+            data.y[tr],
+            w,
+            valid,
+            data.y[va],
+            metric=data.metric.name,
+            num_workers=path.workers,
+            use_gpu=path.use_gpu and family.supports_gpu,
+            storage_path=path.storage_path,
+            name=f"{trial_name}-fold{i}",
+        )
+        done = distributed.fit(family.name, job)
+        valid_pred = done.model.predict(valid)
+        fit_time += done.seconds
         oof[va] = valid_pred
         scores.append(data.metric.score(data.y[va], valid_pred))
-        models.append(model)
-        iters.append(best)
-        history.append(StepRecord(i + 1, best, float(np.mean(scores)), time.perf_counter() - t_start))
+        models.append(done.model)
+        iters.append(done.best_iteration)
+        history.append(
+            StepRecord(i + 1, done.best_iteration, float(np.mean(scores)), time.perf_counter() - t_start)
+        )
     return CandidateResult(
         family=family.name,
         config=dict(config),

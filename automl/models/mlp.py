@@ -3,7 +3,7 @@ cosine learning-rate schedule, early stopping on validation and training health 
 
 One learner *iteration* is one epoch. Saved as safetensors weights plus a JSON with the
 architecture and the target scaling (never pickle). The network, its epoch and the health rules
-live in ``automl.models.mlp_net`` (shared with the Ray Train path in ``tuning.train_torch``).
+live in ``automl.models.mlp_net`` (shared with the Ray Train path in ``tuning.distributed.mlp``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 learning-rate schedule and the training health rules.
 
 Shared by the in-process learner (``automl.models.mlp``) and the Ray Train workers
-(``tuning.train_torch``), so both train exactly the same network the same way.
+(``tuning.distributed.mlp``), so both train exactly the same network the same way.
 
 Network: numbers (standardised, with missing indicators) are concatenated with one embedding per
 categorical column, then ``depth`` blocks of Linear -> BatchNorm/LayerNorm -> ReLU -> Dropout and

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from automl.exceptions import ConfigError
-from automl.models.base import FittedModel, Task
-from automl.preprocessing import FeatureMatrix
+from automl.models.base import Task
+from tuning.distributed import DistributedFit, DistributedJob, register
+from tuning.distributed.frames import LABEL, WEIGHT, data_config
 
 logger = logging.getLogger(__name__)
 
@@ -38,45 +38,35 @@ TRAIN_POLL_INTERVAL_S = "0.2"
 SHUFFLE_BUFFER_BATCHES = 4
 
 
-def fit_mlp_distributed(
-    config: dict[str, Any],
-    task: Task,
-    train: FeatureMatrix,
-    y_train: np.ndarray,
-    w_train: np.ndarray | None,
-    valid: FeatureMatrix,
-    y_valid: np.ndarray,
-    *,
-    num_workers: int,
-    use_gpu: bool,
-    storage_path: str,
-    max_epochs: int | None = None,
-    cpus_per_worker: float | None = None,
-) -> tuple[FittedModel, int, np.ndarray]:
-    """Train the MLP ``config`` with DDP on Ray Train; return the model of the epoch with the lowest
-    validation loss, that epoch, and the model's standardised predictions for ``valid``.
+@register("mlp")
+def fit_mlp(job: DistributedJob) -> DistributedFit:
+    """Train the MLP ``job.config`` with DDP on Ray Train; return the model of the epoch with the
+    lowest validation loss and that epoch.
 
-    ``cpus_per_worker`` defaults to what leaves one CPU of the cluster for Ray Data's read tasks
-    (0.5 for 2 workers on 2 CPUs); workers that take every CPU can starve the data pipeline.
+    ``job.cpus_per_worker`` defaults to what leaves one CPU of the cluster for Ray Data's read
+    tasks (0.5 for 2 workers on 2 CPUs); workers that take every CPU can starve the data pipeline.
     """
     import ray
-    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from automl.models.mlp import MLPFamily, load_model, make_target, net_spec, train_settings
 
-    if num_workers < 1:
-        raise ConfigError(f"num_workers must be at least 1; got {num_workers}")
-    if "://" not in storage_path and not os.path.isabs(storage_path):
-        raise ConfigError(f"storage_path must be absolute or a URI (s3://...); got {storage_path!r}")
-    if use_gpu and not ray.cluster_resources().get("GPU"):
+    if job.labels is None:
+        raise ConfigError("the MLP's Ray Train path needs the label arrays (DistributedJob.labels)")
+    if job.num_workers < 1:
+        raise ConfigError(f"num_workers must be at least 1; got {job.num_workers}")
+    if "://" not in job.storage_path and not os.path.isabs(job.storage_path):
+        raise ConfigError(f"storage_path must be absolute or a URI (s3://...); got {job.storage_path!r}")
+    if job.use_gpu and not ray.cluster_resources().get("GPU"):
         raise ConfigError("use_gpu=True but the Ray cluster has no GPUs; pass use_gpu=False")
-    settings = train_settings({**config, **({"max_epochs": max_epochs} if max_epochs else {})}, task)
-    target = make_target(task, y_train, w_train)
-    constant = target.constant(y_train, w_train)
-    cpus = cpus_per_worker or _default_cpus_per_worker(num_workers)
+    config, task, labels = job.config, job.task, job.labels
+    settings = train_settings({**config, **({"max_epochs": job.max_epochs} if job.max_epochs else {})}, task)
+    target = make_target(task, labels.y_train, labels.w_train)
+    constant = target.constant(labels.y_train, labels.w_train)
+    cpus = job.cpus_per_worker or _default_cpus_per_worker(job.num_workers)
     loop_config = {
-        "net": net_spec(config, task, train).to_dict(),
+        "net": net_spec(config, task, job.layout.empty_matrix()).to_dict(),
         "target": {
             "problem_type": task.problem_type.value,
             "n_classes": target.n_classes,
@@ -87,36 +77,34 @@ def fit_mlp_distributed(
         "task": {**task.to_dict(), "use_gpu": False},
         "seed": task.seed,
         "threads": max(1, int(cpus)),
-        "num_workers": num_workers,
-        "constant_loss": target.constant_loss(constant, y_valid),
+        "num_workers": job.num_workers,
+        "constant_loss": target.constant_loss(constant, labels.y_valid),
         "patience": MLPFamily().patience_for(config),
-        "steps_per_epoch": max(1, math.ceil(train.n_rows / settings["batch_size"])),
-        "weighted": w_train is not None,
+        "steps_per_epoch": max(1, math.ceil(job.n_train_rows / settings["batch_size"])),
+        "weighted": job.weighted,
+        "layout": job.layout,
     }
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_INTERVAL_S)
-    name = f"mlp-ddp-{uuid.uuid4().hex[:8]}"
+    name = f"{job.name}-{uuid.uuid4().hex[:6]}"
     keep_best = CheckpointConfig(
         num_to_keep=2, checkpoint_score_attribute="val_loss", checkpoint_score_order="min"
     )
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
-            num_workers=num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus}
+            num_workers=job.num_workers, use_gpu=job.use_gpu, resources_per_worker={"CPU": cpus}
         ),
-        datasets={
-            "train": ray.data.from_pandas(_frame(train, y_train, w_train)),
-            "validation": ray.data.from_pandas(_frame(valid, y_valid, None)),
-        },
-        dataset_config=DataConfig(datasets_to_split=["train"]),
-        run_config=RunConfig(storage_path=storage_path, name=name, checkpoint_config=keep_best),
+        datasets=job.datasets,
+        dataset_config=data_config(),
+        run_config=RunConfig(storage_path=job.storage_path, name=name, checkpoint_config=keep_best),
     )
     logger.info(
         "mlp: Ray Train fit %s with %d %s workers (%.2f CPU each), up to %d epochs",
         name,
-        num_workers,
-        "GPU" if use_gpu else "CPU",
+        job.num_workers,
+        "GPU" if job.use_gpu else "CPU",
         cpus,
         settings["max_epochs"],
     )
@@ -132,11 +120,9 @@ def fit_mlp_distributed(
         logger.info("mlp: Ray Train run %s stopped by a health rule: %s", name, result.metrics["health"])
     with checkpoint.as_directory() as d:
         model = load_model(Path(d), task)
-    preds = model.predict(valid)
-    if not np.isfinite(preds).all():  # diverged from the first epoch: predict the constant, as in-process
+    if not np.isfinite(metrics["val_loss"]):  # diverged from the first epoch: predict the constant
         model.constant = constant
-        preds = model.predict(valid)
-    return model, int(metrics["epoch"]), preds
+    return DistributedFit(model, int(metrics["epoch"]), 0.0)
 
 
 def _default_cpus_per_worker(num_workers: int) -> float:
@@ -144,15 +130,6 @@ def _default_cpus_per_worker(num_workers: int) -> float:
 
     total = float(ray.cluster_resources().get("CPU", 1.0))
     return float(min(1.0, max(0.1, (total - 1.0) / num_workers)))
-
-
-def _frame(X: FeatureMatrix, y: np.ndarray, w: np.ndarray | None) -> pd.DataFrame:
-    cols: dict[str, Any] = {f"n{i}": X.num[:, i] for i in range(X.num.shape[1])}
-    cols.update({f"c{i}": X.cat[:, i].astype(np.int64) for i in range(X.cat.shape[1])})
-    cols["y"] = np.asarray(y)
-    if w is not None:
-        cols["w"] = np.asarray(w, dtype=np.float32)
-    return pd.DataFrame(cols)
 
 
 class ColumnsToTensors(NumpyBatchCollateFn):
@@ -165,16 +142,16 @@ class ColumnsToTensors(NumpyBatchCollateFn):
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         import torch
 
-        n = len(batch["y"])
+        n = len(batch[LABEL])
         num = np.column_stack([batch[f"n{i}"] for i in range(self.n_num)]) if self.n_num else np.zeros((n, 0))
         cat = np.column_stack([batch[f"c{i}"] for i in range(self.n_cat)]) if self.n_cat else np.zeros((n, 0))
         out = {
             "num": torch.from_numpy(np.ascontiguousarray(num, dtype=np.float32)),
             "cat": torch.from_numpy(np.ascontiguousarray(cat, dtype=np.int64)),
-            "y": self.target.encode(batch["y"]),
+            "y": self.target.encode(batch[LABEL]),
         }
         if self.weighted:
-            out["w"] = torch.from_numpy(np.ascontiguousarray(batch["w"], dtype=np.float32))
+            out["w"] = torch.from_numpy(np.ascontiguousarray(batch[WEIGHT], dtype=np.float32))
         return out
 
 
