@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 DEMO_TIME ?= 60
 
-.PHONY: demo test test-fast lint docs bench venv clean
+.PHONY: demo test test-fast lint docs bench venv chromium clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,8 +24,23 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m automl.demo --output $(DEMO_DIR) --time-limit $(DEMO_TIME)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# the tests without the `slow` marker (no long fits, clusters or load tests): a quick loop
+test-fast: $(STAMP) chromium
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Debian's chromium renders the HTML report in the browser tests: use the machine's, or install
+# it here (root or sudo), before pytest starts; tests never install anything themselves
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || { \
+	  echo "installing Debian's chromium for the browser tests (apt-get)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || { \
+	    $$SUDO apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; } || { \
+	    echo "could not install chromium: install Debian's chromium package (or set CHROMIUM=/path)"; exit 1; }; }
 
 # ruff's linter and formatter (pinned in the test extras), as CI runs them
 lint: $(STAMP)

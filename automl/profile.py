@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ import pandas as pd
 
 from automl import baseline as baseline_mod
 from automl import quality
+from automl.column_stats import column_stats, target_summary
 from automl.exceptions import DataError
-from automl.kinds import ColumnKind, infer_kind, level_strings
+from automl.kinds import ColumnKind, infer_kind
 from automl.metrics import Metric, resolve_metric
 from automl.problem import ProblemType, infer_problem_type, parse_problem_type
 from automl.quality import ProfileWarning
@@ -253,19 +253,7 @@ def profile_table(
         if col is not None and col not in df.columns:
             raise DataError(f"{role} {col!r} is not in the table; its columns are {list(df.columns)[:30]}")
     y = df[target]
-    if problem_type is None:
-        ptype, p_reason = infer_problem_type(y)
-        logger.info(
-            "problem type %s: %s; pass problem_type= (--problem-type) to override", ptype.value, p_reason
-        )
-    else:
-        ptype, p_reason = parse_problem_type(problem_type), "given by the user"
-        if ptype.is_classification and y.nunique() < 2:
-            infer_problem_type(y)  # raises the single-class error
-        if ptype is ProblemType.BINARY and y.nunique() != 2:
-            raise DataError(f"problem_type='binary' but target {target!r} has {y.nunique()} distinct values")
-        if ptype is ProblemType.REGRESSION and not pd.api.types.is_numeric_dtype(y):
-            raise DataError(f"problem_type='regression' needs a numeric target; {target!r} holds text")
+    ptype, p_reason = _problem(y, target, problem_type)
     chosen, m_reason = resolve_metric(metric, ptype)
     logger.info("metric %s: %s", chosen.name, m_reason)
 
@@ -282,7 +270,7 @@ def profile_table(
     if time_column is not None:
         time_cp = next(c for c in columns if c.name == time_column)
         quality.check_time_column(df[time_column], time_cp)
-        time_cp.stats = _stats(df[time_column], ColumnKind(time_cp.kind))
+        time_cp.stats = column_stats(df[time_column], ColumnKind(time_cp.kind))
     if group_column is not None:
         quality.check_group_column(df[group_column])
     found = quality.check(df, target, ptype, columns, n_folds=n_folds, n_missing_target=n_dropped)
@@ -308,7 +296,7 @@ def profile_table(
         metric=chosen.name,
         metric_reason=m_reason,
         columns=columns,
-        target_summary=_target_summary(y, ptype),
+        target_summary=target_summary(y, ptype),
         warnings=found.warnings,
         n_duplicate_rows=found.n_duplicates,
         rows_dropped_missing_target=n_dropped,
@@ -317,6 +305,24 @@ def profile_table(
         weight_column=weight_column,
         baseline=baseline_mod.build(df, [c for c in columns if c.is_feature], target, ptype),
     )
+
+
+def _problem(y: pd.Series, target: str, problem_type: str | ProblemType | None) -> tuple[ProblemType, str]:
+    """The problem type (inferred and logged, or the user's, checked against the target)."""
+    if problem_type is None:
+        ptype, reason = infer_problem_type(y)
+        logger.info(
+            "problem type %s: %s; pass problem_type= (--problem-type) to override", ptype.value, reason
+        )
+        return ptype, reason
+    ptype = parse_problem_type(problem_type)
+    if ptype.is_classification and y.nunique() < 2:
+        infer_problem_type(y)  # raises the single-class error
+    if ptype is ProblemType.BINARY and y.nunique() != 2:
+        raise DataError(f"problem_type='binary' but target {target!r} has {y.nunique()} distinct values")
+    if ptype is ProblemType.REGRESSION and not pd.api.types.is_numeric_dtype(y):
+        raise DataError(f"problem_type='regression' needs a numeric target; {target!r} holds text")
+    return ptype, "given by the user"
 
 
 def _log_kind(cp: ColumnProfile, s: pd.Series) -> None:
@@ -335,50 +341,5 @@ def _profile_column(s: pd.Series) -> ColumnProfile:
         dtype=str(s.dtype),
         missing_share=round(float(s.isna().mean()), 6),
         n_unique=int(s.nunique()),
-        stats=_stats(s, kind),
+        stats=column_stats(s, kind),
     )
-
-
-def _stats(s: pd.Series, kind: ColumnKind) -> dict[str, Any]:
-    """Numeric quantiles, or the top values with their shares (and the range of dates)."""
-    present = s.dropna()
-    if not len(present):
-        return {}
-    if kind is ColumnKind.NUMERIC:
-        vals = pd.to_numeric(present, errors="coerce").dropna().to_numpy(dtype=float)
-        if not len(vals):
-            return {}
-        q = np.quantile(vals, [0, 0.01, 0.25, 0.5, 0.75, 0.99, 1])
-        return {
-            "mean": float(vals.mean()),
-            "std": float(vals.std()),
-            "quantiles": dict(zip(["min", "p01", "p25", "p50", "p75", "p99", "max"], map(float, q))),
-        }
-    top = level_strings(present).value_counts().head(10)
-    stats: dict[str, Any] = {"top": [{"value": k, "share": round(v / len(s), 6)} for k, v in top.items()]}
-    if kind is ColumnKind.DATETIME:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parsed = (
-                present
-                if pd.api.types.is_datetime64_any_dtype(present)
-                else pd.to_datetime(present.astype(str), errors="coerce", format="mixed")
-            )
-        stats.update({"min": str(parsed.min()), "max": str(parsed.max())})
-    return stats
-
-
-def _target_summary(y: pd.Series, ptype: ProblemType) -> dict[str, Any]:
-    if ptype.is_classification:
-        counts = y.value_counts()
-        return {
-            "class_counts": {str(k): int(v) for k, v in counts.items()},
-            "imbalance_ratio": round(float(counts.iloc[0] / counts.iloc[-1]), 4),
-        }
-    v = y.to_numpy(dtype=float)
-    q = np.quantile(v, [0, 0.25, 0.5, 0.75, 1])
-    return {
-        "mean": float(v.mean()),
-        "std": float(v.std()),
-        "quantiles": dict(zip(["min", "p25", "p50", "p75", "max"], map(float, q))),
-    }

@@ -145,21 +145,7 @@ def train_candidate(
     no validation label influences which model predicts its row (stack layers use this).
     """
     t_start = time.perf_counter()
-    if isinstance(features, list):
-        per_fold = features
-    else:
-        per_fold = [features if features is not None else data.features[family.recipe]] * len(data.folds)
-    X = per_fold[0]
-    learners = []
-    k = len(data.folds)
-    for i, (tr, va) in enumerate(data.folds):
-        w = data.weights[tr] if data.weights is not None else None
-        learner = family.learner(
-            config, data.task, per_fold[i].take(tr), data.y[tr], w, per_fold[i].take(va), data.y[va]
-        )
-        # a learner that trains its fold in one call gets its share of the time left
-        learner.deadline = None if deadline is None else time.time() + (deadline - time.time()) * (i + 1) / k
-        learners.append(learner)
+    learners, X = _build_learners(family, config, data, features, deadline)
     can_checkpoint = checkpoint is not None and all(learner.supports_state for learner in learners)
     prog = _Progress()
     if resume_from is not None:
@@ -169,45 +155,14 @@ def train_candidate(
         logger.info("%s: resumed at step %d (iteration %d)", family.name, prog.n_steps, learners[0].iteration)
     step = family.step_size(config, data.task)
     patience = family.patience_for(config)
-    metric = data.metric
-    # Label metrics (accuracy, F1, ...) move in jumps: log-loss breaks their ties and keeps
-    # training alive while the probabilities still improve.
-    proxy = LOG_LOSS if data.task.problem_type.is_classification and not metric.needs_proba else None
     stop_reason = "max_iterations"
     while not all(learner.done for learner in learners) or prog.best_preds is None:
         for learner in learners:
             learner.step(step)
         prog.n_steps += 1
-        iteration = learners[0].iteration
-        preds = [learner.valid_predictions() for learner in learners]
-        fold_scores = [metric.score(data.y[va], p) for (_, va), p in zip(data.folds, preds)]
-        mean = float(np.mean(fold_scores))
-        objective = metric.objective(mean)
-        if not np.isfinite(objective):
-            objective = -np.inf
-        secondary = 0.0
-        if proxy is not None:
-            secondary = -float(np.mean([proxy.score(data.y[va], p) for (_, va), p in zip(data.folds, preds)]))
-            if secondary > prog.best_proxy + 1e-9:
-                prog.best_proxy, prog.last_gain["proxy"] = secondary, iteration
-        if (
-            not select_best
-            or (objective, secondary) > (prog.best_objective, prog.best_secondary)
-            or prog.best_preds is None
-        ):
-            if objective > prog.best_objective:
-                prog.last_gain["primary"] = iteration
-            prog.best_objective, prog.best_secondary = objective, secondary
-            prog.best_iteration, prog.best_scores, prog.best_preds = iteration, fold_scores, preds
+        metrics = _score_step(prog, learners, data, select_best)
         elapsed = prog.elapsed_before + time.perf_counter() - t_start
-        prog.history.append(StepRecord(prog.n_steps, iteration, mean, elapsed))
-        metrics = StepReport(
-            objective=objective,
-            score=mean,
-            iteration=iteration,
-            best_objective=prog.best_objective,
-            step=prog.n_steps,
-        )
+        prog.history.append(StepRecord(prog.n_steps, metrics["iteration"], metrics["score"], elapsed))
         if on_step is not None:
             if can_checkpoint and checkpoint(prog.n_steps, elapsed):
                 with tempfile.TemporaryDirectory(prefix="automl-state-") as d:
@@ -221,7 +176,7 @@ def train_candidate(
             break
         if all(learner.done for learner in learners):
             break
-        if select_best and iteration - max(prog.last_gain.values()) >= patience:
+        if select_best and metrics["iteration"] - max(prog.last_gain.values()) >= patience:
             stop_reason = "converged"
             break
         if deadline is not None and time.time() >= deadline and prog.n_steps >= min_steps_before_deadline:
@@ -244,6 +199,65 @@ def train_candidate(
         wall_time_s=prog.elapsed_before + time.perf_counter() - t_start,
         stop_reason=stop_reason,
         history=prog.history,
+    )
+
+
+def _build_learners(
+    family: Family,
+    config: dict[str, Any],
+    data: TrialData,
+    features: FeatureMatrix | list[FeatureMatrix] | None,
+    deadline: float | None,
+) -> tuple[list[Any], FeatureMatrix]:
+    """One learner per fold (on the recipe's matrix, ``features``, or one matrix per fold)."""
+    if isinstance(features, list):
+        per_fold = features
+    else:
+        per_fold = [features if features is not None else data.features[family.recipe]] * len(data.folds)
+    learners = []
+    k = len(data.folds)
+    for i, (tr, va) in enumerate(data.folds):
+        w = data.weights[tr] if data.weights is not None else None
+        learner = family.learner(
+            config, data.task, per_fold[i].take(tr), data.y[tr], w, per_fold[i].take(va), data.y[va]
+        )
+        # a learner that trains its fold in one call gets its share of the time left
+        learner.deadline = None if deadline is None else time.time() + (deadline - time.time()) * (i + 1) / k
+        learners.append(learner)
+    return learners, per_fold[0]
+
+
+def _score_step(prog: _Progress, learners: list[Any], data: TrialData, select_best: bool) -> StepReport:
+    """Score the folds' validation predictions after a step and keep the best step so far.
+
+    Label metrics (accuracy, F1, ...) move in jumps: log-loss breaks their ties and keeps
+    training alive while the probabilities still improve."""
+    metric = data.metric
+    proxy = LOG_LOSS if data.task.problem_type.is_classification and not metric.needs_proba else None
+    iteration = learners[0].iteration
+    preds = [learner.valid_predictions() for learner in learners]
+    fold_scores = [metric.score(data.y[va], p) for (_, va), p in zip(data.folds, preds)]
+    mean = float(np.mean(fold_scores))
+    objective = metric.objective(mean)
+    if not np.isfinite(objective):
+        objective = -np.inf
+    secondary = 0.0
+    if proxy is not None:
+        secondary = -float(np.mean([proxy.score(data.y[va], p) for (_, va), p in zip(data.folds, preds)]))
+        if secondary > prog.best_proxy + 1e-9:
+            prog.best_proxy, prog.last_gain["proxy"] = secondary, iteration
+    better = (objective, secondary) > (prog.best_objective, prog.best_secondary)
+    if not select_best or better or prog.best_preds is None:
+        if objective > prog.best_objective:
+            prog.last_gain["primary"] = iteration
+        prog.best_objective, prog.best_secondary = objective, secondary
+        prog.best_iteration, prog.best_scores, prog.best_preds = iteration, fold_scores, preds
+    return StepReport(
+        objective=objective,
+        score=mean,
+        iteration=iteration,
+        best_objective=prog.best_objective,
+        step=prog.n_steps,
     )
 
 

@@ -1,6 +1,7 @@
-"""Headless Chromium for tests: find it (installing Debian's ``chromium`` package when it is
-missing), open a local file through the DevTools protocol, and collect what the page did:
-console errors, uncaught exceptions, network requests, and a full-page screenshot.
+"""Headless Chromium for tests: find it (``make test`` installs Debian's ``chromium`` package
+before pytest when the machine lacks it; ``$CHROMIUM`` names another binary), open a local file
+through the DevTools protocol, and collect what the page did: console errors, uncaught
+exceptions, network requests, and a full-page screenshot.
 
 Usage::
 
@@ -46,18 +47,14 @@ LOAD_TIMEOUT_S = 30.0
 
 
 def ensure_chromium() -> str:
-    """Path of a Chromium binary; runs ``apt-get install -y chromium`` when it is missing."""
+    """Path of a Chromium binary, or a RuntimeError saying how to get one (never installs)."""
     found = os.environ.get("CHROMIUM") or (CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"))
-    if found:
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = ["apt-get", "install", "-y", "-q", "chromium"]
-    if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True)
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
-    if not Path(CHROMIUM).exists():
-        raise RuntimeError(f"`apt-get install -y chromium` did not provide {CHROMIUM}")
-    return CHROMIUM
+    if not found:
+        raise RuntimeError(
+            "the browser tests need Chromium: run `make chromium` (installs Debian's chromium package; "
+            "`make test` does it first) or set CHROMIUM=/path/to/chromium"
+        )
+    return found
 
 
 @dataclass

@@ -147,3 +147,33 @@ def test_errors_are_typed_and_name_the_fix(binary_df):
             binary_df
         )
     assert issubclass(DataError, AutoMLError) and issubclass(ConfigError, AutoMLError)
+
+
+def test_scikit_learn_contract(ray_session, regression_df, tmp_path):
+    """clone() copies the settings (not the fit); fit(X, y) equals fit(table); score() is the
+    chosen metric in sklearn's higher-is-better convention (rmse negated)."""
+    from sklearn.base import clone
+    from sklearn.metrics import mean_squared_error
+
+    est = AutoML(
+        target="label", search=SearchConfig(max_trials=2, families=("lightgbm",)), write_report=False
+    )
+    copy = clone(est)
+    assert copy is not est and copy.get_params() == est.get_params()
+    copy.set_params(seed=3, output_dir=tmp_path / "xy")
+    assert copy.seed == 3 and est.seed == 0
+    X, y = regression_df.drop(columns=["label"]), regression_df["label"].to_numpy()
+    columns_before = list(X.columns)
+    copy.fit(X.iloc[:240], y[:240])
+    assert list(X.columns) == columns_before  # the caller's frame is not changed
+    assert copy.run_info_["target"] == "label" and (tmp_path / "xy" / "predictor.json").exists()
+    score = copy.score(X.iloc[240:], y[240:])
+    rmse = mean_squared_error(y[240:], copy.predict(X.iloc[240:])) ** 0.5
+    assert score == pytest.approx(-rmse)
+    assert copy.score(regression_df.iloc[240:]) == pytest.approx(score)  # a table with the target
+    with pytest.raises(DataError, match="one label per row of X"):
+        clone(est).fit(X, y[:10])
+    with pytest.raises(DataError, match="already has a column named 'label'"):
+        clone(est).fit(regression_df, y)
+    with pytest.raises(NotFittedError):
+        clone(est).score(X, y)

@@ -13,9 +13,9 @@ from conftest import _frame
 from helpers import trial_data
 from sklearn.metrics import log_loss, roc_auc_score
 
-from automl.models import get_family, mlp_net
+from automl.models import get_family, mlp_health, mlp_net
 from automl.models.mlp import MLPLearner, MLPModel, load_model, max_epochs_for
-from automl.models.mlp_net import EpochHealth, HealthMonitor
+from automl.models.mlp_health import EpochHealth, HealthMonitor
 from automl.training import train_candidate
 
 FAMILY = get_family("mlp")
@@ -92,14 +92,14 @@ def test_huge_learning_rate_explodes_and_the_trial_reports_the_rule(binary_df):
 
 
 def test_tiny_model_on_pure_noise_makes_no_progress(monkeypatch):
-    monkeypatch.setattr(mlp_net, "NO_PROGRESS_MIN_UPDATES", 0)  # judge after NO_PROGRESS_EPOCHS epochs
+    monkeypatch.setattr(mlp_health, "NO_PROGRESS_MIN_UPDATES", 0)  # judge after NO_PROGRESS_EPOCHS epochs
     df = _frame(300, 4, "binary")
     df["label"] = np.random.default_rng(4).choice(["yes", "no"], size=len(df))
     data = _data(df)
     config = {**FAMILY.portfolio(data.task)[0], "hidden": 4, "depth": 1, "learning_rate": 3e-4}
     res = train_candidate(FAMILY, config, data)
     assert res.stop_reason.startswith("health: no_progress: best validation loss"), res.stop_reason
-    assert len(res.history) == mlp_net.NO_PROGRESS_EPOCHS
+    assert len(res.history) == mlp_health.NO_PROGRESS_EPOCHS
 
 
 def test_dead_relus_make_gradients_vanish(binary_df):
@@ -108,7 +108,7 @@ def test_dead_relus_make_gradients_vanish(binary_df):
         learner.model.first_layer().bias.fill_(-1e4)
     learner.step(5)
     assert learner.health_stop.startswith("vanishing_gradient: mean |gradient| of the first layer 0 <")
-    assert learner.iteration == mlp_net.VANISHING_GRADIENT_EPOCHS and learner.done
+    assert learner.iteration == mlp_health.VANISHING_GRADIENT_EPOCHS and learner.done
 
 
 def test_big_unregularised_net_on_few_noisy_rows_overfits():

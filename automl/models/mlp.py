@@ -26,7 +26,8 @@ from automl.problem import ProblemType
 if TYPE_CHECKING:
     import torch
 
-    from automl.models.mlp_net import Batch, EpochHealth, NetSpec, Target
+    from automl.models.mlp_health import EpochHealth
+    from automl.models.mlp_net import Batch, NetSpec, Target
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +231,7 @@ class MLPLearner(Learner):
         import torch._dynamo  # noqa: F401  (AdamW imports it lazily: ~1.5 s once per process)
 
         from automl.models import mlp_net as net
+        from automl.models.mlp_health import HealthMonitor
 
         t0 = time.perf_counter()
         self.task, self.settings = task, train_settings(config, task)
@@ -258,7 +260,7 @@ class MLPLearner(Learner):
         self.schedule = net.make_schedule(self.optimizer, self.max_iterations * self.updates_per_epoch)
         self.amp = net.Amp.for_device(self.device, s["amp"])
         constant_loss = self.target.constant_loss(self.constant, y_valid)
-        self.health = net.HealthMonitor(constant_loss, self.updates_per_epoch)
+        self.health = HealthMonitor(constant_loss, self.updates_per_epoch)
         state_bytes = sum(p.numel() * p.element_size() for p in self.model.state_dict().values())
         self._keep_max = int(max(3, SNAPSHOT_BUDGET_BYTES // max(state_bytes, 1)))
         self._recent = min(patience + 1, self._keep_max - 1)
@@ -304,7 +306,8 @@ class MLPLearner(Learner):
             yield Batch(self.num[idx], self.cat[idx], self.y[idx], w)
 
     def step(self, n: int) -> None:
-        from automl.models.mlp_net import EpochHealth, forward_all, train_epoch
+        from automl.models.mlp_health import EpochHealth
+        from automl.models.mlp_net import forward_all, train_epoch
 
         t0 = time.perf_counter()
         with self._torch_scope():

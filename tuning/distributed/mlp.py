@@ -50,7 +50,7 @@ def fit_mlp(job: DistributedJob) -> DistributedFit:
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from automl.models.mlp import MLPFamily, load_model, make_target, net_spec, train_settings
+    from automl.models.mlp import load_model, make_target, train_settings
 
     if job.labels is None:
         raise ConfigError("the MLP's Ray Train path needs the label arrays (DistributedJob.labels)")
@@ -60,30 +60,14 @@ def fit_mlp(job: DistributedJob) -> DistributedFit:
         raise ConfigError(f"storage_path must be absolute or a URI (s3://...); got {job.storage_path!r}")
     if job.use_gpu and not ray.cluster_resources().get("GPU"):
         raise ConfigError("use_gpu=True but the Ray cluster has no GPUs; pass use_gpu=False")
-    config, task, labels = job.config, job.task, job.labels
-    settings = train_settings({**config, **({"max_epochs": job.max_epochs} if job.max_epochs else {})}, task)
+    task, labels = job.task, job.labels
+    settings = train_settings(
+        {**job.config, **({"max_epochs": job.max_epochs} if job.max_epochs else {})}, task
+    )
     target = make_target(task, labels.y_train, labels.w_train)
     constant = target.constant(labels.y_train, labels.w_train)
     cpus = job.cpus_per_worker or _default_cpus_per_worker(job.num_workers)
-    loop_config = {
-        "net": net_spec(config, task, job.layout.empty_matrix()).to_dict(),
-        "target": {
-            "problem_type": task.problem_type.value,
-            "n_classes": target.n_classes,
-            "y_mean": target.y_mean,
-            "y_std": target.y_std,
-        },
-        "settings": settings,
-        "task": {**task.to_dict(), "use_gpu": False},
-        "seed": task.seed,
-        "threads": max(1, int(cpus)),
-        "num_workers": job.num_workers,
-        "constant_loss": target.constant_loss(constant, labels.y_valid),
-        "patience": MLPFamily().patience_for(config),
-        "steps_per_epoch": max(1, math.ceil(job.n_train_rows / settings["batch_size"])),
-        "weighted": job.weighted,
-        "layout": job.layout,
-    }
+    loop_config = _loop_config(job, settings, target, constant, cpus)
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_INTERVAL_S)
     name = f"{job.name}-{uuid.uuid4().hex[:6]}"
     keep_best = CheckpointConfig(
@@ -125,6 +109,34 @@ def fit_mlp(job: DistributedJob) -> DistributedFit:
     return DistributedFit(model, int(metrics["epoch"]), 0.0)
 
 
+def _loop_config(
+    job: DistributedJob, settings: dict[str, Any], target: Any, constant: Any, cpus: float
+) -> dict:
+    """What every worker needs: the network, the target's scaling, the settings and the data's shape."""
+    from automl.models.mlp import MLPFamily, net_spec
+
+    task = job.task
+    return {
+        "net": net_spec(job.config, task, job.layout.empty_matrix()).to_dict(),
+        "target": {
+            "problem_type": task.problem_type.value,
+            "n_classes": target.n_classes,
+            "y_mean": target.y_mean,
+            "y_std": target.y_std,
+        },
+        "settings": settings,
+        "task": {**task.to_dict(), "use_gpu": False},
+        "seed": task.seed,
+        "threads": max(1, int(cpus)),
+        "num_workers": job.num_workers,
+        "constant_loss": target.constant_loss(constant, job.labels.y_valid),
+        "patience": MLPFamily().patience_for(job.config),
+        "steps_per_epoch": max(1, math.ceil(job.n_train_rows / settings["batch_size"])),
+        "weighted": job.weighted,
+        "layout": job.layout,
+    }
+
+
 def _default_cpus_per_worker(num_workers: int) -> float:
     import ray
 
@@ -163,11 +175,10 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     from ray.train.torch import get_device, prepare_model
 
     from automl.models.mlp import MLPModel
+    from automl.models.mlp_health import EpochHealth, HealthMonitor
     from automl.models.mlp_net import (
         Amp,
         Batch,
-        EpochHealth,
-        HealthMonitor,
         NetSpec,
         TabularMLP,
         Target,
