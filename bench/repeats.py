@@ -151,13 +151,13 @@ def fmt(v: float | None, like: float | None = None, sign: bool = False) -> str:
     return format(v, f"{'+' if sign else ''},.{digits}f")
 
 
-def _cell(scores: Scores | None, failed: list[int]) -> str:
+def _cell(scores: Scores | None, failed: list[int], like: float) -> str:
     st = stat((scores or {}).values())
-    out = "-" if st is None else f"{fmt(st.mean)} ± {fmt(st.sd, st.mean)} ({st.n})"
+    out = "-" if st is None else f"{fmt(st.mean, like)} ± {fmt(st.sd, like)} ({st.n})"
     return out + (f", failed s{','.join(map(str, sorted(failed)))}" if failed else "")
 
 
-def _verdict_cell(v: Verdict | None, like: float | None, with_name: bool = False) -> str:
+def _verdict_cell(v: Verdict | None, like: float, with_name: bool = False) -> str:
     if v is None or v.outcome is None:
         return "-"
     name = f" {v.peer}" if with_name else ""
@@ -179,10 +179,12 @@ def seeds_markdown(groups: list[Group]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in sorted(groups, key=lambda g: (g.budget, g.table)):
         v = g.verdicts()
-        mean = (stat(g.scores.get(SYSTEM, {}).values()) or Stat(0, 0.0, 0.0)).mean
-        cells = [_cell(g.scores.get(s), g.failed.get(s, [])) for s in systems]
-        cells += [_verdict_cell(v.get(p), mean) for p in peers]
-        cells.append(_verdict_cell(v.get("best peer"), mean, with_name=True))
+        like = max(
+            (abs(x) for sc in g.scores.values() for x in sc.values()), default=0.0
+        )  # one precision a row
+        cells = [_cell(g.scores.get(s), g.failed.get(s, []), like) for s in systems]
+        cells += [_verdict_cell(v.get(p), like) for p in peers]
+        cells.append(_verdict_cell(v.get("best peer"), like, with_name=True))
         lines.append(f"| {g.table} | {g.budget:g}s | {g.metric} | " + " | ".join(cells) + " |")
     lines += ["", "Cells: mean ± sd (seeds with a result). Verdict: outcome, difference of means (positive: "]
     lines[-1] += "ours better, in metric units) and seeds won. " + TIE_RULE

@@ -103,8 +103,8 @@ def logit(num: dict[str, np.ndarray], codes: dict[str, np.ndarray]) -> np.ndarra
 
 
 def make_block(seed: int, stream: int, index: int, rows: int) -> tuple[Any, np.ndarray]:
-    """Shard ``index`` of a stream as a pyarrow Table, and the true P(y=1) of its rows. ``rows``
-    below a full shard gives a prefix of what a larger ``rows`` gives."""
+    """Shard ``index`` of a stream as a pyarrow Table of ``rows`` rows, and the true P(y=1) of its
+    rows. The rows depend on ``rows`` too: a partial shard is a slice of the full one (SynthStore)."""
     import pyarrow as pa
 
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, index)))
