@@ -4,7 +4,7 @@ the whole table in memory), for the big-data bench (issue 15).
 Columns: ``num_00``..``num_39`` (float32: normal, uniform, log-normal and correlated normal
 columns) and ``cat_00``..``cat_09`` (strings, 20 levels of unequal frequency), some with missing
 values (:data:`MISSING`); the target ``y`` (0/1) is drawn from ``sigmoid(logit)`` where the logit
-(:func:`logit`) uses 8 numeric columns (linear, product, sine, step, log and square terms) and 3
+(:func:`logit`) uses 9 numeric columns (linear, product, sine, step, log and square terms) and 3
 categorical ones (level effects and a level-gated slope); the other 39 columns are noise. Missing
 cells are blanked *after* the target is drawn, so the AUC of the true probability on the test set
 (``oracle_auc`` in ``meta.json``) is an upper bound no model reaches.
