@@ -224,6 +224,19 @@ def overshoot_markdown(groups: list[Group]) -> str:
     return "\n".join([*lines, "", note])
 
 
+#: a run that started with more than this many runnable processes per CPU was timed on a busy machine
+BUSY_LOAD_PER_CPU = 1.5
+
+
+def busy_runs(entries: list[Entry], limit: float = BUSY_LOAD_PER_CPU) -> list[str]:
+    """Runs that started on a busy machine: budget-driven systems then get fewer trials or rounds."""
+    busy = [e for e in entries if e.load_per_cpu is not None and e.load_per_cpu > limit]
+    return [
+        f"{e.system} {e.table} {e.budget:g}s seed {e.seed} ({e.load_per_cpu:.1f})"
+        for e in sorted(busy, key=lambda e: (e.table, e.budget, e.seed, e.system))
+    ]
+
+
 def split_mismatches(entries: list[Entry]) -> list[str]:
     """(table, seed) pairs whose systems were scored on different test rows (test_index_sha256)."""
     shas: dict[tuple[str, int], set[str]] = {}

@@ -32,6 +32,7 @@ def quality_section(results: list[dict], peer_entries: list[table.Entry], out: P
     ours = [e for e in (table.entry_from_result(r) for r in results) if e is not None]
     seed0 = first_seed(results)
     groups = repeats.group(ours, peer_entries)
+    keys = {(g.table, g.budget) for g in groups}
     seeds = sorted({e.seed for e in ours})
     pngs = curves.plot_curves([r for r in results if table.result_seed(r) == seed0], out / "curves")
     parts = [
@@ -46,6 +47,14 @@ def quality_section(results: list[dict], peer_entries: list[table.Entry], out: P
     mismatch = repeats.split_mismatches([*ours, *peer_entries])
     if mismatch:
         parts += ["", "WARNING: systems were scored on different test rows for " + ", ".join(mismatch)]
+    busy = repeats.busy_runs([e for e in [*ours, *peer_entries] if (e.table, e.budget) in keys])
+    if busy:
+        parts += [
+            "",
+            f"WARNING: {len(busy)} runs started on a busy machine (1-minute load average per CPU above "
+            f"{repeats.BUSY_LOAD_PER_CPU:g}; budget-driven fits then do less work, and times stretch): "
+            + ", ".join(busy),
+        ]
     parts += [
         "",
         f"## Every figure at split seed {seed0} (test split of splits.py)",

@@ -38,6 +38,7 @@ class Entry:
     split_sha: str | None = None
     source: str = ""
     seed: int = 0  # the split seed (results without one are the peers' original seed-0 runs)
+    load_per_cpu: float | None = None  # 1-minute load average at the start / usable CPUs
 
 
 def table_name(res: dict[str, Any]) -> str:
@@ -62,6 +63,13 @@ def result_seed(res: dict[str, Any]) -> int:
     return 0
 
 
+def load_per_cpu(res: dict[str, Any]) -> float | None:
+    """The 1-minute load average when the run started, per usable CPU (``environment``)."""
+    env = res.get("environment") or {}
+    load, cpus = env.get("loadavg_start"), env.get("cpus_usable") or env.get("cpu_count")
+    return float(load[0]) / cpus if load and cpus else None
+
+
 def entry_from_result(res: dict[str, Any], source: str = "") -> Entry | None:
     """An Entry from a RESULT dict (ours or a peer's); None when it names no table or budget."""
     if res.get("time_limit_s") is None or not res.get("data"):
@@ -77,6 +85,7 @@ def entry_from_result(res: dict[str, Any], source: str = "") -> Entry | None:
         status=str(res.get("status")),
         source=source,
         seed=result_seed(res),
+        load_per_cpu=load_per_cpu(res),
     )
     if res.get("status") != "ok":
         return base

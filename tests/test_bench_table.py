@@ -557,3 +557,13 @@ def test_tree_sampler_also_counts_session_processes_outside_the_tree():
         assert also.peak_pss_kb > plain.peak_pss_kb
     finally:
         os.kill(pid, signal.SIGTERM)
+
+
+def test_runs_started_on_a_busy_machine_are_named():
+    from bench.repeats import busy_runs
+
+    quiet, busy = result("flaml", "car", 0.99), result("flaml", "car", 0.98)
+    quiet["environment"] = {"loadavg_start": [2.0, 2.0, 2.0], "cpus_usable": 2}
+    busy["environment"] = {"loadavg_start": [9.8, 8.2, 5.4], "cpu_count": 2}
+    busy["split"]["seed"] = 2
+    assert busy_runs([entry_from_result(quiet), entry_from_result(busy)]) == ["flaml car 60s seed 2 (4.9)"]
