@@ -186,18 +186,22 @@ def seeds_markdown(groups: list[Group]) -> str:
         cells += [_verdict_cell(v.get(p), like) for p in peers]
         cells.append(_verdict_cell(v.get("best peer"), like, with_name=True))
         lines.append(f"| {g.table} | {g.budget:g}s | {g.metric} | " + " | ".join(cells) + " |")
-    lines += ["", "Cells: mean ± sd (seeds with a result). Verdict: outcome, difference of means (positive: "]
-    lines[-1] += "ours better, in metric units) and seeds won. " + TIE_RULE
+    lines += [
+        "",
+        "Cells: mean ± sd (seeds with a result). Verdict: outcome, difference of means (positive: ours "
+        "better, in metric units) and seeds won. " + TIE_RULE,
+    ]
     for budget in sorted({g.budget for g in groups}):
         wins, ties, losses, n = headline(groups, budget)
         if not n:
             continue
         each = "; ".join("against {}: {}/{}/{}".format(p, *headline(groups, budget, p)[:3]) for p in peers)
+        tables = f"{n} table{'s' * (n != 1)}"
         lines += [
             "",
-            f"**At {budget:g} s: wins {wins}, ties {ties}, losses {losses} on {n} tables** against the ",
+            f"**At {budget:g} s: wins {wins}, ties {ties}, losses {losses} on {tables}** against the best "
+            f"peer (wins/ties/losses {each}).",
         ]
-        lines[-1] += f"best peer (wins/ties/losses {each})."
     return "\n".join(lines)
 
 
