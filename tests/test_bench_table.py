@@ -487,7 +487,7 @@ def test_synthetic_signal_is_learnable_and_below_the_oracle(tmp_path):
 
 def test_big_data_helpers_decide_the_baseline_and_the_data_mode_and_render_the_table():
     from bench.big_fit import data_mode_kwargs
-    from bench.bigdata import baseline_fits, bigdata_markdown
+    from bench.bigdata import baseline_fits, bigdata_markdown, fit_skip_reason
 
     assert baseline_fits(10_000_000, 22 * 2**30)[0]
     ok, why = baseline_fits(10_000_000, 4 * 2**30)
@@ -500,6 +500,9 @@ def test_big_data_helpers_decide_the_baseline_and_the_data_mode_and_render_the_t
         def __init__(self, target, *, time_limit=None, data_mode="auto"): ...
 
     assert data_mode_kwargs(Old) == {} and data_mode_kwargs(New) == {"data_mode": "streaming"}
+    assert fit_skip_reason(10_000_000, streaming=True) is None
+    assert fit_skip_reason(1_000_000, streaming=False) is None
+    assert "no data_mode argument yet" in fit_skip_reason(3_000_000, streaming=False)
     res = {
         "seed": 0,
         "shard_rows": 250_000,
