@@ -70,9 +70,9 @@ def _fmt(v: Any, spec: str = ".1f") -> str:
 def efficiency_markdown(results: list[dict[str, Any]]) -> str:
     """One row per run of the project: trials, why the search ended, curve summary, overhead."""
     lines = [
-        "| table | budget | trials (status) | ended because | first result s | time to best s "
+        "| table | budget | seed | trials (status) | ended because | first result s | time to best s "
         f"| within {TOL:.1%} of best s | overhead/trial mean (max) s | chosen | load avg start/end |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r.get("status") != "ok":
@@ -84,7 +84,8 @@ def efficiency_markdown(results: list[dict[str, Any]]) -> str:
         env = r.get("environment") or {}
         load = "/".join(_fmt((env.get(k) or [None])[0]) for k in ("loadavg_start", "loadavg_end"))
         lines.append(
-            f"| {r['data']['table']} | {r['time_limit_s']:g}s | {sd.get('n_trials', '-')} ({status}) "
+            f"| {r['data']['table']} | {r['time_limit_s']:g}s | {(r.get('split') or {}).get('seed', 0)} "
+            f"| {sd.get('n_trials', '-')} ({status}) "
             f"| {sd.get('ended_because', '-')} | {_fmt(c.get('first_result_s'))} "
             f"| {_fmt(c.get('time_to_best_s'))} | {_fmt(c.get('time_to_within_tol_s'))} "
             f"| {_fmt(ov.get('mean'), '.2f')} ({_fmt(ov.get('max'), '.2f')}) "

@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,10 @@ def _children() -> dict[int, list[int]]:
     return kids
 
 
-def tree_pids(root: int | None = None) -> list[int]:
+def tree_pids(root: int | None = None, kids: dict[int, list[int]] | None = None) -> list[int]:
     """``root`` (default: this process) and all its descendants."""
     root = root or os.getpid()
-    kids, out, todo = _children(), [], [root]
+    kids, out, todo = kids if kids is not None else _children(), [], [root]
     while todo:
         pid = todo.pop()
         out.append(pid)
@@ -67,13 +68,47 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return pss, rss
 
 
+def pids_with_cmdline(fragment: str) -> list[int]:
+    """Processes whose command line contains ``fragment`` (e.g. a Ray session directory)."""
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if fragment.encode() in Path(entry.path, "cmdline").read_bytes():
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
+
+
+def ray_session_dir() -> str | None:
+    """The session directory of the Ray this process is connected to (None: not connected). Every
+    process Ray starts for a session has it on its command line (raylet, GCS, agents, workers)."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        return ray._private.worker.global_worker.node.get_session_dir_path()
+    except Exception:  # noqa: BLE001 - a measurement aid: no session known
+        return None
+
+
 class TreeMemorySampler:
     """Samples the summed PSS and RSS of this process tree every ``interval_s`` in a thread, and the
     CPU time of every process seen in it (Ray workers are not our waited-for children, so
-    ``getrusage`` misses them)."""
+    ``getrusage`` misses them).
 
-    def __init__(self, interval_s: float = 0.5) -> None:
+    ``also`` returns a command-line fragment (e.g. :func:`ray_session_dir`): processes outside the
+    tree whose command line holds it, and their descendants, are summed too, and counted in
+    ``outside_tree_pids``. The
+    processes ``ray.init`` starts (GCS, raylet, agents, and the raylet's workers) are descendants of
+    the driver, so for a local Ray that count stays 0; it would not for a Ray started elsewhere."""
+
+    def __init__(self, interval_s: float = 0.5, also: Callable[[], str | None] | None = None) -> None:
         self.interval_s = interval_s
+        self.also = also
+        self.outside_tree: set[int] = set()
         self.peak_pss_kb = 0
         self.peak_rss_kb = 0
         self.peak_processes = 0
@@ -84,7 +119,13 @@ class TreeMemorySampler:
         self._thread = threading.Thread(target=self._loop, name="bench-memory", daemon=True)
 
     def sample(self) -> None:
-        pids = tree_pids()
+        kids = _children()
+        pids = tree_pids(kids=kids)
+        fragment = self.also() if self.also else None
+        if fragment:  # Ray's workers rename themselves ("ray::IDLE"): take the matches' descendants
+            extra = {p for root in pids_with_cmdline(fragment) for p in tree_pids(root, kids)} - set(pids)
+            self.outside_tree |= extra
+            pids += sorted(extra)
         mem = [_memory_kb(p) for p in pids]
         self.peak_pss_kb = max(self.peak_pss_kb, sum(m[0] for m in mem))
         self.peak_rss_kb = max(self.peak_rss_kb, sum(m[1] for m in mem))
@@ -131,6 +172,72 @@ class TreeMemorySampler:
             "peak_tree_processes": self.peak_processes,
             "tree_samples": self.samples,
             "tree_sample_interval_s": self.interval_s,
+            "outside_tree_pids": len(self.outside_tree),
+        }
+
+
+class RayStoreSampler:
+    """Polls the object store statistics of the Ray this process is connected to every
+    ``interval_s`` in a thread (cumulative spilled/restored bytes and the peak of bytes in use),
+    so the figures survive a fit that shuts Ray down before the caller can ask.
+
+    Source: the raylet's ``FormatGlobalMemoryInfo`` reply, as ``ray memory --stats-only`` prints it
+    (``ray._private.internal_api.get_memory_info_reply``: ``store_stats.spilled_bytes_total``,
+    ``restored_bytes_total``, ``object_store_bytes_used``; summed over all nodes by the raylet
+    asked). The GCS address is passed explicitly: without it Ray would pick the newest cluster on
+    the machine, which may be someone else's."""
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        self.interval_s = interval_s
+        self.stats: dict[str, Any] = {}
+        self.peak_used_bytes = 0
+        self.errors: list[str] = []
+        self._state: tuple[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-ray-store", daemon=True)
+
+    def sample(self) -> None:
+        try:
+            import ray
+            from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+
+            if not ray.is_initialized():
+                return
+            address = ray.get_runtime_context().gcs_address
+            if self._state is None or self._state[0] != address:
+                self._state = (address, get_state_from_address(address))
+            s = get_memory_info_reply(self._state[1], timeout_seconds=10).store_stats
+        except Exception as exc:  # noqa: BLE001 - Ray going down between two polls, a timeout
+            self.errors = [*self.errors[-4:], repr(exc)[:200]]
+            return
+        self.peak_used_bytes = max(self.peak_used_bytes, int(s.object_store_bytes_used))
+        self.stats = {
+            "spilled_bytes": int(s.spilled_bytes_total),
+            "spilled_objects": int(s.spilled_objects_total),
+            "restored_bytes": int(s.restored_bytes_total),
+            "object_store_capacity_bytes": int(s.object_store_bytes_avail),
+        }
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def start(self) -> RayStoreSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def result(self) -> dict[str, Any]:
+        return {
+            **self.stats,
+            "object_store_peak_used_bytes": self.peak_used_bytes,
+            "polled": bool(self.stats),
+            "poll_interval_s": self.interval_s,
+            "poll_errors": self.errors,
         }
 
 

@@ -38,6 +38,20 @@ def shared_result(bench_dir: Path, system: str, table: str, budget: float, seed:
     return path if path.is_file() else None
 
 
+def check_python(python: Path, bench_dir: Path) -> None:
+    """The peers' Python and run_peer.py must exist; the error says how to make the venv."""
+    if not (bench_dir / "run_peer.py").is_file():
+        raise ConfigError(f"{bench_dir} has no run_peer.py; pass --shared-bench to the shared bench folder")
+    if not python.is_file():
+        venv = python.parent.parent if python.parent.name == "bin" else Path("V")
+        raise ConfigError(
+            f"the peers' Python {python} does not exist; create their venv (their pins clash with "
+            f"ours) with `python3 -m venv {venv} && {venv}/bin/pip install -U pip && {venv}/bin/pip "
+            f"install -r {bench_dir}/requirements-peers.txt` (about 80 s, 1.1 GB), or pass "
+            f"--peer-python PATH (or set AUTOML_BENCH_PEER_PYTHON) to an existing one"
+        )
+
+
 def run_peers(
     tables: list[Table],
     budgets: list[float],
@@ -50,12 +64,7 @@ def run_peers(
     resume: bool = True,
 ) -> list[dict]:
     """Run every (system, table, budget, seed) not done yet; returns the RESULT dicts."""
-    if not (python.is_file() and (bench_dir / "run_peer.py").is_file()):
-        raise ConfigError(
-            f"peer runs need the peers' Python ({python}) and run_peer.py in {bench_dir}; create "
-            f"the venv with `python3 -m venv V && V/bin/pip install -r "
-            f"{bench_dir}/requirements-peers.txt` and pass --peer-python V/bin/python"
-        )
+    check_python(python, bench_dir)
     results = []
     for t in tables:
         for budget in budgets:

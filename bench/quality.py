@@ -302,6 +302,7 @@ def launch(
         res.setdefault("data", {}).setdefault("table", table.name)
         res.setdefault("time_limit_s", budget)
         res.setdefault("metric", {"name": table.metric})
+        res.setdefault("split", {"seed": seed})
     return res
 
 
@@ -340,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             "data": {"table": table.name},
             "time_limit_s": a.budget,
             "metric": {"name": table.metric},
+            "split": {"seed": a.seed},
         }
         rc = 1
         print(res["traceback"], file=sys.stderr)

@@ -1,9 +1,11 @@
 """``make bench`` / ``python -m bench.run``: the benchmark's command line and orchestration.
 
-Quality runs (one fresh process per table and budget, one after the other) -> RESULT JSONs in
-``OUT/quality/``; then the comparison with the peers, the search-efficiency table and anytime
-curves; optionally the serving load test and the scaling measurements. Everything is summarised
-in ``OUT/SUMMARY.md``; ``OUT/machine.json`` describes the machine. See bench/README.md.
+Quality runs (one fresh process per split seed, table and budget, one after the other) -> RESULT
+JSONs in ``OUT/quality/``; optionally the peers on the same seeds (``--peers``); then mean ± sd over
+the seeds against the peers with a win/tie/loss per table, time over the budget, the search-
+efficiency table and anytime curves; optionally the serving load test, the scaling measurements
+and the big-data bench (``--big-data``). Everything is summarised in ``OUT/SUMMARY.md``;
+``OUT/machine.json`` describes the machine. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.exceptions import AutoMLError, ConfigError
-from bench import curves, quality, scaling, serving, strategies, table
+from bench import bigdata, peers, quality, scaling, serving, strategies, summary, table
 from bench.common import (
     DEFAULT_MANIFEST,
     REPO,
@@ -34,6 +37,10 @@ from bench.common import (
 from bench.measure import machine
 
 logger = logging.getLogger("bench")
+
+#: the peers' Python: this variable, else ../peers/.venv-peers/bin/python beside the repository
+PEER_PYTHON_ENV = "AUTOML_BENCH_PEER_PYTHON"
+DEFAULT_SEEDS = "0,1,2"
 
 
 def _csv(text: str, cast: type = str) -> list[Any]:
@@ -52,7 +59,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--tables", default="", help="comma-separated manifest names (default: all)")
     p.add_argument("--budgets", default="60,300", help="fit time limits in seconds (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="split seed; the peers used 0")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help=f"split seeds, each a fit per table and budget (default: {DEFAULT_SEEDS})",
+    )
+    p.add_argument("--seed", type=int, default=None, help="one split seed (the same as --seeds N)")
+    p.add_argument("--peers", action="store_true", help="also run AutoGluon and FLAML on the same runs")
+    p.add_argument(
+        "--peer-python",
+        default=os.environ.get(PEER_PYTHON_ENV)
+        or str(REPO.parent / "peers" / ".venv-peers" / "bin" / "python"),
+        help=f"the peers' venv Python for --peers (env {PEER_PYTHON_ENV}; default: %(default)s)",
+    )
+    p.add_argument(
+        "--peer-results", default=None, help="read peer RESULT JSONs made elsewhere from DIR (or DIR/peers)"
+    )
     p.add_argument("--out", default=None, help="results folder (default: bench/results/<UTC date>)")
     p.add_argument("--work", default=None, help="run directories and saved models (default: a temp folder)")
     p.add_argument(
@@ -85,31 +107,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scaling-families", default="", help="default: every registered family")
     p.add_argument("--scaling-cap", type=float, default=scaling.CAP_S, help="seconds per measurement")
     p.add_argument("--scaling-cpu-rows", type=int, default=scaling.CPU_ROWS)
+    p.add_argument("--big-data", action="store_true", help="fit synthetic Parquet tables of --big-rows rows")
+    p.add_argument("--big-rows", default=",".join(map(str, bigdata.ROWS)), help="default: %(default)s")
+    p.add_argument(
+        "--big-budget", type=float, default=bigdata.BUDGET_S, help="seconds (default: %(default)s)"
+    )
+    p.add_argument("--big-test-rows", type=int, default=bigdata.TEST_ROWS, help="default: %(default)s")
+    p.add_argument("--big-shard-rows", type=int, default=bigdata.SHARD_ROWS, help="default: %(default)s")
     return p.parse_args(argv)
 
 
+def resolve_seeds(a: argparse.Namespace) -> list[int]:
+    """``--seed N`` is ``--seeds N``; both at once is an error; neither is the default seeds."""
+    if a.seed is not None and a.seeds is not None:
+        raise ConfigError("pass either --seeds LIST or --seed N, not both")
+    seeds = [a.seed] if a.seed is not None else _csv(a.seeds or DEFAULT_SEEDS, int)
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must list distinct non-negative integers; got {a.seeds!r}")
+    return seeds
+
+
 def run_quality_runs(
-    tables: list[Table], budgets: list[float], a: argparse.Namespace, out: Path, work: Path
+    tables: list[Table], budgets: list[float], seeds: list[int], a: argparse.Namespace, out: Path, work: Path
 ) -> list[dict]:
+    """Every (seed, table, budget), seed by seed (an interrupted run has whole seeds done first)."""
     results = []
-    total = len(tables) * len(budgets)
-    for i, (t, b) in enumerate(((t, b) for t in tables for b in budgets), 1):
-        path = out / "quality" / f"{t.name}_{budget_label(b)}.json"
+    runs = [(s, t, b) for s in seeds for t in tables for b in budgets]
+    for i, (seed, t, b) in enumerate(runs, 1):
+        name = f"{t.name}_{budget_label(b)}_s{seed}"
+        path = out / "quality" / f"{name}.json"
         old = read_json(path) if a.resume else None
         if old and old.get("status") == "ok":
-            logger.info("[%d/%d] %s %s: kept (--resume)", i, total, t.name, budget_label(b))
+            logger.info("[%d/%d] %s: kept (--resume)", i, len(runs), name)
             results.append(old)
             continue
-        logger.info(
-            "[%d/%d] %s %s: fitting (log: %s)", i, total, t.name, budget_label(b), path.with_suffix(".log")
-        )
+        logger.info("[%d/%d] %s: fitting (log: %s)", i, len(runs), name, path.with_suffix(".log"))
         res = quality.launch(
             t,
             b,
             path,
             manifest=Path(a.manifest),
-            seed=a.seed,
-            work_dir=work / f"{t.name}_{budget_label(b)}",
+            seed=seed,
+            work_dir=work / name,
             bench_dir=Path(a.shared_bench),
             keep_search=a.keep_search,
         )
@@ -127,46 +166,11 @@ def run_quality_runs(
     return results
 
 
-def quality_section(results: list[dict], bench_dir: Path, out: Path) -> str:
-    ours = [e for e in (table.entry_from_result(r) for r in results) if e is not None]
-    peers = table.load_peers(bench_dir / "peers", bench_dir / "PEERS.md")
-    pngs = curves.plot_curves(results, out / "curves")
-    parts = [
-        "## Quality against the peers (test split of splits.py)",
-        "",
-        table.comparison_markdown(ours, peers),
-        "",
-        f"Peak MB: for {SYSTEM} the summed PSS of the driver and its Ray processes from the fit to "
-        "the last prediction; for the peers the process's peak RSS (one process). Model MB: the saved "
-        "Predictor directory (AutoGluon: its predictor directory; FLAML: its pickle). 1-row ms: median "
-        "of 200 one-row predictions in process. Fit s: wall time of fit() including Ray start-up.",
-        "",
-        "## Search efficiency",
-        "",
-        curves.efficiency_markdown(results),
-        "",
-        "## Ensembling (test scores of the options each fit had)",
-        "",
-        table.ensembling_markdown(results),
-    ]
-    parts += [f"\n![{p.stem}](curves/{p.name})" for p in pngs]
-    errors = [r for r in results if r.get("status") != "ok"]
-    if errors:
-        parts += [
-            "",
-            "Failed runs: "
-            + "; ".join(
-                f"{(r.get('data') or {}).get('table', '?')} {r.get('time_limit_s', '?')}s: {r.get('error')}"
-                for r in errors
-            ),
-        ]
-    return "\n".join(parts)
-
-
 def serving_section(
     a: argparse.Namespace,
     tables: list[Table],
     budgets: list[float],
+    seeds: list[int],
     results: list[dict],
     out: Path,
     work: Path,
@@ -175,7 +179,9 @@ def serving_section(
     if model is None:
         done = [r for r in results if r.get("status") == "ok"]
         if not done:  # no quality run here: fit a model for serving at the smallest budget
-            done = run_quality_runs(tables[:1], [min(budgets)], a, out / "serving", work / "serving")
+            done = run_quality_runs(
+                tables[:1], [min(budgets)], seeds[:1], a, out / "serving", work / "serving"
+            )
         if done[0].get("status") != "ok":
             return f"## Serving\n\nno model to serve: {done[0].get('error')}"
         model, tname = done[0]["artifact"]["path"], done[0]["data"]["table"]
@@ -185,22 +191,10 @@ def serving_section(
         out / "serving" / "serving.json",
         manifest=Path(a.manifest),
         bench_dir=Path(a.shared_bench),
-        seed=a.seed,
+        seed=seeds[0],
         duration_s=a.serving_duration,
     )
     return f"## Serving (`automl serve`, loopback, table {tname})\n\n" + serving.serving_markdown(res)
-
-
-def describe(host: dict[str, Any]) -> str:
-    """One line about the machine (``machine.json`` has the rest)."""
-    git = host.get("git") or {}
-    commit = (git.get("commit") or "?")[:10] + (" (with uncommitted changes)" if git.get("dirty") else "")
-    load = ", ".join(f"{v:.1f}" for v in host.get("loadavg") or ())
-    return (
-        f"Machine: {host.get('cpu_model', '?')}, {host.get('cpus_usable')} usable CPUs, "
-        f"{host.get('memory_total_gb', 0):.0f} GB RAM, {host.get('gpus') or 0} GPUs; "
-        f"Python {host.get('python')}; commit {commit}; load average at start {load} (`machine.json`)."
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         budgets = _csv(a.budgets, float)
         if not budgets or min(budgets) <= 0:
             raise ConfigError(f"--budgets must list positive seconds; got {a.budgets!r}")
+        seeds = resolve_seeds(a)
+        if a.peers:
+            peers.check_python(Path(a.peer_python), Path(a.shared_bench))
+        big_rows = bigdata.check_rows(_csv(a.big_rows, int), a.big_shard_rows) if a.big_data else []
     except AutoMLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -222,15 +220,36 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("results -> %s, run directories and models -> %s", out, work)
     t0 = time.perf_counter()
     command = " ".join(argv if argv is not None else sys.argv[1:])
-    sections, results = (
-        [f"# Benchmark of {SYSTEM}", "", describe(host), "", f"Command: `python -m bench.run {command}`"],
+    sections, results, big = (
+        [
+            f"# Benchmark of {SYSTEM}",
+            "",
+            summary.describe(host),
+            "",
+            f"Command: `python -m bench.run {command}`",
+        ],
         [],
+        None,
     )
     if not a.skip_quality:
-        results = run_quality_runs(tables, budgets, a, out, work)
-        sections += ["", quality_section(results, Path(a.shared_bench), out)]
+        results = run_quality_runs(tables, budgets, seeds, a, out, work)
+        if a.peers:
+            peers.run_peers(
+                tables,
+                budgets,
+                seeds,
+                out=out,
+                bench_dir=Path(a.shared_bench),
+                python=Path(a.peer_python),
+                resume=a.resume,
+            )
+        bench_dir = Path(a.shared_bench)
+        peer_entries = table.load_peers(
+            summary.peer_dirs(out, bench_dir, a.peer_results), bench_dir / "PEERS.md"
+        )
+        sections += ["", summary.quality_section(results, peer_entries, out)]
     if a.serving:
-        sections += ["", serving_section(a, tables, budgets, results, out, work)]
+        sections += ["", serving_section(a, tables, budgets, seeds, results, out, work)]
     if a.strategies:
         res = strategies.run_strategies(
             select_tables(read_manifest(a.manifest), _csv(a.strategy_tables)),
@@ -238,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             out,
             work / "strategies",
             manifest=Path(a.manifest),
-            seed=a.seed,
+            seed=seeds[0],
             bench_dir=Path(a.shared_bench),
             budget=a.strategy_budget,
             resume=a.resume,
@@ -259,11 +278,24 @@ def main(argv: list[str] | None = None) -> int:
             cpu_rows=a.scaling_cpu_rows,
         )
         sections += ["", "## How cost grows (synthetic rows from adult)", "", scaling.scaling_markdown(res)]
+    if a.big_data:
+        big = bigdata.run_big_data(
+            big_rows,
+            out / "bigdata",
+            work / "bigdata",
+            budget=a.big_budget,
+            seed=seeds[0],
+            test_rows=a.big_test_rows,
+            shard_rows=a.big_shard_rows,
+            resume=a.resume,
+        )
+        sections += ["", bigdata.bigdata_markdown(big)]
     sections += ["", f"Total benchmark wall time: {time.perf_counter() - t0:.0f} s."]
     (out / "SUMMARY.md").write_text("\n".join(sections) + "\n")
     print("\n".join(sections))
     logger.info("summary: %s", out / "SUMMARY.md")
     failed = [r for r in results if r.get("status") != "ok"]
+    failed += [r for r in (big or {}).get("runs", []) if r.get("status") == "error"]
     return 1 if failed else 0
 
 

@@ -37,6 +37,8 @@ class Entry:
     model_mb: float | None = None
     split_sha: str | None = None
     source: str = ""
+    seed: int = 0  # the split seed (results without one are the peers' original seed-0 runs)
+    load_per_cpu: float | None = None  # 1-minute load average at the start / usable CPUs
 
 
 def table_name(res: dict[str, Any]) -> str:
@@ -50,6 +52,22 @@ def system_label(res: dict[str, Any]) -> str:
     """``autogluon-medium_quality`` (system plus preset, as in PEERS.md), ``flaml``, ``automl-on-ray``."""
     preset = res.get("preset")
     return f"{res.get('system')}-{preset}" if preset else str(res.get("system"))
+
+
+def result_seed(res: dict[str, Any]) -> int:
+    """The split seed of a RESULT dict: ``split.seed``, else ``args.seed``, else 0 (the first peer
+    results predate repeated splits and all used seed 0)."""
+    for block in (res.get("split"), res.get("args")):
+        if isinstance(block, dict) and block.get("seed") is not None:
+            return int(block["seed"])
+    return 0
+
+
+def load_per_cpu(res: dict[str, Any]) -> float | None:
+    """The 1-minute load average when the run started, per usable CPU (``environment``)."""
+    env = res.get("environment") or {}
+    load, cpus = env.get("loadavg_start"), env.get("cpus_usable") or env.get("cpu_count")
+    return float(load[0]) / cpus if load and cpus else None
 
 
 def entry_from_result(res: dict[str, Any], source: str = "") -> Entry | None:
@@ -66,6 +84,8 @@ def entry_from_result(res: dict[str, Any], source: str = "") -> Entry | None:
         bool(gib),
         status=str(res.get("status")),
         source=source,
+        seed=result_seed(res),
+        load_per_cpu=load_per_cpu(res),
     )
     if res.get("status") != "ok":
         return base
@@ -120,19 +140,27 @@ def parse_peers_md(text: str) -> list[Entry]:
     return out
 
 
-def load_peers(peers_dir: Path | None, peers_md: Path | None = None) -> list[Entry]:
-    """Every peer result: the JSONs first, then PEERS.md for what they lack."""
-    entries: dict[tuple[str, float, str], Entry] = {}
-    for path in sorted(peers_dir.glob("*.json")) if peers_dir and peers_dir.is_dir() else []:
-        try:
-            e = entry_from_result(json.loads(path.read_text()), source=path.name)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if e is not None and e.system != SYSTEM:
-            entries[(e.table, e.budget, e.system)] = e
+def load_peers(peers_dirs: Path | list[Path] | None, peers_md: Path | None = None) -> list[Entry]:
+    """Every peer result, one per (table, budget, system, seed): the JSONs of the folders in the
+    order given (an ``ok`` result beats a failed one, else the first folder wins), then PEERS.md
+    (seed 0) for what they lack."""
+    dirs = [peers_dirs] if isinstance(peers_dirs, Path) else list(peers_dirs or [])
+    entries: dict[tuple[str, float, str, int], Entry] = {}
+    for folder in dirs:
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                e = entry_from_result(json.loads(path.read_text()), source=path.name)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if e is None or e.system == SYSTEM:
+                continue
+            key = (e.table, e.budget, e.system, e.seed)
+            old = entries.get(key)
+            if old is None or (old.status != "ok" and e.status == "ok"):
+                entries[key] = e
     if peers_md and peers_md.is_file():
         for e in parse_peers_md(peers_md.read_text()):
-            entries.setdefault((e.table, e.budget, e.system), e)
+            entries.setdefault((e.table, e.budget, e.system, e.seed), e)
     return list(entries.values())
 
 
@@ -166,7 +194,8 @@ def _row(e: Entry, r: int | None, adv: float | None) -> str:
 
 
 def comparison_markdown(ours: list[Entry], peers: list[Entry]) -> str:
-    """Our row for every (table, budget), followed by the peers' rows at the same table and budget."""
+    """Our row for every (table, budget), followed by the peers' rows at the same table, budget and
+    split seed."""
     lines = [
         "| table | budget | metric | system | test score | rank | vs best peer | fit s | predict rows/s "
         "| 1-row ms | peak MB | model MB |",
@@ -176,7 +205,8 @@ def comparison_markdown(ours: list[Entry], peers: list[Entry]) -> str:
     notes = []
     for o in sorted(ours, key=lambda e: (e.table, e.budget)):
         same = sorted(
-            (p for p in peers if (p.table, p.budget) == (o.table, o.budget)), key=lambda p: p.system
+            (p for p in peers if (p.table, p.budget, p.seed) == (o.table, o.budget, o.seed)),
+            key=lambda p: p.system,
         )
         ranks = rank([o, *same]) if same else {}
         adv = advantage(o, same)
@@ -201,9 +231,9 @@ def ensembling_markdown(results: list[dict[str, Any]]) -> str:
     """Test scores of the best single model, the weighted ensemble, the stack and the model the
     fit chose (``options_test`` of each run), so whether ensembling paid off is visible per table."""
     lines = [
-        "| table | budget | metric | best single (test) | weighted ensemble | stack | chosen "
+        "| table | budget | seed | metric | best single (test) | weighted ensemble | stack | chosen "
         "| chosen vs best single |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     wins = n = 0
     for res in results:
@@ -220,7 +250,8 @@ def ensembling_markdown(results: list[dict[str, Any]]) -> str:
         n += 1
         wins += gain >= 0
         lines.append(
-            f"| {table_name(res)} | {res.get('time_limit_s', 0):g}s | {metric.get('name', '?')} | "
+            f"| {table_name(res)} | {res.get('time_limit_s', 0):g}s | {result_seed(res)} "
+            f"| {metric.get('name', '?')} | "
             f"{cell('best_single')} | {cell('weighted_ensemble')} | {cell('stack')} | {cell('chosen')} | "
             f"{gain:+.4g} |"
         )

@@ -274,3 +274,299 @@ def test_scaling_speed_up_counts_trials_finished_per_search_second():
     md = scaling_markdown(res)
     assert "| lightgbm | 2 | 3 | 30.0 | 15.0 | 2.00x |" in md
     assert "Skipped: knn at 1,000,000 rows" in md
+
+
+# -- repeated split seeds (issue 19) -----------------------------------------------------------------
+
+
+def seeded(system, table, scores, *, metric, gib, preset=None, fit=None, failed=()):
+    """RESULT dicts of one system on one table, one per seed (``failed``: seeds whose run failed)."""
+    out = []
+    for seed, score in scores.items():
+        r = result(system, table, score, metric=metric, gib=gib, preset=preset, sha=f"sha{seed}")
+        r["split"]["seed"] = seed
+        r["fit"] = {"wall_s": (fit or {}).get(seed, 60.0)}
+        out.append(r)
+    for seed in failed:
+        out.append(
+            {
+                "status": "error",
+                "system": system,
+                "preset": preset,
+                "time_limit_s": 60.0,
+                "data": {"table": table},
+                "metric": {"name": metric},
+                "split": {"seed": seed},
+            }
+        )
+    return out
+
+
+def seed_groups():
+    from bench import repeats
+
+    ag = {"preset": "medium_quality"}
+    ours = [
+        *seeded("automl-on-ray", "auc_t", {0: 0.90, 1: 0.91, 2: 0.92}, metric="roc_auc", gib=True),
+        *seeded(
+            "automl-on-ray",
+            "rmse_t",
+            {0: 10.0, 1: 11.0, 2: 12.0},
+            metric="rmse",
+            gib=False,
+            fit={0: 61.0, 1: 63.0, 2: 65.0},
+        ),
+        *seeded("automl-on-ray", "miss_t", {0: 0.80, 1: 0.82, 2: 0.90}, metric="accuracy", gib=True),
+    ]
+    peers = [
+        # auc_t: autogluon clearly behind (a win), flaml ahead by less than the spread (a tie)
+        *seeded("autogluon", "auc_t", {0: 0.88, 1: 0.885, 2: 0.89}, metric="roc_auc", gib=True, **ag),
+        *seeded("flaml", "auc_t", {0: 0.905, 1: 0.915, 2: 0.925}, metric="roc_auc", gib=True),
+        # rmse_t (lower is better): autogluon clearly lower (a loss), flaml clearly higher (a win)
+        *seeded(
+            "autogluon",
+            "rmse_t",
+            {0: 8.0, 1: 8.5, 2: 9.0},
+            metric="rmse",
+            gib=False,
+            fit={0: 70.0, 1: 80.0, 2: 75.0},
+            **ag,
+        ),
+        *seeded("flaml", "rmse_t", {0: 11.5, 1: 12.5, 2: 13.5}, metric="rmse", gib=False),
+        # miss_t: autogluon has no seed 2 (compared on seeds 0 and 1 only); flaml's seed 2 failed
+        *seeded("autogluon", "miss_t", {0: 0.79, 1: 0.81}, metric="accuracy", gib=True, **ag),
+        *seeded("flaml", "miss_t", {0: 0.70, 1: 0.71}, metric="accuracy", gib=True, failed=[2]),
+    ]
+    entries = lambda rs: [entry_from_result(r) for r in rs]  # noqa: E731
+    return repeats.group(entries(ours), entries(peers))
+
+
+def test_tie_rule_uses_the_spread_of_the_common_seeds_in_the_metric_direction():
+    from bench.repeats import compare
+
+    v = compare({0: 0.90, 1: 0.91, 2: 0.92}, {0: 0.905, 1: 0.915, 2: 0.925}, True)
+    assert (v.outcome, v.seeds, v.seeds_won) == ("tie", (0, 1, 2), 0)
+    assert v.diff == pytest.approx(-0.005) and v.spread == pytest.approx(0.01)
+    v = compare({0: 0.90, 1: 0.91, 2: 0.92}, {0: 0.88, 1: 0.885, 2: 0.89}, True)
+    assert (v.outcome, v.seeds_won) == ("win", 3) and v.diff == pytest.approx(0.025)
+    # lower is better: our higher rmse is a loss, a clearly higher peer rmse a win
+    assert compare({0: 10.0, 1: 11.0, 2: 12.0}, {0: 8.0, 1: 8.5, 2: 9.0}, False).outcome == "loss"
+    assert compare({0: 10.0, 1: 11.0, 2: 12.0}, {0: 11.5, 1: 12.5, 2: 13.5}, False).outcome == "win"
+    # a missing seed: only the common seeds count (over all three of ours this would be a win)
+    v = compare({0: 0.80, 1: 0.82, 2: 0.90}, {0: 0.79, 1: 0.81}, True)
+    assert (v.outcome, v.seeds) == ("tie", (0, 1)) and v.diff == pytest.approx(0.01)
+    # one common seed: no spread, any difference decides; no common seed: no verdict
+    assert compare({0: 0.9}, {0: 0.89, 1: 0.95}, True).outcome == "win"
+    assert compare({0: 0.9}, {0: 0.9}, True).outcome == "tie"
+    assert compare({0: 0.9}, {1: 0.5}, True).outcome is None
+
+
+def test_seed_table_reports_mean_sd_verdicts_and_the_headline():
+    from bench.repeats import TIE_RULE, seeds_markdown
+
+    groups = {g.table: g for g in seed_groups()}
+    v = groups["auc_t"].verdicts()
+    assert v["best peer"].peer == "flaml" and v["best peer"].outcome == "tie"
+    assert groups["rmse_t"].verdicts()["best peer"].peer == "autogluon-medium_quality"
+    assert groups["miss_t"].failed == {"flaml": [2]}
+    md = seeds_markdown(list(groups.values()))
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[4:-1]] for ln in md.splitlines()[2:5]}
+    assert rows["auc_t"] == [
+        "0.9100 ± 0.0100 (3)",
+        "0.8850 ± 0.0050 (3)",
+        "0.9150 ± 0.0100 (3)",
+        "**win** +0.0250 (3/3 seeds)",
+        "**tie** -0.0050 (0/3 seeds)",
+        "**tie** flaml -0.0050 (0/3 seeds)",
+    ]
+    assert rows["rmse_t"][:2] == ["11.00 ± 1.00 (3)", "8.50 ± 0.50 (3)"]
+    assert rows["rmse_t"][3:5] == ["**loss** -2.50 (0/3 seeds)", "**win** +1.50 (3/3 seeds)"]
+    assert rows["miss_t"][1:3] == ["0.8000 ± 0.0141 (2)", "0.7050 ± 0.0071 (2), failed s2"]
+    assert rows["miss_t"][3] == "**tie** +0.0100 (2/2 seeds)"  # better on both, by less than the spread
+    assert TIE_RULE in md
+    assert "**At 60 s: wins 0, ties 2, losses 1 on 3 tables** against the best peer" in md
+    assert "against autogluon-medium_quality: 1/1/1; against flaml: 2/1/0" in md
+
+
+def test_overshoot_is_fit_wall_minus_budget_mean_and_max_over_seeds():
+    from bench.repeats import overshoot_markdown
+
+    groups = {g.table: g for g in seed_groups()}
+    assert groups["rmse_t"].overshoot("automl-on-ray") == pytest.approx((3.0, 5.0))
+    assert groups["rmse_t"].overshoot("autogluon-medium_quality") == pytest.approx((15.0, 20.0))
+    assert groups["miss_t"].overshoot("flaml") == pytest.approx((0.0, 0.0))  # the failed seed has no time
+    md = overshoot_markdown(list(groups.values()))
+    row = next(ln for ln in md.splitlines() if ln.startswith("| rmse_t"))
+    assert row == "| rmse_t | 60s | +3.0 (+5.0) | +15.0 (+20.0) | +0.0 (+0.0) |"
+    assert "Worst: automl-on-ray +5.0 s (rmse_t 60s); autogluon-medium_quality +20.0 s (rmse_t 60s)" in md
+
+
+def test_peer_results_are_kept_per_seed_and_an_ok_result_beats_a_failed_one(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    for folder, seed, status, score in ((a, 1, "error", 0.0), (b, 1, "ok", 0.97), (b, 2, "ok", 0.96)):
+        r = result("flaml", "car", score, status=status)
+        r["split"]["seed"] = seed
+        (folder / f"flaml_car_60s_s{seed}.json").write_text(json.dumps(r))
+    (a / "flaml_car_60s.json").write_text(json.dumps(result("flaml", "car", 0.995)))  # no seed: seed 0
+    peers = {e.seed: e for e in load_peers([a, b])}
+    assert {s: (e.status, e.score) for s, e in peers.items()} == {
+        0: ("ok", 0.995),
+        1: ("ok", 0.97),
+        2: ("ok", 0.96),
+    }
+
+
+def test_seeds_flags_resolve_with_seed_as_an_alias_and_peer_python_errors_say_how_to_make_the_venv(tmp_path):
+    from automl.exceptions import ConfigError
+    from bench import peers
+    from bench.run import parse_args, resolve_seeds
+
+    assert resolve_seeds(parse_args([])) == [0, 1, 2]
+    assert resolve_seeds(parse_args(["--seed", "3"])) == [3]
+    assert resolve_seeds(parse_args(["--seeds", "2,5"])) == [2, 5]
+    for bad in (["--seed", "1", "--seeds", "1,2"], ["--seeds", "1,1"], ["--seeds", "x"]):
+        with pytest.raises(ConfigError):
+            resolve_seeds(parse_args(bad))
+    (tmp_path / "run_peer.py").write_text("")
+    with pytest.raises(ConfigError, match="python3 -m venv .*requirements-peers.txt.*--peer-python"):
+        peers.check_python(tmp_path / "venv" / "bin" / "python", tmp_path)
+
+
+# -- the big-data bench (issue 15) --------------------------------------------------------------------
+
+
+def test_synthetic_shards_are_deterministic_prefix_sharing_and_of_the_promised_kinds(tmp_path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from bench.synth import CATEGORICAL, LEVELS, MISSING, NUMERIC, TARGET, TRAIN, SynthStore, make_block
+
+    a, _ = make_block(0, TRAIN, 3, 2000)
+    assert a.equals(make_block(0, TRAIN, 3, 2000)[0]) and not a.equals(make_block(1, TRAIN, 3, 2000)[0])
+    store = SynthStore(tmp_path / "s", seed=0, shard_rows=1000)
+    big, small = store.table(2500), store.table(1000)
+    files = sorted(Path(big["path"]).iterdir())
+    assert [pq.read_metadata(f).num_rows for f in files] == [1000, 1000, 500] and big["rows"] == 2500
+    assert (Path(small["path"]) / "part-00000.parquet").stat().st_ino == files[0].stat().st_ino  # shared
+    assert pq.read_table(files[2]).equals(make_block(0, TRAIN, 2, 1000)[0].slice(0, 500))
+    t = pq.read_table(big["path"])
+    kinds = {f.name: str(f.type) for f in t.schema}
+    assert {kinds[c] for c in NUMERIC} == {"float"} and len(NUMERIC) == 40
+    assert {kinds[c] for c in CATEGORICAL} == {"string"} and len(CATEGORICAL) == 10
+    assert kinds[TARGET] == "int8" and big["arrow_bytes"] > 0
+    for c in CATEGORICAL:
+        assert set(t.column(c).drop_null().unique().to_pylist()) <= set(LEVELS[c])
+    assert SynthStore(tmp_path / "s", seed=0, shard_rows=1000).table(2500) == big  # cached
+    sample, _ = make_block(7, TRAIN, 0, 20_000)
+    for name in (*NUMERIC, *CATEGORICAL):
+        share = sample.column(name).null_count / sample.num_rows
+        assert abs(share - MISSING.get(name, 0.0)) < 0.015, name
+    assert 0.3 < np.mean(sample.column(TARGET).to_numpy()) < 0.7
+
+
+def test_synthetic_signal_is_learnable_and_below_the_oracle(tmp_path):
+    import lightgbm as lgb
+    from sklearn.metrics import roc_auc_score
+
+    from bench.synth import CATEGORICAL, LEVELS, TARGET, SynthStore, read_frame
+
+    store = SynthStore(tmp_path, seed=0, shard_rows=10_000)
+    train, test = read_frame(store.table(20_000)["path"]), store.test(10_000)
+    assert len(train) == 20_000 and list(train["cat_03"].cat.categories) == list(LEVELS["cat_03"])
+    assert all(str(train[c].dtype) == "category" for c in CATEGORICAL)
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 15, "num_threads": 1, "verbose": -1},
+        lgb.Dataset(train.drop(columns=[TARGET]), train[TARGET]),
+        num_boost_round=100,
+    )
+    te = read_frame(test["path"])
+    auc = roc_auc_score(te[TARGET], booster.predict(te.drop(columns=[TARGET])))
+    assert 0.8 < auc < test["oracle_auc"] < 0.9, (auc, test["oracle_auc"])
+
+
+def test_big_data_helpers_decide_the_baseline_and_the_data_mode_and_render_the_table():
+    from bench.big_fit import data_mode_kwargs
+    from bench.bigdata import baseline_fits, bigdata_markdown, fit_skip_reason
+
+    assert baseline_fits(10_000_000, 22 * 2**30)[0]
+    ok, why = baseline_fits(10_000_000, 4 * 2**30)
+    assert not ok and "estimated peak 7.7 GB" in why
+
+    class Old:
+        def __init__(self, target, *, time_limit=None): ...
+
+    class New:
+        def __init__(self, target, *, time_limit=None, data_mode="auto"): ...
+
+    assert data_mode_kwargs(Old) == {} and data_mode_kwargs(New) == {"data_mode": "streaming"}
+    assert fit_skip_reason(10_000_000, streaming=True) is None
+    assert fit_skip_reason(1_000_000, streaming=False) is None
+    assert "no data_mode argument yet" in fit_skip_reason(3_000_000, streaming=False)
+    res = {
+        "seed": 0,
+        "shard_rows": 250_000,
+        "budget_s": 1800.0,
+        "test": {"rows": 200_000, "positive_share": 0.47, "oracle_auc": 0.876},
+        "tables": {"1000000": {"parquet_bytes": 230 * 2**20, "arrow_bytes": 232 * 2**20}},
+        "runs": [
+            {"kind": "baseline", "rows": 1_000_000, "status": "skipped", "reason": "too big"},
+            {
+                "kind": "ours",
+                "rows": 1_000_000,
+                "status": "ok",
+                "budget_s": 1800.0,
+                "data_mode": "streaming",
+                "fit": {"wall_s": 1790.4},
+                "memory": {"driver_peak_rss_mb": 1500.0, "peak_tree_pss_mb": 5000.0},
+                "object_store": {"spilled_bytes": 3 * 2**20},
+                "test": {"roc_auc": 0.8612},
+            },
+        ],
+    }
+    md = bigdata_markdown(res)
+    row = next(ln for ln in md.splitlines() if ln.startswith("| 1,000,000"))
+    assert row == (
+        "| 1,000,000 | 230 | 232 | 1800 | streaming | ok | 1790 | 1,500 | 5,000 | 3 | 0.8612 | skipped "
+        "| - | - | - |"
+    )
+    assert "Skipped: LightGBM at 1,000,000 rows: too big." in md and "0.8760" in md
+
+
+def test_tree_sampler_also_counts_session_processes_outside_the_tree():
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from bench.measure import TreeMemorySampler
+
+    marker = f"bench-marker-{os.getpid()}"
+    # a shell that exits at once leaves its background child reparented: outside our tree
+    subprocess.run(
+        ["sh", "-c", f'{sys.executable} -c "import time; time.sleep(30)" {marker} >/dev/null 2>&1 &'],
+        check=True,
+    )
+    from bench.measure import pids_with_cmdline
+
+    deadline = time.time() + 10
+    while not pids_with_cmdline(marker) and time.time() < deadline:
+        time.sleep(0.05)
+    pid = pids_with_cmdline(marker)[0]
+    try:
+        plain, also = TreeMemorySampler(), TreeMemorySampler(also=lambda: marker)
+        plain.sample(), also.sample()
+        assert also.result()["outside_tree_pids"] == 1 and plain.result()["outside_tree_pids"] == 0
+        assert also.peak_pss_kb > plain.peak_pss_kb
+    finally:
+        os.kill(pid, signal.SIGTERM)
+
+
+def test_runs_started_on_a_busy_machine_are_named():
+    from bench.repeats import busy_runs
+
+    quiet, busy = result("flaml", "car", 0.99), result("flaml", "car", 0.98)
+    quiet["environment"] = {"loadavg_start": [2.0, 2.0, 2.0], "cpus_usable": 2}
+    busy["environment"] = {"loadavg_start": [9.8, 8.2, 5.4], "cpu_count": 2}
+    busy["split"]["seed"] = 2
+    assert busy_runs([entry_from_result(quiet), entry_from_result(busy)]) == ["flaml car 60s seed 2 (4.9)"]
