@@ -52,13 +52,15 @@ POLICIES: tuple[str, ...] = ("reject", "impute")
 #: at most this many problems are listed in one error response
 MAX_ERRORS = 20
 
-# The number-in-a-string and missing-marker patterns are used both to check values (re.search, so
-# Python's reading of `$` applies to the check and to the schema fuzzer's generated strings alike)
-# and as the documented JSON Schema `pattern`.
-NUMBER_TEXT = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-MISSING_TEXT = r"^ *(" + "|".join(re.escape(m) for m in EXTRA_MISSING_MARKERS) + r")? *$"
-_NUMBER_RE = re.compile(NUMBER_TEXT)
-_MISSING_RE = re.compile(MISSING_TEXT)
+# The number-in-a-string and missing-marker patterns are checked with re.fullmatch and documented as
+# JSON Schema `pattern`s anchored with ^...$ (where `$` is the end of the text, as fullmatch reads it:
+# " ?\n" is not a missing marker in either).
+NUMBER_BODY = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+MISSING_BODY = r" *(" + "|".join(re.escape(m) for m in EXTRA_MISSING_MARKERS) + r")? *"
+NUMBER_TEXT = f"^{NUMBER_BODY}$"
+MISSING_TEXT = f"^{MISSING_BODY}$"
+_NUMBER_RE = re.compile(NUMBER_BODY)
+_MISSING_RE = re.compile(MISSING_BODY)
 _MISSING = object()  # a cell that holds a missing value
 
 
@@ -85,9 +87,9 @@ def _read_number(value: Any) -> Any:
     if type(value) is float:
         return _MISSING if math.isnan(value) else value
     if type(value) is str:
-        if _NUMBER_RE.search(value):
+        if _NUMBER_RE.fullmatch(value):
             return float(value)
-        if _MISSING_RE.search(value):
+        if _MISSING_RE.fullmatch(value):
             return _MISSING
         raise _error(f"expected a number, got {value[:40]!r}")
     if isinstance(value, (int, float)):  # numpy scalars from CSV parsing or V2 tensors
@@ -99,7 +101,7 @@ def _read_scalar(value: Any) -> Any:
     if value is None:
         return _MISSING
     if type(value) is str:
-        return _MISSING if _MISSING_RE.search(value) else value
+        return _MISSING if _MISSING_RE.fullmatch(value) else value
     if type(value) in (bool, int):
         return value
     if type(value) is float:

@@ -1,13 +1,16 @@
-"""The Open Inference Protocol V2 routes of a ``ModelService`` (the protocol itself: ``serving.v2``)."""
+"""The Open Inference Protocol V2 routes of a ``ModelService`` (the protocol itself: ``serving.v2``).
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: the route handlers' path parameters are annotated
+with objects built per model (the served name and version as the OpenAPI ``enum``), which FastAPI
+can only read from evaluated annotations.
+"""
 
 import importlib.metadata
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import Response
 
 from automl.exceptions import SchemaError
@@ -58,8 +61,13 @@ def _version() -> str:
         return "0"
 
 
-def add_v2_routes(app: FastAPI, service: ModelService) -> None:
+def add_v2_routes(app: FastAPI, service: "ModelService") -> None:
     name, version = service.model_name, service.version
+    # the served name and version are documented as the only values (other values get 404)
+    Name = Annotated[str, Path(description="the served model's name", json_schema_extra={"enum": [name]})]
+    Version = Annotated[
+        str, Path(description="the served model's version", json_schema_extra={"enum": [version]})
+    ]
     meta = model_metadata(service.predictor, name)
     server = {"name": "automl-on-ray", "version": _version(), "extensions": ["binary_tensor_data"]}
 
@@ -136,19 +144,19 @@ def add_v2_routes(app: FastAPI, service: ModelService) -> None:
         return json_response({"ready": True})
 
     @app.get(MODEL, response_model=ModelMetadata, responses=_NOT_FOUND, tags=["v2"])
-    async def metadata(model_name: str) -> Response:
+    async def metadata(model_name: Name) -> Response:
         return answer(lambda: meta, model_name, None)
 
     @app.get(VERSIONED, response_model=ModelMetadata, responses=_NOT_FOUND, tags=["v2"])
-    async def metadata_version(model_name: str, model_version: str) -> Response:
+    async def metadata_version(model_name: Name, model_version: Version) -> Response:
         return answer(lambda: meta, model_name, model_version)
 
     @app.get(MODEL + "/ready", response_model=ModelReady, responses=_NOT_FOUND, tags=["v2"])
-    async def model_ready(model_name: str) -> Response:
+    async def model_ready(model_name: Name) -> Response:
         return answer(lambda: {"name": name, "ready": True}, model_name, None)
 
     @app.get(VERSIONED + "/ready", response_model=ModelReady, responses=_NOT_FOUND, tags=["v2"])
-    async def model_ready_version(model_name: str, model_version: str) -> Response:
+    async def model_ready_version(model_name: Name, model_version: Version) -> Response:
         return answer(lambda: {"name": name, "ready": True}, model_name, model_version)
 
     extra = {"requestBody": _INFER_BODY}
@@ -160,7 +168,7 @@ def add_v2_routes(app: FastAPI, service: ModelService) -> None:
         openapi_extra=extra,
         tags=["v2"],
     )
-    async def model_infer(request: Request, model_name: str) -> Response:
+    async def model_infer(request: Request, model_name: Name) -> Response:
         return await infer(request, model_name, None)
 
     @app.post(
@@ -170,5 +178,5 @@ def add_v2_routes(app: FastAPI, service: ModelService) -> None:
         openapi_extra=extra,
         tags=["v2"],
     )
-    async def model_infer_version(request: Request, model_name: str, model_version: str) -> Response:
+    async def model_infer_version(request: Request, model_name: Name, model_version: Version) -> Response:
         return await infer(request, model_name, model_version)
