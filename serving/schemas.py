@@ -45,8 +45,10 @@ class AppArgs(BaseModel):
         model_name: the model's name in the V2 protocol (``/v2/models/{name}``); default: the model
             directory's name.
         replica_cpus: CPUs reserved by each replica (``ray_actor_options.num_cpus``).
-        autoscale_target_ongoing_requests, upscale_delay_s, downscale_delay_s: Serve autoscaling
-            settings (with ``autoscale``); defaults ``max(2, max_batch_size)``, 30 s and 600 s.
+        autoscale_target_ongoing_requests, upscale_delay_s, downscale_delay_s, autoscale_look_back_s:
+            Serve autoscaling settings (with ``autoscale``): ongoing requests per replica to aim for
+            (default ``max(2, max_batch_size)``), how long load must stay above/below it before a
+            replica is added (30 s) or removed (600 s), the window load is averaged over (30 s).
         health_check_period_s: how often Serve asks a replica whether it is healthy.
         fault_file: a TEST HOOK, off by default: while this file exists, every prediction of the
             replica raises an internal error (5xx), so tests can watch the health check fail and
@@ -71,6 +73,7 @@ class AppArgs(BaseModel):
     autoscale_target_ongoing_requests: float | None = None
     upscale_delay_s: float = 30.0
     downscale_delay_s: float = 600.0
+    autoscale_look_back_s: float = 30.0
     health_check_period_s: float = 10.0
     fault_file: str | None = None
 
