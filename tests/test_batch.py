@@ -110,7 +110,7 @@ def _with_bad_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
     rows = [5, 77, 78, 250]
     bad.loc[5, "x1"] = "abc"
     bad.loc[77, "x3"] = "1,5"
-    bad.loc[78, ["x1", "x3"]] = ["n/a", "x"]
+    bad.loc[78, ["x1", "x3"]] = ["unknown", "x"]
     bad.loc[250, "x1"] = "12 kg"
     bad.loc[6, "x1"] = "?"  # the missing-value marker: missing, not wrong
     return bad, rows
@@ -136,7 +136,7 @@ def test_bad_rows_go_to_the_errors_file_and_the_rest_are_scored(model_dir, table
     assert errors["error"].tolist() == [
         "x1: expected a number, got 'abc'",
         "x3: expected a number, got '1,5'",
-        "x1: expected a number, got 'n/a'; x3: expected a number, got 'x'",
+        "x1: expected a number, got 'unknown'; x3: expected a number, got 'x'",
         "x1: expected a number, got '12 kg'",
     ]
     out = _read(tmp_path / "o.parquet")

@@ -331,3 +331,57 @@ def test_serve_config_example_and_typed_builder(model_dir):
     assert isinstance(call_user_app_builder_with_args_if_necessary(build_app, args), Application)
     with pytest.raises(Exception, match="max_batch_size"):
         call_user_app_builder_with_args_if_necessary(build_app, {"model_dir": model_dir, "max_batch_size": 0})
+
+
+def test_missing_or_null_required_values_are_refused_naming_row_and_column(client, features):
+    good = _rows(features.iloc[:2])
+    null_x1 = [good[0], dict(good[1], x1=None)]
+    r = client.post("/predict", json={"rows": null_x1})
+    assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == ["rows[1].x1"]
+    assert "--missing impute" in r.json()["detail"]
+    absent = [good[0], {k: v for k, v in good[1].items() if k != "color"}]
+    r = client.post("/predict", json={"rows": absent})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "rows[1].color"
+    assert "required value is missing" in r.json()["errors"][0]["message"]
+    marker = [dict(good[0], x3="?")]  # the missing-value marker is a missing value too
+    assert client.post("/predict", json={"rows": marker}).json()["errors"][0]["field"] == "rows[0].x3"
+    # x2 was sometimes missing in training: null, "?" or an absent key is imputed as in training
+    optional = [
+        dict(good[0], x2=None),
+        dict(good[1], x2="?"),
+        {k: v for k, v in good[0].items() if k != "x2"},
+    ]
+    assert client.post("/predict", json={"rows": optional}).status_code == 200
+    meta = {c["name"]: c["missing"] for c in client.get("/metadata").json()["columns"]}
+    assert meta == {"x1": "reject", "x2": "impute", "color": "reject", "x3": "reject"}
+
+
+def test_missing_policy_impute_and_per_column_overrides(model_dir, features, capsys):
+    from starlette.testclient import TestClient
+
+    from automl.cli import main
+    from serving.app import ModelService
+    from serving.schemas import AppArgs
+
+    pred = load(model_dir)
+    rows = _rows(features.iloc[:3])
+    rows[0]["x1"], rows[1]["color"] = None, None
+    del rows[2]["x3"]
+    impute = TestClient(ModelService(AppArgs(model_dir=model_dir, missing="impute")).build_fastapi())
+    r = impute.post("/predict", json={"rows": rows})
+    assert r.status_code == 200, r.text
+    expected = features.iloc[:3].copy()
+    expected.loc[0, "x1"], expected.loc[2, "x3"] = np.nan, np.nan
+    expected["color"] = expected["color"].astype(object)
+    expected.loc[1, "color"] = None
+    assert r.json()["predictions"] == pred.predict(expected).tolist()
+    assert impute.get("/openapi.json").json()["components"]["schemas"]["Row"].get("required") is None
+    mixed = AppArgs(model_dir=model_dir, missing="impute", missing_columns={"x1": "reject"})
+    r = TestClient(ModelService(mixed).build_fastapi()).post("/predict", json={"rows": rows})
+    assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == ["rows[0].x1"]
+    with pytest.raises(ValueError, match="'age', not an input column"):
+        ModelService(AppArgs(model_dir=model_dir, missing_columns={"age": "impute"}))
+    with pytest.raises(ValueError, match="reject"):
+        AppArgs(model_dir=model_dir, missing="drop")
+    assert main(["serve", model_dir, "--missing-column", "age=impute"]) == 2
+    assert "not an input column" in capsys.readouterr().err
