@@ -34,9 +34,10 @@ import struct
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from serving.rows import RequestError
+from serving.v2_models import DATATYPES, InferenceRequest, RequestInput, RequestOutput
 
 PLATFORM = "automl-on-ray"
 NUMPY_OF = {
@@ -53,7 +54,6 @@ NUMPY_OF = {
     "FP32": np.float32,
     "FP64": np.float64,
 }
-DATATYPES = (*NUMPY_OF, "BYTES")
 
 
 class V2Error(Exception):
@@ -66,78 +66,6 @@ class V2Error(Exception):
 
     def body(self) -> dict[str, str]:
         return {"error": self.message}
-
-
-# --- documented shapes ---------------------------------------------------------------------------
-Parameters = dict[str, str | float | int | bool]
-
-
-class ErrorV2(BaseModel):
-    error: str
-
-
-class TensorMetadata(BaseModel):
-    name: str
-    datatype: str
-    shape: list[int]
-
-
-class ServerMetadata(BaseModel):
-    name: str
-    version: str
-    extensions: list[str]
-
-
-class ModelMetadata(BaseModel):
-    name: str
-    versions: list[str]
-    platform: str
-    inputs: list[TensorMetadata]
-    outputs: list[TensorMetadata]
-
-
-class ModelReady(BaseModel):
-    name: str
-    ready: bool
-
-
-class RequestInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    name: str
-    shape: list[int] = Field(min_length=1, max_length=2)
-    datatype: str = Field(description=f"one of {', '.join(DATATYPES)}")
-    parameters: Parameters | None = None
-    data: list[Any] | None = Field(None, description="row-major, flat or nested; absent with binary data")
-
-
-class RequestOutput(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    name: str
-    parameters: Parameters | None = None
-
-
-class InferenceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    id: str | None = None
-    parameters: Parameters | None = None
-    inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] | None = None
-
-
-class ResponseOutput(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    parameters: Parameters | None = None
-    data: list[Any]
-
-
-class InferenceResponse(BaseModel):
-    model_name: str
-    model_version: str | None = None
-    id: str | None = None
-    parameters: Parameters | None = None
-    outputs: list[ResponseOutput]
 
 
 # --- metadata ------------------------------------------------------------------------------------

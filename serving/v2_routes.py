@@ -17,18 +17,20 @@ from automl.exceptions import SchemaError
 from serving.http import json_response, read_body
 from serving.rows import RequestError
 from serving.v2 import (
-    ErrorV2,
-    InferenceRequest,
-    InferenceResponse,
-    ModelMetadata,
-    ModelReady,
-    ServerMetadata,
     V2Error,
     model_metadata,
     parse_request,
     request_rows,
     response_outputs,
     rows_error,
+)
+from serving.v2_models import (
+    ErrorV2,
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ModelReady,
+    ServerMetadata,
 )
 
 if TYPE_CHECKING:
