@@ -385,3 +385,35 @@ def test_missing_policy_impute_and_per_column_overrides(model_dir, features, cap
         AppArgs(model_dir=model_dir, missing="drop")
     assert main(["serve", model_dir, "--missing-column", "age=impute"]) == 2
     assert "not an input column" in capsys.readouterr().err
+
+
+def test_v2_routes_behind_the_api_key_and_stats(base, client, features, model_dir):
+    for probe in ("/v2/health/live", "/v2/health/ready", "/health"):
+        assert httpx.get(base + probe).status_code == 200  # probes need no key
+    refused = httpx.get(base + "/v2/models/run")
+    assert (
+        refused.status_code == 401
+        and set(refused.json()) == {"error"}
+        and "API key" in refused.json()["error"]
+    )
+    assert client.get("/v2/models/run").json()["name"] == "run"  # the model directory's name
+    n = len(features)
+    body = {
+        "inputs": [
+            {
+                "name": c,
+                "shape": [n],
+                "datatype": "FP64" if c != "color" else "BYTES",
+                "data": features[c].astype(object).where(features[c].notna(), None).tolist(),  # NaN: null
+            }
+            for c in features.columns
+        ]
+    }
+    r = client.post("/v2/models/run/infer", json=body)
+    assert r.status_code == 200, r.text
+    assert (
+        next(o for o in r.json()["outputs"] if o["name"] == "label")["data"]
+        == load(model_dir).predict(features).tolist()
+    )
+    stats = client.get("/stats").json()
+    assert stats["requests_predicted"] >= 1 and stats["largest_batch"] >= 1 and stats["replica"] != "local"
