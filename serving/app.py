@@ -245,7 +245,8 @@ class ModelService:
 
         @app.exception_handler(HTTPException)
         async def http_error(request: Request, exc: HTTPException) -> Response:
-            # keeps the exception's headers: a 405 carries `Allow` (RFC 9110)
+            # keeps the exception's headers: for a method a route lacks, Starlette's Route raises
+            # HTTPException(405, headers={"Allow": ...}), and RFC 9110 requires `Allow` on a 405
             headers = dict(exc.headers or {})
             if request.url.path.startswith("/v2"):
                 return json_response({"error": str(exc.detail)}, exc.status_code, headers)

@@ -32,6 +32,7 @@ FUZZ_CHECKS = (
     "negative_data_rejection,unsupported_method,allow_header_conformance"
 )
 FUZZ_EXAMPLES = 25  # per operation and phase
+POSITIVE_EXAMPLES = 100  # schema-valid JSON bodies per route
 
 
 def _free_port() -> int:
@@ -273,10 +274,43 @@ def test_schema_fuzzer_finds_no_5xx_and_no_schema_mismatch(served, tmp_path):
         "--report-json-path",
         str(report),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )  # its cache stays there
     out = json.loads(report.read_text())
     cases = out["test_cases"]
     print(f"schemathesis on the {kind} model: {cases['generated']} cases, {out['running_time']:.0f} s")
     assert proc.returncode == 0 and cases["with_failures"] == 0 and not out["failures"], proc.stdout[-4000:]
     assert out["operations"]["tested"] == out["operations"]["total"] >= 14
     assert cases["generated"] >= 200 and cases["errored"] == 0
+
+
+def test_every_schema_valid_json_body_is_accepted(served):
+    """The other direction of one schema: JSON bodies generated (by Schemathesis, from the live
+    OpenAPI document) to match the documented request schema all get 200."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    kind, model_dir, base, features = served
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+    paths = ["/predict"] if kind == "regression" else ["/predict", "/predict_proba"]
+    sent = []
+    for path in paths:
+        json_bodies = schema[path]["POST"].as_strategy().filter(lambda c: c.media_type == "application/json")
+
+        @settings(
+            max_examples=POSITIVE_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=json_bodies)
+        def accepted(case) -> None:
+            r = case.call(base_url=base, timeout=30)
+            sent.append(r.status_code)
+            assert r.status_code == 200, f"{r.status_code} {r.text[:300]} for {case.body!r:.500}"
+
+        accepted()
+    print(f"{len(sent)} schema-valid JSON bodies on the {kind} model, all 200")
+    assert len(sent) >= POSITIVE_EXAMPLES * len(paths)
