@@ -328,7 +328,7 @@ def build_app(args: AppArgs) -> Application:
             "target_ongoing_requests": args.autoscale_target_ongoing_requests or max(2, args.max_batch_size),
             "upscale_delay_s": args.upscale_delay_s,
             "downscale_delay_s": args.downscale_delay_s,
-            "look_back_period_s": max(args.autoscale_look_back_s, 0.1),
+            "look_back_period_s": args.autoscale_look_back_s,
         }
     else:
         opts["num_replicas"] = args.num_replicas

@@ -99,11 +99,18 @@ class AppArgs(BaseModel):
             raise ValueError(f"must be letters, digits, '_', '.' or '-' (at most 128); got {v!r}")
         return v
 
-    @field_validator("replica_cpus", "upscale_delay_s", "downscale_delay_s", "health_check_period_s")
+    @field_validator("replica_cpus", "upscale_delay_s", "downscale_delay_s")
     @classmethod
     def _non_negative(cls, v: float) -> float:
         if v < 0:
             raise ValueError(f"must not be negative; got {v}")
+        return v
+
+    @field_validator("health_check_period_s", "autoscale_look_back_s", "autoscale_target_ongoing_requests")
+    @classmethod
+    def _positive_seconds(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"must be positive; got {v}")
         return v
 
     @field_validator("model_dir")
