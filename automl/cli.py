@@ -115,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pd_.add_argument("--batch-size", type=int, default=50_000)
     pd_.add_argument("--no-ray", action="store_true", help="predict in this process instead of with Ray Data")
+    pd_.add_argument(
+        "--errors",
+        help="CSV for the rows that fail validation (their id or row number and the reason); "
+        "default: OUTPUT with .errors.csv in place of its suffix",
+    )
+    pd_.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=1.0,
+        help="stop the job when more than this share (0-1) of the rows read failed validation "
+        "(default 1: never stop; the failed rows go to the errors file and the rest are scored)",
+    )
     for name in PLUGINS:
         import importlib
 
@@ -261,7 +273,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from serving.batch import predict_file
 
     t = time.time()
-    n = predict_file(
+    res = predict_file(
         a.dir,
         a.data,
         a.output,
@@ -269,8 +281,15 @@ def cmd_predict(a: argparse.Namespace) -> int:
         id_column=a.id_column,
         batch_size=a.batch_size,
         use_ray=not a.no_ray,
+        errors_path=a.errors,
+        max_error_rate=a.max_error_rate,
     )
-    print(f"wrote {n} predictions to {a.output} in {time.time() - t:.1f}s")
+    print(f"wrote {res.rows_written} predictions to {a.output} in {time.time() - t:.1f}s")
+    if res.rows_failed:
+        print(
+            f"{res.rows_failed} of {res.rows_read} rows failed validation and were not scored; "
+            f"their ids and reasons: {res.errors_path}"
+        )
     return 0
 
 

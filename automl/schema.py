@@ -106,3 +106,28 @@ def validate_frame(schema: InputSchema, df: pd.DataFrame) -> tuple[pd.DataFrame,
 
 def _spec(schema: InputSchema, name: str) -> ColumnSpec:
     return next(c for c in schema.columns if c.name == name)
+
+
+def row_problems(schema: InputSchema, df: pd.DataFrame) -> pd.Series:
+    """Row-wise companion of :func:`validate_frame`: why each row of ``df`` cannot be predicted.
+
+    Returns a Series aligned with ``df.index``: ``None`` for a row that can be predicted, else one
+    line naming every column at fault (``"age: expected a number, got 'abc'"``). Values are judged as
+    ``validate_frame`` judges them (text that does not read as a number in a numeric column; empty
+    text and the missing-value marker ``"?"`` are missing, not wrong). Frame-level problems (no rows,
+    a required column absent from the frame) are left to ``validate_frame``, which raises for them.
+    """
+    reasons = pd.Series([None] * len(df), index=df.index, dtype=object)
+    for spec in schema.columns:
+        if spec.kind not in _NUMERIC_KINDS or spec.name not in df.columns:
+            continue
+        s = df[spec.name]
+        if pd.api.types.is_numeric_dtype(s):
+            continue
+        coerced = pd.to_numeric(s, errors="coerce")
+        bad = coerced.isna() & s.notna() & ~s.astype("string").str.strip().isin(["", "?"])
+        for i in np.flatnonzero(bad.to_numpy(dtype=bool)):
+            problem = f"{spec.name}: expected a number, got {str(s.iloc[i])[:60]!r}"
+            old = reasons.iloc[i]
+            reasons.iloc[i] = problem if old is None else f"{old}; {problem}"
+    return reasons

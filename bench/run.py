@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.exceptions import AutoMLError, ConfigError
-from bench import bigdata, peers, quality, scaling, serving, strategies, summary, table
+from bench import batch_memory, bigdata, peers, quality, scaling, serving, strategies, summary, table
 from bench.common import (
     DEFAULT_MANIFEST,
     REPO,
@@ -102,6 +102,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=strategies.BUDGET_S,
         help="time limit of each --strategies run (default: %(default)s)",
     )
+    p.add_argument(
+        "--batch-memory",
+        action="store_true",
+        help="peak memory of `automl predict` (Ray Data) as input rows grow "
+        "(model: --serving-model, else the first run's)",
+    )
+    p.add_argument("--batch-memory-rows", default=",".join(map(str, batch_memory.ROWS)))
     p.add_argument("--scaling", action="store_true", help="fit time and memory vs rows and CPUs per family")
     p.add_argument("--scaling-rows", default=",".join(map(str, scaling.ROWS)))
     p.add_argument("--scaling-families", default="", help="default: every registered family")
@@ -175,16 +182,9 @@ def serving_section(
     out: Path,
     work: Path,
 ) -> str:
-    model, tname = a.serving_model, tables[0].name
+    model, tname = model_to_serve(a, tables, budgets, seeds, results, out, work)
     if model is None:
-        done = [r for r in results if r.get("status") == "ok"]
-        if not done:  # no quality run here: fit a model for serving at the smallest budget
-            done = run_quality_runs(
-                tables[:1], [min(budgets)], seeds[:1], a, out / "serving", work / "serving"
-            )
-        if done[0].get("status") != "ok":
-            return f"## Serving\n\nno model to serve: {done[0].get('error')}"
-        model, tname = done[0]["artifact"]["path"], done[0]["data"]["table"]
+        return f"## Serving\n\nno model to serve: {tname}"
     res = serving.launch(
         Path(model),
         tname,
@@ -195,6 +195,64 @@ def serving_section(
         duration_s=a.serving_duration,
     )
     return f"## Serving (`automl serve`, loopback, table {tname})\n\n" + serving.serving_markdown(res)
+
+
+def model_to_serve(
+    a: argparse.Namespace,
+    tables: list[Table],
+    budgets: list[float],
+    seeds: list[int],
+    results: list[dict],
+    out: Path,
+    work: Path,
+) -> tuple[str | None, str]:
+    """(model directory, its table): --serving-model, else the first good quality run's model, else a
+    fit at the smallest budget; (None, the error) when there is none."""
+    if a.serving_model is not None:
+        return a.serving_model, tables[0].name
+    done = [r for r in results if r.get("status") == "ok"]
+    if not done:  # no quality run here: fit a model for serving at the smallest budget
+        done = run_quality_runs(tables[:1], [min(budgets)], seeds[:1], a, out / "serving", work / "serving")
+    if done[0].get("status") != "ok":
+        return None, str(done[0].get("error"))
+    return done[0]["artifact"]["path"], done[0]["data"]["table"]
+
+
+def batch_memory_section(
+    a: argparse.Namespace,
+    tables: list[Table],
+    budgets: list[float],
+    seeds: list[int],
+    results: list[dict],
+    out: Path,
+    work: Path,
+) -> str:
+    model, tname = model_to_serve(a, tables, budgets, seeds, results, out, work)
+    if model is None:
+        return f"## Batch prediction memory\n\nno model: {tname}"
+    res = batch_memory.run_batch_memory(
+        Path(model),
+        out / "batch_memory",
+        work / "batch_memory",
+        rows=tuple(_csv(a.batch_memory_rows, int)),
+        table=tname,
+        manifest=Path(a.manifest),
+    )
+    return "## Batch prediction memory (`automl predict`, Ray Data)\n\n" + batch_memory.batch_memory_markdown(
+        res
+    )
+
+
+def describe(host: dict[str, Any]) -> str:
+    """One line about the machine (``machine.json`` has the rest)."""
+    git = host.get("git") or {}
+    commit = (git.get("commit") or "?")[:10] + (" (with uncommitted changes)" if git.get("dirty") else "")
+    load = ", ".join(f"{v:.1f}" for v in host.get("loadavg") or ())
+    return (
+        f"Machine: {host.get('cpu_model', '?')}, {host.get('cpus_usable')} usable CPUs, "
+        f"{host.get('memory_total_gb', 0):.0f} GB RAM, {host.get('gpus') or 0} GPUs; "
+        f"Python {host.get('python')}; commit {commit}; load average at start {load} (`machine.json`)."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         sections += ["", summary.quality_section(results, peer_entries, out)]
     if a.serving:
         sections += ["", serving_section(a, tables, budgets, seeds, results, out, work)]
+    if a.batch_memory:
+        sections += ["", batch_memory_section(a, tables, budgets, seeds, results, out, work)]
     if a.strategies:
         res = strategies.run_strategies(
             select_tables(read_manifest(a.manifest), _csv(a.strategy_tables)),

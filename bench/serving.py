@@ -1,10 +1,12 @@
-"""Serving speed: a bounded loopback load test of ``automl serve`` next to the floor.
+"""Serving speed: a bounded loopback load test of ``automl serve`` next to plain uvicorn and the floor.
 
-Starts the REST server on 127.0.0.1 for one saved model (``serving.server.start``, default settings), drives
-``POST /predict`` with 1-row and 100-row bodies at concurrency 1, 8 and 32 for a fixed duration
-each (``serving.loadtest.run_load``), and reports requests/s, rows/s, p50/p99 and errors next to
-the in-process predict time of the same rows (the floor: what the model alone costs). Runs in its
-own process (``python -m bench.serving``) so Ray and Serve start fresh and end with it.
+Starts the REST server on 127.0.0.1 for one saved model (``serving.server.start``, default settings)
+and, beside it, the same FastAPI app in plain uvicorn (one process, no Ray, no batching), drives
+``POST /predict`` with 1-row and 100-row bodies at 1, 8 and 32 Locust users for a fixed duration
+each (``serving.loadtest.run_load``: headless Locust), one server and then at once the other, and
+reports requests/s, rows/s, p50/p99 and errors next to the in-process predict time of the same rows
+(the floor: what the model alone costs). Runs in its own process (``python -m bench.serving``) so
+Ray and Serve start fresh and end with it.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def run_serving(
 ) -> dict[str, Any]:
     from automl import load
     from serving import server
-    from serving.loadtest import run_load
+    from serving.loadtest import plain_uvicorn, run_load
     from serving.schemas import AppArgs
 
     predictor = load(model_dir)
@@ -96,27 +98,33 @@ def run_serving(
     startup_s = time.perf_counter() - t0
     results = []
     try:
-        for n, body in bodies.items():
-            run_load(f"{base}/predict", body, concurrency=1, duration_s=WARMUP_S)
-            for c in concurrency:
-                r = run_load(f"{base}/predict", body, concurrency=c, duration_s=duration_s)
-                results.append(
-                    {
-                        "rows_per_request": n,
-                        "concurrency": c,
-                        **r,
-                        "rows_per_s": r["rps"] * n,
-                        "floor": floors[n],
-                    }
-                )
-                logger.info(
-                    "rows=%d concurrency=%d: %.1f req/s p50 %.1f ms p99 %.1f ms",
-                    n,
-                    c,
-                    r["rps"],
-                    r["p50_ms"],
-                    r["p99_ms"],
-                )
+        with plain_uvicorn(str(model_dir)) as floor_url:
+            servers = {"serve": base, "uvicorn": floor_url}
+            for n, body in bodies.items():
+                for url in servers.values():
+                    run_load(f"{url}/predict", body, concurrency=1, duration_s=WARMUP_S)
+                for c in concurrency:
+                    for name, url in servers.items():
+                        r = run_load(f"{url}/predict", body, concurrency=c, duration_s=duration_s)
+                        results.append(
+                            {
+                                "server": name,
+                                "rows_per_request": n,
+                                "concurrency": c,
+                                **r,
+                                "rows_per_s": r["rps"] * n,
+                                "floor": floors[n],
+                            }
+                        )
+                        logger.info(
+                            "%s rows=%d concurrency=%d: %.1f req/s p50 %.1f ms p99 %.1f ms",
+                            name,
+                            n,
+                            c,
+                            r["rps"],
+                            r["p50_ms"],
+                            r["p99_ms"],
+                        )
     finally:
         server.stop()
     return {
@@ -128,7 +136,8 @@ def run_serving(
         "server_startup_s": startup_s,
         "floor": floors,
         "runs": results,
-        "server": "Ray Serve, default AppArgs (1 replica)",
+        "load_generator": "Locust (headless, FastHttpUser, no wait time), one process on the same machine",
+        "server": "Ray Serve, default AppArgs (1 replica); uvicorn: the same FastAPI app, 1 process",
     }
 
 
@@ -139,15 +148,15 @@ def serving_markdown(res: dict[str, Any]) -> str:
         f"Model: `{res['model_dir']}`; {res['duration_s']:g} s per cell on loopback; server start-up "
         f"{res['server_startup_s']:.1f} s.",
         "",
-        "| rows/request | concurrency | requests/s | rows/s | p50 ms | p99 ms "
+        "| server | rows/request | clients | requests/s | rows/s | p50 ms | p99 ms "
         "| errors 4xx/5xx/transport | in-process predict ms (floor) | + JSON parsing ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["runs"]:
         f = r["floor"]
         errors = f"{r['errors_4xx']}/{r['errors_5xx']}/{r.get('errors_transport', 0)}"
         lines.append(
-            f"| {r['rows_per_request']} | {r['concurrency']} | {r['rps']:.1f} "
+            f"| {r.get('server', 'serve')} | {r['rows_per_request']} | {r['concurrency']} | {r['rps']:.1f} "
             f"| {r['rows_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {errors} "
             f"| {f['predict_ms']:.2f} | {f['parse_and_predict_ms']:.2f} |"
         )
@@ -180,13 +189,13 @@ def launch(
         "--out",
         str(out_json),
     ]
-    cells = len(CONCURRENCY) * len(ROWS_PER_REQUEST)
+    cells = 2 * len(CONCURRENCY) * len(ROWS_PER_REQUEST)  # Serve and uvicorn
     return run_child(
         "bench.serving",
         args,
         out_json=out_json,
         log_path=out_json.with_suffix(".log"),
-        timeout_s=cells * duration_s + 2 * len(ROWS_PER_REQUEST) * WARMUP_S + 420,
+        timeout_s=cells * (duration_s + 10) + 4 * len(ROWS_PER_REQUEST) * (WARMUP_S + 10) + 420,
     )
 
 

@@ -1,4 +1,5 @@
-"""Serving: the best model behind a Ray Serve REST endpoint, and batch prediction with Ray Data.
+"""Serving: the best model behind a Ray Serve REST endpoint (our routes and the Open Inference
+Protocol V2), and batch prediction with Ray Data. See docs/serving.md.
 
 ``build_app`` and ``AppArgs`` build the Serve application; ``predict_file`` scores a file. Names are
 imported on first use, so ``import serving`` does not import Ray.

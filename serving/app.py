@@ -1,20 +1,24 @@
 """The REST endpoint: a FastAPI app around the Predictor, deployed with Ray Serve.
 
-``ModelService`` holds the Predictor and builds the FastAPI app; it does not need Ray (the load
-test serves the same app with plain uvicorn as a floor). ``ModelDeployment`` is the Serve ingress
-deployment: it loads the Predictor once per replica, predicts concurrent requests together with
-``@serve.batch``, exports request metrics with ``ray.serve.metrics`` and answers Serve's health
-checks. ``build_app(AppArgs) -> Application`` is the typed builder (``serve run serving.app:build_app
-model_dir=DIR``, or a Serve config file with ``import_path: serving.app:build_app``).
+``ModelService`` holds the Predictor and builds the FastAPI app: ``POST /predict``,
+``POST /predict_proba`` (JSON or CSV rows), ``GET /metadata``, ``/health``, ``/stats`` and the Open
+Inference Protocol V2 routes (``serving.v2_routes``). It does not need Ray (the load test serves the
+same app with plain uvicorn as a floor). Request bodies are checked by the pydantic models generated
+from the Predictor's input schema (``serving.rows.RowSchema``), which also make the OpenAPI document.
+``ModelDeployment`` is the Serve ingress deployment: it loads the Predictor once per replica,
+predicts concurrent requests together with ``@serve.batch``, exports request metrics with
+``ray.serve.metrics`` and answers Serve's health checks. ``build_app(AppArgs) -> Application`` is the
+typed builder (``serve run serving.app:build_app model_dir=DIR``, or a Serve config file with
+``import_path: serving.app:build_app``).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import math
+import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +26,7 @@ import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from ray import serve
 from ray.serve import Application
@@ -29,35 +34,25 @@ from starlette.exceptions import HTTPException
 
 from automl.exceptions import SchemaError
 from automl.predictor import Predictor
+from serving.http import ApiKeyGate, ServeMetrics, json_response, read_body
+from serving.rows import RequestError, RowSchema
 from serving.schemas import (
     AppArgs,
     ErrorResponse,
     HealthResponse,
     MetadataResponse,
-    PredictRequest,
     PredictResponse,
     ProbaResponse,
-    RequestError,
-    RowChecker,
-    parse_rows,
+    StatsResponse,
+    parse_body,
 )
+from serving.v2 import model_name_for
 
 logger = logging.getLogger(__name__)
 
-OPEN_PATHS = ("/health",)  # answered without an API key
-_BODY = {
-    "content": {
-        "application/json": {"schema": PredictRequest.model_json_schema()},
-        "text/csv": {"schema": {"type": "string", "example": "age,workclass\n39,State-gov\n"}},
-    },
-    "required": True,
-}
 _ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 413, 415, 422)}
-
-
-def _json(payload: Any, status: int = 200) -> Response:
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    return Response(body, status, media_type="application/json")
+#: consecutive internal errors after which the replica reports itself unhealthy
+UNHEALTHY_AFTER = 5
 
 
 class ModelService:
@@ -66,13 +61,16 @@ class ModelService:
     def __init__(self, args: AppArgs, *, metrics: Any = None) -> None:
         self.args = args
         self.predictor = Predictor.load(args.model_dir)
-        self.checker = RowChecker(self.predictor.schema)
+        self.rows = RowSchema(self.predictor.schema, args.missing, args.missing_columns)
         self.metrics = metrics
         self.version = self.predictor.model_version
+        self.model_name = args.model_name or model_name_for(args.model_dir)
         self.classes = self.predictor.classes
         self._keys = [str(c) for c in self.classes] if self.classes is not None else None
         self.predict_rows: Callable[[list[dict[str, Any]]], Awaitable[Any]] = self._predict_now
         self.internal_failures = 0
+        self.replica = "local"
+        self.batch_sizes: Counter[int] = Counter()  # requests per Predictor call -> number of calls
         self.capture = None
         if args.capture is not None:
             from serving.capture import DataCapture
@@ -84,6 +82,9 @@ class ModelService:
     def predict_many(self, jobs: list[list[dict[str, Any]]]) -> list[np.ndarray | Exception]:
         """One Predictor call for the rows of all ``jobs`` (requests); when it fails (a request's
         values cannot be read), each request is predicted alone so only the bad one fails."""
+        self.batch_sizes[len(jobs)] += 1
+        if self.args.fault_file and os.path.exists(self.args.fault_file):  # test hook, see AppArgs
+            return [RuntimeError(f"injected failure: {self.args.fault_file} exists") for _ in jobs]
         if len(jobs) == 1:
             return [self._predict_one(jobs[0])]
         try:
@@ -106,11 +107,10 @@ class ModelService:
         return self.predict_many([rows])[0]
 
     def _warm_up(self) -> None:
-        row = {
-            c.name: 0.0 if c.kind == "numeric" else (c.categories or [None])[0]
-            for c in self.predictor.schema.columns
-        }
-        res = self._predict_one([row])
+        from serving.rows import example_value
+
+        res = self._predict_one([{c.name: example_value(c) for c in self.predictor.schema.columns}])
+        self.batch_sizes.clear()
         if isinstance(res, Exception):
             logger.warning("warm-up prediction on a synthetic row failed: %s", res)
 
@@ -126,39 +126,39 @@ class ModelService:
                     "predict_proba needs a classification model; "
                     f"this one is {self.predictor.problem_type.value}: use /predict",
                 )
-            rows = parse_rows(
-                await _read_body(request, self.args.max_body_bytes),
-                request.headers.get("content-type", "application/json"),
-            )
-            report = self.checker.check(rows)
+            body = await read_body(request, self.args.max_body_bytes)
+            kind, doc = parse_body(body, request.headers.get("content-type", "application/json"))
+            rows, report = self.rows.check_document(doc) if kind == "json" else self.rows.check_rows(doc)
             raw = await self.predict_rows(rows)
             if isinstance(raw, Exception):
                 raise raw
-            payload = self._payload(raw, proba)
+            payload = self.payload(raw, proba)
             payload["ignored_columns"] = report.ignored_columns
             payload["unknown_categories"] = report.unknown_categories
             if self.capture is not None:
+                sent = doc["rows"] if kind == "json" else doc  # what the client sent, not the clean rows
                 self.capture.record(
-                    endpoint=endpoint.lstrip("/"), rows=rows, response=payload, model_version=self.version
+                    endpoint=endpoint.lstrip("/"), rows=sent, response=payload, model_version=self.version
                 )
             status, n = 200, len(rows)
             self.internal_failures = 0
-            return _json(payload)
+            return json_response(payload)
         except RequestError as exc:
             status = exc.status
-            return _json(exc.body(), status)
+            return json_response(exc.body(), status)
         except SchemaError as exc:  # from the Predictor: values that cannot be read as the column's type
             status = 422
-            return _json({"detail": str(exc), "errors": exc.errors}, status)
+            return json_response({"detail": str(exc), "errors": exc.errors}, status)
         except Exception:
             self.internal_failures += 1
             logger.exception("prediction failed")
-            return _json({"detail": "internal error while predicting; see the server log", "errors": []}, 500)
+            detail = "internal error while predicting; see the server log"
+            return json_response({"detail": detail, "errors": []}, 500)
         finally:
             if self.metrics is not None:
                 self.metrics.observe(endpoint, status, time.perf_counter() - start, n)
 
-    def _payload(self, raw: np.ndarray, proba: bool) -> dict[str, Any]:
+    def payload(self, raw: np.ndarray, proba: bool) -> dict[str, Any]:
         if proba:
             return {
                 "probabilities": [dict(zip(self._keys, p)) for p in np.asarray(raw, float).tolist()],
@@ -174,37 +174,60 @@ class ModelService:
         p = self.predictor
         return {
             "model_version": self.version,
+            "model_name": self.model_name,
             "problem_type": p.problem_type.value,
             "target": p.target,
             "classes": self.classes,
             "metric": p.metric,
-            "columns": [vars(c) for c in p.schema.columns],
+            "columns": [{**vars(c), "missing": self.rows.policies[c.name]} for c in p.schema.columns],
             "id_columns": list(p.schema.id_columns),
             "created_at": p.info.get("created_at"),
         }
 
+    def stats(self) -> dict[str, Any]:
+        calls = sum(self.batch_sizes.values())
+        return {
+            "replica": self.replica,
+            "model_version": self.version,
+            "predictor_calls": calls,
+            "requests_predicted": sum(k * v for k, v in self.batch_sizes.items()),
+            "largest_batch": max(self.batch_sizes, default=0),
+            "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+            "internal_failures_in_a_row": self.internal_failures,
+        }
+
     def build_fastapi(self) -> FastAPI:
+        from serving.v2_routes import add_v2_routes, v2_components
+
         p = self.predictor
         app = FastAPI(
             title="AutoML model",
             version=self.version,
             description=f"Predicts {p.target!r} ({p.problem_type.value}).",
         )
-        meta = json.dumps(self.metadata(), default=str)
+        meta = self.metadata()
+        body = {
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
+                "text/csv": {"schema": {"type": "string"}, "example": self.rows.csv_example},
+            },
+            "required": True,
+        }
 
         @app.get("/health", response_model=HealthResponse)
         async def health() -> Response:
-            return _json({"status": "ok", "live": True, "ready": True, "model_version": self.version})
+            return json_response({"status": "ok", "live": True, "ready": True, "model_version": self.version})
 
-        @app.get("/metadata", response_model=MetadataResponse)
+        @app.get("/metadata", response_model=MetadataResponse, responses={401: {"model": ErrorResponse}})
         async def metadata() -> Response:
-            return Response(meta, media_type="application/json")
+            return json_response(meta)
+
+        @app.get("/stats", response_model=StatsResponse, responses={401: {"model": ErrorResponse}})
+        async def stats() -> Response:
+            return json_response(self.stats())
 
         @app.post(
-            "/predict",
-            response_model=PredictResponse,
-            responses=_ERRORS,
-            openapi_extra={"requestBody": _BODY},
+            "/predict", response_model=PredictResponse, responses=_ERRORS, openapi_extra={"requestBody": body}
         )
         async def predict(request: Request) -> Response:
             return await self.handle_predict(request, proba=False)
@@ -213,124 +236,43 @@ class ModelService:
             "/predict_proba",
             response_model=ProbaResponse,
             responses=_ERRORS,
-            openapi_extra={"requestBody": _BODY},
+            openapi_extra={"requestBody": body},
         )
         async def predict_proba(request: Request) -> Response:
             return await self.handle_predict(request, proba=True)
 
+        add_v2_routes(app, self)
+
         @app.exception_handler(HTTPException)
         async def http_error(request: Request, exc: HTTPException) -> Response:
-            return _json(RequestError.one(exc.status_code, "path", str(exc.detail)).body(), exc.status_code)
+            # keeps the exception's headers: for a method a route lacks, Starlette's Route raises
+            # HTTPException(405, headers={"Allow": ...}), and RFC 9110 requires `Allow` on a 405
+            headers = dict(exc.headers or {})
+            if request.url.path.startswith("/v2"):
+                return json_response({"error": str(exc.detail)}, exc.status_code, headers)
+            body = RequestError.one(exc.status_code, "path", str(exc.detail)).body()
+            return json_response(body, exc.status_code, headers)
 
         @app.exception_handler(RequestValidationError)
         async def validation_error(request: Request, exc: RequestValidationError) -> Response:
             errors = [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
-            return _json(RequestError(422, errors).body(), 422)
+            return json_response(RequestError(422, errors).body(), 422)
 
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                doc = get_openapi(
+                    title=app.title, version=app.version, description=app.description, routes=app.routes
+                )
+                schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+                schemas.update(self.rows.openapi_components())
+                schemas.update(v2_components())
+                app.openapi_schema = doc
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
         if self.args.api_key:
             app.add_middleware(ApiKeyGate, key=self.args.api_key)
         return app
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise RequestError.one(400, "Content-Length", f"not a number: {declared[:40]!r}")
-        if int(declared) > limit:
-            raise RequestError.one(
-                413,
-                "body",
-                f"{int(declared)} bytes is over the limit of {limit} bytes; send fewer rows per request",
-            )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError.one(
-                413, "body", f"over the limit of {limit} bytes; send fewer rows per request"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class ApiKeyGate:
-    """ASGI middleware: every request except ``/health`` needs the key (``X-API-Key: KEY`` or
-    ``Authorization: Bearer KEY``); 401 otherwise. Compared in constant time."""
-
-    def __init__(self, app: Any, key: str) -> None:
-        self.app = app
-        self.key = key.encode()
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        path = scope.get("path", "")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        if scope["type"] != "http" or path.rstrip("/") in OPEN_PATHS:
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"x-api-key")
-        auth = headers.get(b"authorization", b"")
-        if given is None and auth[:7].lower() == b"bearer ":
-            given = auth[7:].strip()
-        if given is not None and hmac.compare_digest(given, self.key):
-            return await self.app(scope, receive, send)
-        message = "missing API key" if given is None else "wrong API key"
-        body = json.dumps(
-            {
-                "detail": f"{message}: send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'",
-                "errors": [{"field": "X-API-Key", "message": message}],
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"www-authenticate", b"Bearer"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-class ServeMetrics:
-    """Request count, errors and latency, exported with Ray Serve's own metrics (Prometheus)."""
-
-    BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
-
-    def __init__(self) -> None:
-        from ray.serve import metrics
-
-        self.requests = metrics.Counter(
-            "automl_requests",
-            description="requests by endpoint and HTTP status",
-            tag_keys=("endpoint", "status"),
-        )
-        self.errors = metrics.Counter(
-            "automl_request_errors", description="4xx and 5xx responses", tag_keys=("endpoint", "status")
-        )
-        self.rows = metrics.Counter(
-            "automl_rows_predicted", description="rows predicted", tag_keys=("endpoint",)
-        )
-        self.latency = metrics.Histogram(
-            "automl_request_latency_ms",
-            description="latency in the replica",
-            boundaries=self.BOUNDARIES_MS,
-            tag_keys=("endpoint",),
-        )
-
-    def observe(self, endpoint: str, status: int, seconds: float, rows: int) -> None:
-        tags = {"endpoint": endpoint, "status": str(status)}
-        self.requests.inc(1, tags)
-        if status >= 400:
-            self.errors.inc(1, tags)
-        if rows:
-            self.rows.inc(rows, {"endpoint": endpoint})
-        self.latency.observe(seconds * 1000.0, {"endpoint": endpoint})
 
 
 @serve.deployment(name="AutoMLModel")
@@ -340,6 +282,7 @@ class ModelDeployment:
 
     def __init__(self, args: AppArgs) -> None:
         self.service = ModelService(args, metrics=ServeMetrics())
+        self.service.replica = serve.get_replica_context().replica_id.unique_id
         self.predict_batch.set_max_batch_size(args.max_batch_size)
         self.predict_batch.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
         self.service.predict_rows = self.predict_batch
@@ -353,7 +296,9 @@ class ModelDeployment:
         return self.service.predict_many(jobs)
 
     def check_health(self) -> None:
-        if self.service.internal_failures >= 5:
+        """Serve calls this every ``health_check_period_s``; raising marks the replica unhealthy and
+        Serve replaces it."""
+        if self.service.internal_failures >= UNHEALTHY_AFTER:
             raise RuntimeError(
                 f"{self.service.internal_failures} requests in a row failed with an internal error"
             )
@@ -370,8 +315,8 @@ def build_app(args: AppArgs) -> Application:
         args = AppArgs.model_validate(args)
     opts: dict[str, Any] = {
         "max_ongoing_requests": args.ongoing_requests,
-        "ray_actor_options": {"num_cpus": 1},  # one prediction thread per replica
-        "health_check_period_s": 10.0,
+        "ray_actor_options": {"num_cpus": args.replica_cpus},  # one prediction thread per replica
+        "health_check_period_s": args.health_check_period_s,
         "health_check_timeout_s": 30.0,
     }
     if args.autoscale is not None:
@@ -380,7 +325,10 @@ def build_app(args: AppArgs) -> Application:
             "min_replicas": lo,
             "initial_replicas": max(lo, 1),
             "max_replicas": hi,
-            "target_ongoing_requests": max(2, args.max_batch_size),
+            "target_ongoing_requests": args.autoscale_target_ongoing_requests or max(2, args.max_batch_size),
+            "upscale_delay_s": args.upscale_delay_s,
+            "downscale_delay_s": args.downscale_delay_s,
+            "look_back_period_s": args.autoscale_look_back_s,
         }
     else:
         opts["num_replicas"] = args.num_replicas

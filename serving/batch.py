@@ -6,6 +6,12 @@ each chunk to a pool of actors that load the Predictor once each, and the driver
 scored chunks to the output in input order (``preserve_order``). Without Ray the same happens in
 this process, one chunk at a time. At no point is the whole table in memory. Each output row
 carries the input's id column (or its row number, column ``row``) next to its prediction.
+
+A row that cannot be predicted (a value that does not read as its column's type; see
+``automl.schema.row_problems``) does not end the job: it goes to the errors file (CSV: the row's id
+or number, and the reason) and the other rows are scored. ``max_error_rate`` ends the job with a
+``DataError`` once more than that share of the rows read so far (at least ``MIN_ROWS_FOR_RATE``,
+or all of them) failed.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +28,14 @@ import pandas as pd
 from automl.data import EXTRA_MISSING_MARKERS, detect_format, storage_options
 from automl.exceptions import DataError
 from automl.predictor import Predictor
+from automl.schema import row_problems
+from serving.batch_output import ErrorLog, Writer, default_errors_path
 
 logger = logging.getLogger(__name__)
 
 ROW_COLUMN = "row"
+#: the reason a row was not scored (a column of the scored chunks, moved to the errors file)
+ERROR_COLUMN = "error"
 #: object store memory one batch transform may hold at once, and the target size of a block
 OBJECT_STORE_BUDGET = 256 * 2**20
 BLOCK_BYTES = 32 * 2**20
@@ -45,17 +56,24 @@ class _Scorer:
 def score_frame(
     predictor: Predictor, batch: pd.DataFrame, proba: bool, id_column: str | None
 ) -> pd.DataFrame:
-    """Predictions for ``batch`` (plus its id column when given), in the batch's row order."""
+    """Predictions for ``batch`` (plus its id column when given), in the batch's row order, and an
+    ``error`` column: why a row was not predicted (``None`` when it was; its prediction is missing)."""
     out = pd.DataFrame(index=batch.index)
     if id_column:
         out[id_column] = batch[id_column].to_numpy()
     features = mark_missing(batch.drop(columns=[predictor.target], errors="ignore"))
+    reasons = row_problems(predictor.schema, features)
+    ok = reasons.isna().to_numpy()
+    good = features if ok.all() else features[ok]
     if proba:
-        p = predictor.predict_proba(features)
-        for c in p.columns:
-            out[f"proba_{c}"] = p[c].to_numpy()
+        p = predictor.predict_proba(good) if len(good) else pd.DataFrame(columns=predictor.classes)
+        for c in predictor.classes:
+            out[f"proba_{c}"] = p[c].reindex(batch.index).to_numpy(dtype=float)
     else:
-        out["prediction"] = predictor.predict(features).to_numpy()
+        pred = predictor.predict(good) if len(good) else pd.Series([], dtype=object)
+        # object dtype when rows are missing, so integer labels stay integers once they are dropped
+        out["prediction"] = (pred if ok.all() else pred.astype(object).reindex(batch.index)).to_numpy()
+    out[ERROR_COLUMN] = reasons.to_numpy()
     return out.reset_index(drop=True)
 
 
@@ -109,48 +127,18 @@ def _columns(path: str, fmt: str) -> list[str]:
         raise DataError(f"cannot read {path!r} as {fmt}: {str(exc).strip().splitlines()[0]}") from exc
 
 
-class _Writer:
-    """Appends scored chunks to one CSV (optionally gzipped) or Parquet file."""
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch transform did: rows scored (written to the output), rows that failed validation
+    (written to ``errors_path``, which exists only when there were some)."""
 
-    def __init__(self, path: str) -> None:
-        low = path.lower()
-        if not low.endswith((".parquet", ".pq", ".csv", ".csv.gz")):
-            raise DataError(f"output {path!r} must end in .csv, .csv.gz or .parquet")
-        self.path = path
-        self.fmt = "parquet" if low.endswith((".parquet", ".pq")) else "csv"
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._pq: Any = None
-        self._csv: Any = None
+    rows_written: int
+    rows_failed: int
+    errors_path: str
 
-    def write(self, df: pd.DataFrame) -> None:
-        if self.fmt == "csv":
-            if self._csv is None:
-                import gzip
-
-                self._csv = (
-                    gzip.open(self.path, "wt", newline="")
-                    if self.path.lower().endswith(".gz")
-                    else open(self.path, "w", newline="")
-                )
-                df.to_csv(self._csv, index=False)
-            else:
-                df.to_csv(self._csv, index=False, header=False)
-            return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        # no pandas metadata: batches from Ray Data carry Arrow-backed dtypes that readers should not inherit
-        table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
-        if self._pq is None:
-            self._pq = pq.ParquetWriter(self.path, table.schema)
-        elif table.schema != self._pq.schema:
-            table = table.cast(self._pq.schema)
-        self._pq.write_table(table)
-
-    def close(self) -> None:
-        for fh in (self._pq, self._csv):
-            if fh is not None:
-                fh.close()
+    @property
+    def rows_read(self) -> int:
+        return self.rows_written + self.rows_failed
 
 
 def predict_file(
@@ -163,11 +151,16 @@ def predict_file(
     batch_size: int = 50_000,
     use_ray: bool = True,
     concurrency: int | None = None,
-) -> int:
-    """Score ``data`` into ``output`` (CSV or Parquet, by suffix); returns the number of rows written.
+    errors_path: str | None = None,
+    max_error_rate: float = 1.0,
+) -> BatchResult:
+    """Score ``data`` into ``output`` (CSV or Parquet, by suffix).
 
     Output columns: the id column (``id_column``, else the model's id column when the input has it,
-    else ``row``, the 0-based row number) and ``prediction`` (or ``proba_<class>`` per class).
+    else ``row``, the 0-based row number) and ``prediction`` (or ``proba_<class>`` per class). Rows
+    that fail validation go to ``errors_path`` (default ``<output>.errors.csv``) with the same id
+    column and ``error``; above ``max_error_rate`` (a share of the rows read, 0 to 1) the job stops
+    with a DataError.
     """
     predictor = Predictor.load(model_dir)  # verifies the artifact before any work starts
     if proba and not predictor.problem_type.is_classification:
@@ -177,28 +170,45 @@ def predict_file(
         )
     if batch_size < 1:
         raise DataError(f"batch_size must be at least 1; got {batch_size}")
+    if not 0.0 <= max_error_rate <= 1.0:
+        raise DataError(f"max_error_rate must be between 0 and 1 (a share of the rows); got {max_error_rate}")
     if "://" not in data and not Path(data).is_file():
         raise DataError(f"input {data!r} does not exist or is not a file")
     fmt = detect_format(data)
     ident = resolve_id_column(predictor, _columns(data, fmt), id_column)
-    writer = _Writer(output)
-    n = 0
+    errors_path = errors_path or default_errors_path(output)
+    writer, errors = Writer(output), ErrorLog(errors_path, max_error_rate)
     if use_ray:
         batches = _ray_batches(model_dir, data, fmt, proba, ident, batch_size, concurrency)
     else:
         chunks = _local_chunks(data, fmt, batch_size)
         batches = (score_frame(predictor, chunk, proba, ident) for chunk in chunks)
+    n = written = 0
     try:
         for scored in batches:
             if ident is None:
                 scored.insert(0, ROW_COLUMN, range(n, n + len(scored)))
-            writer.write(scored)
             n += len(scored)
+            failed = scored[ERROR_COLUMN].notna().to_numpy()
+            if failed.any():
+                errors.write(scored.loc[failed, [ident or ROW_COLUMN, ERROR_COLUMN]])
+                scored = scored.loc[~failed]
+            scored = scored.drop(columns=[ERROR_COLUMN])
+            if len(scored):
+                writer.write(scored)
+                written += len(scored)
+            errors.check_rate(n, final=False)
+        errors.check_rate(n, final=True)
     finally:
         batches.close()  # stops the Ray Data stream (and restores its settings) on an early exit
         writer.close()
-    logger.info("wrote %d predictions to %s", n, output)
-    return n
+        errors.close()
+    if errors.rows:
+        logger.warning(
+            "%d of %d rows failed validation and were not scored: see %s", errors.rows, n, errors_path
+        )
+    logger.info("wrote %d predictions to %s", written, output)
+    return BatchResult(written, errors.rows, errors_path)
 
 
 def _chunk_datasource(path: str, fmt: str, batch_size: int) -> Any:
@@ -264,4 +274,4 @@ def _bounded_execution(ctx: Any) -> Iterator[None]:
         opts.preserve_order, opts.resource_limits, ctx.target_max_block_size = saved
 
 
-__all__ = ["predict_file", "score_frame"]
+__all__ = ["BatchResult", "predict_file", "score_frame"]

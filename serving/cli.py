@@ -12,8 +12,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="serve a saved model over HTTP with Ray Serve",
         description="Serve a saved model (a run directory or registry://NAME[:VERSION]) with "
-        "Ray Serve: POST /predict, POST /predict_proba, GET /health, "
-        "GET /metadata, docs at /docs.",
+        "Ray Serve: POST /predict, POST /predict_proba, GET /health, GET /metadata, GET /stats, "
+        "the Open Inference Protocol V2 under /v2 (KServe V2 REST), docs at /docs.",
     )
     add = s.add_argument
     add("model", help="model directory, or registry://NAME[:VERSION]")
@@ -29,6 +29,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add("--max-body-mb", type=float, default=10.0, help="larger request bodies get 413")
     add("--capture-dir", help="record served requests and responses in this directory")
     add("--capture-rate", type=float, help="share of requests to record (default 1.0 with --capture-dir)")
+    add(
+        "--missing",
+        choices=["reject", "impute"],
+        default="reject",
+        help="a missing or null value in a required column (never missing in training): reject it with "
+        "422 naming the row and column (default), or impute it as training did",
+    )
+    add(
+        "--missing-column",
+        action="append",
+        default=[],
+        metavar="COLUMN=POLICY",
+        help="per-column missing policy (reject or impute), overriding --missing; repeatable",
+    )
+    add("--model-name", help="the model's name in the V2 protocol (default: the model directory's name)")
     add("--address", help="Ray cluster address (default: RAY_ADDRESS or start Ray in-process)")
     s.set_defaults(func=cmd_serve)
 
@@ -42,6 +57,18 @@ def _autoscale(text: str | None) -> tuple[int, int] | None:
     if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
         raise ConfigError(f"--autoscale takes MIN:MAX (e.g. 1:4); got {text!r}")
     return int(lo), int(hi)
+
+
+def _missing_columns(items: list[str]) -> dict[str, str]:
+    from automl.exceptions import ConfigError
+
+    out = {}
+    for item in items:
+        col, sep, policy = item.rpartition("=")
+        if not sep or not col:
+            raise ConfigError(f"--missing-column takes COLUMN=reject or COLUMN=impute; got {item!r}")
+        out[col] = policy
+    return out
 
 
 def app_args_from_cli(a: argparse.Namespace, model_dir: str) -> AppArgs:  # noqa: F821 - lazy import
@@ -69,6 +96,9 @@ def app_args_from_cli(a: argparse.Namespace, model_dir: str) -> AppArgs:  # noqa
             max_body_bytes=int(a.max_body_mb * 1_000_000),
             capture=capture,
             max_ongoing_requests=a.max_ongoing_requests,
+            missing=a.missing,
+            missing_columns=_missing_columns(a.missing_column),
+            model_name=a.model_name,
         )
     except ValidationError as exc:
         problems = [
@@ -84,6 +114,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     import time
 
     from automl.config import ResourceConfig
+    from automl.exceptions import ConfigError
     from automl.predictor import Predictor
     from automl.runtime import ensure_ray
     from serving import server
@@ -97,6 +128,12 @@ def cmd_serve(a: argparse.Namespace) -> int:
     args = app_args_from_cli(a, model_dir)
     server.check_bind(a.host, args)
     predictor = Predictor.load(model_dir)  # fail fast (missing or altered artifact) before Ray starts
+    try:
+        from serving.rows import resolve_policies
+
+        resolve_policies(predictor.schema, args.missing, args.missing_columns)
+    except ValueError as exc:
+        raise ConfigError(f"--missing-column: {exc}") from None
     info = ensure_ray(ResourceConfig(address=a.address))
     stop = threading.Event()  # set by Ctrl-C or SIGTERM (also one that arrives while starting)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -121,7 +158,7 @@ def _banner(predictor: Any, base: str, args: Any, seconds: float) -> str:
     return (
         f"serving model {predictor.model_version} ({predictor.problem_type.value}, target "
         f"{predictor.target!r}) at {base}, ready in {seconds:.1f}s\n"
-        f"  docs: {base}/docs   metadata: {base}/metadata   health: {base}/health\n"
+        f"  docs: {base}/docs   metadata: {base}/metadata   health: {base}/health   V2: {base}/v2\n"
         f"  try: curl -s {base}/predict -H 'Content-Type: application/json'{key} "
         f"-d '{{\"rows\": [{{{example}, ...}}]}}'\nCtrl-C stops the endpoint."
     )

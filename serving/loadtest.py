@@ -1,7 +1,8 @@
-"""A bounded HTTP load generator, and the serving benchmark built on it.
+"""Load tests with Locust (headless, loopback), and the serving benchmark built on it.
 
-``run_load(url, payload, concurrency=C, duration_s=D)`` keeps C requests in flight for D seconds
-(no more, no longer) and returns counts, requests/s and latency percentiles.
+``run_load(url, payload, concurrency=C, duration_s=D)`` runs Locust (``serving/locustfile.py``) in
+its own process with C users that each POST ``payload`` back to back for D seconds, and returns
+counts, requests/s and latency percentiles from Locust's statistics.
 
 ``python -m serving.loadtest MODEL_DIR --data TABLE`` prints requests/s, p50 and p99 for 1-row and
 100-row bodies at several concurrencies, for Ray Serve next to two floors measured in the same
@@ -11,53 +12,73 @@ run: the Predictor called in-process, and the same FastAPI app served by plain u
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
-async def _load(url: str, body: bytes, concurrency: int, duration_s: float, headers: dict[str, str]) -> dict:
-    import httpx
 
-    latencies: list[float] = []
+def locust_command(host: str, users: int, duration_s: float, csv_prefix: str) -> list[str]:
+    """The headless Locust command line for ``users`` clients during ``duration_s`` seconds."""
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--only-summary",
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(users),
+        "--run-time",
+        f"{max(1, round(duration_s))}s",
+        "--host",
+        host,
+        "--csv",
+        csv_prefix,
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
+    ]
+
+
+def _read_locust_csv(prefix: str) -> dict[str, Any]:
+    with open(f"{prefix}_stats.csv", newline="") as fh:
+        total = next(r for r in csv.DictReader(fh) if r["Name"] == "Aggregated")
     statuses: dict[str, int] = {}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60.0, headers=headers) as client:
-        deadline = time.perf_counter() + duration_s
-
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                t = time.perf_counter()
-                try:
-                    r = await client.post(url, content=body)
-                    key = str(r.status_code)
-                except httpx.HTTPError as exc:
-                    key = f"error:{type(exc).__name__}"
-                latencies.append(time.perf_counter() - t)
-                statuses[key] = statuses.get(key, 0) + 1
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    lat = np.asarray(latencies) * 1000.0
-    n = len(latencies)
+    with open(f"{prefix}_failures.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            m = re.search(r"HTTP (\d+)", r["Error"])
+            key = m.group(1) if m and m.group(1) != "0" else "error:transport"
+            statuses[key] = statuses.get(key, 0) + int(r["Occurrences"])
+    n = int(total["Request Count"])
+    ok = n - int(total["Failure Count"])
+    if ok:
+        statuses["2xx"] = ok
     return {
         "requests": n,
         "errors_5xx": sum(v for k, v in statuses.items() if k.startswith("5")),
         "errors_4xx": sum(v for k, v in statuses.items() if k.startswith("4")),
-        "errors_transport": sum(v for k, v in statuses.items() if k.startswith("error")),
-        "rps": n / elapsed if elapsed > 0 else 0.0,
-        "p50_ms": float(np.percentile(lat, 50)) if n else float("nan"),
-        "p99_ms": float(np.percentile(lat, 99)) if n else float("nan"),
+        "errors_transport": statuses.get("error:transport", 0),
+        "rps": float(total["Requests/s"]),
+        "p50_ms": float(total["50%"]) if n else float("nan"),
+        "p99_ms": float(total["99%"]) if n else float("nan"),
         "status_counts": statuses,
     }
 
@@ -71,9 +92,9 @@ def run_load(
     headers: dict[str, str] | None = None,
     content_type: str = "application/json",
 ) -> dict:
-    """POST ``payload`` (bytes, str, or a JSON-able object) to ``url`` from ``concurrency`` clients
-    for ``duration_s`` seconds. Returns ``requests, errors_5xx, errors_4xx, errors_transport, rps,
-    p50_ms, p99_ms, status_counts``."""
+    """POST ``payload`` (bytes, str, or a JSON-able object) to ``url`` from ``concurrency`` Locust
+    users for ``duration_s`` seconds. Returns ``requests, errors_5xx, errors_4xx, errors_transport,
+    rps, p50_ms, p99_ms, status_counts`` (successes counted as ``"2xx"``)."""
     if concurrency < 1 or not 0 < duration_s <= 3600:
         raise ValueError(
             f"concurrency must be >= 1 and duration_s in (0, 3600]; got {concurrency}, {duration_s}"
@@ -84,8 +105,24 @@ def run_load(
         body = payload.encode()
     else:
         body = json.dumps(payload).encode()
-    hdrs = {"content-type": content_type, **(headers or {})}
-    return asyncio.run(_load(url, body, concurrency, duration_s, hdrs))
+    m = re.match(r"(https?://[^/]+)(/.*)?$", url)
+    if m is None:
+        raise ValueError(f"url must be http(s)://host:port/path; got {url!r}")
+    host, path = m.group(1), m.group(2) or "/"
+    with tempfile.TemporaryDirectory(prefix="automl-locust-") as tmp:
+        Path(tmp, "body").write_bytes(body)
+        env = {
+            **os.environ,
+            "AUTOML_LOAD_BODY": str(Path(tmp, "body")),
+            "AUTOML_LOAD_PATH": path,
+            "AUTOML_LOAD_HEADERS": json.dumps({"content-type": content_type, **(headers or {})}),
+        }
+        prefix = str(Path(tmp, "stats"))
+        cmd = locust_command(host, concurrency, duration_s, prefix)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration_s + 120)
+        if proc.returncode != 0 or not Path(f"{prefix}_stats.csv").exists():
+            raise RuntimeError(f"locust failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        return _read_locust_csv(prefix)
 
 
 # --- the benchmark -----------------------------------------------------------------------------------
@@ -160,7 +197,7 @@ def _measure(name: str, url: str, n_rows: int, body: bytes, clients: int, durati
 
 
 @contextlib.contextmanager
-def _uvicorn(model_dir: str) -> Iterator[str]:
+def plain_uvicorn(model_dir: str) -> Iterator[str]:
     port = _free_port()
     cmd = [sys.executable, "-m", "serving.loadtest", model_dir, "--uvicorn-child", str(port)]
     child = subprocess.Popen(cmd)
@@ -221,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     # Both servers run side by side and each cell is measured on one, then at once on the other, so
     # the machine's other load affects the pair alike.
-    with _uvicorn(a.model_dir) as floor, _serve(args) as serve_url:
+    with plain_uvicorn(a.model_dir) as floor, _serve(args) as serve_url:
         for n, r in rows.items():
             body = json.dumps({"rows": r}).encode()
             f = _in_process(a.model_dir, r)

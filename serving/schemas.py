@@ -1,9 +1,9 @@
-"""The REST endpoint's request and response models, and the checking of request bodies.
+"""The REST endpoint's arguments (``AppArgs``), response models, and the parsing of request bodies.
 
-Bodies are parsed here rather than by FastAPI's pydantic validation so that every problem is a
-4xx whose message names the field (``rows[3].age``), ``text/csv`` bodies work like JSON ones, and
-the rows of concurrent requests can be predicted together. The pydantic models document the API
-(OpenAPI at ``/docs``); handlers build the same shapes as plain dicts, which is cheaper.
+Bodies are read here (JSON or ``text/csv``) so that a body that is not JSON or CSV at all is a 400
+naming the problem; what the parsed body must hold is checked by the pydantic models generated
+from the Predictor's input schema (``serving.rows.RowSchema``), the same models that produce the
+OpenAPI document. Handlers build the response shapes below as plain dicts, which is cheaper.
 """
 
 from __future__ import annotations
@@ -11,35 +11,15 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from automl.data import EXTRA_MISSING_MARKERS as MISSING_MARKERS
-from automl.schema import InputSchema
+from serving.rows import MAX_ERRORS, POLICIES, RequestError, RowsReport
 
-#: at most this many problems are listed in one error response
-MAX_ERRORS = 20
-_SCALARS = (str, bool, int, float)
-
-
-class RequestError(Exception):
-    """A request that cannot be served as sent: a 4xx with a message naming the field(s)."""
-
-    def __init__(self, status: int, errors: list[dict[str, str]], detail: str | None = None) -> None:
-        self.status = status
-        self.errors = errors[:MAX_ERRORS]
-        self.detail = detail or "; ".join(f"{e['field']}: {e['message']}" for e in self.errors)
-        super().__init__(self.detail)
-
-    @classmethod
-    def one(cls, status: int, field_: str, message: str) -> RequestError:
-        return cls(status, [{"field": field_, "message": message}])
-
-    def body(self) -> dict[str, Any]:
-        return {"detail": self.detail, "errors": self.errors}
+__all__ = ["AppArgs", "MAX_ERRORS", "RequestError", "RowsReport", "parse_body"]
 
 
 class AppArgs(BaseModel):
@@ -57,6 +37,22 @@ class AppArgs(BaseModel):
         max_body_bytes: larger request bodies get 413.
         capture: a ``serving.capture.CaptureConfig`` (or its fields as a dict): record served requests.
         max_ongoing_requests: requests one replica holds at once; default ``max(32, 4 * max_batch_size)``.
+        missing: what a missing or null value of a *required* column (one never missing in training)
+            means: ``"reject"`` (422 naming the row and column, the default) or ``"impute"`` (predicted
+            as training imputed missing values). Columns sometimes missing in training always impute
+            unless ``missing_columns`` says otherwise.
+        missing_columns: ``{column: "reject" | "impute"}``, overriding ``missing`` per column.
+        model_name: the model's name in the V2 protocol (``/v2/models/{name}``); default: the model
+            directory's name.
+        replica_cpus: CPUs reserved by each replica (``ray_actor_options.num_cpus``).
+        autoscale_target_ongoing_requests, upscale_delay_s, downscale_delay_s, autoscale_look_back_s:
+            Serve autoscaling settings (with ``autoscale``): ongoing requests per replica to aim for
+            (default ``max(2, max_batch_size)``), how long load must stay above/below it before a
+            replica is added (30 s) or removed (600 s), the window load is averaged over (30 s).
+        health_check_period_s: how often Serve asks a replica whether it is healthy.
+        fault_file: a TEST HOOK, off by default: while this file exists, every prediction of the
+            replica raises an internal error (5xx), so tests can watch the health check fail and
+            Serve replace the replica. Set only at deploy time; no request can turn it on.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -70,6 +66,52 @@ class AppArgs(BaseModel):
     max_body_bytes: int = 10_000_000
     capture: Any = None
     max_ongoing_requests: int | None = None
+    missing: str = "reject"
+    missing_columns: dict[str, str] = Field(default_factory=dict)
+    model_name: str | None = None
+    replica_cpus: float = 1.0
+    autoscale_target_ongoing_requests: float | None = None
+    upscale_delay_s: float = 30.0
+    downscale_delay_s: float = 600.0
+    autoscale_look_back_s: float = 30.0
+    health_check_period_s: float = 10.0
+    fault_file: str | None = None
+
+    @field_validator("missing")
+    @classmethod
+    def _missing(cls, v: str) -> str:
+        if v not in POLICIES:
+            raise ValueError(f"must be one of {list(POLICIES)}; got {v!r}")
+        return v
+
+    @field_validator("missing_columns")
+    @classmethod
+    def _missing_columns(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = {c: p for c, p in v.items() if p not in POLICIES}
+        if bad:
+            raise ValueError(f"each policy must be one of {list(POLICIES)}; got {bad}")
+        return v
+
+    @field_validator("model_name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", v):
+            raise ValueError(f"must be letters, digits, '_', '.' or '-' (at most 128); got {v!r}")
+        return v
+
+    @field_validator("replica_cpus", "upscale_delay_s", "downscale_delay_s")
+    @classmethod
+    def _non_negative(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError(f"must not be negative; got {v}")
+        return v
+
+    @field_validator("health_check_period_s", "autoscale_look_back_s", "autoscale_target_ongoing_requests")
+    @classmethod
+    def _positive_seconds(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"must be positive; got {v}")
+        return v
 
     @field_validator("model_dir")
     @classmethod
@@ -128,10 +170,6 @@ class AppArgs(BaseModel):
 
 
 # --- documented shapes ----------------------------------------------------------------------------
-class PredictRequest(BaseModel):
-    rows: list[dict[str, Any]] = Field(min_length=1, description="one object per row: {column: value}")
-
-
 class ErrorItem(BaseModel):
     field: str
     message: str
@@ -163,12 +201,14 @@ class ColumnInfo(BaseModel):
     name: str
     kind: str
     dtype: str
-    required: bool
+    required: bool = Field(description="never missing in training")
     categories: list[str] | None = None
+    missing: str = Field(description="what a missing or null value means here: reject (422) or impute")
 
 
 class MetadataResponse(BaseModel):
     model_version: str
+    model_name: str = Field(description="the name in the V2 protocol: /v2/models/{model_name}")
     problem_type: str
     target: str
     classes: list[Any] | None
@@ -176,6 +216,18 @@ class MetadataResponse(BaseModel):
     columns: list[ColumnInfo]
     id_columns: list[str]
     created_at: str | None = None
+
+
+class StatsResponse(BaseModel):
+    """Counters of the replica that answered (each replica keeps its own)."""
+
+    replica: str
+    model_version: str
+    predictor_calls: int
+    requests_predicted: int
+    largest_batch: int = Field(description="most requests predicted in one Predictor call")
+    batch_sizes: dict[str, int] = Field(description="requests per Predictor call -> number of calls")
+    internal_failures_in_a_row: int
 
 
 class HealthResponse(BaseModel):
@@ -186,19 +238,24 @@ class HealthResponse(BaseModel):
 
 
 # --- parsing --------------------------------------------------------------------------------------
-def parse_rows(body: bytes, content_type: str) -> list[dict[str, Any]]:
-    """The rows of a JSON (``{"rows": [...]}``) or CSV body; raises RequestError (400/415/422)."""
+def parse_body(body: bytes, content_type: str) -> tuple[str, Any]:
+    """``("json", document)`` or ``("csv", rows)``; raises RequestError (400/415/422) for a body that
+    is not JSON or CSV at all. What the document must hold is checked by ``RowSchema``."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media in ("text/csv", "application/csv"):
-        return _csv_rows(body)
+        return "csv", _csv_rows(body)
     if media and media != "application/json" and not media.endswith("+json"):
         raise RequestError.one(
             415,
             "Content-Type",
             f'unsupported media type {media!r}; send application/json ({{"rows": [...]}}) or text/csv',
         )
+    return "json", parse_json(body)
+
+
+def parse_json(body: bytes) -> Any:
     try:
-        doc = json.loads(body)
+        return json.loads(body)
     except UnicodeDecodeError as exc:
         raise RequestError.one(400, "body", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
@@ -207,53 +264,6 @@ def parse_rows(body: bytes, content_type: str) -> list[dict[str, Any]]:
         ) from None
     except RecursionError:
         raise RequestError.one(400, "body", "JSON nested too deeply") from None
-    return _json_rows(doc)
-
-
-def _json_rows(doc: Any) -> list[dict[str, Any]]:
-    if not isinstance(doc, dict):
-        raise RequestError.one(422, "body", f'expected a JSON object {{"rows": [...]}}, got {_type(doc)}')
-    extra = [k for k in doc if k != "rows"]
-    if extra:
-        raise RequestError(
-            422, [{"field": k, "message": "unknown field; the body takes only 'rows'"} for k in extra]
-        )
-    if "rows" not in doc:
-        raise RequestError.one(422, "rows", "required field is missing")
-    rows = doc["rows"]
-    if not isinstance(rows, list):
-        raise RequestError.one(422, "rows", f"expected a list of objects, got {_type(rows)}")
-    if not rows:
-        raise RequestError.one(422, "rows", "empty: give at least one row")
-    errors: list[dict[str, str]] = []
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            errors.append(
-                {"field": f"rows[{i}]", "message": f"expected an object {{column: value}}, got {_type(row)}"}
-            )
-            continue
-        for col, value in row.items():
-            if value is None or type(value) in (str, float, bool):
-                continue
-            if type(value) is int:
-                if abs(value) >= 2**63:  # beyond int64: keep as float, or refuse if even that overflows
-                    try:
-                        row[col] = float(value)
-                    except OverflowError:
-                        errors.append({"field": f"rows[{i}].{col}", "message": "number too large"})
-                continue
-            if not isinstance(value, _SCALARS):
-                errors.append(
-                    {
-                        "field": f"rows[{i}].{col}",
-                        "message": f"expected a number, string, boolean or null, got {_type(value)}",
-                    }
-                )
-        if len(errors) >= MAX_ERRORS:
-            break
-    if errors:
-        raise RequestError(422, errors)
-    return rows
 
 
 def _csv_rows(body: bytes) -> list[dict[str, Any]]:
@@ -276,50 +286,3 @@ def _csv_rows(body: bytes) -> list[dict[str, Any]]:
         {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
         for r in df.to_dict("records")
     ]
-
-
-def _type(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
-    )
-
-
-# --- schema checks that can be made per request, before batching ------------------------------------
-@dataclass
-class RowsReport:
-    ignored_columns: list[str] = field(default_factory=list)
-    unknown_categories: dict[str, list[str]] = field(default_factory=dict)
-
-
-class RowChecker:
-    """Checks rows against the Predictor's input schema: required columns present (422 naming
-    each missing one), extra columns listed, unknown categories listed (accepted: the model treats
-    them as rare). Text cells holding a missing-value marker ("?") become missing, as when training
-    read its table. Value types are checked by the Predictor when the rows are predicted."""
-
-    def __init__(self, schema: InputSchema) -> None:
-        self.names = set(schema.names)
-        self.required = [c.name for c in schema.columns if c.required]
-        self.known = {
-            c.name: set(c.categories)
-            for c in schema.columns
-            if c.kind == "categorical" and c.categories is not None
-        }
-
-    def check(self, rows: list[dict[str, Any]]) -> RowsReport:
-        seen: dict[str, None] = {}
-        for row in rows:
-            seen.update(dict.fromkeys(row))
-            for col, value in row.items():
-                if type(value) is str and value.strip() in MISSING_MARKERS:
-                    row[col] = None
-        missing = [c for c in self.required if c not in seen]
-        if missing:
-            raise RequestError(422, [{"field": c, "message": "required column is missing"} for c in missing])
-        report = RowsReport(ignored_columns=[c for c in seen if c not in self.names])
-        for col, known in self.known.items():
-            if col in seen:
-                unknown = {str(v) for r in rows if (v := r.get(col)) is not None and v == v} - known
-                if unknown:
-                    report.unknown_categories[col] = sorted(unknown)[:20]
-        return report

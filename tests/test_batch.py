@@ -43,9 +43,10 @@ def _read(path) -> pd.DataFrame:
 def test_in_process_csv_keeps_order_and_numbers_rows(model_dir, table, tmp_path):
     src = tmp_path / "in.csv"
     table.drop(columns=["key"]).to_csv(src, index=False)
-    n = predict_file(model_dir, str(src), str(tmp_path / "out.csv"), batch_size=37, use_ray=False)
+    res = predict_file(model_dir, str(src), str(tmp_path / "out.csv"), batch_size=37, use_ray=False)
     out = _read(tmp_path / "out.csv")
-    assert n == len(table) == len(out)
+    assert res.rows_written == len(table) == len(out) and res.rows_failed == 0
+    assert not (tmp_path / "out.errors.csv").exists()
     assert list(out.columns) == ["row", "prediction"]
     assert out["row"].tolist() == list(range(len(table)))
     expected = load(model_dir).predict(table.drop(columns=["key", "label"]))
@@ -54,11 +55,11 @@ def test_in_process_csv_keeps_order_and_numbers_rows(model_dir, table, tmp_path)
 
 def test_ray_data_parquet_keeps_order_and_the_id_column(model_dir, table, tmp_path):
     table.to_parquet(tmp_path / "in.parquet", row_group_size=50)  # several blocks
-    n = predict_file(
+    res = predict_file(
         model_dir, str(tmp_path / "in.parquet"), str(tmp_path / "out.csv"), batch_size=40, id_column="key"
     )
     out = _read(tmp_path / "out.csv")
-    assert n == len(table)
+    assert res.rows_written == len(table)
     assert list(out.columns) == ["key", "prediction"]
     assert out["key"].tolist() == table["key"].tolist()  # input order, across blocks and actors
     expected = load(model_dir).predict(table.drop(columns=["key", "label"]))
@@ -97,8 +98,81 @@ def test_errors_name_the_problem(model_dir, table, tmp_path):
         predict_file(model_dir, str(src), str(tmp_path / "o.xlsx"), use_ray=False)
     with pytest.raises(DataError, match="--id-column 'ident'"):
         predict_file(model_dir, str(src), str(tmp_path / "o.csv"), id_column="ident", use_ray=False)
-    bad = table.astype({"x1": object})
+    with pytest.raises(DataError, match="max_error_rate must be between 0 and 1"):
+        predict_file(model_dir, str(src), str(tmp_path / "o.csv"), max_error_rate=1.5, use_ray=False)
+    with pytest.raises(SchemaError, match="'x3'"):  # a required column absent from the file: whole-file error
+        table.drop(columns=["x3"]).to_csv(tmp_path / "nox3.csv", index=False)
+        predict_file(model_dir, str(tmp_path / "nox3.csv"), str(tmp_path / "o.csv"), use_ray=False)
+
+
+def _with_bad_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+    bad = table.astype({"x1": object, "x3": object})
+    rows = [5, 77, 78, 250]
     bad.loc[5, "x1"] = "abc"
+    bad.loc[77, "x3"] = "1,5"
+    bad.loc[78, ["x1", "x3"]] = ["unknown", "x"]
+    bad.loc[250, "x1"] = "12 kg"
+    bad.loc[6, "x1"] = "?"  # the missing-value marker: missing, not wrong
+    return bad, rows
+
+
+@pytest.mark.parametrize("use_ray", [False, True], ids=["in_process", "ray_data"])
+def test_bad_rows_go_to_the_errors_file_and_the_rest_are_scored(model_dir, table, tmp_path, use_ray):
+    bad, rows = _with_bad_rows(table)
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(SchemaError, match="'x1'"):
-        predict_file(model_dir, str(tmp_path / "bad.csv"), str(tmp_path / "o.csv"), use_ray=False)
+    res = predict_file(
+        model_dir,
+        str(tmp_path / "bad.csv"),
+        str(tmp_path / "o.parquet"),
+        batch_size=40,
+        use_ray=use_ray,
+        id_column="key",
+    )
+    assert (res.rows_written, res.rows_failed, res.rows_read) == (len(table) - 4, 4, len(table))
+    assert res.errors_path == str(tmp_path / "o.errors.csv")
+    errors = pd.read_csv(res.errors_path)
+    assert list(errors.columns) == ["key", "error"]
+    assert errors["key"].tolist() == table.loc[rows, "key"].tolist()
+    assert errors["error"].tolist() == [
+        "x1: expected a number, got 'abc'",
+        "x3: expected a number, got '1,5'",
+        "x1: expected a number, got 'unknown'; x3: expected a number, got 'x'",
+        "x1: expected a number, got '12 kg'",
+    ]
+    out = _read(tmp_path / "o.parquet")
+    good = table.drop(index=rows)
+    assert out["key"].tolist() == good["key"].tolist()  # input order kept, bad rows left out
+    expected = load(model_dir).predict(
+        good.drop(columns=["key", "label"]).assign(x1=good["x1"].mask(good.index == 6))
+    )
+    assert out["prediction"].tolist() == expected.tolist()
+
+
+def test_max_error_rate_stops_the_job_with_a_clear_error(model_dir, table, tmp_path):
+    bad, rows = _with_bad_rows(table)
+    bad.drop(columns=["key"]).to_csv(tmp_path / "bad.csv", index=False)
+    out = str(tmp_path / "o.csv")
+    with pytest.raises(DataError) as err:
+        predict_file(model_dir, str(tmp_path / "bad.csv"), out, max_error_rate=0.01, use_ray=False)
+    message = str(err.value)
+    assert "4 of 300 rows read (1.3%) failed validation, above --max-error-rate 0.01" in message
+    assert "First error: row 5: x1: expected a number, got 'abc'" in message and "o.errors.csv" in message
+    res = predict_file(model_dir, str(tmp_path / "bad.csv"), out, max_error_rate=0.02, use_ray=False)
+    assert res.rows_failed == 4 and pd.read_csv(res.errors_path)["row"].tolist() == rows
+    from automl.cli import main
+
+    assert (
+        main(
+            [
+                "predict",
+                model_dir,
+                str(tmp_path / "bad.csv"),
+                "--output",
+                out,
+                "--no-ray",
+                "--max-error-rate",
+                "0",
+            ]
+        )
+        == 2
+    )
