@@ -17,8 +17,9 @@ from chromium import Browser, ensure_chromium
 from automl import AutoML, SearchConfig
 from automl.exceptions import DataError
 from automl.report import fairness, write_report
+from automl.report.explain_sections import explain_rows
 from automl.report.html import table
-from automl.report.model_sections import explain_rows, fairness_section
+from automl.report.model_sections import fairness_section
 from automl.report.rundata import load_run
 
 # Tests on real fits are marked ray and slow (the module's fits take > 20 s on 2 cores).

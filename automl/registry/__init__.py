@@ -20,107 +20,36 @@ same number both try to create the same record; one wins, the other takes the ne
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from automl.exceptions import ConfigError, IntegrityError
 from automl.predictor import Predictor
 from automl.registry.metadata import describe, verify_files, version_files
+from automl.registry.records import (
+    _NAME,
+    STAGES,
+    URI_SCHEME,
+    ModelVersion,
+    StageChange,
+    check_name,
+    check_stage,
+    default_actor,
+    default_cache,
+    default_root,
+    parse_ref,
+)
 from automl.registry.store import Store, open_store
 
 logger = logging.getLogger(__name__)
-
-STAGES = ("none", "staging", "production", "archived")
-URI_SCHEME = "registry://"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def default_root() -> str:
-    return os.environ.get("AUTOML_REGISTRY") or str(Path("~/.automl/registry").expanduser())
-
-
-def default_cache() -> Path:
-    return Path(os.environ.get("AUTOML_REGISTRY_CACHE") or "~/.automl/cache").expanduser()
-
-
-def default_actor() -> str:
-    try:
-        return os.environ.get("AUTOML_ACTOR") or getpass.getuser()
-    except Exception:  # no user name in some containers
-        return "unknown"
-
-
-@dataclass(frozen=True)
-class StageChange:
-    version: int
-    stage: str
-    actor: str
-    at: str
-    reason: str
-    at_ns: int = 0
-
-
-@dataclass
-class ModelVersion:
-    name: str
-    version: int
-    stage: str
-    created_at: str
-    created_by: str
-    description: str | None
-    artifact: str
-    files: dict[str, str]
-    metrics: dict[str, Any]
-    params: dict[str, Any]
-    profile: dict[str, Any]
-    lineage: dict[str, Any]
-    problem_type: str | None = None
-    target: str | None = None
-    classes: list[Any] | None = None
-    history: list[StageChange] = field(default_factory=list)
-
-    @property
-    def uri(self) -> str:
-        return f"{URI_SCHEME}{self.name}:{self.version}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "uri": self.uri}
-
-
-def check_stage(stage: str) -> str:
-    if stage not in STAGES:
-        raise ConfigError(f"stage must be one of {list(STAGES)}; got {stage!r}")
-    return stage
-
-
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(
-            f"model name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
-    """``NAME``, ``NAME:VERSION`` or ``NAME:STAGE`` -> (name, version, stage)."""
-    name, _, tail = ref.partition(":")
-    _check_name(name)
-    if not tail:
-        return name, None, None
-    if tail.isdigit():
-        return name, int(tail), None
-    return name, None, check_stage(tail)
 
 
 class Registry:
@@ -145,7 +74,7 @@ class Registry:
     ) -> ModelVersion:
         """Add the model in ``model_dir`` (a run or saved-model directory) as the next version of
         ``name``. The model must load (its checksums.json is verified first)."""
-        _check_name(name)
+        check_name(name)
         check_stage(stage)
         src = Path(model_dir)
         if not src.is_dir():
@@ -235,7 +164,7 @@ class Registry:
 
     def list(self, name: str | None = None) -> list[ModelVersion]:
         """Every version (of ``name``, or of every model), oldest first."""
-        names = [_check_name(name)] if name else self.names()
+        names = [check_name(name)] if name else self.names()
         out = []
         for n in names:
             stages = self._stages(n)
@@ -244,7 +173,7 @@ class Registry:
 
     def get(self, name: str, version: int | None = None, stage: str | None = None) -> ModelVersion:
         """One version: by number, else the one in ``stage``, else the latest."""
-        _check_name(name)
+        check_name(name)
         versions = self._versions(name)
         if not versions:
             raise ConfigError(
@@ -353,4 +282,16 @@ def resolve_model_uri(uri: str, *, root: str | None = None) -> str:
     return str(path)
 
 
-__all__ = ["Registry", "ModelVersion", "StageChange", "STAGES", "resolve_model_uri", "parse_ref"]
+__all__ = [
+    "STAGES",
+    "URI_SCHEME",
+    "ModelVersion",
+    "Registry",
+    "StageChange",
+    "check_stage",
+    "default_actor",
+    "default_cache",
+    "default_root",
+    "parse_ref",
+    "resolve_model_uri",
+]

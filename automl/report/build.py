@@ -9,8 +9,8 @@ from pathlib import Path
 
 from automl import layout
 from automl.exceptions import AutoMLError, ConfigError
+from automl.report import explain_sections, model_sections, sections
 from automl.report import html as H
-from automl.report import model_sections, sections
 from automl.report.rundata import RunData, load_run
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def write_report(
         "leaderboard": sections.leaderboard,
         "data": sections.profile,
         "evaluation": model_sections.evaluation_section,
-        "explain": model_sections.explain_section,
+        "explain": explain_sections.explain_section,
         "fairness": lambda r: model_sections.fairness_section(r, sensitive_column),
     }
     parts, timings = [], {}
