@@ -13,6 +13,7 @@ from automl.models.base import (
     Family,
     FittedModel,
     Learner,
+    ModelInput,
     RefitOnRestore,
     Task,
     read_json,
@@ -41,7 +42,19 @@ class KNNModel(FittedModel):
             self.est = KNeighborsClassifier(**kw).fit(X, y)
 
     def predict(self, X: FeatureMatrix) -> np.ndarray:
-        Xq = X.num.astype(np.float32)
+        return self._predict_num(X.num.astype(np.float32))
+
+    def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
+        Xq = inputs.cached("num_float32", lambda X: X.num.astype(np.float32))
+        if threads == 1:
+            return self._predict_num(Xq)
+        self.est.n_jobs = threads  # read by kneighbors at predict time; put back after the call
+        try:
+            return self._predict_num(Xq)
+        finally:
+            self.est.n_jobs = 1
+
+    def _predict_num(self, Xq: np.ndarray) -> np.ndarray:
         if self.task.problem_type is ProblemType.REGRESSION:
             return self.est.predict(Xq).astype(float)
         proba = np.zeros((len(Xq), self.task.n_classes))

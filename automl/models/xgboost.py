@@ -13,6 +13,7 @@ from automl.models.base import (
     Family,
     FittedModel,
     Learner,
+    ModelInput,
     Task,
     raw_to_output,
     read_json,
@@ -55,9 +56,19 @@ class XGBoostModel(FittedModel):
     def __init__(self, booster: Any, task: Task) -> None:
         self.booster, self.task = booster, task
         self.booster.set_param({"nthread": 1})
+        self._threads = 1
 
     def predict(self, X: FeatureMatrix) -> np.ndarray:
-        raw = self.booster.inplace_predict(X.dense(), predict_type="margin")
+        return self._predict_dense(X.dense(), 1)
+
+    def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
+        return self._predict_dense(inputs.dense(), threads)
+
+    def _predict_dense(self, dense: np.ndarray, threads: int) -> np.ndarray:
+        if threads != self._threads:  # a booster parameter: changed only when the call size asks
+            self.booster.set_param({"nthread": threads})
+            self._threads = threads
+        raw = self.booster.inplace_predict(dense, predict_type="margin")
         return raw_to_output(raw, self.task.problem_type)
 
     @property

@@ -1,0 +1,173 @@
+"""The Predictor's predict path, built for one row and for millions.
+
+Compiled once per Predictor from its input schema and its preprocessing state (plain data):
+validation and preprocessing run on NumPy arrays (:mod:`automl.fastpath.columns`,
+:mod:`automl.fastpath.features`) for a DataFrame or a mapping of column -> sequence; every
+recipe's matrix is built once per call and shared by every member and fold model that reads it
+(:class:`automl.models.base.ModelInput`); the model libraries get one thread for small calls and
+every available core for large ones. The predictions equal those of the DataFrame path
+(:func:`automl.inference.reference_predict_raw`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from automl.calibration import apply_calibration
+from automl.fastpath.columns import ColumnPlan, LevelUniverse, plan_kind, read_columns
+from automl.fastpath.features import RecipePlan
+from automl.kinds import ColumnKind
+from automl.models.base import ModelInput
+from automl.schema import ValidationReport
+from automl.stacking import STACK_RECIPE, stack_features
+
+if TYPE_CHECKING:
+    from automl.predictor import Member, Predictor
+
+logger = logging.getLogger(__name__)
+
+#: calls with at least this many rows use every available core (measured on adult: below it,
+#: starting the libraries' thread pools costs more than the second core gains)
+PARALLEL_ROWS = 1000
+
+
+def available_threads() -> int:
+    """Cores this process may use: its CPU affinity, capped by OMP_NUM_THREADS when set (Ray sets
+    it for its workers to the CPUs they reserved)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores, int(omp))) if omp.isdigit() and int(omp) > 0 else max(1, cores)
+
+
+def threads_for(n_rows: int) -> int:
+    """One thread for a handful of rows, every available core for a large batch."""
+    return 1 if n_rows < PARALLEL_ROWS else available_threads()
+
+
+class FastPath:
+    """A Predictor's schema and preprocessing, compiled; members, weights and calibration are read
+    from the Predictor at every call (they may be set after it was built)."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.key = plan_key(predictor)
+        schema = predictor.schema
+        used = _recipes_used(predictor)
+        pres = {r: p for r, p in predictor.preprocessors.items() if r in used}
+        unknown = {st["name"] for p in pres.values() for st in p.steps_} - set(schema.names)
+        if unknown:
+            raise ValueError(
+                f"preprocessing reads column(s) {sorted(unknown)} that are not in the input schema"
+            )
+        self.plans = [_column_plan(spec, pres) for spec in schema.columns]
+        universes = {p.name: p.universe for p in self.plans if p.universe is not None}
+        self.recipes = {r: RecipePlan(p, universes) for r, p in pres.items()}
+        missing = used - set(pres) - {STACK_RECIPE}
+        if missing:
+            raise ValueError(
+                f"members read recipe(s) {sorted(missing)} that the Predictor has no preprocessing for"
+            )
+        logger.debug(
+            "predict path compiled: %d columns, recipes %s; threads: 1 below %d rows, %d from there "
+            "(set OMP_NUM_THREADS to cap them)",
+            len(self.plans),
+            sorted(self.recipes),
+            PARALLEL_ROWS,
+            available_threads(),
+        )
+
+    def predict_raw(self, data: Any) -> tuple[np.ndarray, ValidationReport]:
+        pred = self.predictor
+        cols = read_columns(pred.schema, self.plans, data)
+        threads = threads_for(cols.n_rows)
+        inputs = {r: plan.transform(cols) for r, plan in self.recipes.items()}
+        for layer in pred.stack_layers:
+            preds = [predict_member(m, inputs[m.recipe], threads) for m in layer]
+            base = inputs["tree"].X if pred.stack_uses_features and "tree" in inputs else None
+            inputs[STACK_RECIPE] = ModelInput(
+                stack_features(preds, [m.name for m in layer], pred.problem_type, base)
+            )
+        out = None
+        for m in pred.members:
+            p = m.weight * predict_member(m, inputs[m.recipe], threads)
+            out = p if out is None else out + p
+        if pred.calibration:
+            out = apply_calibration(out, pred.calibration, pred.problem_type)
+        return out, cols.report
+
+
+class ReferencePath:
+    """The DataFrame path, for a Predictor whose preprocessing has no compiled form."""
+
+    def __init__(self, predictor: Predictor, reason: str) -> None:
+        self.predictor, self.key = predictor, plan_key(predictor)
+        logger.warning("predicting through the DataFrame path (slower): %s", reason)
+
+    def predict_raw(self, data: Any) -> tuple[np.ndarray, ValidationReport]:
+        from automl.inference import reference_predict_raw
+
+        return reference_predict_raw(
+            self.predictor, data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+        )
+
+
+def compile_predict_path(predictor: Predictor) -> FastPath | ReferencePath:
+    """The compiled path, or the DataFrame path (with a warning) when a step has no compiled form."""
+    try:
+        return FastPath(predictor)
+    except ValueError as exc:
+        return ReferencePath(predictor, str(exc))
+
+
+def predict_member(member: Member, inputs: ModelInput, threads: int) -> np.ndarray:
+    """The bag's mean prediction (as :meth:`automl.predictor.Member.predict`, from a shared input)."""
+    out = member.models[0].predict_input(inputs, threads)
+    for model in member.models[1:]:
+        out = out + model.predict_input(inputs, threads)
+    return out / len(member.models)
+
+
+def row_index(data: Any) -> pd.Index:
+    """The index predictions are returned with: the frame's own, or 0..n-1 for a mapping."""
+    if isinstance(data, pd.DataFrame):
+        return data.index
+    return pd.RangeIndex(len(next(iter(data.values()))) if len(data) else 0)
+
+
+def plan_key(predictor: Predictor) -> tuple[Any, ...]:
+    """What the compiled plans depend on: rebuilt when the schema or a preprocessor is replaced."""
+    return (
+        id(predictor.schema),
+        tuple((r, id(p)) for r, p in predictor.preprocessors.items()),
+        _recipes_used(predictor),
+    )
+
+
+def _recipes_used(predictor: Predictor) -> frozenset[str]:
+    return frozenset(m.recipe for layer in [*predictor.stack_layers, predictor.members] for m in layer)
+
+
+def _column_plan(spec: Any, pres: dict[str, Any]) -> ColumnPlan:
+    kind = plan_kind(spec.kind)
+    universe = None
+    if kind == "levels":
+        kept = [st["levels"] for p in pres.values() for st in p.steps_ if st["name"] == spec.name]
+        report = spec.kind == ColumnKind.CATEGORICAL.value
+        universe = LevelUniverse.build(spec.categories, kept, report)
+    for p in pres.values():
+        for st in p.steps_:
+            if st["name"] == spec.name and _step_kind(st["type"]) != kind:
+                raise ValueError(f"column {spec.name!r}: a {st['type']} step on a {spec.kind} column")
+    return ColumnPlan(spec.name, kind, spec.required, universe)
+
+
+def _step_kind(step_type: str) -> str:
+    return "levels" if step_type == "levels" else step_type
