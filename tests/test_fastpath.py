@@ -78,8 +78,10 @@ def variants(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     all_missing = pd.DataFrame({c: [None] * 3 for c in df.columns}).astype({"x1": float, "count": float})
     as_text = df.head(20).astype({"x1": str, "count": str})  # numbers given as text
     as_text.loc[as_text.index[0], "x1"] = " ? "
+    many_unknown = unknown.iloc[np.arange(600) % len(unknown)].reset_index(drop=True)
     return {
         "all_rows": df,
+        "large_batch_with_unknown_categories": many_unknown,
         "one_row": df.iloc[[7]],
         "large_batch": big,
         "unknown_categories": unknown,

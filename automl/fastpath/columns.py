@@ -210,6 +210,8 @@ def level_codes(raw: Any, universe: LevelUniverse) -> tuple[np.ndarray, list[str
     """Universe codes of a column's values (see the module doc) and the sorted levels outside the
     schema's categories (empty unless the universe reports them)."""
     if isinstance(raw, pd.Series):
+        if len(raw) > SMALL and _arrow_strings(raw):
+            return _codes_by_arrow(raw, universe)
         arr = raw.to_numpy() if isinstance(raw.dtype, np.dtype) and raw.dtype.kind in "biuf" else None
         arr = arr if arr is not None else raw.to_numpy(dtype=object)
     elif isinstance(raw, np.ndarray):
@@ -254,6 +256,30 @@ def _codes_by_unique(arr: np.ndarray, universe: LevelUniverse) -> tuple[np.ndarr
     return codes, _unknown(
         codes, universe, lambda mask: labels[np.asarray(inverse).reshape(-1)[mask]].tolist()
     )
+
+
+def _arrow_strings(s: pd.Series) -> bool:
+    """Whether the column is held as Arrow strings (pandas' default string dtype)."""
+    return (
+        not isinstance(s.dtype, np.dtype)
+        and pd.api.types.is_string_dtype(s.dtype)
+        and hasattr(s.array, "__arrow_array__")
+    )
+
+
+def _codes_by_arrow(s: pd.Series, universe: LevelUniverse) -> tuple[np.ndarray, list[str]]:
+    """Codes of an Arrow string column by Arrow's own hash lookup, without a Python object per
+    value (a present string's level is the string itself; Arrow nulls are pandas' missing values)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.chunked_array(s.array.__arrow_array__())
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return _codes_by_unique(s.to_numpy(dtype=object), universe)
+    found = pc.index_in(arr, value_set=pa.array(universe.levels, type=arr.type))
+    codes = np.asarray(pc.fill_null(found, -1).to_numpy(), dtype=np.int32) + 1
+    codes[np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)] = -1
+    return codes, _unknown(codes, universe, lambda mask: arr.filter(pa.array(mask)).unique().to_pylist())
 
 
 def _codes_loop(arr: np.ndarray, universe: LevelUniverse) -> tuple[np.ndarray, list[str]]:
