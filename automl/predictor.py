@@ -98,6 +98,7 @@ class Predictor:
         self.info.setdefault("model_version", uuid.uuid4().hex[:12])
         self.info.setdefault("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         self.path: Path | None = None
+        self._fast: Any = None  # the compiled predict path, built at the first prediction
 
     @property
     def model_version(self) -> str:
@@ -112,12 +113,12 @@ class Predictor:
         the schema and preprocessing state (:mod:`automl.fastpath`); the results equal those of
         the DataFrame path, :func:`automl.inference.reference_predict_raw`.
         """
-        return self._fast_path().predict_raw(data)
+        return self._fast_path().predict_raw(self, data)
 
     def _fast_path(self) -> Any:
         from automl.fastpath import compile_predict_path, plan_key
 
-        fast = getattr(self, "_fast", None)
+        fast = getattr(self, "_fast", None)  # (absent on a Predictor built without __init__)
         if fast is None or fast.key != plan_key(self):
             fast = self._fast = compile_predict_path(self)
         return fast

@@ -13,7 +13,7 @@ from helpers import predictor_from, trial_data
 
 from automl import load
 from automl.exceptions import SchemaError
-from automl.fastpath import PARALLEL_ROWS, FastPath
+from automl.fastpath import PARALLEL_ROWS, FastPath, ReferencePath, records_to_columns
 from automl.inference import measure_latency, reference_predict_raw
 from automl.models import all_families, get_family
 from automl.predictor import Member, Predictor
@@ -111,7 +111,7 @@ def fitted(frames):
     """Every family on every problem: (predictor, frame without the label)."""
     out = {}
     for problem, df in frames.items():
-        data, pre, schema, prof = trial_data(df, "label")
+        data, pre, schema, prof = trial_data(df, "label", n_folds=2)
         for name, family in all_families().items():
             if family.applies_to(data.task):
                 res = train_candidate(family, {**family.portfolio(data.task)[0], **small(name)}, data)
@@ -184,6 +184,8 @@ def test_errors_name_the_column_and_value_for_frames_and_mappings(fitted):
         pred.predict_raw({"x1": [1.0, 2.0], "count": [1]})
     with pytest.raises(SchemaError, match="column 'x1': give a sequence"):
         pred.predict_raw({"x1": 1.0})
+    with pytest.raises(SchemaError, match=r"\['x1'\] appear more than once"):
+        pred.predict_raw(pd.concat([rows, rows[["x1"]]], axis=1))
 
 
 def test_stacked_and_calibrated_predictor(frames, tmp_path):
@@ -224,3 +226,33 @@ def test_measure_latency_reports_every_figure(fitted):
     rep = measure_latency(pred, df, calls=20, warmup=2, batch_rows=2000)
     assert 0 < rep.one_row_p50_ms <= rep.one_row_p99_ms and rep.calls == 20
     assert rep.rows_per_s > 0 and rep.batch_rows == 2000 and rep.model_mb > 0
+
+
+def test_records_give_the_columns_a_dataframe_of_them_would(fitted):
+    pred, df = fitted[("catboost", "multiclass")]
+    records = df.head(6).to_dict("records")
+    del records[1]["x2"], records[2]["color"], records[4]["note"]
+    records[3]["extra"] = "ignored"
+    cols = records_to_columns(records)
+    assert list(cols)[-1] == "extra" and cols["x2"][1] is None
+    fast, report = pred.predict_raw(cols)
+    ref, ref_report = reference_predict_raw(pred, pd.DataFrame(records))
+    np.testing.assert_allclose(fast, ref, rtol=1e-6, atol=1e-7)
+    assert report.to_dict() == ref_report.to_dict() == {"ignored_columns": ["extra"]}
+
+
+def test_a_step_without_compiled_form_falls_back_to_the_dataframe_path(frames, caplog):
+    df = frames["regression"]
+    data, pre, schema, prof = trial_data(df, "label", recipes=("tree",), n_folds=2)
+    family = get_family("lightgbm")
+    pred = predictor_from(
+        train_candidate(family, {**family.portfolio(data.task)[0], **SMALL}, data), data, pre, schema, prof
+    )
+    next(c for c in schema.columns if c.name == "count").kind = "identifier"  # read as a number all the same
+    rows = df.drop(columns=["label"]).head(20)
+    with caplog.at_level("WARNING", logger="automl.fastpath"):
+        out, _ = pred.predict_raw(rows)
+    assert isinstance(pred._fast_path(), ReferencePath)
+    assert "DataFrame path" in caplog.text and "'identifier'" in caplog.text
+    np.testing.assert_array_equal(out, reference_predict_raw(pred, rows)[0])
+    np.testing.assert_array_equal(pred.predict_raw({c: rows[c].tolist() for c in rows.columns})[0], out)

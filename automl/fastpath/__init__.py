@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,11 +54,10 @@ def threads_for(n_rows: int) -> int:
 
 
 class FastPath:
-    """A Predictor's schema and preprocessing, compiled; members, weights and calibration are read
-    from the Predictor at every call (they may be set after it was built)."""
+    """A Predictor's schema and preprocessing, compiled. Members, weights and calibration are read
+    from the Predictor given at every call (they may be set after the path was compiled)."""
 
     def __init__(self, predictor: Predictor) -> None:
-        self.predictor = predictor
         self.key = plan_key(predictor)
         schema = predictor.schema
         used = _recipes_used(predictor)
@@ -84,8 +84,7 @@ class FastPath:
             available_threads(),
         )
 
-    def predict_raw(self, data: Any) -> tuple[np.ndarray, ValidationReport]:
-        pred = self.predictor
+    def predict_raw(self, pred: Predictor, data: Any) -> tuple[np.ndarray, ValidationReport]:
         cols = read_columns(pred.schema, self.plans, data)
         threads = threads_for(cols.n_rows)
         inputs = {r: plan.transform(cols) for r, plan in self.recipes.items()}
@@ -108,15 +107,13 @@ class ReferencePath:
     """The DataFrame path, for a Predictor whose preprocessing has no compiled form."""
 
     def __init__(self, predictor: Predictor, reason: str) -> None:
-        self.predictor, self.key = predictor, plan_key(predictor)
+        self.key = plan_key(predictor)
         logger.warning("predicting through the DataFrame path (slower): %s", reason)
 
-    def predict_raw(self, data: Any) -> tuple[np.ndarray, ValidationReport]:
+    def predict_raw(self, pred: Predictor, data: Any) -> tuple[np.ndarray, ValidationReport]:
         from automl.inference import reference_predict_raw
 
-        return reference_predict_raw(
-            self.predictor, data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
-        )
+        return reference_predict_raw(pred, data if isinstance(data, pd.DataFrame) else pd.DataFrame(data))
 
 
 def compile_predict_path(predictor: Predictor) -> FastPath | ReferencePath:
@@ -133,6 +130,16 @@ def predict_member(member: Member, inputs: ModelInput, threads: int) -> np.ndarr
     for model in member.models[1:]:
         out = out + model.predict_input(inputs, threads)
     return out / len(member.models)
+
+
+def records_to_columns(rows: Sequence[Mapping[Any, Any]]) -> dict[Any, list[Any]]:
+    """Rows given as records (JSON objects) as the column mapping ``predict_raw`` takes: every key
+    any row has, in order of first appearance, with None where a row lacks it (the missing value
+    ``pd.DataFrame(rows)`` would hold there)."""
+    names: dict[Any, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return {name: [row.get(name) for row in rows] for name in names}
 
 
 def row_index(data: Any) -> pd.Index:

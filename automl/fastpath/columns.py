@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from automl.exceptions import SchemaError
-from automl.kinds import ColumnKind, _level
+from automl.kinds import ColumnKind, level_label
 from automl.schema import InputSchema, ValidationReport
 
 #: up to this many rows a Python loop over values beats pandas' per-call overhead
@@ -94,6 +94,12 @@ def read_columns(schema: InputSchema, plans: list[ColumnPlan], data: Any) -> Col
     """Validate ``data`` (a DataFrame or a mapping of column -> sequence) against the schema:
     the same checks, errors and report as :func:`automl.schema.validate_frame`."""
     if isinstance(data, pd.DataFrame):
+        if not data.columns.is_unique:
+            dup = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
+            raise SchemaError(
+                f"column name(s) {dup} appear more than once; give each column once",
+                [{"field": c, "message": "duplicate column"} for c in dup],
+            )
         n, names, get = len(data), list(data.columns), data.__getitem__
     elif isinstance(data, Mapping):
         n, names, get = _mapping_rows(data), list(data.keys()), data.__getitem__
@@ -224,7 +230,7 @@ def level_codes(raw: Any, universe: LevelUniverse) -> tuple[np.ndarray, list[str
         return _codes_by_unique(arr, universe)
     if len(arr) <= SMALL:
         missing = pd.isna(arr)
-        strings = [None if m else _level(v) for v, m in zip(arr, missing)]
+        strings = [None if m else level_label(v) for v, m in zip(arr, missing)]
         codes = np.fromiter(
             (-1 if s is None else universe.lookup.get(s, 0) for s in strings),
             dtype=np.int32,
@@ -249,7 +255,7 @@ def _codes_by_unique(arr: np.ndarray, universe: LevelUniverse) -> tuple[np.ndarr
     else:
         uniques, inverse = np.unique(arr, return_inverse=True)
         uniques = uniques.astype(object)
-    strings = [None if pd.isna(u) else _level(u) for u in uniques]
+    strings = [None if pd.isna(u) else level_label(u) for u in uniques]
     table = np.array([-1 if s is None else universe.lookup.get(s, 0) for s in strings] + [-1], dtype=np.int32)
     codes = table[np.asarray(inverse).reshape(-1)]  # factorize's NA sentinel -1 picks the last entry
     labels = np.array([*strings, None], dtype=object)
@@ -284,7 +290,7 @@ def _codes_by_arrow(s: pd.Series, universe: LevelUniverse) -> tuple[np.ndarray, 
 
 def _codes_loop(arr: np.ndarray, universe: LevelUniverse) -> tuple[np.ndarray, list[str]]:
     missing = pd.isna(arr)
-    strings = [None if m else _level(v) for v, m in zip(arr, missing)]
+    strings = [None if m else level_label(v) for v, m in zip(arr, missing)]
     codes = np.array([-1 if s is None else universe.lookup.get(s, 0) for s in strings], dtype=np.int32)
     return codes, _unknown(codes, universe, lambda mask: [s for s, m in zip(strings, mask) if m])
 
