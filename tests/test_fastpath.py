@@ -256,3 +256,31 @@ def test_a_step_without_compiled_form_falls_back_to_the_dataframe_path(frames, c
     assert "DataFrame path" in caplog.text and "'identifier'" in caplog.text
     np.testing.assert_array_equal(out, reference_predict_raw(pred, rows)[0])
     np.testing.assert_array_equal(pred.predict_raw({c: rows[c].tolist() for c in rows.columns})[0], out)
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_xgboost_bag_table_matches_xgboost(fitted, problem, monkeypatch):
+    """A few rows go through one NumPy table of every tree of the bag; it must give XGBoost's
+    margins (NaN, unknown category codes and every split kind included), else it is not used."""
+    from automl.models import xgboost_trees
+    from automl.models.base import ModelInput
+
+    pred, df = fitted[("xgboost", problem)]
+    member = pred.members[0]
+    joint = type(member.models[0]).joint_predictor(member.models)
+    assert joint is not None
+    X = pred.preprocessors["tree"].transform(_clean(pred, variants(df)["unknown_categories"]))
+    margins = joint.table.margins(X.dense())
+    for model, own in zip(member.models, margins):
+        lib = model.booster.inplace_predict(X.dense(), predict_type="margin")
+        np.testing.assert_allclose(own, np.asarray(lib).reshape(own.shape), rtol=1e-6, atol=1e-6)
+    small = ModelInput(X.take(np.arange(3)))
+    assert joint.predict(small, 1) is not None and joint.predict(ModelInput(X), 1) is None  # 40 rows: XGBoost
+    monkeypatch.setattr(xgboost_trees, "TOLERANCE", -1.0)  # no table can pass the probe check now
+    assert type(member.models[0]).joint_predictor(member.models) is None
+
+
+def _clean(pred: Predictor, frame: pd.DataFrame) -> pd.DataFrame:
+    from automl.schema import validate_frame
+
+    return validate_frame(pred.schema, frame)[0]

@@ -70,6 +70,7 @@ class FastPath:
         self.plans = [_column_plan(spec, pres) for spec in schema.columns]
         universes = {p.name: p.universe for p in self.plans if p.universe is not None}
         self.recipes = {r: RecipePlan(p, universes) for r, p in pres.items()}
+        self._joints: dict[int, tuple[Member, Any]] = {}  # per member: its fold models' joint predictor
         missing = used - set(pres) - {STACK_RECIPE}
         if missing:
             raise ValueError(
@@ -89,18 +90,40 @@ class FastPath:
         threads = threads_for(cols.n_rows)
         inputs = {r: plan.transform(cols) for r, plan in self.recipes.items()}
         for layer in pred.stack_layers:
-            preds = [predict_member(m, inputs[m.recipe], threads) for m in layer]
+            preds = [self.predict_member(m, inputs[m.recipe], threads) for m in layer]
             base = inputs["tree"].X if pred.stack_uses_features and "tree" in inputs else None
             inputs[STACK_RECIPE] = ModelInput(
                 stack_features(preds, [m.name for m in layer], pred.problem_type, base)
             )
         out = None
         for m in pred.members:
-            p = m.weight * predict_member(m, inputs[m.recipe], threads)
+            p = m.weight * self.predict_member(m, inputs[m.recipe], threads)
             out = p if out is None else out + p
         if pred.calibration:
             out = apply_calibration(out, pred.calibration, pred.problem_type)
         return out, cols.report
+
+    def predict_member(self, member: Member, inputs: ModelInput, threads: int) -> np.ndarray:
+        """The bag's mean prediction (as :meth:`automl.predictor.Member.predict`), its fold models
+        evaluated together when their family can (:meth:`FittedModel.joint_predictor`)."""
+        outs = None
+        joint = self._joint(member)
+        if joint is not None:
+            outs = joint.predict(inputs, threads)
+        if outs is None:
+            outs = [model.predict_input(inputs, threads) for model in member.models]
+        out = outs[0]
+        for o in outs[1:]:
+            out = out + o
+        return out / len(outs)
+
+    def _joint(self, member: Member) -> Any:
+        hit = self._joints.get(id(member))
+        if hit is None or hit[0] is not member:
+            kind = type(member.models[0])
+            same = all(type(m) is kind for m in member.models)
+            hit = self._joints[id(member)] = (member, kind.joint_predictor(member.models) if same else None)
+        return hit[1]
 
 
 class ReferencePath:
@@ -122,14 +145,6 @@ def compile_predict_path(predictor: Predictor) -> FastPath | ReferencePath:
         return FastPath(predictor)
     except ValueError as exc:
         return ReferencePath(predictor, str(exc))
-
-
-def predict_member(member: Member, inputs: ModelInput, threads: int) -> np.ndarray:
-    """The bag's mean prediction (as :meth:`automl.predictor.Member.predict`, from a shared input)."""
-    out = member.models[0].predict_input(inputs, threads)
-    for model in member.models[1:]:
-        out = out + model.predict_input(inputs, threads)
-    return out / len(member.models)
 
 
 def records_to_columns(rows: Sequence[Mapping[Any, Any]]) -> dict[Any, list[Any]]:

@@ -88,6 +88,12 @@ class FittedModel(abc.ABC):
         call, with ``threads`` threads. Families override it to skip per-model conversions."""
         return self.predict(inputs.X)
 
+    @classmethod
+    def joint_predictor(cls, models: list[FittedModel]) -> JointPredictor | None:
+        """Something that predicts several models of this class in one pass (the fold models of
+        a bag), or None when the family has no such thing."""
+        return None
+
     @abc.abstractmethod
     def save(self, directory: Path) -> None:
         """Write the model's files into ``directory`` (which exists)."""
@@ -99,6 +105,15 @@ class FittedModel(abc.ABC):
     def feature_importance(self) -> np.ndarray | None:
         """Gain-like importance per input feature (``FeatureMatrix.names`` order), if the model has one."""
         return None
+
+
+class JointPredictor(abc.ABC):
+    """Predicts several models at once; see :meth:`FittedModel.joint_predictor`."""
+
+    @abc.abstractmethod
+    def predict(self, inputs: ModelInput, threads: int) -> list[np.ndarray] | None:
+        """Each model's standardised predictions, or None to let each model predict alone (for
+        a call this way does not suit, e.g. a large batch)."""
 
 
 class Learner(abc.ABC):
