@@ -60,6 +60,7 @@ class LatencyReport:
     batch_rows: int  # rows in the timed batch (fewer than asked when the model is too slow)
     model_mb: float
     calls: int
+    peak_rss_mb: float  # the process's peak resident memory after the batch (all it loaded before too)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +97,7 @@ def measure_latency(
         batch_rows=timed,
         model_mb=model_size_mb(predictor),
         calls=calls,
+        peak_rss_mb=_peak_rss_mb(),
     )
 
 
@@ -117,6 +119,14 @@ def _throughput(
     t = time.perf_counter()
     predict(frame)
     return n / max(time.perf_counter() - t, 1e-9), n
+
+
+def _peak_rss_mb() -> float:
+    try:
+        import resource
+    except ImportError:  # not on a Unix
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 def model_size_mb(predictor: Any) -> float:

@@ -225,7 +225,7 @@ def test_measure_latency_reports_every_figure(fitted):
     pred, df = fitted[("lightgbm", "regression")]
     rep = measure_latency(pred, df, calls=20, warmup=2, batch_rows=2000)
     assert 0 < rep.one_row_p50_ms <= rep.one_row_p99_ms and rep.calls == 20
-    assert rep.rows_per_s > 0 and rep.batch_rows == 2000 and rep.model_mb > 0
+    assert rep.rows_per_s > 0 and rep.batch_rows == 2000 and rep.model_mb > 0 and rep.peak_rss_mb > 50
 
 
 def test_records_give_the_columns_a_dataframe_of_them_would(fitted):

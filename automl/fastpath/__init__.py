@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: calls with at least this many rows use every available core (measured on adult: below it,
-#: starting the libraries' thread pools costs more than the second core gains)
+#: calls with at least this many rows use every available core. Fewer rows take a few ms at most
+#: on one thread, which starting the libraries' thread pools would eat; on a busy machine extra
+#: threads only compete (measured here under a load of ~10 on 2 cores: 2 threads were never
+#: faster), so OMP_NUM_THREADS caps them (see :func:`available_threads`)
 PARALLEL_ROWS = 1000
 
 
@@ -62,6 +64,8 @@ class FastPath:
         schema = predictor.schema
         used = _recipes_used(predictor)
         pres = {r: p for r, p in predictor.preprocessors.items() if r in used}
+        if any(p.steps_ is None for p in pres.values()):
+            raise ValueError("a preprocessor is not fitted")
         unknown = {st["name"] for p in pres.values() for st in p.steps_} - set(schema.names)
         if unknown:
             raise ValueError(
@@ -186,10 +190,6 @@ def _column_plan(spec: Any, pres: dict[str, Any]) -> ColumnPlan:
         universe = LevelUniverse.build(spec.categories, kept, report)
     for p in pres.values():
         for st in p.steps_:
-            if st["name"] == spec.name and _step_kind(st["type"]) != kind:
+            if st["name"] == spec.name and st["type"] != kind:  # step types are named as plan kinds
                 raise ValueError(f"column {spec.name!r}: a {st['type']} step on a {spec.kind} column")
     return ColumnPlan(spec.name, kind, spec.required, universe)
-
-
-def _step_kind(step_type: str) -> str:
-    return "levels" if step_type == "levels" else step_type
