@@ -90,12 +90,17 @@ def variants(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
         "all_missing_rows": all_missing,
         "numbers_as_text": as_text,
         "shuffled_columns": df.head(25)[list(df.columns[::-1])],
+        "pandas_dtypes": df.head(30).astype(
+            {"color": "category", "x2": "Float64", "count": "Int64", "flag": object}
+        ),
     }
 
 
 def assert_same(pred: Predictor, frame: pd.DataFrame) -> None:
     ref, ref_report = reference_predict_raw(pred, frame)
-    for data in (frame, {c: frame[c].tolist() for c in frame.columns}):
+    as_lists = {c: frame[c].tolist() for c in frame.columns}
+    as_arrays = {c: frame[c].to_numpy() for c in frame.columns}
+    for data in (frame, as_lists, as_arrays):
         fast, report = pred.predict_raw(data)
         np.testing.assert_allclose(fast, ref, rtol=1e-6, atol=1e-7)
         assert report.to_dict() == ref_report.to_dict()
