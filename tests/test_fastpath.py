@@ -289,3 +289,19 @@ def _clean(pred: Predictor, frame: pd.DataFrame) -> pd.DataFrame:
     from automl.schema import validate_frame
 
     return validate_frame(pred.schema, frame)[0]
+
+
+def test_threads_follow_the_batch_size_and_the_machine(monkeypatch):
+    import os
+
+    from automl import fastpath
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    assert fastpath.threads_for(1) == 1 and fastpath.threads_for(PARALLEL_ROWS - 1) == 1
+    assert fastpath.threads_for(PARALLEL_ROWS) == 4
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))  # other processes keep the cores busy
+    assert fastpath.threads_for(100_000) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's (or Ray's) choice wins over the load
+    assert fastpath.threads_for(100_000) == 2 and fastpath.threads_for(10) == 1
