@@ -54,6 +54,9 @@ class XGBoostTable:
         self.n_features = n_features
         self._categories(trees, start)
         self.intercept: list[np.ndarray] = []
+        # the walk's view of the categories: the table flat, an empty row for the other nodes
+        self.cat_flat = np.concatenate([self.cat_bits, np.zeros((1, self.cat_bits.shape[1]), bool)]).ravel()
+        self.cat_of = np.where(self.cat_row >= 0, self.cat_row, len(self.cat_bits)).astype(np.intp)
 
     def _categories(self, trees: list[dict[str, Any]], start: np.ndarray) -> None:
         """A dense bit table: row i says which categories node ``cat_nodes[i]`` sends right."""
@@ -140,18 +143,15 @@ class XGBoostTable:
         X = np.asarray(X, dtype=np.float32)
         rows = np.arange(X.shape[0])[:, None]
         node = np.broadcast_to(self.roots.astype(np.intp), (X.shape[0], len(self.roots))).copy()
+        width, n_cat = self.cat_bits.shape[1], len(self.cat_bits)
         for _ in range(self.depth):
             x = X[rows, self.feature[node]]
             go_right = ~(x < self.cond[node])
             if self.has_cat:
-                crow = self.cat_row[node]
-                is_cat = crow >= 0
-                if is_cat.any():
-                    v = x[is_cat]
-                    ok = (v >= 0) & (v < self.cat_bits.shape[1])  # other codes are in no set: left
-                    in_set = np.zeros(len(v), dtype=bool)
-                    in_set[ok] = self.cat_bits[crow[is_cat][ok], v[ok].astype(np.intp)]
-                    go_right[is_cat] = in_set
+                crow = self.cat_of[node]
+                valid = (x >= 0) & (x < width)  # codes outside the table are in no set: left
+                bit = crow * width + np.where(valid, x, 0).astype(np.intp)
+                go_right = np.where(crow < n_cat, self.cat_flat[bit] & valid, go_right)
             missing = np.isnan(x)
             if missing.any():
                 go_right[missing] = self.default_right[node[missing]]
