@@ -189,6 +189,10 @@ def _level(v) -> str:
     return str(v)
 
 
+#: one present value as its category label (1.0 -> '1'), as :func:`level_values` reads it
+level_label = _level
+
+
 def _token(v) -> str:
     """A value as a true/false token: 1.0 -> '1', ' Yes' -> 'yes'."""
     return _level(v).strip().lower()

@@ -13,6 +13,7 @@ import json
 import shutil
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,16 @@ import numpy as np
 import pandas as pd
 
 from automl import layout
-from automl.calibration import apply_calibration
 from automl.exceptions import IntegrityError, NotFittedError, SchemaError
+from automl.fastpath import row_index
 from automl.models.base import FittedModel, Task, get_family
 from automl.preprocessing import FeatureMatrix, Preprocessor
 from automl.problem import ProblemType
-from automl.schema import InputSchema, ValidationReport, validate_frame
-from automl.stacking import STACK_RECIPE, stack_features
+from automl.schema import InputSchema, ValidationReport
 from automl.versions import package_versions, warn_if_different
+
+#: what the predict methods take: a DataFrame, or a mapping of column name -> sequence of values
+Rows = pd.DataFrame | Mapping[str, Sequence[Any]]
 
 FORMAT_VERSION = 1
 
@@ -91,45 +94,43 @@ class Predictor:
         self.path: Path | None = None
         #: versions of Python and the libraries that wrote this Predictor (None: not saved yet)
         self.versions: dict[str, str] | None = None
+        self._fast: Any = None  # the compiled predict path, built at the first prediction
 
     @property
     def model_version(self) -> str:
         return self.info["model_version"]
 
     # -- prediction -----------------------------------------------------------------------------
-    def predict_raw(self, df: pd.DataFrame) -> tuple[np.ndarray, ValidationReport]:
-        """Standardised predictions (probabilities or values) and the input validation report."""
-        clean, report = validate_frame(self.schema, df)
-        layers = [*self.stack_layers, self.members]
-        feats = {
-            r: p.transform(clean)
-            for r, p in self.preprocessors.items()
-            if any(m.recipe == r for layer in layers for m in layer)
-        }
-        for layer in self.stack_layers:
-            preds = [m.predict(feats[m.recipe]) for m in layer]
-            base = feats.get("tree") if self.stack_uses_features else None
-            feats[STACK_RECIPE] = stack_features(preds, [m.name for m in layer], self.problem_type, base)
-        out = None
-        for m in self.members:
-            p = m.weight * m.predict(feats[m.recipe])
-            out = p if out is None else out + p
-        if self.calibration:
-            out = apply_calibration(out, self.calibration, self.problem_type)
-        return out, report
+    def predict_raw(self, data: Rows) -> tuple[np.ndarray, ValidationReport]:
+        """Standardised predictions (probabilities or values) and the input validation report.
 
-    def predict_proba(self, df: pd.DataFrame) -> pd.DataFrame:
+        ``data``: a DataFrame, or a mapping of column name -> sequence of values (one per row),
+        which skips building a DataFrame. Validation and preprocessing run on arrays compiled from
+        the schema and preprocessing state (:mod:`automl.fastpath`); the results equal those of
+        the DataFrame path, :func:`automl.inference.reference_predict_raw`.
+        """
+        return self._fast_path().predict_raw(self, data)
+
+    def _fast_path(self) -> Any:
+        from automl.fastpath import compile_predict_path, plan_key
+
+        fast = getattr(self, "_fast", None)  # (absent on a Predictor built without __init__)
+        if fast is None or fast.key != plan_key(self):
+            fast = self._fast = compile_predict_path(self)
+        return fast
+
+    def predict_proba(self, data: Rows) -> pd.DataFrame:
         if not self.problem_type.is_classification:
             raise SchemaError(
                 "predict_proba is only defined for classification; use predict",
                 [{"field": "problem_type", "message": self.problem_type.value}],
             )
-        proba, _ = self.predict_raw(df)
-        return pd.DataFrame(proba, index=df.index, columns=list(self.classes))
+        proba, _ = self.predict_raw(data)
+        return pd.DataFrame(proba, index=row_index(data), columns=list(self.classes))
 
-    def predict(self, df: pd.DataFrame) -> pd.Series:
-        raw, _ = self.predict_raw(df)
-        return pd.Series(self.decode(raw), index=df.index, name=self.target)
+    def predict(self, data: Rows) -> pd.Series:
+        raw, _ = self.predict_raw(data)
+        return pd.Series(self.decode(raw), index=row_index(data), name=self.target)
 
     def decode(self, raw: np.ndarray) -> np.ndarray:
         if self.problem_type.is_classification:

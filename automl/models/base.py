@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,6 +48,33 @@ class Task:
         return cls(**{**d, "problem_type": ProblemType(d["problem_type"])})
 
 
+class ModelInput:
+    """One recipe's features for one prediction call, shared by every model that reads them: each
+    library's form of the input (the dense float32 matrix, a CatBoost pool, torch tensors) is
+    built at most once per call, not once per model."""
+
+    def __init__(self, X: FeatureMatrix, dense: np.ndarray | None = None) -> None:
+        self.X = X
+        self._dense = dense
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def n_rows(self) -> int:
+        return self.X.n_rows
+
+    def dense(self) -> np.ndarray:
+        """``X.dense()`` (numbers, then category codes as floats), C-contiguous."""
+        if self._dense is None:
+            self._dense = np.ascontiguousarray(self.X.dense(), dtype=np.float32)
+        return self._dense
+
+    def cached(self, key: str, build: Callable[[FeatureMatrix], Any]) -> Any:
+        """``build(X)``, computed on the first request for ``key`` in this call."""
+        if key not in self._cache:
+            self._cache[key] = build(self.X)
+        return self._cache[key]
+
+
 class FittedModel(abc.ABC):
     """A trained model that predicts standardised outputs and saves itself in a native format."""
 
@@ -54,6 +82,17 @@ class FittedModel(abc.ABC):
 
     @abc.abstractmethod
     def predict(self, X: FeatureMatrix) -> np.ndarray: ...
+
+    def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
+        """The same predictions as :meth:`predict`, from an input shared by the other models of a
+        call, with ``threads`` threads. Families override it to skip per-model conversions."""
+        return self.predict(inputs.X)
+
+    @classmethod
+    def joint_predictor(cls, models: list[FittedModel]) -> JointPredictor | None:
+        """Something that predicts several models of this class in one pass (the fold models of
+        a bag), or None when the family has no such thing."""
+        return None
 
     @abc.abstractmethod
     def save(self, directory: Path) -> None:
@@ -66,6 +105,15 @@ class FittedModel(abc.ABC):
     def feature_importance(self) -> np.ndarray | None:
         """Gain-like importance per input feature (``FeatureMatrix.names`` order), if the model has one."""
         return None
+
+
+class JointPredictor(abc.ABC):
+    """Predicts several models at once; see :meth:`FittedModel.joint_predictor`."""
+
+    @abc.abstractmethod
+    def predict(self, inputs: ModelInput, threads: int) -> list[np.ndarray] | None:
+        """Each model's standardised predictions, or None to let each model predict alone (for
+        a call this way does not suit, e.g. a large batch)."""
 
 
 class Learner(abc.ABC):

@@ -13,6 +13,7 @@ from automl.models.base import (
     Family,
     FittedModel,
     Learner,
+    ModelInput,
     RefitOnRestore,
     Task,
     read_json,
@@ -41,7 +42,20 @@ class KNNModel(FittedModel):
             self.est = KNeighborsClassifier(**kw).fit(X, y)
 
     def predict(self, X: FeatureMatrix) -> np.ndarray:
-        Xq = X.num.astype(np.float32)
+        return self._predict_num(X.num.astype(np.float32))
+
+    def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
+        Xq = inputs.cached("num_float32", lambda X: X.num.astype(np.float32))
+        self.est.n_jobs = threads  # read by kneighbors at predict time; put back after the call
+        try:
+            # scikit-learn's brute-force search runs OpenMP threads on every core: a one-row query
+            # took 5.7 ms that way on a busy 2-core machine, 0.36 ms with one thread
+            with _openmp_limit(threads):
+                return self._predict_num(Xq)
+        finally:
+            self.est.n_jobs = 1
+
+    def _predict_num(self, Xq: np.ndarray) -> np.ndarray:
         if self.task.problem_type is ProblemType.REGRESSION:
             return self.est.predict(Xq).astype(float)
         proba = np.zeros((len(Xq), self.task.n_classes))
@@ -56,6 +70,19 @@ class KNNModel(FittedModel):
         np.save(directory / "X.npy", self.X, allow_pickle=False)
         np.save(directory / "y.npy", self.y, allow_pickle=False)
         write_json(directory / "knn.json", self.config)
+
+
+_CONTROLLER: list[Any] = []
+
+
+def _openmp_limit(threads: int) -> Any:
+    """Caps the OpenMP threads of the loaded libraries for a ``with`` block (restored after).
+    The controller, which looks the libraries up, is built once: building it per call cost ~14 ms."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=threads, user_api="openmp")
 
 
 class KNNLearner(RefitOnRestore, Learner):

@@ -13,6 +13,7 @@ from automl.models.base import (
     Family,
     FittedModel,
     Learner,
+    ModelInput,
     Task,
     raw_to_output,
     read_json,
@@ -60,7 +61,13 @@ class LightGBMModel(FittedModel):
         self.booster, self.task, self._n_iter, self.average = booster, task, n_iter, average
 
     def predict(self, X: FeatureMatrix) -> np.ndarray:
-        raw = self.booster.predict(X.dense(), num_iteration=self._n_iter, raw_score=True, num_threads=1)
+        return self._predict_dense(X.dense(), 1)
+
+    def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
+        return self._predict_dense(inputs.dense(), threads)
+
+    def _predict_dense(self, dense: np.ndarray, threads: int) -> np.ndarray:
+        raw = self.booster.predict(dense, num_iteration=self._n_iter, raw_score=True, num_threads=threads)
         if self.average:  # rf mode: raw scores are summed over trees; the forest is their mean
             raw = raw / self._n_iter
         return raw_to_output(raw, self.task.problem_type)

@@ -14,6 +14,7 @@ from automl.models.base import (
     Family,
     FittedModel,
     Learner,
+    ModelInput,
     RefitOnRestore,
     Task,
     raw_to_output,
@@ -34,7 +35,13 @@ class LinearModel(FittedModel):
         self.coef, self.intercept, self.task, self.y_scale = coef, intercept, task, y_scale
 
     def predict(self, X: FeatureMatrix) -> np.ndarray:
-        raw = X.num.astype(np.float64) @ self.coef.T + self.intercept
+        return self._predict_num(X.num.astype(np.float64))
+
+    def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
+        return self._predict_num(inputs.cached("num_float64", lambda X: X.num.astype(np.float64)))
+
+    def _predict_num(self, num: np.ndarray) -> np.ndarray:
+        raw = num @ self.coef.T + self.intercept
         if self.task.problem_type is ProblemType.REGRESSION:
             return raw.reshape(-1) * self.y_scale[1] + self.y_scale[0]
         if self.task.problem_type is ProblemType.BINARY:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automl.exceptions import ConfigError
-from automl.models.base import Family, FittedModel, Learner, Task, read_json, register, write_json
+from automl.models.base import Family, FittedModel, Learner, ModelInput, Task, read_json, register, write_json
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -151,12 +151,22 @@ class MLPModel(FittedModel):
     def predict(self, X: FeatureMatrix) -> np.ndarray:
         import torch
 
-        from automl.models.mlp_net import PARALLEL_PREDICT_ROWS, forward_all, torch_threads
+        from automl.models.mlp_net import PARALLEL_PREDICT_ROWS
 
         if self.constant is not None:
             return _tile(self.constant, X.n_rows, self.task)
-        num, cat = input_tensors(X)
         threads = 1 if X.n_rows < PARALLEL_PREDICT_ROWS else torch.get_num_threads()
+        return self._forward(input_tensors(X), threads)
+
+    def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
+        if self.constant is not None:
+            return _tile(self.constant, inputs.n_rows, self.task)
+        return self._forward(inputs.cached("torch", input_tensors), threads)
+
+    def _forward(self, tensors: tuple[torch.Tensor, torch.Tensor], threads: int) -> np.ndarray:
+        from automl.models.mlp_net import forward_all, torch_threads
+
+        num, cat = tensors
         with torch_threads(threads):
             raw = forward_all(self.module, num.to(self.device), cat.to(self.device))
         return self.target.outputs(raw.cpu().numpy())
