@@ -1,9 +1,10 @@
 """PyTorch tabular MLP: categorical embeddings, batch/layer norm, dropout, AdamW, a warm-up +
 cosine learning-rate schedule, early stopping on validation and training health rules.
 
-One learner *iteration* is one epoch. Saved as safetensors weights plus a JSON with the
-architecture and the target scaling (never pickle). The network, its epoch and the health rules
-live in ``automl.models.mlp_net`` (shared with the Ray Train path in ``tuning.distributed.mlp``).
+One learner *iteration* is one epoch. The trained model and its safetensors + JSON format are in
+``automl.models.mlp_model``; the network and its epoch in ``automl.models.mlp_net`` and the
+health rules in ``automl.models.mlp_health`` (shared with the Ray Train path in
+``tuning.distributed.mlp``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automl.exceptions import ConfigError
-from automl.models.base import Family, FittedModel, Learner, ModelInput, Task, read_json, register, write_json
+from automl.models.base import Family, Learner, Task, register
+from automl.models.mlp_model import MLPModel, input_tensors, load_model, tile_constant
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -111,109 +113,6 @@ def make_target(task: Task, y: np.ndarray, w: np.ndarray | None) -> Target:
     mean = float(np.average(y, weights=w))
     std = float(np.sqrt(np.average((y - mean) ** 2, weights=w))) or 1.0
     return Target(task.problem_type, 0, mean, std)
-
-
-def input_tensors(X: FeatureMatrix) -> tuple[torch.Tensor, torch.Tensor]:
-    import torch
-
-    num = torch.from_numpy(np.ascontiguousarray(X.num, dtype=np.float32))
-    cat = torch.from_numpy(np.ascontiguousarray(X.cat, dtype=np.int64))
-    return num, cat
-
-
-class MLPModel(FittedModel):
-    """A trained network in eval mode; ``constant`` replaces it when its weights diverged."""
-
-    family = "mlp"
-
-    def __init__(
-        self,
-        spec: NetSpec,
-        target: Target,
-        state: dict[str, torch.Tensor],
-        task: Task,
-        epochs: int,
-        constant: np.ndarray | None = None,
-    ) -> None:
-        from automl.models.mlp_net import TabularMLP, select_device
-
-        self.spec, self.target, self.task, self._epochs = spec, target, task, epochs
-        self.constant = constant
-        self.device = select_device(task.use_gpu)
-        self.module = TabularMLP(spec)
-        self.module.load_state_dict({k: v.to("cpu") for k, v in state.items()})
-        self.module.to(self.device).eval()
-
-    @property
-    def n_iterations(self) -> int:
-        return self._epochs
-
-    def predict(self, X: FeatureMatrix) -> np.ndarray:
-        import torch
-
-        from automl.models.mlp_net import PARALLEL_PREDICT_ROWS
-
-        if self.constant is not None:
-            return _tile(self.constant, X.n_rows, self.task)
-        threads = 1 if X.n_rows < PARALLEL_PREDICT_ROWS else torch.get_num_threads()
-        return self._forward(input_tensors(X), threads)
-
-    def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
-        if self.constant is not None:
-            return _tile(self.constant, inputs.n_rows, self.task)
-        return self._forward(inputs.cached("torch", input_tensors), threads)
-
-    def _forward(self, tensors: tuple[torch.Tensor, torch.Tensor], threads: int) -> np.ndarray:
-        from automl.models.mlp_net import forward_all, torch_threads
-
-        num, cat = tensors
-        with torch_threads(threads):
-            raw = forward_all(self.module, num.to(self.device), cat.to(self.device))
-        return self.target.outputs(raw.cpu().numpy())
-
-    def save(self, directory: Path) -> None:
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.module.state_dict().items()}
-        save_file(state, str(directory / "model.safetensors"))
-        t = self.target
-        write_json(
-            directory / "mlp.json",
-            {
-                "format": 1,
-                "net": self.spec.to_dict(),
-                "epochs": self._epochs,
-                "target": {
-                    "problem_type": t.problem_type.value,
-                    "n_classes": t.n_classes,
-                    "y_mean": t.y_mean,
-                    "y_std": t.y_std,
-                },
-                "constant": None if self.constant is None else [float(v) for v in self.constant],
-            },
-        )
-
-
-def _tile(constant: np.ndarray, n: int, task: Task) -> np.ndarray:
-    if task.problem_type.is_classification:
-        return np.tile(np.asarray(constant, dtype=float), (n, 1))
-    return np.full(n, float(constant[0]))
-
-
-def load_model(directory: Path, task: Task) -> MLPModel:
-    """Rebuild a saved MLP from ``mlp.json`` and ``model.safetensors`` (no pickle involved)."""
-    from safetensors.torch import load_file
-
-    from automl.models.mlp_net import NetSpec, Target
-
-    meta = read_json(directory / "mlp.json")
-    t = meta["target"]
-    target = Target(
-        ProblemType(t["problem_type"]), int(t["n_classes"]), float(t["y_mean"]), float(t["y_std"])
-    )
-    state = load_file(str(directory / "model.safetensors"), device="cpu")
-    constant = None if meta.get("constant") is None else np.asarray(meta["constant"], dtype=float)
-    return MLPModel(NetSpec.from_dict(meta["net"]), target, state, task, int(meta["epochs"]), constant)
 
 
 class MLPLearner(Learner):
@@ -354,7 +253,7 @@ class MLPLearner(Learner):
         bad = ~np.isfinite(out).reshape(len(out), -1).all(axis=1)
         if bad.any():  # diverged: score the constant prediction; the nan_loss rule stops the trial
             out = out.copy()
-            out[bad] = _tile(self.constant, int(bad.sum()), self.task)
+            out[bad] = tile_constant(self.constant, int(bad.sum()), self.task)
         return out
 
     def finish(self, best_iteration: int) -> MLPModel:
