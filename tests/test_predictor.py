@@ -95,3 +95,29 @@ def test_integer_classes_come_back_as_integers(multiclass_df, tmp_path):
     out = pred.predict(df.drop(columns=["label"]))
     assert out.dtype.kind == "i" and set(out) <= set(df["label"])
     assert accuracy_score(df["label"], out.to_numpy()) > 0.5
+
+
+def test_library_versions_are_recorded_and_a_difference_is_named_on_load(saved, monkeypatch, caplog):
+    import lightgbm
+
+    from automl import versions
+
+    man = json.loads((saved / "predictor.json").read_text())
+    assert man["versions"]["lightgbm"] == lightgbm.__version__ and man["versions"]["python"]
+    assert load(saved).versions == man["versions"]
+    here = {**man["versions"], "lightgbm": "0.0.1"}
+    monkeypatch.setattr(versions, "package_versions", lambda extra=(): here)
+    with caplog.at_level("WARNING", logger="automl.versions"):
+        load(saved)
+    assert f"lightgbm {lightgbm.__version__} -> 0.0.1" in caplog.text
+
+
+def test_every_predictor_file_name_comes_from_the_layout(saved):
+    """The artifact's files are named in automl.layout only: what is on disk is what it lists."""
+    from automl import layout
+
+    listed = {p.relative_to(saved).as_posix() for p in layout.predictor_files(saved)}
+    on_disk = {p.relative_to(saved).as_posix() for p in saved.rglob("*") if p.is_file()}
+    assert on_disk - listed == {layout.CHECKSUMS}
+    sums = json.loads((saved / layout.CHECKSUMS).read_text())["files"]
+    assert set(sums) == listed
