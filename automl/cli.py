@@ -186,13 +186,28 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.quiet)
     try:
         func = getattr(args, "func", None) or COMMANDS[args.command]
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
     except AutoMLError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    if argv is None and args.command == "fit":  # the program (not a caller passing argv): end on time
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown, which freed a fit's objects and modules
+    in 2-8 s on a loaded 2-core machine (after a time limit the fit kept). The exit handlers still
+    run (logging flushes, temporary directories are removed) and the streams are flushed."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # --- commands ------------------------------------------------------------------------------------------

@@ -10,10 +10,13 @@ a size is constrained), and the reason says so. Options the deadline leaves unme
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -65,7 +68,9 @@ class Choice:
     met: bool | None  # whether the constraints are met; None when there are none
 
 
-def measure(pred: Predictor, sample: pd.DataFrame, budget_s: float = MEASURE_S) -> dict[str, float]:
+def measure(
+    pred: Predictor, sample: pd.DataFrame, budget_s: float = MEASURE_S, sizes: ModelSizes | None = None
+) -> dict[str, float]:
     rep = measure_latency(
         pred,
         sample,
@@ -73,6 +78,7 @@ def measure(pred: Predictor, sample: pd.DataFrame, budget_s: float = MEASURE_S) 
         warmup=MEASURE_WARMUP,
         batch_rows=MEASURE_BATCH_ROWS,
         budget_s=budget_s,
+        model_mb=None if sizes is None else sizes.predictor_mb(pred),
     )
     return {
         "latency_ms": rep.one_row_p50_ms,
@@ -96,7 +102,36 @@ def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
     return out
 
 
-def measure_all(options: list[Option], sample: pd.DataFrame, deadline: float | None) -> None:
+class ModelSizes:
+    """Size on disk of a Predictor without saving it whole: its manifest and preprocessing files as
+    they would be written, plus each model's files, saved once per model (many options share the
+    same fold models) or read from where they already are (a trial's checkpoint)."""
+
+    def __init__(self) -> None:
+        self.bytes: dict[int, int] = {}  # id(model) -> bytes of its files
+
+    def known(self, model: Any, directory: Path) -> None:
+        if directory.is_dir():
+            self.bytes[id(model)] = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+
+    def model_bytes(self, model: Any) -> int:
+        if id(model) not in self.bytes:
+            with tempfile.TemporaryDirectory(prefix="automl-size-") as d:
+                model.save(Path(d))
+                self.known(model, Path(d))
+        return self.bytes[id(model)]
+
+    def predictor_mb(self, pred: Predictor) -> float:
+        files = json.dumps(pred.manifest(), indent=1, default=str).encode()
+        total = len(files) + sum(len(json.dumps(p.to_dict()).encode()) for p in pred.preprocessors.values())
+        members = [*(m for layer in pred.stack_layers for m in layer), *pred.members]
+        total += sum(self.model_bytes(model) for m in members for model in m.models)
+        return total / 1e6
+
+
+def measure_all(
+    options: list[Option], sample: pd.DataFrame, deadline: float | None, sizes: ModelSizes | None = None
+) -> None:
     """Build and measure ``options`` in order while time is left; mark the Pareto front."""
     for i, opt in enumerate(options):
         left = float("inf") if deadline is None else deadline - time.time()
@@ -107,11 +142,12 @@ def measure_all(options: list[Option], sample: pd.DataFrame, deadline: float | N
         if opt.predictor is None:
             continue
         left = float("inf") if deadline is None else deadline - time.time()
-        budget = min(MEASURE_S, left / (len(options) - i))
+        # the best option (the default choice) may take what is left; the others share it
+        budget = min(MEASURE_S, left if i == 0 else left / (len(options) - i))
         if budget < MIN_MEASURE_S:
             opt.note = "built, not measured: no time left before the fit's deadline"
             continue
-        opt.measured = measure(opt.predictor, sample, budget)
+        opt.measured = measure(opt.predictor, sample, budget, sizes)
     measured = [o for o in options if o.measured]
     for o, front in zip(measured, pareto_front([(o.objective, o.measured["latency_ms"]) for o in measured])):
         o.pareto = front
@@ -124,12 +160,18 @@ def choose(
     max_latency_ms: float | None,
     max_model_mb: float | None,
     deadline: float | None = None,
+    sizes: ModelSizes | None = None,
 ) -> Choice:
     """Measure ``options`` (best first) and choose; see the module docstring."""
     if not options:
         raise ValueError("choose() needs at least one option")
     order = sorted(options, key=lambda o: (-o.objective, -o.prefer))
-    measure_all(order, sample, deadline)
+    measure_all(order, sample, deadline, sizes)
+    return decide(order, max_latency_ms, max_model_mb)
+
+
+def decide(order: list[Option], max_latency_ms: float | None, max_model_mb: float | None) -> Choice:
+    """The choice among ``order`` (best first, measured where time allowed); see the module doc."""
     if max_latency_ms is None and max_model_mb is None:
         opt = _first_built(order)
         return Choice(opt, opt.predictor, f"{opt.describe()}: the best validation score", None)

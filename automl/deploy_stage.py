@@ -16,7 +16,7 @@ import pandas as pd
 from automl import layout
 from automl.calibration import choose_calibration
 from automl.config import EnsembleConfig
-from automl.deploy import MEASURE_S, Option, choose, summary
+from automl.deploy import MEASURE_S, ModelSizes, Option, choose, summary
 from automl.leaderboard import Row
 from automl.metrics import Metric
 from automl.options import DeploymentOption, PredictorBuilder
@@ -67,9 +67,19 @@ def deploy(
         opt = Option(o.name, objective, lambda: None, prefer=int((o.refit_of is not None) == refit_first))
         opt.build = _builder(o, opt, builder, refitter, deadline)
         opts.append(opt)
+    sizes = ModelSizes()
+    for c in {c.name: c for o in bagged for c in o.candidates}.values():
+        if c.trial.checkpoint:  # the bag's files as the trial saved them (training.save_result)
+            for i, model in enumerate(c.result.models):
+                sizes.known(model, Path(c.trial.checkpoint) / f"fold_{i}")
     t = time.time()
     choice = choose(
-        opts, sample, max_latency_ms=cfg.max_latency_ms, max_model_mb=cfg.max_model_mb, deadline=deadline
+        opts,
+        sample,
+        max_latency_ms=cfg.max_latency_ms,
+        max_model_mb=cfg.max_model_mb,
+        deadline=deadline,
+        sizes=sizes,
     )
     logger.info(
         "deployment: %s (%d options measured in %.1fs)",
@@ -110,7 +120,7 @@ def _builder(
         # keep time to measure this option after refitting it
         ok, why = refitter.affordable(o.candidates, None if deadline is None else deadline - MEASURE_S)
         if not ok:
-            opt.note = f"not built: no time to refit its members ({why})"
+            opt.note = f"not built for time: {why}"
             logger.info("%s %s", o.name, opt.note)
             return None
         return o.build(builder, refitter)
@@ -144,8 +154,12 @@ def _record_rows(
 
 def _refit_row(o: DeploymentOption, bag: Row | None, opt: Option, refitter: Refitter, metric: Metric) -> Row:
     built = opt.predictor is not None
-    notes = [refitter.notes[c.name] for c in o.candidates if c.name in refitter.notes]
     single = o.kind == "single"
+    notes = [
+        ("" if single else f"{c.name} ") + refitter.notes[c.name]
+        for c in o.candidates
+        if c.name in refitter.notes
+    ]
     res = o.parts[0][0].result
     return Row(
         model=o.name,
@@ -160,7 +174,9 @@ def _refit_row(o: DeploymentOption, bag: Row | None, opt: Option, refitter: Refi
         fit_time_s=None,
         refit=True,
         stop_reason=(
-            f"score_val {refitter.estimate}; " + "; ".join(notes) if built else (opt.note or "not built")
+            f"refit on all {len(refitter.data.y):,} rows: " + "; ".join(notes) + " (score_val: the bag's)"
+            if built
+            else (opt.note or "not built")
         ),
     )
 

@@ -172,7 +172,14 @@ def _search(
     )
     timings["search_s"] = outcome.wall_s
     if not outcome.completed():
-        outcome.trials.append(fallback_trial(prep.families, data, run_dir))
+        # at least FALLBACK_MIN_S to train it, however late: a model is the one thing a fit must leave
+        deadline = clock.until(after_assemble_s(spec) + FALLBACK_DEPLOY_S)
+        deadline = None if deadline is None else max(deadline, time.time() + FALLBACK_MIN_S)
+        outcome.trials.append(fallback_trial(prep.families, data, run_dir, deadline=deadline))
+        if deadline is not None and outcome.trials[-1].stop_reason.endswith("time_budget"):
+            clock.cut(
+                f"the fallback model trained until the deadline ({outcome.trials[-1].iteration} iterations)"
+            )
     return outcome, stopping
 
 
@@ -241,6 +248,9 @@ def _write_report(run_dir: Path, run_info: dict[str, Any], clock: Clock) -> None
     """``report.html`` at the end of a fit, by the clock's end (sections that do not fit are left
     out and named); a failure is logged, never raised (the fit is done)."""
     t = time.time()
+    if clock.left() < REPORT_MIN_S:
+        clock.cut(f"report.html ({max(0.0, clock.left()):.1f}s left; `automl report {run_dir}` writes it)")
+        return
     try:
         from automl.report.build import build_report
 
@@ -257,9 +267,12 @@ def _write_report(run_dir: Path, run_info: dict[str, Any], clock: Clock) -> None
     run_info["timings"]["report_s"] = time.time() - t
 
 
-def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> Any:
+def fallback_trial(
+    families: dict[str, Any], data: TrialData, run_dir: Path, *, deadline: float | None = None
+) -> Any:
     """No trial finished in time (a tiny budget on a loaded machine): train the first family's
-    default config here, past the deadline, so the user still gets a model, and say so."""
+    default config here, until ``deadline`` (at least one step), so the user still gets a model,
+    and say so."""
     from automl.training import save_result, train_candidate
     from automl.trials import TrialRecord
 
@@ -270,7 +283,7 @@ def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> 
         "so there is a model (give a longer time_limit to search)",
         family.name,
     )
-    result = train_candidate(family, config, data)
+    result = train_candidate(family, config, data, deadline=deadline)
     path = run_dir / layout.FALLBACK_DIR
     save_result(result, path)
     return TrialRecord(
@@ -283,7 +296,7 @@ def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> 
         iteration=result.best_iteration,
         fit_time_s=result.fit_time_s,
         library_time_s=result.fit_time_s,
-        stop_reason="fallback: no trial finished within the time limit",
+        stop_reason=f"fallback: no trial finished within the time limit; {result.stop_reason}",
         checkpoint=str(path),
     )
 
@@ -292,12 +305,17 @@ VALIDATION_SAMPLE_ROWS = 10_000
 #: seconds the time limit keeps for writing report.html (about 4-6 s measured on 2 cores; its
 #: explanations shrink to the time left)
 REPORT_RESERVE_S = 5.0
+#: with less time left the report is not written (loading the run and drawing take about 1.5 s)
+REPORT_MIN_S = 1.5
 #: share of the time limit (at most DEPLOY_RESERVE_MAX_S) kept for refitting the deployment
 #: options' members on every row and measuring every option's latency and size
 DEPLOY_RESERVE_SHARE, DEPLOY_RESERVE_MAX_S = 0.06, 20.0
 #: seconds kept at the end for ray.shutdown() when the fit stops the Ray it started (1.8 s
 #: measured at a load of 43 on 2 cores; the process then exits in well under a second)
 RAY_STOP_RESERVE_S = 2.0
+#: the fallback model (no trial finished) trains until the deadline of the stages after it, less
+#: FALLBACK_DEPLOY_S for building and measuring it, and for at least FALLBACK_MIN_S
+FALLBACK_MIN_S, FALLBACK_DEPLOY_S = 2.0, 1.0
 #: share of the time limit kept for the stack layer when stacking is on (its nested fits)
 STACK_RESERVE_SHARE = 0.15
 

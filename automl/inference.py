@@ -77,12 +77,14 @@ def measure_latency(
     batch_rows: int = 100_000,
     predict: Callable[[pd.DataFrame], Any] | None = None,
     budget_s: float | None = None,
+    model_mb: float | None = None,
 ) -> LatencyReport:
     """Time ``calls`` one-row predictions (after ``warmup`` untimed ones), each on a one-row
     frame cut from ``sample`` in turn, and one prediction of ``batch_rows`` rows (``sample``'s rows
     repeated). ``predict`` replaces ``predictor.predict_raw`` (to time another path).
     ``budget_s`` bounds the time: the one-row calls and the batch get about 40 % of it each (fewer
-    calls, at least ``MIN_CALLS``, and a smaller batch when the model is slow)."""
+    calls, at least ``MIN_CALLS``, and a smaller batch when the model is slow). ``model_mb``: the size
+    on disk when the caller knows it (else the Predictor is saved to a temporary directory)."""
     if len(sample) == 0:
         raise ValueError("measure_latency needs at least one sample row")
     predict = predict or predictor.predict_raw
@@ -106,7 +108,7 @@ def measure_latency(
         one_row_p99_ms=float(np.percentile(times, 99) * 1000),
         rows_per_s=rows_per_s,
         batch_rows=timed,
-        model_mb=model_size_mb(predictor),
+        model_mb=model_size_mb(predictor) if model_mb is None else model_mb,
         calls=calls,
         peak_rss_mb=_peak_rss_mb(),
     )

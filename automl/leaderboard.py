@@ -125,14 +125,17 @@ def format_table(df: pd.DataFrame, limit: int = 20) -> str:
         "score_std",
         "fit_time_s",
         "predict_time_s",
+        "latency_p50_ms",
+        "model_mb",
         "status",
         "stop_reason",
     ]
     show = show[[c for c in cols if c in show.columns]]
     for c in ("score_val", "score_std"):
         show[c] = show[c].map(lambda v: "" if pd.isna(v) else f"{v:.5g}")
-    for c in ("fit_time_s", "predict_time_s"):
-        show[c] = show[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    for c in ("fit_time_s", "predict_time_s", "latency_p50_ms", "model_mb"):
+        if c in show.columns:
+            show[c] = show[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
     show["stop_reason"] = show["stop_reason"].fillna("")
     if "chosen" in df.columns:
         show["model"] = [

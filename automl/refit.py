@@ -76,27 +76,27 @@ class Refitter:
         """Whether refitting ``cands`` fits before ``deadline`` (always under refit=True), and why."""
         need = self.expected_s(cands)
         if self.mode is True or deadline is None or need == 0:
-            return True, f"~{need:.1f}s"
+            return True, f"refitting takes ~{need:.1f}s"
         left = deadline - time.time()
         if need <= left:
-            return True, f"~{need:.1f}s expected, {left:.0f}s left"
-        return False, f"~{need:.0f}s expected, {max(0.0, left):.0f}s left (refit=True forces it)"
+            return True, f"refitting takes ~{need:.1f}s, {left:.1f}s are left"
+        return (
+            False,
+            f"refitting would take ~{need:.1f}s, {max(0.0, left):.1f}s were left; refit=True forces it",
+        )
 
     def model(self, cand: Candidate) -> FittedModel:
         if cand.name not in self.models:
             res, t = cand.result, time.time()
             n_iter = self.iterations(res)
             self.models[cand.name] = refit_full(get_family(res.family), res.config, self.data, n_iter)
-            how = (
-                f"x {self.scale:.2f}, all rows over a fold's training rows"
-                if n_iter != max(1, res.best_iteration)
-                else "unchanged"
+            scaled = (
+                f" (the bag's {res.best_iteration} x {self.scale:.2f})"
+                if n_iter != res.best_iteration
+                else ""
             )
-            self.notes[cand.name] = (
-                f"refit on all {len(self.data.y):,} rows: {n_iter} iterations (the bag's best "
-                f"{res.best_iteration}, {how}) in {time.time() - t:.1f}s"
-            )
-            logger.info("%s: %s", cand.name, self.notes[cand.name])
+            self.notes[cand.name] = f"{n_iter} iterations{scaled}, {time.time() - t:.1f}s"
+            logger.info("%s: refit on all %d rows: %s", cand.name, len(self.data.y), self.notes[cand.name])
         return self.models[cand.name]
 
     def info(self) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -33,6 +32,7 @@ from ray.serve import Application
 from starlette.exceptions import HTTPException
 
 from automl.exceptions import SchemaError
+from automl.fastpath import records_to_columns
 from automl.predictor import Predictor
 from serving.http import ApiKeyGate, ServeMetrics, json_response, read_body
 from serving.rows import RequestError, RowSchema
@@ -88,7 +88,7 @@ class ModelService:
         if len(jobs) == 1:
             return [self._predict_one(jobs[0])]
         try:
-            raw, _ = self.predictor.predict_raw(pd.DataFrame([r for job in jobs for r in job]))
+            raw, _ = self.predictor.predict_raw(records_to_columns([r for job in jobs for r in job]))
         except Exception:  # noqa: BLE001 - re-run per request below to attribute the failure
             return [self._predict_one(job) for job in jobs]
         out, start = [], 0
@@ -98,8 +98,9 @@ class ModelService:
         return out
 
     def _predict_one(self, rows: list[dict[str, Any]]) -> np.ndarray | Exception:
+        # a column mapping, not a DataFrame: the Predictor's compiled path reads it directly
         try:
-            return self.predictor.predict_raw(pd.DataFrame(rows))[0]
+            return self.predictor.predict_raw(records_to_columns(rows))[0]
         except Exception as exc:  # noqa: BLE001 - handed back to that request's handler
             return exc
 
