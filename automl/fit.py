@@ -87,6 +87,8 @@ def run_fit(
         _stop_ray(timings)
         _finish(run_info, clock, timings, spec)
     _write_run_info(run_dir, run_info)
+    if clock.cuts:
+        logger.warning("left out or cut short for time: %s", "; ".join(clock.cuts))
     logger.info("fit done in %.1fs: %s", timings["total_s"], asm.chosen)
     return FitResult(asm.predictor, board, prep.profile, run_info)
 
@@ -96,8 +98,6 @@ def _finish(run_info: dict[str, Any], clock: Clock, timings: dict[str, float], s
     run_info["timings"] = timings
     run_info["overshoot_s"] = (timings["total_s"] - spec.time_limit) if spec.time_limit else None
     run_info["cut_for_time"] = clock.cuts
-    if clock.cuts:
-        logger.warning("left out or cut short for time: %s", "; ".join(clock.cuts))
 
 
 def _stop_ray(timings: dict[str, float]) -> None:

@@ -24,7 +24,7 @@ from automl.report.rundata import load_run
 
 # Tests on real fits are marked ray and slow (the module's fits take > 20 s on 2 cores).
 
-SECTIONS = ["summary", "leaderboard", "data", "evaluation", "explain", "fairness"]
+SECTIONS = ["summary", "leaderboard", "deployment", "data", "evaluation", "explain", "fairness"]
 #: a column name that would run script (and ask for the file "x") if the report did not escape it
 XSS = "<img src=x onerror=console.error('xss')>"
 IMAGES = {
@@ -160,6 +160,7 @@ def test_binary_report_renders_in_chromium(runs, browser):
         "positive label 'yes'",
         "Deployment options: quality against speed",
         "1-row p50 ms",
+        "Pareto front",
         XSS,
     ):
         assert words in text, words
@@ -268,7 +269,7 @@ def test_a_broken_report_does_not_fail_the_fit(ray_session, binary_df, tmp_path,
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(build, "write_report", broken)
+    monkeypatch.setattr(build, "build_report", broken)
     run = AutoML(
         target="label", search=SearchConfig(max_trials=1, families=("lightgbm",)), output_dir=tmp_path / "run"
     ).fit(binary_df)

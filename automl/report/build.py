@@ -10,7 +10,7 @@ from pathlib import Path
 
 from automl import layout
 from automl.exceptions import AutoMLError, ConfigError
-from automl.report import explain_sections, model_sections, sections
+from automl.report import explain_sections, model_sections, sections, tradeoff
 from automl.report import html as H
 from automl.report.rundata import RunData, load_run
 
@@ -26,6 +26,7 @@ MIN_SECONDS = {"evaluation": 1.5, "explain": 2.5, "fairness": 0.5}
 SECTIONS = (
     ("summary", "Run summary"),
     ("leaderboard", "Leaderboard"),
+    ("deployment", "Deployment options: quality against speed"),
     ("data", "Data profile"),
     ("evaluation", "Model evaluation"),
     ("explain", "Explainability"),
@@ -77,6 +78,7 @@ def build_report(
     builders: dict[str, Callable[[RunData], str]] = {
         "summary": sections.summary,
         "leaderboard": sections.leaderboard,
+        "deployment": tradeoff.tradeoff_section,
         "data": sections.profile,
         "evaluation": model_sections.evaluation_section,
         "explain": explain_sections.explain_section,

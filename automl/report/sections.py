@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from automl.report import evaluation, plots, tradeoff
+from automl.report import evaluation, plots
 from automl.report import html as H
 from automl.report.rundata import RunData
 
@@ -131,7 +131,6 @@ def leaderboard(run: RunData) -> str:
     classes = ["chosen" if c else s if s in ("failed", "stopped") else "" for c, s in zip(chosen, status)]
     table = H.table(show, table_id="leaderboard", sortable=True, row_classes=classes)
     body = links + f'<div class="scroll">{table}</div>'
-    body += "<h3>Deployment options: quality against speed</h3>" + tradeoff.tradeoff_section(run)
     curves = evaluation.best_over_time(board, run.greater_is_better)
     if curves:
         rows = board[board["family"].ne("ensemble")].dropna(subset=["end_s", "score_val"])
