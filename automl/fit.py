@@ -24,11 +24,11 @@ from automl.clock import Clock
 from automl.config import FitSpec
 from automl.deploy_stage import save_alternatives
 from automl.exceptions import ConfigError
+from automl.fallback import FALLBACK_DEPLOY_S, FALLBACK_MIN_S, fallback_trial
 from automl.predictor import Predictor
 from automl.prepare import Prepared, prepare
 from automl.profile import DataProfile
 from automl.splits import Folds
-from automl.training import TrialData
 from automl.trials import SearchOutcome
 
 logger = logging.getLogger(__name__)
@@ -158,18 +158,26 @@ def _search(
         # families that can use a GPU (XGBoost, CatBoost, the MLP) train on it; the trials request one
         data.task = replace(data.task, use_gpu=True)
         logger.info("GPU: %.0f in the cluster; trials of GPU-capable families train on CUDA", cluster.gpus)
-    outcome = run_search(
-        data,
-        prep.families,
-        spec.search,
-        cluster=cluster,
-        resources=spec.resources,
-        run_dir=run_dir,
-        deadline=clock.until(search_reserve(spec)),
-        seed=spec.seed,
-        resume=resume,
-        extra_points=_warm_start_points(spec.search.warm_start, prep.families),
-    )
+    deadline = clock.until(search_reserve(spec))
+    if deadline is not None and deadline - time.time() < MIN_SEARCH_S:
+        # starting Tune and winding it down would take longer than what is left: the fallback
+        # model below trains in this process instead
+        why = f"no time left for a search after Ray's start-up ({timings['ray_init_s']:.0f}s)"
+        clock.cut("the search: " + why)
+        outcome = SearchOutcome([], why, 0.0, "", 0, spec.search.strategy)
+    else:
+        outcome = run_search(
+            data,
+            prep.families,
+            spec.search,
+            cluster=cluster,
+            resources=spec.resources,
+            run_dir=run_dir,
+            deadline=deadline,
+            seed=spec.seed,
+            resume=resume,
+            extra_points=_warm_start_points(spec.search.warm_start, prep.families),
+        )
     timings["search_s"] = outcome.wall_s
     if not outcome.completed():
         # at least FALLBACK_MIN_S to train it, however late: a model is the one thing a fit must leave
@@ -267,40 +275,6 @@ def _write_report(run_dir: Path, run_info: dict[str, Any], clock: Clock) -> None
     run_info["timings"]["report_s"] = time.time() - t
 
 
-def fallback_trial(
-    families: dict[str, Any], data: TrialData, run_dir: Path, *, deadline: float | None = None
-) -> Any:
-    """No trial finished in time (a tiny budget on a loaded machine): train the first family's
-    default config here, until ``deadline`` (at least one step), so the user still gets a model,
-    and say so."""
-    from automl.training import save_result, train_candidate
-    from automl.trials import TrialRecord
-
-    family = next(iter(families.values()))
-    config = family.portfolio(data.task)[0]
-    logger.warning(
-        "no trial finished within the time limit; training the %s default config in this process "
-        "so there is a model (give a longer time_limit to search)",
-        family.name,
-    )
-    result = train_candidate(family, config, data, deadline=deadline)
-    path = run_dir / layout.FALLBACK_DIR
-    save_result(result, path)
-    return TrialRecord(
-        trial_id="fallback",
-        family=family.name,
-        params=config,
-        status="completed",
-        score=result.score,
-        score_std=result.score_std,
-        iteration=result.best_iteration,
-        fit_time_s=result.fit_time_s,
-        library_time_s=result.fit_time_s,
-        stop_reason=f"fallback: no trial finished within the time limit; {result.stop_reason}",
-        checkpoint=str(path),
-    )
-
-
 VALIDATION_SAMPLE_ROWS = 10_000
 #: seconds the time limit keeps for writing report.html (about 4-6 s measured on 2 cores; its
 #: explanations shrink to the time left)
@@ -313,9 +287,9 @@ DEPLOY_RESERVE_SHARE, DEPLOY_RESERVE_MAX_S = 0.06, 20.0
 #: seconds kept at the end for ray.shutdown() when the fit stops the Ray it started (1.8 s
 #: measured at a load of 43 on 2 cores; the process then exits in well under a second)
 RAY_STOP_RESERVE_S = 2.0
-#: the fallback model (no trial finished) trains until the deadline of the stages after it, less
-#: FALLBACK_DEPLOY_S for building and measuring it, and for at least FALLBACK_MIN_S
-FALLBACK_MIN_S, FALLBACK_DEPLOY_S = 2.0, 1.0
+#: a search is started only with this much time left before its deadline (Tune's start and its
+#: wind-down take a few seconds on a loaded 2-core machine)
+MIN_SEARCH_S = 5.0
 #: share of the time limit kept for the stack layer when stacking is on (its nested fits)
 STACK_RESERVE_SHARE = 0.15
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from automl.fit import build_schema, encode_target
+from automl.prepare import build_schema, encode_target
 from automl.inference import measure_latency
 from automl.metrics import resolve_metric
 from automl.models import Task, get_family

@@ -83,6 +83,7 @@ def add_v2_routes(app: FastAPI, service: "ModelService") -> None:
 
     async def infer(request: Request, model_name: str, model_version: str | None) -> Response:
         start, status, n = time.perf_counter(), 500, 0
+        service.in_flight += 1
         try:
             check_model(model_name, model_version)
             try:
@@ -123,6 +124,7 @@ def add_v2_routes(app: FastAPI, service: "ModelService") -> None:
             logger.exception("V2 inference failed")
             return json_response({"error": "internal error while predicting; see the server log"}, 500)
         finally:
+            service.in_flight -= 1
             if service.metrics is not None:
                 service.metrics.observe("/v2/infer", status, time.perf_counter() - start, n)
 
