@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,17 @@ class Clock:
 
 
 def process_start_time() -> float:
-    """When this process started (``time.time()`` scale): the CLI counts its time limit from there."""
-    import psutil
+    """When this process started (``time.time()`` scale): the CLI counts its time limit from there.
 
-    return float(psutil.Process().create_time())
+    On Linux from ``/proc`` (its start in clock ticks after boot, and the seconds since boot, both to
+    the hundredth); elsewhere psutil's figure (which rounds the boot time to the second)."""
+    import os
+
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        import psutil
+
+        return float(psutil.Process().create_time())

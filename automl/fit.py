@@ -289,7 +289,7 @@ DEPLOY_RESERVE_SHARE, DEPLOY_RESERVE_MAX_S = 0.06, 20.0
 RAY_STOP_RESERVE_S = 2.0
 #: a search is started only with this much time left before its deadline (Tune's start and its
 #: wind-down take a few seconds on a loaded 2-core machine)
-MIN_SEARCH_S = 5.0
+MIN_SEARCH_S = 3.0
 #: share of the time limit kept for the stack layer when stacking is on (its nested fits)
 STACK_RESERVE_SHARE = 0.15
 
