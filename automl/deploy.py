@@ -142,8 +142,9 @@ def measure_all(
         if opt.predictor is None:
             continue
         left = float("inf") if deadline is None else deadline - time.time()
-        # the best option (the default choice) may take what is left; the others share it
-        budget = min(MEASURE_S, left if i == 0 else left / (len(options) - i))
+        # the best option built (the default choice) may take what is left; the others share it
+        first = not any(o.measured for o in options[:i])
+        budget = min(MEASURE_S, left if first else left / (len(options) - i))
         if budget < MIN_MEASURE_S:
             opt.note = "built, not measured: no time left before the fit's deadline"
             continue

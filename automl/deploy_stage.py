@@ -58,9 +58,9 @@ def deploy(
     if refitter.enabled:
         refits = [o.refit_variant() for o in bagged if o.can_refit]
         options += refits
-        logger.info(
-            "refit options %s: validation score %s", ", ".join(o.name for o in refits), refitter.estimate
-        )
+        if refits:
+            names = ", ".join(o.name for o in refits)
+            logger.info("refit options %s: validation score %s", names, refitter.estimate)
     # on equal (estimated) scores: the refit after a holdout search (one model either way, more
     # rows) or under refit=True; the bag after k-fold (its score is measured, not estimated)
     refit_first = cfg.refit is True or len(prep.data.folds) == 1
