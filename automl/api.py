@@ -23,6 +23,7 @@ from automl.data import TableSource, load_table
 from automl.exceptions import ConfigError, DataError, NotFittedError
 from automl.metrics import Metric
 from automl.predictor import Predictor
+from automl.presets import apply_presets
 from automl.profile import DataProfile
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ class AutoML(BaseEstimator):
         weight_column: a column of non-negative sample weights (used in training).
         class_weight: "balanced" weighs classes inversely to their frequency.
         write_report: write ``report.html`` at the end of the fit (inside the time limit).
+        presets: a preset name (or several) from ``automl.presets.PRESETS``: ``"fast_inference"``
+            deploys the best model that predicts one row in at most 2 ms and weighs at most 20 MB.
+            It fills the ``ensemble`` settings you left at their defaults.
 
     Example:
         >>> run = AutoML(target="class", time_limit=60).fit("data/adult.csv.gz")  # doctest: +SKIP
@@ -71,6 +75,7 @@ class AutoML(BaseEstimator):
         weight_column: str | None = None,
         class_weight: str | None = None,
         write_report: bool = True,
+        presets: str | list[str] | None = None,
     ) -> None:
         self.target = target
         self.problem_type = problem_type
@@ -86,6 +91,7 @@ class AutoML(BaseEstimator):
         self.weight_column = weight_column
         self.class_weight = class_weight
         self.write_report = write_report
+        self.presets = presets
 
     # -- fitting ------------------------------------------------------------------------------------
     def _spec(self) -> FitSpec:
@@ -105,7 +111,7 @@ class AutoML(BaseEstimator):
             time_limit=time_limit,
             search=search,
             validation=self.validation or ValidationConfig(),
-            ensemble=self.ensemble or EnsembleConfig(),
+            ensemble=apply_presets(self.presets, self.ensemble or EnsembleConfig()),
             resources=self.resources or ResourceConfig(),
             seed=int(self.seed),
             drop_columns=tuple(self.drop_columns),
@@ -122,6 +128,8 @@ class AutoML(BaseEstimator):
         validation_data: TableSource | None = None,
         test_data: TableSource | None = None,
         resume: bool = False,
+        started_at: float | None = None,
+        stop_ray: bool = False,
     ) -> AutoML:
         """Run the autopilot; returns self.
 
@@ -131,10 +139,12 @@ class AutoML(BaseEstimator):
         scikit-learn does. ``validation_data`` replaces the automatic validation split (the
         final models are then refit on both); ``test_data`` is scored once at the end
         (``score_test`` on the leaderboard). ``resume=True`` continues an interrupted search in
-        the same ``output_dir``.
+        the same ``output_dir``. ``started_at`` (a ``time.time()`` value) is when the time limit
+        starts counting (default: this call; the CLI passes its process's start, so imports count).
+        ``stop_ray=True`` shuts down a Ray this fit started, inside the time limit (the CLI does).
         """
+        started = started_at or time.time()  # the time limit counts from here, imports included
         data = X if y is None else xy_table(X, y, self.target)
-        started = time.time()  # the time limit counts from here, imports included
         from automl.fit import run_fit
         from automl.lineage import lineage
 
@@ -153,6 +163,7 @@ class AutoML(BaseEstimator):
             resume=resume,
             started_at=started,
             lineage=lineage(data, train, call),
+            stop_ray=stop_ray,
         )
         self.predictor_ = result.predictor
         self.leaderboard_ = result.leaderboard

@@ -1,6 +1,7 @@
-"""After the search: load the best candidates, build the weighted ensemble and the stack, choose
-what to deploy under the latency/size constraints, refit and calibrate when asked, and produce
-the Predictor and the leaderboard rows (an :class:`Assembly`)."""
+"""After the search: load the best candidates, build the weighted ensemble and the stack, offer
+them and their refit variants to the deployment chooser (latency/size constraints,
+:mod:`automl.deploy_stage`), calibrate, and produce the Predictor and the leaderboard rows (an
+:class:`Assembly`). Every step keeps to the deadline it is given and records what it left out."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pandas as pd
 
 from automl.calibration import apply_calibration, choose_calibration
 from automl.config import EnsembleConfig, FitSpec
-from automl.deploy import Option, choose
+from automl.deploy_stage import Deployment, deploy
 from automl.ensemble import combine, greedy_ensemble
 from automl.exceptions import AutoMLError
 from automl.leaderboard import Row
@@ -22,7 +23,6 @@ from automl.metrics import Metric
 from automl.options import Candidate, DeploymentOption, PredictorBuilder, single
 from automl.predictor import Predictor
 from automl.prepare import Prepared
-from automl.refit import RefitPlan, refit_growth
 from automl.stack_fit import StackLayer, fit_layer
 from automl.training import TrialData, load_result
 from automl.trials import SearchOutcome, TrialRecord
@@ -46,14 +46,18 @@ class Assembly:
     refit: bool
     decisions: dict[str, str] = field(default_factory=dict)  # what was decided and why
     test_scoring_s: float = 0.0  # seconds spent scoring test_data (not part of the fit's budget)
+    cuts: list[str] = field(default_factory=list)  # what the deadline left out
+    deployment: Deployment | None = None
 
     def info(self) -> dict[str, Any]:
         """The part of run.json this stage writes."""
+        dep = self.predictor.info.get("deployment", {})
         return {
             "chosen": self.chosen,
             "members": {m.name: m.weight for m in self.predictor.members},
             "refit": self.refit,
             "decisions": self.decisions,
+            "deployment": {k: dep.get(k) for k in ("constraints", "constraints_met", "options", "refit")},
         }
 
 
@@ -106,6 +110,7 @@ def assemble(
         )
     cands = [Candidate(names[r.trial_id], load_result(r.checkpoint, prep.task), r) for r in picked]
     decisions: dict[str, str] = {}
+    cuts: list[str] = []
     options = [single(c) for c in cands[:SINGLE_OPTIONS]]
     ens = _weighted_ensemble(cands, prep, spec.ensemble, rows, deadline) if len(cands) > 1 else None
     if ens is not None and len(ens.parts) > 1:
@@ -114,29 +119,33 @@ def assemble(
         stack, decisions["stack_level_2"] = _stack(ens, prep, spec, rows, deadline)
         if stack is not None:
             options.append(stack)
+        elif "left" in decisions["stack_level_2"]:  # skipped for time
+            cuts.append(f"stack_l2: {decisions['stack_level_2']}")
+            rows.append(_skipped_row("stack_l2", decisions["stack_level_2"], prep.metric))
     builder = PredictorBuilder(prep, search_ended_because=outcome.ended_because)
-    plan = RefitPlan(
-        spec.ensemble.refit is True or (spec.ensemble.refit == "auto" and len(prep.data.folds) == 1),
-        forced=spec.ensemble.refit is True,
-        costs={o.name: o.fit_cost_s for o in options},
-        growth=refit_growth(prep.data),
-        deadline=deadline,
-    )
     sample = prep.df.drop(columns=[prep.profile.target])
     sample = sample.sample(min(len(sample), LATENCY_SAMPLE_ROWS), random_state=spec.seed)
-    chosen, predictor, decisions["deployment"] = _choose(options, builder, prep, spec.ensemble, sample, plan)
-    refit = plan.done.get(chosen.name, False)
-    if plan.reasons:
-        decisions["refit"] = plan.reasons.get(chosen.name, "; ".join(plan.reasons.values()))
-    out = Assembly(predictor, rows, chosen.name, chosen.oof, refit, decisions)
+    dep = deploy(options, builder, prep, spec.ensemble, sample, rows, deadline=deadline)
+    decisions["deployment"] = dep.reason
+    refit_info = dep.predictor.info["deployment"]["refit"]
+    decisions["refit"] = (
+        f"refit options: score_val {refit_info['score_estimate']}; "
+        + ("; ".join(f"{k}: {v}" for k, v in refit_info["members"].items()) or "none built")
+        if spec.ensemble.refit is not False
+        else "refit=False: no refit options"
+    )
+    chosen = dep.chosen
+    out = Assembly(dep.predictor, rows, chosen.name, chosen.oof, chosen.refit_of is not None, decisions)
+    out.cuts, out.deployment = cuts + dep.cuts, dep
     if spec.ensemble.calibrate:
         _calibrate(out, prep)
     _mark_rows(out)
     if test is not None:
         t = time.time()
-        for o in options:  # the other options' bags too (not refit): which layer helps?
-            p = predictor if o is chosen else o.build(builder)
-            _score_test(p, test, rows, o.name, prep.metric, prep.classes)
+        for o in dep.options:  # every option built, and the bags never built: which layer helps?
+            p = dep.predictors.get(o.name) or (o.build(builder) if o.refit_of is None else None)
+            if p is not None:
+                _score_test(p, test, rows, o.name, prep.metric, prep.classes)
         out.test_scoring_s = time.time() - t
     return out
 
@@ -205,37 +214,6 @@ def _stack(
     return option, layer.reason
 
 
-def _choose(
-    options: list[DeploymentOption],
-    builder: PredictorBuilder,
-    prep: Prepared,
-    cfg: EnsembleConfig,
-    sample: pd.DataFrame,
-    plan: RefitPlan,
-) -> tuple[DeploymentOption, Predictor, str]:
-    data, metric, mask = prep.data, prep.metric, prep.folds.oof_mask
-    by_name = {o.name: o for o in options}
-    opts = []
-    for o in options:
-        objective = metric.objective(metric.score(data.y[mask], o.oof[mask]))
-
-        def make(o: DeploymentOption = o) -> Predictor:
-            return o.build(builder, refit=plan.decide(o.name, can_refit=o.can_refit))
-
-        opts.append(Option(o.name, objective, make))
-    t = time.time()
-    chosen, predictor, reason = choose(
-        opts, sample, max_latency_ms=cfg.max_predict_latency_ms, max_size_mb=cfg.max_model_size_mb
-    )
-    predictor.info["deployment"] = {
-        "reason": reason,
-        **chosen.measured,
-        "options": {o.name: {"objective": o.objective, **o.measured} for o in opts},
-    }
-    logger.info("deployment: %s (chosen in %.1fs)", reason, time.time() - t)
-    return by_name[chosen.name], predictor, reason
-
-
 def _calibrate(out: Assembly, prep: Prepared) -> None:
     data = prep.data
     cal, out.decisions["calibration"] = choose_calibration(
@@ -247,16 +225,19 @@ def _calibrate(out: Assembly, prep: Prepared) -> None:
 
 
 def _mark_rows(out: Assembly) -> None:
-    """The chosen row, its calibration and which rows were refit."""
+    """The chosen row, with its calibration and the deployment reason."""
     pred = out.predictor
-    members = {m.name for m in pred.members}
     for row in out.rows:
         row.chosen = row.model == out.chosen
         if row.chosen and pred.calibration:
             row.stop_reason = f"{row.stop_reason or ''}; calibrated (T={pred.calibration['temperature']:.3f})"
-        if out.refit and (row.chosen or row.model in members):
-            row.refit = True
+        if row.chosen:
+            row.deployment = f"chosen: {out.decisions['deployment']}"
     pred.info["chosen"] = out.chosen
+
+
+def _skipped_row(model: str, reason: str, metric: Metric) -> Row:
+    return Row(model=model, family="ensemble", status="skipped", metric=metric.name, stop_reason=reason)
 
 
 def _stack_rows(layer: StackLayer, data: TrialData, metric: Metric) -> list[Row]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,11 +125,21 @@ class EnsembleConfig:
         size: rounds of greedy selection (with replacement).
         max_members: candidates considered (the best of each family first).
         stack_levels: 0 or 1 extra layer of models trained on (nested) out-of-fold predictions.
-        refit: "auto" (refit the chosen members on all rows after a holdout search, keep the
-            fold bags after k-fold), True, or False.
-        max_predict_latency_ms: per-row latency the deployed model must meet (measured).
-        max_model_size_mb: size on disk the deployed model must meet.
+        refit: "auto" (default): offer, beside each bagged option that can be refit (the best
+            single models and the weighted ensemble), a *refit* option whose members are trained
+            once on every training row, when that fits in the time left; on equal validation
+            scores the refit option is deployed after a holdout search (same model count, more
+            rows) and the bag after k-fold. True: always build the refit options (even past the
+            deadline) and prefer them on equal scores. False: never refit.
+        max_latency_ms: one-row latency (median through the whole Predictor, measured during the
+            fit) the deployed model must meet.
+        max_model_mb: size on disk the deployed model must meet.
         calibrate: calibrate classifier probabilities on out-of-fold predictions when it helps.
+        max_predict_latency_ms, max_model_size_mb: the former names of ``max_latency_ms`` and
+            ``max_model_mb`` (deprecated: still accepted, with a warning).
+
+    The best validation score that meets the constraints is deployed; when no option meets them,
+    the fastest is kept and the log, ``run.json`` and the leaderboard say so.
     """
 
     enabled: bool = True
@@ -136,9 +147,11 @@ class EnsembleConfig:
     max_members: int = 12
     stack_levels: int = 0
     refit: bool | str = "auto"
-    max_predict_latency_ms: float | None = None
-    max_model_size_mb: float | None = None
+    max_latency_ms: float | None = None
+    max_model_mb: float | None = None
     calibrate: bool = True
+    max_predict_latency_ms: float | None = field(default=None, repr=False)
+    max_model_size_mb: float | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _positive("ensemble size", self.size, allow_none=False)
@@ -149,8 +162,21 @@ class EnsembleConfig:
                 f"fits per model"
             )
         _choice("refit", self.refit, ("auto", True, False))
-        _positive("max_predict_latency_ms", self.max_predict_latency_ms)
-        _positive("max_model_size_mb", self.max_model_size_mb)
+        for old, new in (("max_predict_latency_ms", "max_latency_ms"), ("max_model_size_mb", "max_model_mb")):
+            value = getattr(self, old)
+            if value is None:
+                continue
+            if getattr(self, new) is not None and getattr(self, new) != value:
+                raise ConfigError(f"{old} is the former name of {new}; give only {new}")
+            warnings.warn(f"EnsembleConfig({old}=...) is deprecated: use {new}=", FutureWarning, stacklevel=3)
+            object.__setattr__(self, new, value)
+            object.__setattr__(self, old, None)
+        _positive("max_latency_ms", self.max_latency_ms)
+        _positive("max_model_mb", self.max_model_mb)
+
+    @property
+    def constrained(self) -> bool:
+        return self.max_latency_ms is not None or self.max_model_mb is not None
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,17 @@
-"""Deployment constraints: choose the best model option whose measured one-row latency and size
-on disk meet ``max_predict_latency_ms`` and ``max_model_size_mb``."""
+"""Choosing what to deploy under the constraints ``max_latency_ms`` (one-row median latency through
+the whole Predictor) and ``max_model_mb`` (size on disk).
+
+Every option is built and measured best first (:func:`automl.inference.measure_latency` on a small
+sample of training rows, each measurement sized to the time left), the Pareto front of validation
+score against one-row latency is marked, and the best validation score that meets the constraints
+is chosen. When no option meets them the *fastest* measured option is kept (the smallest when only
+a size is constrained), and the reason says so. Options the deadline leaves unmeasured are named.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -12,78 +19,217 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from automl.inference import measure_latency
 from automl.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
-LATENCY_CALLS = 20
+#: one-row calls, untimed warm-up calls and batch rows of one option's measurement (fewer when time is short)
+MEASURE_CALLS, MEASURE_WARMUP, MEASURE_BATCH_ROWS = 50, 5, 10_000
+#: seconds one option's measurement aims at, and the least it is given before it is skipped
+MEASURE_S, MIN_MEASURE_S = 1.0, 0.25
 
 
 @dataclass
 class Option:
+    """A deployment option as the chooser sees it."""
+
     name: str
-    objective: float  # higher is better
-    build: Callable[[], Predictor]
-    measured: dict[str, Any] = field(default_factory=dict)
+    objective: float  # the validation score (or its estimate), higher is better
+    build: Callable[[], Predictor | None]  # None: not built (it sets ``note``, e.g. no time to refit)
+    prefer: int = 0  # on equal objectives the higher is measured and chosen first
+    measured: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+    pareto: bool = False
+    predictor: Predictor | None = None
+
+    def violations(self, max_latency_ms: float | None, max_model_mb: float | None) -> list[str]:
+        m, out = self.measured, []
+        if max_latency_ms is not None and m["latency_ms"] > max_latency_ms:
+            out.append(f"{m['latency_ms']:.2f} ms/row > {max_latency_ms:g} ms")
+        if max_model_mb is not None and m["size_mb"] > max_model_mb:
+            out.append(f"{m['size_mb']:.1f} MB > {max_model_mb:g} MB")
+        return out
+
+    def describe(self) -> str:
+        m = self.measured
+        if not m:
+            return self.name
+        return f"{self.name} ({m['latency_ms']:.2f} ms/row p50, {m['size_mb']:.1f} MB)"
 
 
-def measure(pred: Predictor, rows: pd.DataFrame) -> dict[str, float]:
-    """Median one-row predict latency (ms) and size on disk (MB) of a Predictor."""
-    singles = [rows.iloc[[i % len(rows)]] for i in range(LATENCY_CALLS + 2)]
-    for r in singles[:2]:
-        pred.predict_raw(r)
-    times = []
-    for r in singles[2:]:
-        t = time.perf_counter()
-        pred.predict_raw(r)
-        times.append(time.perf_counter() - t)
-    tmp = Path(tempfile.mkdtemp(prefix="automl-size-"))
-    try:
-        pred.save(tmp / "m")
-        size = sum(f.stat().st_size for f in (tmp / "m").rglob("*") if f.is_file()) / 1e6
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return {"latency_ms": float(np.median(times) * 1000), "size_mb": float(size)}
+@dataclass
+class Choice:
+    option: Option
+    predictor: Predictor
+    reason: str
+    met: bool | None  # whether the constraints are met; None when there are none
+
+
+def measure(
+    pred: Predictor, sample: pd.DataFrame, budget_s: float = MEASURE_S, sizes: ModelSizes | None = None
+) -> dict[str, float]:
+    rep = measure_latency(
+        pred,
+        sample,
+        calls=MEASURE_CALLS,
+        warmup=MEASURE_WARMUP,
+        batch_rows=MEASURE_BATCH_ROWS,
+        budget_s=budget_s,
+        model_mb=None if sizes is None else sizes.predictor_mb(pred),
+    )
+    return {
+        "latency_ms": rep.one_row_p50_ms,
+        "latency_p99_ms": rep.one_row_p99_ms,
+        "rows_per_s": rep.rows_per_s,
+        "size_mb": rep.model_mb,
+        "calls": rep.calls,
+        "batch_rows": rep.batch_rows,
+    }
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """For (objective, latency) points (higher objective and lower latency are better): whether each
+    is on the Pareto front, i.e. no other point is at least as good on both and better on one."""
+    out = []
+    for i, (obj, lat) in enumerate(points):
+        dominated = any(
+            o >= obj and t <= lat and (o > obj or t < lat) for j, (o, t) in enumerate(points) if j != i
+        )
+        out.append(not dominated)
+    return out
+
+
+class ModelSizes:
+    """Size on disk of a Predictor without saving it whole: its manifest and preprocessing files as
+    they would be written, plus each model's files, saved once per model (many options share the
+    same fold models) or read from where they already are (a trial's checkpoint)."""
+
+    def __init__(self) -> None:
+        self.bytes: dict[int, int] = {}  # id(model) -> bytes of its files
+
+    def known(self, model: Any, directory: Path) -> None:
+        if directory.is_dir():
+            self.bytes[id(model)] = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+
+    def model_bytes(self, model: Any) -> int:
+        if id(model) not in self.bytes:
+            with tempfile.TemporaryDirectory(prefix="automl-size-") as d:
+                model.save(Path(d))
+                self.known(model, Path(d))
+        return self.bytes[id(model)]
+
+    def predictor_mb(self, pred: Predictor) -> float:
+        files = json.dumps(pred.manifest(), indent=1, default=str).encode()
+        total = len(files) + sum(len(json.dumps(p.to_dict()).encode()) for p in pred.preprocessors.values())
+        members = [*(m for layer in pred.stack_layers for m in layer), *pred.members]
+        total += sum(self.model_bytes(model) for m in members for model in m.models)
+        return total / 1e6
+
+
+def measure_all(
+    options: list[Option], sample: pd.DataFrame, deadline: float | None, sizes: ModelSizes | None = None
+) -> None:
+    """Build and measure ``options`` in order while time is left; mark the Pareto front."""
+    for i, opt in enumerate(options):
+        left = float("inf") if deadline is None else deadline - time.time()
+        if left < MIN_MEASURE_S:
+            opt.note = opt.note or "not measured: no time left before the fit's deadline"
+            continue
+        opt.predictor = opt.predictor or opt.build()
+        if opt.predictor is None:
+            continue
+        left = float("inf") if deadline is None else deadline - time.time()
+        # the best option built (the default choice) may take what is left; the others share it
+        first = not any(o.measured for o in options[:i])
+        budget = min(MEASURE_S, left if first else left / (len(options) - i))
+        if budget < MIN_MEASURE_S:
+            opt.note = "built, not measured: no time left before the fit's deadline"
+            continue
+        opt.measured = measure(opt.predictor, sample, budget, sizes)
+    measured = [o for o in options if o.measured]
+    for o, front in zip(measured, pareto_front([(o.objective, o.measured["latency_ms"]) for o in measured])):
+        o.pareto = front
 
 
 def choose(
-    options: list[Option], rows: pd.DataFrame, *, max_latency_ms: float | None, max_size_mb: float | None
-) -> tuple[Option, Predictor, str]:
-    """The best option meeting the constraints (options are tried best first)."""
-    options = sorted(options, key=lambda o: -o.objective)
-    rejected: list[str] = []
-    fallback: tuple[float, Option, Predictor] | None = None
-    for opt in options:
-        pred = opt.build()
-        opt.measured = measure(pred, rows)
-        lat, size = opt.measured["latency_ms"], opt.measured["size_mb"]
-        why = []
-        if max_latency_ms is not None and lat > max_latency_ms:
-            why.append(f"{lat:.2f} ms/row > {max_latency_ms} ms")
-        if max_size_mb is not None and size > max_size_mb:
-            why.append(f"{size:.1f} MB > {max_size_mb} MB")
-        if not why:
-            reason = (
-                "the best validation score"
-                if not rejected
-                else ("the best that meets the constraints; rejected: " + "; ".join(rejected))
-            )
-            return opt, pred, f"{opt.name}: {reason} ({lat:.2f} ms/row, {size:.1f} MB)"
-        rejected.append(f"{opt.name} ({', '.join(why)})")
-        cost = (lat / max_latency_ms if max_latency_ms else 0) + (size / max_size_mb if max_size_mb else 0)
-        if fallback is None or cost < fallback[0]:
-            fallback = (cost, opt, pred)
-        if max_latency_ms is None and max_size_mb is None:
-            break
-    if fallback is None:
+    options: list[Option],
+    sample: pd.DataFrame,
+    *,
+    max_latency_ms: float | None,
+    max_model_mb: float | None,
+    deadline: float | None = None,
+    sizes: ModelSizes | None = None,
+) -> Choice:
+    """Measure ``options`` (best first) and choose; see the module docstring."""
+    if not options:
         raise ValueError("choose() needs at least one option")
-    _, opt, pred = fallback
-    reason = (
-        f"no option meets the constraints; chose the one closest to them, {opt.name}. Rejected: "
-        + "; ".join(rejected)
-    )
+    order = sorted(options, key=lambda o: (-o.objective, -o.prefer))
+    measure_all(order, sample, deadline, sizes)
+    return decide(order, max_latency_ms, max_model_mb)
+
+
+def decide(order: list[Option], max_latency_ms: float | None, max_model_mb: float | None) -> Choice:
+    """The choice among ``order`` (best first, measured where time allowed); see the module doc."""
+    if max_latency_ms is None and max_model_mb is None:
+        opt = _first_built(order)
+        return Choice(opt, opt.predictor, f"{opt.describe()}: the best validation score", None)
+    measured = [o for o in order if o.measured]
+    checks = [(o, o.violations(max_latency_ms, max_model_mb)) for o in measured]
+    rejected = [f"{o.name} ({', '.join(w)})" for o, w in checks if w]
+    meeting = [o for o, w in checks if not w]
+    if meeting:
+        opt = meeting[0]
+        better = [f"{o.name} ({', '.join(w)})" for o, w in checks if w and order.index(o) < order.index(opt)]
+        why = "the best validation score that meets the constraints"
+        return Choice(
+            opt, opt.predictor, f"{opt.describe()}: {why}" + _listed("better, rejected", better), True
+        )
+    if measured:
+        by_size = max_latency_ms is None
+        opt = min(measured, key=lambda o: (o.measured["size_mb" if by_size else "latency_ms"], -o.objective))
+        reason = (
+            f"no option meets the constraints ({_constraints(max_latency_ms, max_model_mb)}): kept the "
+            f"{'smallest' if by_size else 'fastest'}, {opt.describe()}" + _listed("rejected", rejected)
+        )
+    else:
+        opt = _first_built(order)
+        reason = (
+            f"no option could be measured before the deadline: kept {opt.name}, the best validation "
+            f"score, without knowing whether it meets {_constraints(max_latency_ms, max_model_mb)}"
+        )
     logger.warning(reason)
-    return opt, pred, reason
+    return Choice(opt, opt.predictor, reason, False)
+
+
+def _first_built(order: list[Option]) -> Option:
+    for opt in order:
+        opt.predictor = opt.predictor or opt.build()
+        if opt.predictor is not None:
+            return opt
+    raise ValueError("no deployment option could be built: " + "; ".join(o.note for o in order))
+
+
+def _listed(title: str, items: list[str]) -> str:
+    return f"; {title}: " + "; ".join(items) if items else ""
+
+
+def _constraints(max_latency_ms: float | None, max_model_mb: float | None) -> str:
+    parts = [f"max_latency_ms={max_latency_ms:g}"] if max_latency_ms is not None else []
+    parts += [f"max_model_mb={max_model_mb:g}"] if max_model_mb is not None else []
+    return ", ".join(parts)
+
+
+def summary(options: list[Option]) -> dict[str, Any]:
+    """Every option's objective, measurements, Pareto flag and note (predictor.json, run.json)."""
+    return {
+        o.name: {
+            "objective": o.objective,
+            **o.measured,
+            "pareto": o.pareto,
+            **({"note": o.note} if o.note else {}),
+        }
+        for o in options
+    }

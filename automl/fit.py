@@ -20,13 +20,15 @@ import pandas as pd
 from automl import layout
 from automl import leaderboard as lb
 from automl.assemble import Assembly, assemble
+from automl.clock import Clock
 from automl.config import FitSpec
+from automl.deploy_stage import save_alternatives
 from automl.exceptions import ConfigError
+from automl.fallback import FALLBACK_DEPLOY_S, FALLBACK_MIN_S, fallback_trial
 from automl.predictor import Predictor
 from automl.prepare import Prepared, prepare
 from automl.profile import DataProfile
 from automl.splits import Folds
-from automl.training import TrialData
 from automl.trials import SearchOutcome
 
 logger = logging.getLogger(__name__)
@@ -50,50 +52,83 @@ def run_fit(
     resume: bool = False,
     started_at: float | None = None,
     lineage: dict[str, Any] | None = None,
+    stop_ray: bool = False,
 ) -> FitResult:
-    """Run the autopilot. The time limit counts from ``started_at`` (default: now)."""
-    t0 = started_at or time.time()
-    deadline = t0 + spec.time_limit if spec.time_limit else None
+    """Run the autopilot. The time limit counts from ``started_at`` (default: now); every stage
+    after the search has a deadline from the time left (:class:`automl.clock.Clock`).
+    ``stop_ray``: shut down a Ray this fit started, inside the time limit."""
+    clock = Clock(started_at or time.time(), spec.time_limit)
     run_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(spec, train, validation=validation)
     prep.profile.save(run_dir / layout.PROFILE)
     (run_dir / layout.FOLDS).write_text(json.dumps(prep.folds.to_dict()))
     timings = dict(prep.timings)
-    outcome = _search(spec, prep, run_dir=run_dir, deadline=deadline, resume=resume, timings=timings)
+    outcome, ray_started = _search(
+        spec, prep, run_dir=run_dir, clock=clock, resume=resume, timings=timings, stop_ray=stop_ray
+    )
     t = time.time()
-    asm = assemble(spec, prep, outcome, test=test, deadline=deadline - 1.0 if deadline else None)
+    asm = assemble(spec, prep, outcome, test=test, deadline=clock.until(after_assemble_s(spec)))
     # scoring test_data is not part of the fit: the time limit does not count it
-    timings["test_scoring_s"] = asm.test_scoring_s
+    timings["test_scoring_s"] = clock.excluded_s = asm.test_scoring_s
     timings["ensemble_s"] = time.time() - t - asm.test_scoring_s
-    board, run_info = _publish(spec, prep, outcome, asm, run_dir=run_dir, t0=t0, timings=timings)
+    clock.cuts += asm.cuts
+    board, run_info = _publish(spec, prep, outcome, asm, run_dir=run_dir, clock=clock, timings=timings)
     run_info.update(lineage or {})
     _write_run_info(run_dir, run_info)
     if spec.report:
-        _write_report(run_dir, run_info)
-        # the report is part of the fit (the time limit keeps room for it)
-        timings["total_s"] = time.time() - t0 - timings["test_scoring_s"]
-        run_info["overshoot_s"] = (timings["total_s"] - spec.time_limit) if spec.time_limit else None
-        _write_run_info(run_dir, run_info)
+        _write_report(run_dir, run_info, clock)
+    _finish(run_info, clock, timings, spec)
+    _write_run_info(run_dir, run_info)
     if spec.resources.storage:  # a cluster's shared storage: copy the finished run there too
         from automl.runtime import publish_run
 
         run_info["published_to"] = publish_run(run_dir, spec.resources.storage)
-        _write_run_info(run_dir, run_info)
+    if ray_started:
+        _stop_ray(timings)
+        _finish(run_info, clock, timings, spec)
+    _write_run_info(run_dir, run_info)
+    if clock.cuts:
+        logger.warning("left out or cut short for time: %s", "; ".join(clock.cuts))
     logger.info("fit done in %.1fs: %s", timings["total_s"], asm.chosen)
     return FitResult(asm.predictor, board, prep.profile, run_info)
 
 
+def _finish(run_info: dict[str, Any], clock: Clock, timings: dict[str, float], spec: FitSpec) -> None:
+    timings["total_s"] = clock.elapsed()
+    run_info["timings"] = timings
+    run_info["overshoot_s"] = (timings["total_s"] - spec.time_limit) if spec.time_limit else None
+    run_info["cut_for_time"] = clock.cuts
+
+
+def _stop_ray(timings: dict[str, float]) -> None:
+    import ray
+
+    t = time.time()
+    ray.shutdown()
+    timings["ray_stop_s"] = time.time() - t
+
+
 def search_reserve(spec: FitSpec) -> float:
-    """Seconds the time limit keeps after the search: loading candidates, ensembling, refitting,
-    saving, the report (when written) and the stack layer's nested fits (when on)."""
+    """Seconds the time limit keeps after the search: loading candidates and ensembling, the
+    refit options and their measurement, saving, the report (when written) and the stack layer's
+    nested fits (when on)."""
     if not spec.time_limit:
         return 0.0
-    reserve = min(60.0, max(3.0, 0.06 * spec.time_limit))
-    if spec.report:
-        reserve += min(REPORT_RESERVE_S, 0.1 * spec.time_limit)
+    reserve = min(60.0, max(3.0, 0.06 * spec.time_limit)) + after_assemble_s(spec)
+    if spec.ensemble.refit is not False or spec.ensemble.constrained:
+        reserve += min(DEPLOY_RESERVE_MAX_S, DEPLOY_RESERVE_SHARE * spec.time_limit)
     if spec.ensemble.stack_levels:
         reserve += STACK_RESERVE_SHARE * spec.time_limit
     return reserve
+
+
+def after_assemble_s(spec: FitSpec) -> float:
+    """Seconds kept after the ensembling stage: saving the Predictor and the run's files, and the
+    report when one is written."""
+    if not spec.time_limit:
+        return 0.0
+    save = min(10.0, max(1.0, 0.03 * spec.time_limit))
+    return save + (min(REPORT_RESERVE_S, 0.1 * spec.time_limit) if spec.report else 0.0)
 
 
 def _search(
@@ -101,39 +136,59 @@ def _search(
     prep: Prepared,
     *,
     run_dir: Path,
-    deadline: float | None,
+    clock: Clock,
     resume: bool,
     timings: dict[str, float],
-) -> SearchOutcome:
-    """Start or join Ray, run the search, and make sure there is at least one model."""
+    stop_ray: bool,
+) -> tuple[SearchOutcome, bool]:
+    """Start or join Ray, run the search, and make sure there is at least one model. Returns the
+    outcome and whether the fit is to stop the Ray it started (whose time the clock keeps)."""
     from automl.runtime import ensure_ray
     from tuning import run_search  # the orchestrator is the one place automl imports tuning
 
     t = time.time()
     cluster = ensure_ray(spec.resources)
     timings["ray_init_s"] = time.time() - t
+    stopping = stop_ray and cluster.started_here
+    if stopping:
+        clock.end_reserve_s = RAY_STOP_RESERVE_S
     data = prep.data
     gpus = spec.resources.gpus_per_trial
     if (gpus if gpus is not None else cluster.gpus) > 0:
         # families that can use a GPU (XGBoost, CatBoost, the MLP) train on it; the trials request one
         data.task = replace(data.task, use_gpu=True)
         logger.info("GPU: %.0f in the cluster; trials of GPU-capable families train on CUDA", cluster.gpus)
-    outcome = run_search(
-        data,
-        prep.families,
-        spec.search,
-        cluster=cluster,
-        resources=spec.resources,
-        run_dir=run_dir,
-        deadline=deadline - search_reserve(spec) if deadline else None,
-        seed=spec.seed,
-        resume=resume,
-        extra_points=_warm_start_points(spec.search.warm_start, prep.families),
-    )
+    deadline = clock.until(search_reserve(spec))
+    if deadline is not None and deadline - time.time() < MIN_SEARCH_S:
+        # starting Tune and winding it down would take longer than what is left: the fallback
+        # model below trains in this process instead
+        why = f"no time left for a search after Ray's start-up ({timings['ray_init_s']:.0f}s)"
+        clock.cut("the search: " + why)
+        outcome = SearchOutcome([], why, 0.0, "", 0, spec.search.strategy)
+    else:
+        outcome = run_search(
+            data,
+            prep.families,
+            spec.search,
+            cluster=cluster,
+            resources=spec.resources,
+            run_dir=run_dir,
+            deadline=deadline,
+            seed=spec.seed,
+            resume=resume,
+            extra_points=_warm_start_points(spec.search.warm_start, prep.families),
+        )
     timings["search_s"] = outcome.wall_s
     if not outcome.completed():
-        outcome.trials.append(fallback_trial(prep.families, data, run_dir))
-    return outcome
+        # at least FALLBACK_MIN_S to train it, however late: a model is the one thing a fit must leave
+        deadline = clock.until(after_assemble_s(spec) + FALLBACK_DEPLOY_S)
+        deadline = None if deadline is None else max(deadline, time.time() + FALLBACK_MIN_S)
+        outcome.trials.append(fallback_trial(prep.families, data, run_dir, deadline=deadline))
+        if deadline is not None and outcome.trials[-1].stop_reason.endswith("time_budget"):
+            clock.cut(
+                f"the fallback model trained until the deadline ({outcome.trials[-1].iteration} iterations)"
+            )
+    return outcome, stopping
 
 
 def _publish(
@@ -143,7 +198,7 @@ def _publish(
     asm: Assembly,
     *,
     run_dir: Path,
-    t0: float,
+    clock: Clock,
     timings: dict[str, float],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Write the validation sample, the leaderboard and the Predictor (checksums last); return
@@ -153,8 +208,18 @@ def _publish(
     lb.save(board, run_dir / layout.LEADERBOARD)
     t = time.time()
     asm.predictor.save(run_dir)
+    if asm.deployment is not None:
+        keep = min(REPORT_RESERVE_S, 0.1 * spec.time_limit) if spec.report and spec.time_limit else 0.0
+        save_alternatives(
+            asm.deployment,
+            prep,
+            run_dir / layout.OPTIONS_DIR,
+            clock.cuts,
+            calibrate=spec.ensemble.calibrate,
+            deadline=clock.until(keep),
+        )
     timings["save_s"] = time.time() - t
-    timings["total_s"] = time.time() - t0 - timings["test_scoring_s"]
+    timings["total_s"] = clock.elapsed()
     completed = [r for r in outcome.trials if r.status == "completed" and r.library_time_s is not None]
     overhead = [r.driver_wall_s - r.library_time_s for r in completed if r.driver_wall_s]
     run_info = {
@@ -187,13 +252,18 @@ def _write_run_info(run_dir: Path, run_info: dict[str, Any]) -> None:
     (run_dir / layout.RUN_INFO).write_text(json.dumps(run_info, indent=1, default=str))
 
 
-def _write_report(run_dir: Path, run_info: dict[str, Any]) -> None:
-    """``report.html`` at the end of a fit; a failure is logged, never raised (the fit is done)."""
+def _write_report(run_dir: Path, run_info: dict[str, Any], clock: Clock) -> None:
+    """``report.html`` at the end of a fit, by the clock's end (sections that do not fit are left
+    out and named); a failure is logged, never raised (the fit is done)."""
     t = time.time()
+    if clock.left() < REPORT_MIN_S:
+        clock.cut(f"report.html ({max(0.0, clock.left()):.1f}s left; `automl report {run_dir}` writes it)")
+        return
     try:
-        from automl.report import write_report
+        from automl.report.build import build_report
 
-        write_report(run_dir)
+        skipped = build_report(run_dir, deadline=clock.end).skipped
+        clock.cuts += [f"report section {s}" for s in skipped]
     except Exception as exc:  # noqa: BLE001  (a report must never fail a fit)
         logger.warning(
             "the report could not be written (%s: %s); run `automl report %s` to retry",
@@ -203,43 +273,23 @@ def _write_report(run_dir: Path, run_info: dict[str, Any]) -> None:
         )
         return
     run_info["timings"]["report_s"] = time.time() - t
-    _write_run_info(run_dir, run_info)
-
-
-def fallback_trial(families: dict[str, Any], data: TrialData, run_dir: Path) -> Any:
-    """No trial finished in time (a tiny budget on a loaded machine): train the first family's
-    default config here, past the deadline, so the user still gets a model, and say so."""
-    from automl.training import save_result, train_candidate
-    from automl.trials import TrialRecord
-
-    family = next(iter(families.values()))
-    config = family.portfolio(data.task)[0]
-    logger.warning(
-        "no trial finished within the time limit; training the %s default config in this process "
-        "so there is a model (give a longer time_limit to search)",
-        family.name,
-    )
-    result = train_candidate(family, config, data)
-    path = run_dir / layout.FALLBACK_DIR
-    save_result(result, path)
-    return TrialRecord(
-        trial_id="fallback",
-        family=family.name,
-        params=config,
-        status="completed",
-        score=result.score,
-        score_std=result.score_std,
-        iteration=result.best_iteration,
-        fit_time_s=result.fit_time_s,
-        library_time_s=result.fit_time_s,
-        stop_reason="fallback: no trial finished within the time limit",
-        checkpoint=str(path),
-    )
 
 
 VALIDATION_SAMPLE_ROWS = 10_000
-#: seconds the time limit keeps for writing report.html (about 4-6 s measured on 2 cores)
+#: seconds the time limit keeps for writing report.html (about 4-6 s measured on 2 cores; its
+#: explanations shrink to the time left)
 REPORT_RESERVE_S = 5.0
+#: with less time left the report is not written (loading the run and drawing take about 1.5 s)
+REPORT_MIN_S = 1.5
+#: share of the time limit (at most DEPLOY_RESERVE_MAX_S) kept for refitting the deployment
+#: options' members on every row and measuring every option's latency and size
+DEPLOY_RESERVE_SHARE, DEPLOY_RESERVE_MAX_S = 0.06, 20.0
+#: seconds kept at the end for ray.shutdown() when the fit stops the Ray it started (1.8 s
+#: measured at a load of 43 on 2 cores; the process then exits in well under a second)
+RAY_STOP_RESERVE_S = 2.0
+#: a search is started only with this much time left before its deadline (Tune's start and its
+#: wind-down take a few seconds on a loaded 2-core machine)
+MIN_SEARCH_S = 3.0
 #: share of the time limit kept for the stack layer when stacking is on (its nested fits)
 STACK_RESERVE_SHARE = 0.15
 

@@ -24,6 +24,8 @@ from automl.stacking import STACK_RECIPE, stack_features
 
 #: a batch measurement is cut down so that it takes about this long at the measured speed
 BATCH_BUDGET_S = 30.0
+#: one-row calls timed at least, however short the time budget
+MIN_CALLS = 10
 
 
 def reference_predict_raw(predictor: Any, df: pd.DataFrame) -> tuple[np.ndarray, ValidationReport]:
@@ -74,38 +76,49 @@ def measure_latency(
     warmup: int = 20,
     batch_rows: int = 100_000,
     predict: Callable[[pd.DataFrame], Any] | None = None,
+    budget_s: float | None = None,
+    model_mb: float | None = None,
 ) -> LatencyReport:
     """Time ``calls`` one-row predictions (after ``warmup`` untimed ones), each on a one-row
     frame cut from ``sample`` in turn, and one prediction of ``batch_rows`` rows (``sample``'s rows
-    repeated). ``predict`` replaces ``predictor.predict_raw`` (to time another path)."""
+    repeated). ``predict`` replaces ``predictor.predict_raw`` (to time another path).
+    ``budget_s`` bounds the time: the one-row calls and the batch get about 40 % of it each (fewer
+    calls, at least ``MIN_CALLS``, and a smaller batch when the model is slow). ``model_mb``: the size
+    on disk when the caller knows it (else the Predictor is saved to a temporary directory)."""
     if len(sample) == 0:
         raise ValueError("measure_latency needs at least one sample row")
     predict = predict or predictor.predict_raw
-    singles = [sample.iloc[[i % len(sample)]] for i in range(warmup + calls)]
-    for row in singles[:warmup]:
-        predict(row)
+    rows = [sample.iloc[[i]] for i in range(min(len(sample), warmup + calls))]
+    t = time.perf_counter()
+    for i in range(warmup):
+        predict(rows[i % len(rows)])
+    if budget_s is not None:
+        per_call = (time.perf_counter() - t) / max(1, warmup)
+        calls = max(min(calls, MIN_CALLS), min(calls, int(0.4 * budget_s / max(per_call, 1e-6))))
     times = np.empty(calls)
-    for i, row in enumerate(singles[warmup:]):
+    for i in range(calls):
+        row = rows[(warmup + i) % len(rows)]
         t = time.perf_counter()
         predict(row)
         times[i] = time.perf_counter() - t
-    rows_per_s, timed = _throughput(predict, sample, batch_rows)
+    batch_s = BATCH_BUDGET_S if budget_s is None else 0.4 * budget_s
+    rows_per_s, timed = _throughput(predict, sample, batch_rows, batch_s)
     return LatencyReport(
         one_row_p50_ms=float(np.percentile(times, 50) * 1000),
         one_row_p99_ms=float(np.percentile(times, 99) * 1000),
         rows_per_s=rows_per_s,
         batch_rows=timed,
-        model_mb=model_size_mb(predictor),
+        model_mb=model_size_mb(predictor) if model_mb is None else model_mb,
         calls=calls,
         peak_rss_mb=_peak_rss_mb(),
     )
 
 
 def _throughput(
-    predict: Callable[[pd.DataFrame], Any], sample: pd.DataFrame, batch_rows: int
+    predict: Callable[[pd.DataFrame], Any], sample: pd.DataFrame, batch_rows: int, budget_s: float
 ) -> tuple[float, int]:
-    """Rows per second on one batch of ``batch_rows`` rows; a pilot of 1,000 rows first, and a
-    smaller batch when the full one would take more than BATCH_BUDGET_S."""
+    """Rows per second on one batch of ``batch_rows`` rows; a pilot of up to 1,000 rows first, and a
+    smaller batch when the full one would take more than ``budget_s``."""
 
     def batch(n: int) -> pd.DataFrame:
         return sample.iloc[np.arange(n) % len(sample)].reset_index(drop=True)
@@ -113,8 +126,10 @@ def _throughput(
     pilot = min(batch_rows, 1000)
     t = time.perf_counter()
     predict(batch(pilot))
-    pilot_rate = pilot / max(time.perf_counter() - t, 1e-9)
-    n = int(min(batch_rows, max(pilot, pilot_rate * BATCH_BUDGET_S)))
+    pilot_s = time.perf_counter() - t
+    n = int(min(batch_rows, max(pilot, pilot / max(pilot_s, 1e-9) * budget_s)))
+    if n == pilot and pilot_s >= budget_s:
+        return pilot / max(pilot_s, 1e-9), n  # no time for a second batch: the pilot is the figure
     frame = batch(n)
     t = time.perf_counter()
     predict(frame)

@@ -13,6 +13,8 @@ A run directory (``automl fit --output DIR``) holds the Predictor and what the s
     run.json                   why the search ended, timings, decisions, lineage
     folds.json                 the validation folds
     report.html                the HTML report
+    options/<name>/            the other deployment options on the Pareto front of validation
+                               score against latency, each a Predictor (``automl serve`` takes it)
     search/  train/  fallback/ the Ray Tune experiment, Ray Train runs, a fallback model
 
 Which of these belong to the Predictor (and are checksummed), which a registered version keeps
@@ -37,6 +39,7 @@ REPORT = "report.html"
 SEARCH_DIR = "search"
 TRAIN_DIR = "train"
 FALLBACK_DIR = "fallback"
+OPTIONS_DIR = "options"
 
 #: directories whose every file belongs to the Predictor
 PREDICTOR_DIRS = (PREPROCESSING_DIR, MODELS_DIR)

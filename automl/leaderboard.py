@@ -2,7 +2,15 @@
 
 Columns: rank, model, family, score_val, score_std, metric, fit_time_s, predict_time_s, status,
 stop_reason, iterations, params (JSON), error, trial_id, members (JSON, ensembles), refit, chosen,
-score_test, start_s, end_s, retries (times Tune restarted the trial after a worker or node died).
+score_test, start_s, end_s, retries (times Tune restarted the trial after a worker or node died),
+and for every deployment option the chooser measured (:mod:`automl.deploy`): latency_p50_ms,
+latency_p99_ms (one-row predictions through the Predictor), rows_per_s (a batch), model_mb (on
+disk), pareto (on the front of validation score against one-row latency) and deployment (why it
+was chosen, rejected or not measured).
+
+Statuses: completed, stopped, failed (trials); ensemble (the weighted ensemble, a stack); refit
+(an option whose members were refit on every row: its score_val is its bag's, an estimate);
+skipped (an option or stage left out, usually for time: stop_reason says why).
 """
 
 from __future__ import annotations
@@ -37,8 +45,14 @@ COLUMNS = [
     "start_s",
     "end_s",
     "retries",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "rows_per_s",
+    "model_mb",
+    "pareto",
+    "deployment",
 ]
-_STATUS_ORDER = {"completed": 0, "ensemble": 0, "stopped": 1, "failed": 2}
+_STATUS_ORDER = {"completed": 0, "ensemble": 0, "refit": 0, "stopped": 1, "failed": 2, "skipped": 3}
 
 
 @dataclass
@@ -63,6 +77,12 @@ class Row:
     start_s: float | None = None
     end_s: float | None = None
     retries: int | None = None  # trials: restarts after a failure (None for ensembles)
+    latency_p50_ms: float | None = None  # deployment options the chooser measured (automl.deploy)
+    latency_p99_ms: float | None = None
+    rows_per_s: float | None = None
+    model_mb: float | None = None
+    pareto: bool | None = None
+    deployment: str | None = None
 
 
 def build(rows: list[Row], greater_is_better: bool) -> pd.DataFrame:
@@ -75,7 +95,7 @@ def build(rows: list[Row], greater_is_better: bool) -> pd.DataFrame:
     df = pd.DataFrame.from_records(records)
     if df.empty:
         return pd.DataFrame(columns=COLUMNS)
-    order = df["status"].map(lambda s: 0 if s in ("completed", "ensemble") else _STATUS_ORDER.get(s, 3))
+    order = df["status"].map(lambda s: _STATUS_ORDER.get(s, 3))
     score = df["score_val"].astype(float)
     key = -score if greater_is_better else score
     df = (
@@ -105,14 +125,17 @@ def format_table(df: pd.DataFrame, limit: int = 20) -> str:
         "score_std",
         "fit_time_s",
         "predict_time_s",
+        "latency_p50_ms",
+        "model_mb",
         "status",
         "stop_reason",
     ]
     show = show[[c for c in cols if c in show.columns]]
     for c in ("score_val", "score_std"):
         show[c] = show[c].map(lambda v: "" if pd.isna(v) else f"{v:.5g}")
-    for c in ("fit_time_s", "predict_time_s"):
-        show[c] = show[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    for c in ("fit_time_s", "predict_time_s", "latency_p50_ms", "model_mb"):
+        if c in show.columns:
+            show[c] = show[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
     show["stop_reason"] = show["stop_reason"].fillna("")
     if "chosen" in df.columns:
         show["model"] = [

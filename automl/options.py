@@ -1,5 +1,7 @@
-"""What a fit can deploy: the best single candidates, the weighted ensemble and the stack, each a
-:class:`DeploymentOption` that knows its out-of-fold predictions and builds its Predictor."""
+"""What a fit can deploy: the best single candidates, the weighted ensemble and the stack (bagged:
+fold models or a holdout model), and the refit variants of the singles and the ensemble (their
+members trained once on every row, :mod:`automl.refit`); each a :class:`DeploymentOption` that
+knows its out-of-fold predictions and builds its Predictor."""
 
 from __future__ import annotations
 
@@ -7,12 +9,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from automl.models.base import get_family
+from automl.models.base import FittedModel, get_family
 from automl.predictor import Member, Predictor
 from automl.prepare import Prepared
+from automl.refit import REFIT_SUFFIX, Refitter
 from automl.stack_fit import StackLayer
 from automl.stacking import STACK_RECIPE
-from automl.training import CandidateResult, refit_full
+from automl.training import CandidateResult
 from automl.trials import TrialRecord
 
 
@@ -26,7 +29,7 @@ class Candidate:
 
 
 class PredictorBuilder:
-    """Turns candidates into Members and Predictors (refit on request)."""
+    """Turns candidates into Members and Predictors."""
 
     def __init__(self, prep: Prepared, *, search_ended_because: str) -> None:
         self.prep = prep
@@ -39,11 +42,14 @@ class PredictorBuilder:
         weight: float,
         *,
         recipe: str | None = None,
-        refit: bool = False,
+        refit_model: FittedModel | None = None,
     ) -> Member:
+        """The candidate's bag, or its model refit on every row (``refit_model``)."""
         family = get_family(res.family)
-        models = [refit_full(family, res.config, self.prep.data, res.best_iteration)] if refit else res.models
-        return Member(name, res.family, recipe or family.recipe, weight, models, res.config, refit)
+        models = [refit_model] if refit_model is not None else res.models
+        return Member(
+            name, res.family, recipe or family.recipe, weight, models, res.config, refit_model is not None
+        )
 
     def predictor(
         self, members: list[Member], stack: list[list[Member]] | None = None, chosen: str = ""
@@ -76,9 +82,10 @@ class DeploymentOption:
 
     name: str
     kind: str  # "single" | "ensemble" | "stack"
-    oof: np.ndarray  # out-of-fold predictions of the option (its validation score comes from them)
+    oof: np.ndarray  # out-of-fold predictions (a refit option: its bag's, the estimate of its score)
     parts: list[tuple[Candidate, float]]
     stack: StackLayer | None = None
+    refit_of: str | None = None  # a refit option: the name of the bagged option it refits
     fit_cost_s: float = field(init=False)  # seconds its members took to train (all folds)
 
     def __post_init__(self) -> None:
@@ -86,11 +93,24 @@ class DeploymentOption:
 
     @property
     def can_refit(self) -> bool:
-        return self.stack is None  # a stack layer is trained on nested predictions of the bags
+        return self.stack is None and self.refit_of is None  # a stack trains on the bags' predictions
 
-    def build(self, builder: PredictorBuilder, *, refit: bool = False) -> Predictor:
+    def refit_variant(self) -> DeploymentOption:
+        """The same members and weights, each trained once on every row (built by a Refitter)."""
+        return DeploymentOption(self.name + REFIT_SUFFIX, self.kind, self.oof, self.parts, refit_of=self.name)
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return [c for c, _ in self.parts]
+
+    def build(self, builder: PredictorBuilder, refitter: Refitter | None = None) -> Predictor:
+        if self.refit_of is not None and refitter is None:
+            raise ValueError(f"{self.name} is a refit option: building it needs a Refitter")
         if self.stack is None:
-            members = [builder.member(c.name, c.result, w, refit=refit) for c, w in self.parts]
+            members = [
+                builder.member(c.name, c.result, w, refit_model=refitter.model(c) if self.refit_of else None)
+                for c, w in self.parts
+            ]
             return builder.predictor(members, chosen=self.name)
         layer = self.stack
         top = [

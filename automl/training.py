@@ -325,6 +325,9 @@ def refit_full(
     w = data.weights[rows] if data.weights is not None else None
     learner = family.learner(config, data.task, X.take(rows), data.y[rows], w, X.take(peek), data.y[peek])
     target = max(1, n_iterations)
+    # no more than the target: a learner that trains in one call (CatBoost) would otherwise train
+    # every iteration its config allows, its early stopping blind on these training rows
+    learner.max_iterations = min(learner.max_iterations, target)
     while learner.iteration < target and not learner.done:
         learner.step(min(family.step_size(config, data.task), target - learner.iteration))
     return learner.finish(min(target, learner.iteration))

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from automl.fit import build_schema, encode_target
 from automl.inference import measure_latency
 from automl.metrics import resolve_metric
 from automl.models import Task, get_family
 from automl.predictor import Member, Predictor
+from automl.prepare import build_schema, encode_target
 from automl.preprocessing import Preprocessor
 from automl.profile import profile_table
 from automl.splits import make_folds

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.predictor import sha256_file
+from bench import lean
 from bench.common import (
     DEFAULT_MANIFEST,
     SCHEMA,
@@ -37,6 +39,17 @@ from bench.curves import anytime_curve, curve_summary, search_offset_s
 from bench.measure import TreeMemorySampler, environment
 
 LATENCY_CALLS = 200
+TOP5_COLUMNS = [
+    "model",
+    "family",
+    "score_val",
+    "score_std",
+    "status",
+    "fit_time_s",
+    "predict_time_s",
+    "chosen",
+]
+TOP5_COLUMNS += ["score_test", "latency_p50_ms", "model_mb"]
 STACK_FROM_S = 300
 PREDICT_REPEATS = 3
 
@@ -50,6 +63,7 @@ def run_quality(
     bench_dir: Path = SHARED_BENCH,
     keep_search: bool = False,
     search: str | None = None,
+    manifest: Path = DEFAULT_MANIFEST,
 ) -> dict[str, Any]:
     """Fit, time, score and size one run; returns the RESULT dict (see bench/README.md).
     ``search`` names the search strategy (default: the project's default, bayesian)."""
@@ -92,46 +106,45 @@ def run_quality(
 
     t0 = time.perf_counter()
     import automl
-    from automl import AutoML, EnsembleConfig, SearchConfig
+    from automl import layout
+    from automl import leaderboard as lbmod
 
     res["import_s"] = time.perf_counter() - t0
     res.update(system_version=automl.__version__, preset=None, time_limit_s=budget)
     if work_dir.exists():
         shutil.rmtree(work_dir)
     run_dir, model_dir = work_dir / "run", work_dir / "model"
+    work_dir.mkdir(parents=True)
+    train_path, test_path = work_dir / "train.parquet", work_dir / "test.parquet"
+    train_df.to_parquet(train_path, index=False)
+    test_df.to_parquet(test_path, index=False)
     rss_before_fit = scoring.peak_rss_mb()
     c0 = scoring.cpu_seconds()
     tree = TreeMemorySampler().start()  # until the last prediction: the peers' peak RSS covers those too
-    t0 = time.perf_counter()
-    # stacking from 300 s budgets on; the test split is passed so every model option (best single,
-    # weighted ensemble, stack) gets a test score, after the fit's own time limit
-    stack = 1 if budget >= STACK_FROM_S else 0
-    run = AutoML(
-        target=table.target,
-        problem_type=table.problem,
-        metric=table.metric,
-        time_limit=budget,
-        seed=seed,
-        output_dir=run_dir,
-        ensemble=EnsembleConfig(stack_levels=stack),
-        search=SearchConfig(strategy=search) if search else None,
-    ).fit(train_df, test_data=test_df)
-    fit_wall = time.perf_counter() - t0 - (run.run_info_["timings"].get("test_scoring_s") or 0.0)
+    # `automl fit` as a user runs it, in its own process; stacking from 300 s budgets on; the test
+    # split is passed so every model option gets a test score, after the fit's own time limit
+    cmd = lean.fit_command(table, budget, seed, train_path, test_path, run_dir)
+    cmd += (["--stack-levels", "1"] if budget >= STACK_FROM_S else []) + (
+        ["--search", search] if search else []
+    )
+    process = lean.fit_process(cmd, budget, run_dir)
     tree.sample()
-    fit_cpu = tree.cpu_s
-    import ray
-
-    ray.shutdown()  # predictions are timed without Ray running, as for the peers
     res["fit"] = {
-        "wall_s": fit_wall,
-        "cpu_s": fit_cpu,
-        "over_time_limit_s": fit_wall - budget,
-        "cpu_s_source": "CPU time of the driver and its Ray processes, sampled from /proc",
+        "wall_s": process["wall_s"],
+        "cpu_s": tree.cpu_s,
+        "over_time_limit_s": process["overshoot_s"],
+        "process": process,
+        "wall_s_source": "wall time of the `automl fit` process (imports, Ray start-up and shutdown "
+        "included) less its test scoring, which the time limit does not count",
+        "cpu_s_source": "CPU time of the fit process and its Ray processes, sampled from /proc",
         "cpu_s_getrusage": scoring.cpu_seconds() - c0,
     }
+    info = json.loads((run_dir / layout.RUN_INFO).read_text())
+    board = lbmod.load(run_dir / layout.LEADERBOARD)
 
     t0 = time.perf_counter()
-    run.save(model_dir)
+    extra = {n: run_dir / n for n in layout.PREDICTOR_FILES if (run_dir / n).exists()}
+    automl.load(run_dir).save(model_dir, extra_files=extra)  # what `run.save(model_dir)` writes
     save_s = time.perf_counter() - t0
     predictor = automl.load(model_dir)  # the deployable artifact, as `automl serve` loads it
     use_proba = classification and scoring.needs_proba(table.metric)
@@ -147,13 +160,7 @@ def run_quality(
         "rows_per_s": len(X_test) / med,
         "model": "automl.load(saved artifact) in process",
     }
-    if classification:
-        proba_df = out if use_proba else predictor.predict_proba(X_test)
-        proba = scoring.align_proba(proba_df.to_numpy(), list(proba_df.columns), classes)
-        labels = predictor.predict(X_test).to_numpy()
-        all_m = scoring.compute_metrics(table.problem, y_test, y_pred=labels, proba=proba, classes=classes)
-    else:
-        all_m = scoring.compute_metrics("regression", y_test, y_pred=out.to_numpy())
+    all_m = lean.test_metrics(predictor, X_test, y_test, table, scoring)
     res["metric"] = {
         "name": table.metric,
         "value": all_m[table.metric],
@@ -173,25 +180,24 @@ def run_quality(
         "save_s": save_s,
     }
     res["artifact"]["mb"] = res["artifact"]["bytes"] / 2**20
-    board = run.leaderboard()
-    cols = [
-        "model",
-        "family",
-        "score_val",
-        "score_std",
-        "status",
-        "fit_time_s",
-        "predict_time_s",
-        "chosen",
-        "score_test",
-    ]
-    res["leaderboard_top5"] = board[cols].head(5).to_dict(orient="records")
-    res["options_test"] = _options(board, res["metric"]["greater_is_better"])
-    res["system_details"] = _details(run, board, res["metric"]["greater_is_better"])
-    # fit() wall time the project's own budget clock (run.json timings.total_s) did not see, e.g. the
-    # imports fit() does before it starts the clock
+    res["deployment"] = lean.deployment(
+        board,
+        run_dir,
+        model_dir,
+        test_path,
+        table,
+        greater_is_better=res["metric"]["greater_is_better"],
+        out=work_dir / "deployment",
+        manifest=manifest,
+        bench_dir=bench_dir,
+    )
+    res["leaderboard_top5"] = board[TOP5_COLUMNS].head(5).to_dict(orient="records")
+    res["options_test"] = lean.options_test(board, res["metric"]["greater_is_better"])
+    res["system_details"] = _details(info, run_dir, board, res["metric"]["greater_is_better"])
+    # process wall time the fit's own clock (run.json timings.total_s, from the process start) did
+    # not see: the process's exit after the clock stopped
     total = (res["system_details"].get("timings") or {}).get("total_s")
-    res["system_details"]["outside_budget_clock_s"] = fit_wall - total if total is not None else None
+    res["system_details"]["outside_budget_clock_s"] = process["wall_s"] - total if total is not None else None
     res["memory"] = {
         "peak_rss_mb": scoring.peak_rss_mb(),
         "peak_rss_before_fit_mb": rss_before_fit,
@@ -210,31 +216,9 @@ def run_quality(
     return res
 
 
-def _options(board: Any, greater_is_better: bool) -> dict[str, Any]:
-    """Validation and test scores of the best single model, the weighted ensemble, the stack and
-    the chosen model (the ensembling table of the closing note)."""
-    scored = board[board["score_test"].notna()]
-    singles = scored[~scored["family"].isin(["ensemble"]) & ~scored["model"].str.startswith("l2_")]
-    best_single = singles.sort_values("score_val", ascending=not greater_is_better).head(1)
-
-    def pick(frame: Any) -> dict[str, Any] | None:
-        if frame.empty:
-            return None
-        r = frame.iloc[0]
-        return {"model": r["model"], "score_val": float(r["score_val"]), "score_test": float(r["score_test"])}
-
-    return {
-        "best_single": pick(best_single),
-        "weighted_ensemble": pick(scored[scored["model"] == "weighted_ensemble"]),
-        "stack": pick(scored[scored["model"] == "stack_l2"]),
-        "chosen": pick(board[board["chosen"].astype(bool)]),
-    }
-
-
-def _details(run: Any, board: Any, greater_is_better: bool) -> dict[str, Any]:
+def _details(info: dict[str, Any], run_dir: Path, board: Any, greater_is_better: bool) -> dict[str, Any]:
     from automl.models import all_families
 
-    info = run.run_info_
     curve = anytime_curve(board, greater_is_better, search_offset_s(info.get("timings") or {}))
     keys = (
         "chosen",
@@ -246,6 +230,9 @@ def _details(run: Any, board: Any, greater_is_better: bool) -> dict[str, Any]:
         "trial_overhead_s",
         "timings",
         "overshoot_s",
+        "cut_for_time",
+        "decisions",
+        "deployment",
         "concurrency",
         "search_strategy",
         "validation",
@@ -254,7 +241,7 @@ def _details(run: Any, board: Any, greater_is_better: bool) -> dict[str, Any]:
         **{k: info.get(k) for k in keys},
         "families_registered": list(all_families()),
         "families_tried": sorted(board.loc[board["family"] != "ensemble", "family"].dropna().unique()),
-        "run_dir": str(run.run_dir_),
+        "run_dir": str(run_dir),
         "anytime_curve": curve,
         "curve_summary": curve_summary(curve),
     }
@@ -296,7 +283,7 @@ def launch(
         args,
         out_json=out_json,
         log_path=out_json.with_suffix(".log"),
-        timeout_s=2 * budget + 300,
+        timeout_s=2 * budget + 900,  # + the two deployment options measured in fresh processes
     )
     if res.get("status") != "ok":  # a crashed child wrote nothing: name the run for the tables
         res.setdefault("data", {}).setdefault("table", table.name)
@@ -329,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_dir=Path(a.shared_bench),
             keep_search=a.keep_search,
             search=a.search,
+            manifest=Path(a.manifest),
         )
         rc = 0
     except Exception as exc:  # noqa: BLE001 - always leave a result behind

@@ -221,7 +221,8 @@ def overshoot_markdown(groups: list[Group]) -> str:
         lines.append(f"| {g.table} | {g.budget:g}s | " + " | ".join(cells) + " |")
     note = (
         "Fit wall time minus the budget (positive: over time), over the seeds with a result; ours "
-        "is the wall time of `fit()` with Ray start-up, the peers' their `fit.wall_s`."
+        "is the wall time of the whole `automl fit` process (imports, Ray start-up and shutdown; "
+        "less its test scoring, which the limit does not count), the peers' their `fit.wall_s`."
     )
     if worst:
         note += " Worst: " + "; ".join(f"{s} {w:+.1f} s ({where})" for s, (w, where) in worst.items()) + "."

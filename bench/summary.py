@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import curves, repeats, table
+from bench import curves, lean, repeats, table
 from bench.common import SYSTEM
 
 
@@ -64,7 +64,8 @@ def quality_section(results: list[dict], peer_entries: list[table.Entry], out: P
         f"Peak MB: for {SYSTEM} the summed PSS of the driver and its Ray processes from the fit to "
         "the last prediction; for the peers the process's peak RSS (one process). Model MB: the saved "
         "Predictor directory (AutoGluon: its predictor directory; FLAML: its pickle). 1-row ms: median "
-        "of 200 one-row predictions in process. Fit s: wall time of fit() including Ray start-up. "
+        "of 200 one-row predictions in process. Fit s: wall time of the `automl fit` process (imports, Ray "
+        "start-up and shutdown) less its test scoring. "
         "The other seeds' figures are in their JSONs.",
         "",
         "## Search efficiency",
@@ -74,6 +75,10 @@ def quality_section(results: list[dict], peer_entries: list[table.Entry], out: P
         "## Ensembling (test scores of the options each fit had)",
         "",
         table.ensembling_markdown(results),
+        "",
+        "## Lean deployment: the default choice and the fastest option within 0.1 % of its validation score",
+        "",
+        lean.lean_markdown(results, peer_entries),
     ]
     if pngs:
         parts += ["", f"Anytime curves of split seed {seed0}:"]

@@ -33,6 +33,7 @@ class Entry:
     fit_s: float | None = None
     rows_per_s: float | None = None
     latency_ms: float | None = None
+    latency_p99_ms: float | None = None
     peak_mb: float | None = None
     model_mb: float | None = None
     split_sha: str | None = None
@@ -96,6 +97,7 @@ def entry_from_result(res: dict[str, Any], source: str = "") -> Entry | None:
         fit_s=res["fit"]["wall_s"],
         rows_per_s=res["predict"]["rows_per_s"],
         latency_ms=res["latency_single_row"]["median_ms"],
+        latency_p99_ms=res["latency_single_row"].get("p99_ms"),
         peak_mb=mem.get("peak_tree_pss_mb", mem.get("peak_rss_mb")),
         model_mb=(res.get("artifact") or {}).get("mb"),
         split_sha=(res.get("split") or {}).get("test_index_sha256"),

@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -33,6 +32,7 @@ from ray.serve import Application
 from starlette.exceptions import HTTPException
 
 from automl.exceptions import SchemaError
+from automl.fastpath import records_to_columns
 from automl.predictor import Predictor
 from serving.http import ApiKeyGate, ServeMetrics, json_response, read_body
 from serving.rows import RequestError, RowSchema
@@ -69,6 +69,7 @@ class ModelService:
         self._keys = [str(c) for c in self.classes] if self.classes is not None else None
         self.predict_rows: Callable[[list[dict[str, Any]]], Awaitable[Any]] = self._predict_now
         self.internal_failures = 0
+        self.in_flight = 0  # requests this replica is answering (received, not yet answered)
         self.replica = "local"
         self.batch_sizes: Counter[int] = Counter()  # requests per Predictor call -> number of calls
         self.capture = None
@@ -88,7 +89,7 @@ class ModelService:
         if len(jobs) == 1:
             return [self._predict_one(jobs[0])]
         try:
-            raw, _ = self.predictor.predict_raw(pd.DataFrame([r for job in jobs for r in job]))
+            raw, _ = self.predictor.predict_raw(records_to_columns([r for job in jobs for r in job]))
         except Exception:  # noqa: BLE001 - re-run per request below to attribute the failure
             return [self._predict_one(job) for job in jobs]
         out, start = [], 0
@@ -98,8 +99,8 @@ class ModelService:
         return out
 
     def _predict_one(self, rows: list[dict[str, Any]]) -> np.ndarray | Exception:
-        try:
-            return self.predictor.predict_raw(pd.DataFrame(rows))[0]
+        try:  # a column mapping, not a DataFrame: the Predictor's compiled path reads it directly
+            return self.predictor.predict_raw(records_to_columns(rows))[0]
         except Exception as exc:  # noqa: BLE001 - handed back to that request's handler
             return exc
 
@@ -118,6 +119,7 @@ class ModelService:
     async def handle_predict(self, request: Request, proba: bool) -> Response:
         endpoint = "/predict_proba" if proba else "/predict"
         start, status, n = time.perf_counter(), 500, 0
+        self.in_flight += 1
         try:
             if proba and self.classes is None:
                 raise RequestError.one(
@@ -155,6 +157,7 @@ class ModelService:
             detail = "internal error while predicting; see the server log"
             return json_response({"detail": detail, "errors": []}, 500)
         finally:
+            self.in_flight -= 1
             if self.metrics is not None:
                 self.metrics.observe(endpoint, status, time.perf_counter() - start, n)
 
@@ -285,11 +288,18 @@ class ModelDeployment:
         self.service.replica = serve.get_replica_context().replica_id.unique_id
         self.predict_batch.set_max_batch_size(args.max_batch_size)
         self.predict_batch.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
-        self.service.predict_rows = self.predict_batch
+        self.service.predict_rows = self.predict_rows
         logger.info("replica ready: model %s from %s", self.service.version, args.model_dir)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return self.service.build_fastapi()
+
+    async def predict_rows(self, rows: list[dict[str, Any]]) -> np.ndarray | Exception:
+        """Alone on the replica, a request is predicted at once; with others in flight it joins a
+        batch (which waits ``batch_wait_timeout_s`` for more: 2 ms of a lone request's latency)."""
+        if self.service.in_flight <= 1:
+            return self.service.predict_many([rows])[0]
+        return await self.predict_batch(rows)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def predict_batch(self, jobs: list[list[dict[str, Any]]]) -> list[np.ndarray | Exception]:

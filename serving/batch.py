@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from automl.data import EXTRA_MISSING_MARKERS, detect_format, storage_options
-from automl.exceptions import DataError
+from automl.exceptions import DataError, SchemaError
 from automl.predictor import Predictor
 from automl.schema import row_problems
 from serving.batch_output import ErrorLog, Writer, default_errors_path
@@ -62,15 +63,25 @@ def score_frame(
     if id_column:
         out[id_column] = batch[id_column].to_numpy()
     features = mark_missing(batch.drop(columns=[predictor.target], errors="ignore"))
-    reasons = row_problems(predictor.schema, features)
-    ok = reasons.isna().to_numpy()
-    good = features if ok.all() else features[ok]
+    predict = predictor.predict_proba if proba else predictor.predict
+    reasons = pd.Series([None] * len(batch), index=batch.index, dtype=object)
+    ok = np.ones(len(batch), dtype=bool)
+    pred = None
+    if len(batch):
+        try:  # the block straight through; its rows are checked one by one only when a value is unreadable
+            pred = predict(features)
+        except SchemaError:
+            reasons = row_problems(predictor.schema, features)
+            ok = reasons.isna().to_numpy()
+            if ok.all():
+                raise  # not a row's value (e.g. a required column absent from the file)
+            pred = predict(features[ok]) if ok.any() else None
     if proba:
-        p = predictor.predict_proba(good) if len(good) else pd.DataFrame(columns=predictor.classes)
+        p = pred if pred is not None else pd.DataFrame(columns=predictor.classes)
         for c in predictor.classes:
             out[f"proba_{c}"] = p[c].reindex(batch.index).to_numpy(dtype=float)
     else:
-        pred = predictor.predict(good) if len(good) else pd.Series([], dtype=object)
+        pred = pred if pred is not None else pd.Series([], dtype=object)
         # object dtype when rows are missing, so integer labels stay integers once they are dropped
         out["prediction"] = (pred if ok.all() else pred.astype(object).reindex(batch.index)).to_numpy()
     out[ERROR_COLUMN] = reasons.to_numpy()

@@ -81,51 +81,6 @@ def add_v2_routes(app: FastAPI, service: "ModelService") -> None:
                 404, f"unknown version {model_version!r} of {name!r}; the served version is {version!r}"
             )
 
-    async def infer(request: Request, model_name: str, model_version: str | None) -> Response:
-        start, status, n = time.perf_counter(), 500, 0
-        try:
-            check_model(model_name, model_version)
-            try:
-                body = await read_body(request, service.args.max_body_bytes)
-            except RequestError as exc:
-                raise rows_error(exc) from None
-            req = parse_request(body, request.headers.get("inference-header-content-length"))
-            try:
-                rows, _ = service.rows.check_rows(request_rows(req, service.rows.names))
-            except RequestError as exc:
-                raise rows_error(exc) from None
-            raw = await service.predict_rows(rows)
-            if isinstance(raw, Exception):
-                raise raw
-            answer: dict[str, Any] = {
-                "model_name": name,
-                "model_version": version,
-                "outputs": response_outputs(service.predictor, raw, req.outputs),
-            }
-            if req.id is not None:
-                answer["id"] = req.id
-            if service.capture is not None:
-                payload = service.payload(raw, proba=service.classes is not None)
-                service.capture.record(
-                    endpoint="v2/infer", rows=rows, response=payload, model_version=version
-                )
-            status, n = 200, len(rows)
-            service.internal_failures = 0
-            return json_response(answer)
-        except V2Error as exc:
-            status = exc.status
-            return json_response(exc.body(), status)
-        except SchemaError as exc:
-            status = 400
-            return json_response({"error": str(exc)}, status)
-        except Exception:
-            service.internal_failures += 1
-            logger.exception("V2 inference failed")
-            return json_response({"error": "internal error while predicting; see the server log"}, 500)
-        finally:
-            if service.metrics is not None:
-                service.metrics.observe("/v2/infer", status, time.perf_counter() - start, n)
-
     def answer(fn: Any, model_name: str, model_version: str | None) -> Response:
         try:
             check_model(model_name, model_version)
@@ -171,7 +126,7 @@ def add_v2_routes(app: FastAPI, service: "ModelService") -> None:
         tags=["v2"],
     )
     async def model_infer(request: Request, model_name: Name) -> Response:
-        return await infer(request, model_name, None)
+        return await _infer(service, check_model, request, model_name, None)
 
     @app.post(
         VERSIONED + "/infer",
@@ -181,4 +136,54 @@ def add_v2_routes(app: FastAPI, service: "ModelService") -> None:
         tags=["v2"],
     )
     async def model_infer_version(request: Request, model_name: Name, model_version: Version) -> Response:
-        return await infer(request, model_name, model_version)
+        return await _infer(service, check_model, request, model_name, model_version)
+
+
+async def _infer(
+    service: "ModelService", check_model: Any, request: Request, model_name: str, model_version: str | None
+) -> Response:
+    """One V2 ``infer`` request: checks, the rows, the prediction, the answer (or its error)."""
+    name, version = service.model_name, service.version
+    start, status, n = time.perf_counter(), 500, 0
+    service.in_flight += 1
+    try:
+        check_model(model_name, model_version)
+        try:
+            body = await read_body(request, service.args.max_body_bytes)
+        except RequestError as exc:
+            raise rows_error(exc) from None
+        req = parse_request(body, request.headers.get("inference-header-content-length"))
+        try:
+            rows, _ = service.rows.check_rows(request_rows(req, service.rows.names))
+        except RequestError as exc:
+            raise rows_error(exc) from None
+        raw = await service.predict_rows(rows)
+        if isinstance(raw, Exception):
+            raise raw
+        answer: dict[str, Any] = {
+            "model_name": name,
+            "model_version": version,
+            "outputs": response_outputs(service.predictor, raw, req.outputs),
+        }
+        if req.id is not None:
+            answer["id"] = req.id
+        if service.capture is not None:
+            payload = service.payload(raw, proba=service.classes is not None)
+            service.capture.record(endpoint="v2/infer", rows=rows, response=payload, model_version=version)
+        status, n = 200, len(rows)
+        service.internal_failures = 0
+        return json_response(answer)
+    except V2Error as exc:
+        status = exc.status
+        return json_response(exc.body(), status)
+    except SchemaError as exc:
+        status = 400
+        return json_response({"error": str(exc)}, status)
+    except Exception:
+        service.internal_failures += 1
+        logger.exception("V2 inference failed")
+        return json_response({"error": "internal error while predicting; see the server log"}, 500)
+    finally:
+        service.in_flight -= 1
+        if service.metrics is not None:
+            service.metrics.observe("/v2/infer", status, time.perf_counter() - start, n)

@@ -38,7 +38,7 @@ def binary_run(ray_session, binary_df, tmp_path_factory):
 def test_fit_leaderboard_and_artifacts(binary_run):
     board = binary_run.leaderboard()
     assert LEADERBOARD_COLUMNS <= set(board.columns)
-    trials = board[board["family"] != "ensemble"]
+    trials = board[board["trial_id"].notna()]
     # the portfolio runs each family's default first, in priority order
     assert len(trials) == 4 and set(trials["family"]) == {"lightgbm", "xgboost", "linear", "extra_trees"}
     assert set(trials["status"]) <= {"completed", "stopped"}  # ASHA may stop a weak trial early
@@ -63,6 +63,34 @@ def test_fit_leaderboard_and_artifacts(binary_run):
     assert info["trial_overhead_s"]["mean"] < 1.0  # per-trial orchestration overhead
     chosen = board[board["chosen"]].iloc[0]
     assert 0.7 < chosen["score_test"] <= 1.0
+
+
+def test_deployment_options_bagged_and_refit_are_measured_and_recorded(binary_run, binary_df):
+    board = binary_run.leaderboard()
+    for col in ("latency_p50_ms", "latency_p99_ms", "rows_per_s", "model_mb", "pareto", "deployment"):
+        assert col in board.columns, col
+    refit = board[board["status"] == "refit"]
+    assert len(refit) >= 2 and refit["model"].str.endswith("_refit").all() and refit["refit"].all()
+    # a refit option's score is its bag's (an estimate), and it says so
+    for r in refit.itertuples():
+        bag = board[board["model"] == r.model.removesuffix("_refit")].iloc[0]
+        assert r.score_val == bag["score_val"] and "score_val: the bag's" in r.stop_reason
+    measured = board[board["latency_p50_ms"].notna()]
+    assert (measured["latency_p99_ms"] >= measured["latency_p50_ms"]).all()
+    assert (measured["rows_per_s"] > 0).all() and (measured["model_mb"] > 0).all()
+    assert measured["pareto"].astype(bool).any()
+    fastest = measured.sort_values("latency_p50_ms").iloc[0]
+    assert bool(fastest["pareto"])  # nothing is faster, so nothing dominates it
+    info = binary_run.run_info_
+    assert info["cut_for_time"] == [] and "out-of-fold score" in info["decisions"]["refit"]
+    assert set(measured["model"]) <= set(info["deployment"]["options"])
+    # the other Pareto-front options are saved beside the run, each a Predictor
+    others = measured[measured["pareto"].astype(bool) & ~measured["chosen"]]
+    X = binary_df.drop(columns=["label"]).iloc[:5]
+    for name in others["model"]:
+        alt = load(binary_run.run_dir_ / "options" / name)
+        assert alt.predict_proba(X).shape == (5, 2)
+        assert all(m.refit for m in alt.members) == name.endswith("_refit")
 
 
 def test_predict_order_proba_and_round_trip(binary_run, binary_df, tmp_path):

@@ -570,3 +570,42 @@ def test_runs_started_on_a_busy_machine_are_named():
     busy["environment"] = {"loadavg_start": [9.8, 8.2, 5.4], "cpu_count": 2}
     busy["split"]["seed"] = 2
     assert busy_runs([entry_from_result(quiet), entry_from_result(busy)]) == ["flaml car 60s seed 2 (4.9)"]
+
+
+def test_lean_picks_the_fastest_option_within_a_tenth_of_a_percent_in_the_metric_direction():
+    import pandas as pd
+
+    from bench.lean import lean_markdown, pick_options
+
+    board = pd.DataFrame(
+        {
+            "model": [
+                "weighted_ensemble",
+                "weighted_ensemble_refit",
+                "lightgbm_001",
+                "lightgbm_001_refit",
+                "linear",
+            ],
+            "score_val": [0.9500, 0.9500, 0.9492, 0.9492, 0.90],
+            "latency_p50_ms": [9.0, 2.5, 3.0, 0.8, 0.3],
+            "chosen": [True, False, False, False, False],
+        }
+    )
+    # 0.9492 is within 0.1 % of 0.95 (0.084 %); 0.90 is not
+    assert pick_options(board, True) == {
+        "default": "weighted_ensemble",
+        "fastest_within": "lightgbm_001_refit",
+    }
+    rmse = board.assign(score_val=[100.0, 100.0, 100.08, 100.08, 90.0])  # lower is better: 90 is better
+    assert pick_options(rmse, False)["fastest_within"] == "linear"
+    rmse = rmse.assign(score_val=[100.0, 100.0, 100.2, 100.2, 101.0])  # 0.2 % worse: only the refit twin
+    assert pick_options(rmse, False)["fastest_within"] == "weighted_ensemble_refit"
+    fig = {"status": "ok", "model": "lightgbm_001_refit", "score": 0.95, "one_row_p50_ms": 0.8}
+    fig.update(one_row_p99_ms=1.9, rows_per_s=123456.0, model_mb=1.5, peak_rss_mb=250.0)
+    res = result("automl-on-ray", "car", 0.95)
+    res["deployment"] = {"default": {**fig, "model": "weighted_ensemble"}, "fastest_within": fig}
+    peer = entry_from_result(result("flaml", "car", 0.99))
+    text = lean_markdown([res], [peer])
+    row = next(line for line in text.splitlines() if line.startswith("| car |"))
+    assert "lightgbm_001_refit 0.95 | 0.80 | 1.90 | 123,456 | 1.50 | 250" in row
+    assert "| 0.99 |" in row  # flaml's score beside ours

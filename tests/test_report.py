@@ -24,12 +24,13 @@ from automl.report.rundata import load_run
 
 # Tests on real fits are marked ray and slow (the module's fits take > 20 s on 2 cores).
 
-SECTIONS = ["summary", "leaderboard", "data", "evaluation", "explain", "fairness"]
+SECTIONS = ["summary", "leaderboard", "deployment", "data", "evaluation", "explain", "fairness"]
 #: a column name that would run script (and ask for the file "x") if the report did not escape it
 XSS = "<img src=x onerror=console.error('xss')>"
 IMAGES = {
     "binary": {
         "best score over time per family",
+        "validation score against one-row latency",
         "class counts",
         "ROC curve",
         "precision-recall curve",
@@ -42,6 +43,7 @@ IMAGES = {
     },
     "multiclass": {
         "best score over time per family",
+        "validation score against one-row latency",
         "class counts",
         "confusion matrix",
         "per-class scores",
@@ -51,6 +53,7 @@ IMAGES = {
     },
     "regression": {
         "best score over time per family",
+        "validation score against one-row latency",
         "target distribution",
         "predicted vs actual",
         "residuals",
@@ -155,9 +158,18 @@ def test_binary_report_renders_in_chromium(runs, browser):
         "DPPL",
         "DI",
         "positive label 'yes'",
+        "Deployment options: quality against speed",
+        "1-row p50 ms",
+        "Pareto front",
         XSS,
     ):
         assert words in text, words
+    # every measured deployment option (bagged and refit) is a row of the trade-off table
+    board = pd.read_csv(run.run_dir_ / "leaderboard.csv")
+    measured = board[board["latency_p50_ms"].notna()]
+    assert len(measured) >= 2 and (measured["status"] == "refit").any()
+    assert browser.evaluate("document.querySelectorAll('#options tbody tr').length") == len(measured)
+    assert measured["pareto"].astype(bool).any()
     # the leaderboard lists every trial and sorts by a clicked column (numbers as numbers)
     board = pd.read_csv(run.run_dir_ / "leaderboard.csv")
     assert browser.evaluate("document.querySelectorAll('#leaderboard tbody tr').length") == len(board)
@@ -257,7 +269,7 @@ def test_a_broken_report_does_not_fail_the_fit(ray_session, binary_df, tmp_path,
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(build, "write_report", broken)
+    monkeypatch.setattr(build, "build_report", broken)
     run = AutoML(
         target="label", search=SearchConfig(max_trials=1, families=("lightgbm",)), output_dir=tmp_path / "run"
     ).fit(binary_df)

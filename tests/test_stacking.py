@@ -91,16 +91,21 @@ def test_stacking_constraints_and_calibration_end_to_end(ray_session, binary_df,
     assert "stack_level_2" in info["decisions"] and "calibration" in info["decisions"]
     dep = json.loads((run.run_dir_ / "predictor.json").read_text())["info"]["deployment"]
     assert dep["latency_ms"] > 0 and dep["size_mb"] > 0
-    # a latency limit no model meets, then one only single models meet
+    # a latency limit no model meets: the fastest option measured is kept, and it is said
     tight = AutoML(
         write_report=False,
         target="label",
         search=SearchConfig(max_trials=4),
-        ensemble=EnsembleConfig(max_predict_latency_ms=1e-6),
+        ensemble=EnsembleConfig(max_latency_ms=1e-6),
         output_dir=tmp_path / "t",
     ).fit(binary_df)
     decision = tight.run_info_["decisions"]["deployment"]
-    assert "no option meets the constraints" in decision and "ms/row" in decision
+    assert "no option meets the constraints (max_latency_ms=1e-06): kept the fastest" in decision
     options = json.loads((tight.run_dir_ / "predictor.json").read_text())["info"]["deployment"]["options"]
-    fastest = min(options, key=lambda k: options[k]["latency_ms"])
+    measured = {k: v for k, v in options.items() if "latency_ms" in v}
+    fastest = min(measured, key=lambda k: measured[k]["latency_ms"])
     assert tight.run_info_["chosen"] == fastest
+    board = tight.leaderboard()
+    chosen = board[board["chosen"]].iloc[0]
+    assert chosen["deployment"].startswith("chosen: no option meets the constraints")
+    assert tight.run_info_["deployment"]["constraints_met"] is False

@@ -191,6 +191,9 @@ class Family(abc.ABC):
     #: cost of a default trial relative to LightGBM's default (measured on adult, 5 folds, one
     #: thread); the search uses it to skip a config that could not finish in the time left
     relative_cost: ClassVar[float] = 1.0
+    #: a refit on every row trains the best iteration x (all rows / a fold's training rows): true
+    #: for boosting, whose rounds fit the rows they see; not for epochs or a forest's trees
+    refit_scales_iterations: ClassVar[bool] = False
 
     @abc.abstractmethod
     def search_space(self, task: Task) -> dict[str, Any]:

@@ -238,6 +238,7 @@ class CatBoostLearner(Learner):
 @register
 class CatBoostFamily(Family):
     name = "catboost"
+    refit_scales_iterations = True
     relative_cost = 8.0
     recipe = "tree"
     priority = 55  # strong but ~10x LightGBM's cost on CPU: after the cheap families

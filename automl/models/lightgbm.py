@@ -181,6 +181,7 @@ class LightGBMLearner(Learner):
 @register
 class LightGBMFamily(Family):
     name = "lightgbm"
+    refit_scales_iterations = True
     recipe = "tree"
     priority = 10
     supports_gpu = False  # LightGBM's CUDA build is not on PyPI; it trains on CPU workers

@@ -202,6 +202,7 @@ class XGBoostLearner(Learner):
 @register
 class XGBoostFamily(Family):
     name = "xgboost"
+    refit_scales_iterations = True
     relative_cost = 1.2
     recipe = "tree"
     priority = 20

@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 #: rows explained (tree SHAP, permutation importance) at most
 EXPLAIN_ROWS = 1000
+#: seconds the whole section takes when time is not short; with less left before the fit's
+#: deadline, SHAP, permutation importance and partial dependence shrink in proportion
+EXPLAIN_FULL_S = 8.0
 #: tree SHAP: seconds to aim for, rows at least, rows of the pilot that measures the cost per row
 SHAP_SECONDS, SHAP_MIN_ROWS, SHAP_PILOT_ROWS = 2.0, 10, 5
 BEESWARM_COLUMNS = 12
@@ -77,9 +80,12 @@ def explain_section(run: RunData) -> str:
         return H.note("No validation sample or saved model in this run: nothing to explain.")
     pred, kinds = run.predictor, _kinds(run)
     X = run.features(rows)
-    per_row = predict_seconds_per_row(pred, X)
+    left = run.seconds_left()
+    scale = 1.0 if left is None else min(1.0, max(0.05, (left - 0.5) / EXPLAIN_FULL_S))
+    # the budgets below are sized from the cost per row: a dearer row means fewer rows
+    per_row = predict_seconds_per_row(pred, X) / scale
     if all(has_contributions(m) for m in pred.members):
-        body, order = _shap(run, X, kinds)
+        body, order = _shap(run, X, kinds, scale)
     else:
         logger.info(
             "explaining %s with permutation importance: members %s have no native tree contributions",
@@ -88,9 +94,10 @@ def explain_section(run: RunData) -> str:
         )
         body, order = _permutation(run, rows, X, per_row)
     panels: list[dict[str, Any]] = []
-    n_pdp = pdp_rows(per_row, PDP_COLUMNS)
+    n_columns = PDP_COLUMNS if scale >= 0.5 else (2 if scale >= 0.2 else 0)
+    n_pdp = pdp_rows(per_row, n_columns)
     for col in order:
-        if len(panels) == PDP_COLUMNS:
+        if len(panels) >= n_columns:
             break
         panel = partial_dependence(pred, X, col, kinds.get(col, ""), n_rows=n_pdp)
         if panel:
@@ -111,16 +118,16 @@ def explain_section(run: RunData) -> str:
     return body
 
 
-def shap_sample(run: RunData, X: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
+def shap_sample(run: RunData, X: pd.DataFrame, scale: float = 1.0) -> tuple[pd.DataFrame, Any]:
     """Tree SHAP on a prefix of the (already shuffled) rows, sized so that it takes about
-    ``SHAP_SECONDS`` on this machine: at least ``SHAP_MIN_ROWS``, at most all rows (<= 1000).
+    ``SHAP_SECONDS`` x ``scale`` on this machine: at least ``SHAP_MIN_ROWS``, at most all rows (<= 1000).
     A pilot on the first ``SHAP_PILOT_ROWS`` rows measures the cost per row (deep trees in a
     bag of 5 fold models cost tens of milliseconds per row)."""
     pilot = X.iloc[:SHAP_PILOT_ROWS]
     t = time.perf_counter()
     c = tree_contributions(run.predictor, pilot)
     per_row = (time.perf_counter() - t) / max(1, len(pilot))
-    n = int(min(len(X), max(SHAP_MIN_ROWS, SHAP_SECONDS / max(per_row, 1e-9))))
+    n = int(min(len(X), max(SHAP_MIN_ROWS, SHAP_SECONDS * scale / max(per_row, 1e-9))))
     logger.info("tree SHAP on %d rows (%.1f ms per row)", max(n, len(pilot)), 1000 * per_row)
     if n <= len(pilot):
         return pilot, c
@@ -129,9 +136,9 @@ def shap_sample(run: RunData, X: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
     return X.iloc[:n].reset_index(drop=True), c
 
 
-def _shap(run: RunData, X: pd.DataFrame, kinds: dict[str, str]) -> tuple[str, list[str]]:
+def _shap(run: RunData, X: pd.DataFrame, kinds: dict[str, str], scale: float) -> tuple[str, list[str]]:
     pred = run.predictor
-    X, c = shap_sample(run, X)
+    X, c = shap_sample(run, X, scale)
     imp = c.mean_abs()  # (outputs, columns)
     total = imp.sum(axis=0)
     order = list(np.argsort(-total))

@@ -59,6 +59,9 @@ def _short(label: Any, n: int = 28) -> str:
     return s if len(s) <= n else s[: n - 1] + "\u2026"
 
 
+style, short = _style, _short  # for the report modules that draw their own plots
+
+
 # --- search --------------------------------------------------------------------------------------------
 def best_over_time(
     curves: dict[str, tuple[np.ndarray, np.ndarray]],

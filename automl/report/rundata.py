@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ class RunData:
     sample: pd.DataFrame | None
     predictor: Predictor | None
     greater_is_better: bool
+    deadline: float | None = None  # time.time() by which the report must be done (a fit's end)
+
+    def seconds_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.time()
 
     @property
     def problem_type(self) -> str:

@@ -24,12 +24,16 @@ LEADERBOARD_COLUMNS = [
     "iterations",
     "fit_time_s",
     "predict_time_s",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "rows_per_s",
+    "model_mb",
+    "pareto",
     "start_s",
     "end_s",
     "params",
     "error",
 ]
-CONSTRAINT_KEYS = ("constraints", "max_predict_latency_ms", "max_model_size_mb")
 
 
 def _seconds(v: Any) -> str:
@@ -37,16 +41,12 @@ def _seconds(v: Any) -> str:
 
 
 def constraints(run: RunData) -> dict[str, Any]:
-    """Deployment constraints recorded for the run (run.json or the Predictor's info)."""
-    found: dict[str, Any] = {}
+    """Deployment constraints recorded for the run (run.json, else the Predictor's info)."""
     for source in (run.info, run.predictor.info if run.predictor else {}):
-        for key in CONSTRAINT_KEYS:
-            value = source.get(key)
-            if isinstance(value, dict):
-                found.update({k: v for k, v in value.items() if v is not None})
-            elif value is not None:
-                found[key] = value
-    return found
+        found = (source.get("deployment") or {}).get("constraints") or {}
+        if found:
+            return {k: v for k, v in found.items() if v is not None}
+    return {}
 
 
 def summary(run: RunData) -> str:
@@ -94,6 +94,8 @@ def summary(run: RunData) -> str:
             else None,
         ),
         ("constraints", ", ".join(f"{k} = {v}" for k, v in cons.items()) or "none set"),
+        ("deployment", (info.get("decisions") or {}).get("deployment")),
+        ("left out for time", "; ".join(info.get("cut_for_time") or []) or None),
         ("time spent", timings),
         (
             "time-limit overshoot",

@@ -1,0 +1,167 @@
+"""Deployment options: refit members against their bags, the constraint chooser both ways, the
+Pareto front, presets and the constraint settings (no Ray here; the end-to-end fit is in
+test_api.py)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from automl import AutoML, EnsembleConfig
+from automl.cli import build_parser
+from automl.config import FitSpec, ValidationConfig
+from automl.deploy import Option, decide, pareto_front
+from automl.exceptions import ConfigError
+from automl.models import get_family
+from automl.options import Candidate, PredictorBuilder, single
+from automl.prepare import prepare
+from automl.refit import Refitter
+from automl.training import train_candidate
+from automl.trials import TrialRecord
+from tests.helpers import trial_data
+
+
+def _frame(n: int, seed: int, regression: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.uniform(-1, 1, size=n)
+    color = rng.choice(["red", "green", "blue"], size=n)
+    signal = 1.5 * x1 - x2 + (color == "red") + rng.normal(scale=0.3, size=n)
+    df = pd.DataFrame({"x1": x1, "x2": x2, "color": color})
+    df["y"] = 10 + 3 * signal if regression else np.where(signal > 0.3, "yes", "no")
+    return df
+
+
+@pytest.mark.parametrize("regression", [True, False])
+def test_refit_member_predicts_close_to_its_bag_on_held_back_rows(regression):
+    df = _frame(900, 0, regression)
+    train, held = df.iloc[:700].reset_index(drop=True), df.iloc[700:].reset_index(drop=True)
+    prep = prepare(
+        FitSpec("y", validation=ValidationConfig(strategy="kfold", n_folds=4)), train, recipes=("tree",)
+    )
+    data = prep.data
+    family = get_family("lightgbm")
+    res = train_candidate(family, {**family.portfolio(data.task)[0], "n_estimators": 400}, data)
+    cand = Candidate("lightgbm_001", res, TrialRecord("t1", "lightgbm", {}, "completed"))
+    refitter = Refitter(data, "auto")
+    # boosting rounds grow with the rows: 4-fold trains on 3/4 of them
+    assert refitter.iterations(res) == round(res.best_iteration * 4 / 3)
+    bag_option = single(cand)
+    builder = PredictorBuilder(prep, search_ended_because="test")
+    bag = bag_option.build(builder).predict_raw(held.drop(columns=["y"]))[0]
+    refit_option = bag_option.refit_variant()
+    refit_pred = refit_option.build(builder, refitter)
+    assert refit_option.name == "lightgbm_001_refit" and len(refit_pred.members[0].models) == 1
+    assert refit_pred.members[0].refit and "iterations" in refitter.notes["lightgbm_001"]
+    refit = refit_pred.predict_raw(held.drop(columns=["y"]))[0]
+    if regression:
+        y = held["y"].to_numpy(float)
+        gap = np.sqrt(np.mean((refit - bag) ** 2))
+        assert gap < 0.15 * y.std(), gap
+        rmse_bag, rmse_refit = (np.sqrt(np.mean((p - y) ** 2)) for p in (bag, refit))
+        assert rmse_refit < 1.15 * rmse_bag
+    else:
+        gap = np.abs(refit[:, 1] - bag[:, 1]).mean()
+        assert gap < 0.08, gap
+        agree = (refit.argmax(axis=1) == bag.argmax(axis=1)).mean()
+        assert agree > 0.93, agree
+
+
+def test_refit_is_skipped_when_its_expected_cost_does_not_fit():
+    df = _frame(300, 1, True)
+    data, *_ = trial_data(df, "y", recipes=("tree",), n_folds=3)
+    family = get_family("lightgbm")
+    res = train_candidate(family, family.portfolio(data.task)[0], data)
+    res.fit_time_s = 100.0  # as if the bag had taken 100 s: its refit would take ~60 s
+    cand = Candidate("m", res, TrialRecord("t", "lightgbm", {}, "completed"))
+    import time
+
+    ok, why = Refitter(data, "auto").affordable([cand], time.time() + 5)
+    assert not ok and "refit=True forces it" in why
+    assert Refitter(data, True).affordable([cand], time.time() + 5)[0]
+    assert Refitter(data, "auto").affordable([cand], time.time() + 500)[0]
+    assert not Refitter(data, False).enabled
+
+
+def _option(name: str, objective: float, latency: float, size: float, prefer: int = 0) -> Option:
+    opt = Option(name, objective, lambda: None, prefer=prefer)
+    opt.predictor = object()  # decide() only hands it back
+    opt.measured = {"latency_ms": latency, "latency_p99_ms": 2 * latency, "rows_per_s": 1e4, "size_mb": size}
+    return opt
+
+
+def _order() -> list[Option]:
+    return [
+        _option("weighted_ensemble", 0.95, 9.0, 60.0),
+        _option("weighted_ensemble_refit", 0.95, 2.5, 14.0),
+        _option("lightgbm_001", 0.94, 3.0, 30.0),
+        _option("lightgbm_001_refit", 0.94, 0.8, 6.0),
+        _option("linear_002", 0.90, 0.3, 0.1),
+    ]
+
+
+def test_chooser_takes_the_best_score_that_meets_the_constraints():
+    order = _order()
+    choice = decide(order, max_latency_ms=2.0, max_model_mb=None)
+    assert choice.option.name == "lightgbm_001_refit" and choice.met is True
+    assert "weighted_ensemble (9.00 ms/row > 2 ms)" in choice.reason
+    choice = decide(order, max_latency_ms=3.0, max_model_mb=10.0)
+    assert choice.option.name == "weighted_ensemble_refit" or choice.option.name == "lightgbm_001_refit"
+    assert choice.option.name == "lightgbm_001_refit"  # the ensemble refit weighs 14 MB
+    assert decide(order, max_latency_ms=None, max_model_mb=None).option.name == "weighted_ensemble"
+
+
+def test_chooser_keeps_the_fastest_when_nothing_meets_and_says_so():
+    order = _order()
+    choice = decide(order, max_latency_ms=0.1, max_model_mb=None)
+    assert choice.option.name == "linear_002" and choice.met is False
+    assert "no option meets the constraints (max_latency_ms=0.1): kept the fastest" in choice.reason
+    assert "lightgbm_001_refit (0.80 ms/row > 0.1 ms)" in choice.reason
+    # only a size constrained: the smallest
+    choice = decide(order, max_latency_ms=None, max_model_mb=0.01)
+    assert choice.option.name == "linear_002" and "kept the smallest" in choice.reason
+    # nothing measured before the deadline: the best score, and the reason says it is unmeasured
+    for o in order:
+        o.measured = {}
+    choice = decide(order, max_latency_ms=2.0, max_model_mb=None)
+    assert choice.option.name == "weighted_ensemble" and "could be measured" in choice.reason
+
+
+def test_pareto_front_of_score_against_latency():
+    points = [(0.95, 9.0), (0.95, 2.5), (0.94, 3.0), (0.94, 0.8), (0.90, 0.3), (0.89, 0.3), (0.90, 0.3)]
+    assert pareto_front(points) == [False, True, False, True, True, False, True]
+    assert pareto_front([(1.0, 1.0)]) == [True]
+
+
+def test_constraints_presets_and_former_names():
+    run = AutoML(target="y", presets="fast_inference")
+    ens = run._spec().ensemble
+    assert (ens.max_latency_ms, ens.max_model_mb, ens.stack_levels) == (2.0, 20.0, 0)
+    # a value the user set is kept
+    ens = (
+        AutoML(target="y", presets="fast_inference", ensemble=EnsembleConfig(max_latency_ms=5))
+        ._spec()
+        .ensemble
+    )
+    assert (ens.max_latency_ms, ens.max_model_mb) == (5, 20.0)
+    with pytest.raises(ConfigError, match="unknown preset 'fastest'; choose from"):
+        AutoML(target="y", presets="fastest")._spec()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        old = EnsembleConfig(max_predict_latency_ms=3, max_model_size_mb=40)
+    assert (old.max_latency_ms, old.max_model_mb) == (3, 40) and old.max_predict_latency_ms is None
+    assert any("use max_latency_ms" in str(w.message) for w in seen)
+    with pytest.raises(ConfigError, match="give only max_latency_ms"):
+        EnsembleConfig(max_latency_ms=2, max_predict_latency_ms=3)
+    with pytest.raises(ConfigError, match="max_latency_ms must be a positive number"):
+        EnsembleConfig(max_latency_ms=0)
+    a = build_parser().parse_args(
+        ["fit", "t.csv", "--target", "y", "--max-latency-ms", "2", "--max-model-mb", "9"]
+    )
+    assert (a.max_latency_ms, a.max_model_mb, a.presets) == (2.0, 9.0, None)
+    a = build_parser().parse_args(
+        ["fit", "t.csv", "--target", "y", "--max-predict-latency-ms", "4", "--presets", "fast_inference"]
+    )
+    assert (a.max_latency_ms, a.presets) == (4.0, "fast_inference")
