@@ -108,7 +108,7 @@ class ModelService:
         return self.predict_many([rows])[0]
 
     def _warm_up(self) -> None:
-        from serving.rows import example_value
+        from serving.cells import example_value
 
         res = self._predict_one([{c.name: example_value(c) for c in self.predictor.schema.columns}])
         self.batch_sizes.clear()

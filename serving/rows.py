@@ -26,9 +26,6 @@ Columns the model does not use are accepted (any scalar) and reported in ``ignor
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -42,10 +39,19 @@ from pydantic import (
     WithJsonSchema,
     create_model,
 )
-from pydantic_core import PydanticCustomError
 
-from automl.data import EXTRA_MISSING_MARKERS
-from automl.schema import ColumnSpec, InputSchema
+from automl.schema import InputSchema
+from serving.cells import (
+    MISSING_REJECTED,
+    cell_reader,
+    example_value,
+    extra_cell,
+    json_schema,
+    kind_name,
+    read_number,
+    read_scalar,
+    safe_csv_cell,
+)
 
 MissingPolicy = Literal["reject", "impute"]
 POLICIES: tuple[str, ...] = ("reject", "impute")
@@ -55,118 +61,8 @@ MAX_ERRORS = 20
 # The number-in-a-string and missing-marker patterns are checked with re.fullmatch and documented as
 # JSON Schema `pattern`s anchored with ^...$ (where `$` is the end of the text, as fullmatch reads it:
 # " ?\n" is not a missing marker in either).
-NUMBER_BODY = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
-MISSING_BODY = r" *(" + "|".join(re.escape(m) for m in EXTRA_MISSING_MARKERS) + r")? *"
-NUMBER_TEXT = f"^{NUMBER_BODY}$"
-MISSING_TEXT = f"^{MISSING_BODY}$"
-_NUMBER_RE = re.compile(NUMBER_BODY)
-_MISSING_RE = re.compile(MISSING_BODY)
-_MISSING = object()  # a cell that holds a missing value
-
-
-def _kind_name(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _error(message: str) -> PydanticCustomError:
-    return PydanticCustomError("value_error", message)
-
-
-def _read_number(value: Any) -> Any:
-    if value is None:
-        return _MISSING
-    if type(value) is bool:
-        raise _error("expected a number, got a boolean")
-    if type(value) is int:
-        try:
-            return float(value)
-        except OverflowError:
-            raise _error("number too large") from None
-    if type(value) is float:
-        return _MISSING if math.isnan(value) else value
-    if type(value) is str:
-        if _NUMBER_RE.fullmatch(value):
-            return float(value)
-        if _MISSING_RE.fullmatch(value):
-            return _MISSING
-        raise _error(f"expected a number, got {value[:40]!r}")
-    if isinstance(value, (int, float)):  # numpy scalars from CSV parsing or V2 tensors
-        return _read_number(value.item() if hasattr(value, "item") else float(value))
-    raise _error(f"expected a number, got {_kind_name(value)}")
-
-
-def _read_scalar(value: Any) -> Any:
-    if value is None:
-        return _MISSING
-    if type(value) is str:
-        return _MISSING if _MISSING_RE.fullmatch(value) else value
-    if type(value) in (bool, int):
-        return value
-    if type(value) is float:
-        return _MISSING if math.isnan(value) else value
-    if hasattr(value, "item") and not isinstance(value, (list, dict)):  # numpy scalars
-        return _read_scalar(value.item())
-    raise _error(f"expected a string, number, boolean or null, got {_kind_name(value)}")
-
-
-def _cell(read: Callable[[Any], Any], policy: str) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        v = read(value)
-        if v is _MISSING:
-            if policy == "reject":
-                raise _error(MISSING_REJECTED)
-            return None
-        return v
-
-    return check
-
-
-MISSING_REJECTED = (
-    "missing value in a required column (never missing in training); send a value, "
-    "or serve with --missing impute to predict it as training imputed missing values"
-)
-
-
-def _json_schema(spec: ColumnSpec, policy: str) -> dict[str, Any]:
-    missing_text = {"type": "string", "pattern": MISSING_TEXT}
-    if spec.kind == "numeric":
-        options: list[dict[str, Any]] = [{"type": "number"}, {"type": "string", "pattern": NUMBER_TEXT}]
-        if policy == "impute":
-            options += [{"type": "null"}, missing_text]
-    else:
-        options = [{"type": "number"}, {"type": "boolean"}]
-        if policy == "impute":
-            options += [{"type": "string"}, {"type": "null"}]
-        else:
-            options.append({"type": "string", "not": {"pattern": MISSING_TEXT}})
-    doc = f"{spec.kind} ({spec.dtype}); missing values: {policy}"
-    if spec.categories:
-        shown = ", ".join(spec.categories[:20]) + (", ..." if len(spec.categories) > 20 else "")
-        doc += f"; levels seen in training: {shown} (others are accepted and predicted as rare)"
-    return {"anyOf": options, "description": doc, "examples": [example_value(spec)]}
-
-
-def example_value(spec: ColumnSpec) -> Any:
-    """A value the column accepts: 0.0 for numbers, else its most frequent training level."""
-    if spec.kind == "numeric":
-        return 0.0
-    return (spec.categories or ["a"])[0]
-
-
-def _safe_csv_cell(value: Any) -> str:
-    text = str(value)
-    return f'"{text}"' if any(ch in text for ch in ',"\n') else text
-
-
-def _extra_cell(value: Any) -> Any:
-    _read_scalar(value)  # refuses lists and objects
-    return value
-
-
 _Extra = Annotated[
-    Any, PlainValidator(_extra_cell), WithJsonSchema({"type": ["string", "number", "boolean", "null"]})
+    Any, PlainValidator(extra_cell), WithJsonSchema({"type": ["string", "number", "boolean", "null"]})
 ]
 
 
@@ -235,9 +131,9 @@ class RowSchema:
         fields: dict[str, Any] = {}
         for i, spec in enumerate(schema.columns):
             policy = self.policies[spec.name]
-            read = _read_number if spec.kind == "numeric" else _read_scalar
+            read = read_number if spec.kind == "numeric" else read_scalar
             cell = Annotated[
-                Any, PlainValidator(_cell(read, policy)), WithJsonSchema(_json_schema(spec, policy))
+                Any, PlainValidator(cell_reader(read, policy)), WithJsonSchema(json_schema(spec, policy))
             ]
             default = ... if policy == "reject" else None
             # python names are c0, c1, ... (a column may be called `model_config` or `class`)
@@ -251,9 +147,9 @@ class RowSchema:
         )
         self._rows = TypeAdapter(list[self.Row])
         self.csv_example = (
-            ",".join(_safe_csv_cell(c) for c in self.names)
+            ",".join(safe_csv_cell(c) for c in self.names)
             + "\n"
-            + ",".join(_safe_csv_cell(v) for v in example.values())
+            + ",".join(safe_csv_cell(v) for v in example.values())
             + "\n"
         )
 
@@ -352,4 +248,4 @@ def _json_kind(value: Any) -> str:
         return "null"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return "a number"
-    return _kind_name(value)
+    return kind_name(value)
