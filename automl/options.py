@@ -42,8 +42,10 @@ class PredictorBuilder:
         refit: bool = False,
     ) -> Member:
         family = get_family(res.family)
-        models = [refit_full(family, res.config, self.prep.data, res.best_iteration)] if refit else res.models
-        return Member(name, res.family, recipe or family.recipe, weight, models, res.config, refit)
+        data = self.prep.data
+        models = [refit_full(family, res.config, data, res.best_iteration)] if refit else res.models
+        output = data.output_step(res.config)
+        return Member(name, res.family, recipe or family.recipe, weight, models, res.config, refit, output)
 
     def predictor(
         self, members: list[Member], stack: list[list[Member]] | None = None, chosen: str = ""
@@ -63,7 +65,11 @@ class PredictorBuilder:
             task=p.task,
             stack_layers=stack,
             stack_uses_features=bool(stack),
-            info={"chosen": chosen, "search_ended_because": self.search_ended_because},
+            info={
+                "chosen": chosen,
+                "search_ended_because": self.search_ended_because,
+                **({"target": p.target_plan.to_dict()} if p.target_plan is not None else {}),
+            },
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 import uuid
@@ -28,7 +29,10 @@ from automl.preprocessing import FeatureMatrix, Preprocessor
 from automl.problem import ProblemType
 from automl.schema import InputSchema, ValidationReport, validate_frame
 from automl.stacking import STACK_RECIPE, stack_features
+from automl.target import OutputStep
 from automl.versions import package_versions, warn_if_different
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
@@ -44,12 +48,21 @@ class Member:
     models: list[FittedModel]
     params: dict[str, Any] = field(default_factory=dict)
     refit: bool = False
+    #: regression: inverts the member's target transform and clips to the training target's range
+    output: OutputStep | None = None
 
-    def predict(self, X: FeatureMatrix) -> np.ndarray:
+    def predict(self, X: FeatureMatrix, clipped: dict[str, int] | None = None) -> np.ndarray:
+        """The bag's mean prediction (on the transformed scale, then through the output step);
+        ``clipped`` receives this member's count of clipped predictions when there are any."""
         out = self.models[0].predict(X)
         for m in self.models[1:]:
             out = out + m.predict(X)
-        return out / len(self.models)
+        out = out / len(self.models)
+        if self.output is not None:
+            out, n = self.output.apply_counted(out)
+            if n and clipped is not None:
+                clipped[self.name] = n
+        return out
 
 
 class Predictor:
@@ -106,16 +119,20 @@ class Predictor:
             for r, p in self.preprocessors.items()
             if any(m.recipe == r for layer in layers for m in layer)
         }
+        clipped: dict[str, int] = {}
         for layer in self.stack_layers:
-            preds = [m.predict(feats[m.recipe]) for m in layer]
+            preds = [m.predict(feats[m.recipe], clipped) for m in layer]
             base = feats.get("tree") if self.stack_uses_features else None
             feats[STACK_RECIPE] = stack_features(preds, [m.name for m in layer], self.problem_type, base)
         out = None
         for m in self.members:
-            p = m.weight * m.predict(feats[m.recipe])
+            p = m.weight * m.predict(feats[m.recipe], clipped)
             out = p if out is None else out + p
         if self.calibration:
             out = apply_calibration(out, self.calibration, self.problem_type)
+        if clipped:
+            report.clipped_predictions = clipped
+            logger.debug("predictions clipped to the training target's range: %s", clipped)
         return out, report
 
     def predict_proba(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -199,6 +216,7 @@ class Predictor:
         def member(m: dict[str, Any]) -> Member:
             family = get_family(m["family"])
             models = [family.load(path / d, task) for d in m["models"]]
+            output = m.get("output")
             return Member(
                 m["name"],
                 m["family"],
@@ -207,6 +225,7 @@ class Predictor:
                 models,
                 m.get("params", {}),
                 m.get("refit", False),
+                OutputStep.from_dict(output) if output else None,
             )
 
         pred = cls(
@@ -238,6 +257,7 @@ def _member_dict(m: Member) -> dict[str, Any]:
         "params": m.params,
         "refit": m.refit,
         "models": [layout.model_dir(m.name, i) for i in range(len(m.models))],
+        "output": m.output.to_dict() if m.output is not None else None,
     }
 
 
