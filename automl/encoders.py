@@ -53,9 +53,11 @@ def _outputs(
 
 
 def _encoder(target_type: str, seed: int) -> Any:
+    from sklearn.model_selection import KFold
     from sklearn.preprocessing import TargetEncoder
 
-    return TargetEncoder(target_type=target_type, smooth="auto", cv=CV, shuffle=True, random_state=seed)
+    inner = KFold(CV, shuffle=True, random_state=seed)
+    return TargetEncoder(target_type=target_type, smooth="auto", cv=inner)
 
 
 def fit_target_step(

@@ -91,10 +91,11 @@ def check(
         if repeating:
             rep.add(
                 "identifier",
-                f"identifier-like columns whose values repeat across rows {repeating}",
+                f"identifier-like columns {repeating}",
                 repeating,
-                "dropped unless the fit's column probe finds that validation scores improve with it "
-                "(encoded or as a number): the same entity may sit on both sides of a random split; "
+                "their values repeat across rows, so the same entity may sit on both sides of a random "
+                "split: dropped unless the fit's column probe finds that validation scores improve with "
+                "it (encoded or as a number); "
                 "the fit's column decisions say what was chosen (give it as group_column to keep an "
                 "entity's rows together instead)",
             )

@@ -73,14 +73,14 @@ class TargetTransform:
         return cls(name)
 
     def forward(self, y: np.ndarray) -> np.ndarray:
+        if self.name == "none":
+            return y  # as given (class codes stay integers)
         y = np.asarray(y, dtype=float)
         if self.name == "log1p":
             return np.log1p(y)
-        if self.name == "yeo-johnson":
-            from scipy import stats
+        from scipy import stats
 
-            return stats.yeojohnson(y / self.scale, lmbda=self.lmbda)
-        return y
+        return stats.yeojohnson(y / self.scale, lmbda=self.lmbda)
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, dtype=float)
