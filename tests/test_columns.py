@@ -162,3 +162,49 @@ def test_classification_targets_are_encoded_per_class(problem):
         if problem == "binary"
         else ["customer_id#te=a", "customer_id#te=b", "customer_id#te=c"]
     )
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_fit_records_its_column_and_target_decisions(ray_session, tmp_path):
+    """Through the whole fit: recurring customers with a per-customer effect and a skewed price.
+    The probe keeps the id (target-encoded), the search tries log1p, and run.json, the report,
+    predictor.json and predictions (unseen ids, the clip range) all agree."""
+    import json
+
+    from automl import AutoML
+
+    df = _ids_table(signal=True, seed=7)
+    df["y"] = np.exp(3.0 + 0.5 * df["y"])  # a skewed, positive target
+    run = AutoML(
+        target="y",
+        search=SearchConfig(max_trials=3, families=("lightgbm", "linear")),
+        validation=ValidationConfig(strategy="kfold", n_folds=3),
+        output_dir=tmp_path / "run",
+        seed=0,
+    ).fit(df.iloc[:600])
+    decisions = run.run_info_["decisions"]
+    col = decisions["columns"]["customer_id"]
+    assert col["choice"] == "target" and col["scores"]["target"] < col["scores"]["drop"]
+    target = decisions["target"]
+    assert target["transform_offered"] == "log1p" and "right-skewed" in target["reason"]
+    low, high = target["clip_range"]
+    params = run.leaderboard().query("family == 'lightgbm'")["params"].map(json.loads)
+    assert sorted(p["target_transform"] for p in params) == ["log1p", "none"]
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert 'id="column_decisions"' in html and "right-skewed" in html
+    manifest = json.loads((tmp_path / "run" / "predictor.json").read_text())
+    assert all(m["output"]["high"] == high for m in manifest["members"])
+    assert manifest["info"]["target"]["clip_range"] == [low, high]
+    # a loaded model takes the id as an input: known ids, unseen ids, and far-out rows
+    from automl import load
+
+    model = load(tmp_path / "run")
+    rows = (
+        df.iloc[600:]
+        .drop(columns=["y"])
+        .assign(customer_id=lambda d: d["customer_id"].where(d.index % 2 == 0, 1))
+    )
+    rows.loc[rows.index[0], "x1"] = 1e4
+    out = model.predict(rows)
+    assert np.isfinite(out).all() and out.min() >= low and out.max() <= high
