@@ -97,8 +97,12 @@ def fit_frequency_step(name: str, s: pd.Series) -> dict[str, Any]:
 
 def encode(step: dict[str, Any], s: pd.Series) -> np.ndarray:
     """(n, outputs) values of a fitted encoding step; unseen levels get the step's prior."""
-    table, _ = level_lookup(step["levels"])
-    codes = np.fromiter((table.get(v, 0) for v in levels_of(s)[:, 0]), dtype=np.int64, count=len(s))
+    table, index = level_lookup(step["levels"])
+    values = levels_of(s)[:, 0]
+    if len(values) <= 256:  # a dict lookup per value beats pandas' call overhead on a few rows
+        codes = np.fromiter((table.get(v, 0) for v in values), dtype=np.int64, count=len(values))
+    else:
+        codes = index.get_indexer(values).astype(np.int64) + 1  # -1 (unseen) -> 0, the prior
     out = np.empty((len(s), len(step["values"])), dtype=float)
     for j, (vals, prior) in enumerate(zip(step["values"], step["prior"])):
         lookup = np.concatenate([[prior], np.asarray(vals, dtype=float)])
