@@ -40,7 +40,8 @@ from automl.preprocessing import FeatureMatrix, Preprocessor
 from automl.profile import ColumnProfile, DataProfile
 from automl.quality import HIGH_CARDINALITY, MIN_REPEAT_SHARE, repeat_share
 from automl.schema import ColumnSpec
-from automl.training import TrialData, train_candidate
+from automl.training import train_candidate
+from automl.trial_data import TrialData
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def _matrices(
 ) -> list[FeatureMatrix]:
     """One feature matrix per probe fold for a treatment of column ``name``."""
     k = len(data.folds)
-    if option in ("levels",):
+    if option == "levels":
         return [base] * k
     if option == "drop":
         return [without] * k

@@ -30,7 +30,7 @@ from automl.profile import DataProfile, profile_table
 from automl.schema import ColumnSpec, InputSchema
 from automl.splits import Folds, make_folds
 from automl.target import TargetPlan, plan_target
-from automl.training import TrialData
+from automl.trial_data import TrialData
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +169,8 @@ def apply_decisions(profile: DataProfile, decisions: list[ColumnDecision]) -> No
         cp.decision = d.to_dict()
         if d.changed and cp.role == "dropped":
             cp.role, cp.drop_reason = "feature", None
+        if d.changed:
+            cp.reason += f"; kept by the column probe as {d.choice} (see decision)"
 
 
 def build_schema(profile: DataProfile, df: pd.DataFrame) -> InputSchema:

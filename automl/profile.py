@@ -43,8 +43,7 @@ class ColumnProfile:
     role: str = "feature"  # feature | target | dropped | time | group | weight
     drop_reason: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
-    #: the fit's column probe verdict (automl.columns.ColumnDecision as a dict), when probed
-    decision: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None  # the fit's column probe verdict (automl.columns)
 
     @property
     def is_feature(self) -> bool:
@@ -162,8 +161,6 @@ class DataProfile:
 
 def _why(c: ColumnProfile) -> str:
     why = c.reason
-    if c.decision and c.decision.get("choice") != c.decision.get("default"):
-        why += f"; kept by the column probe as {c.decision['choice']}"
     if c.role == "dropped" and c.drop_reason and c.reason not in c.drop_reason:
         why += f"; dropped: {c.drop_reason}"
     elif c.role == "time":
@@ -247,8 +244,7 @@ def profile_table(
     n_folds: int = 5,
     probe_columns: bool = True,
 ) -> DataProfile:
-    """Profile ``df`` for predicting ``target``. The frame is not modified. ``probe_columns``:
-    the fit will test repeating identifiers and high-cardinality categoricals (the warnings say so)."""
+    """Profile ``df`` for predicting ``target`` (not modified); ``probe_columns``: see quality.check."""
     df, n_dropped = prepare_target(df, target)
     for role, col in (
         ("time_column", time_column),

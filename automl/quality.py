@@ -77,28 +77,7 @@ def check(
             [target],
             "dropped: a row without a target cannot be learned from",
         )
-    if ids := _dropped(columns, ColumnKind.IDENTIFIER):
-        repeating = [c for c in ids if probe_columns and repeat_share(df[c]) >= MIN_REPEAT_SHARE]
-        keys = [c for c in ids if c not in repeating]
-        if keys:
-            rep.add(
-                "identifier",
-                f"identifier-like columns {keys}",
-                keys,
-                "dropped: a key carries no signal that generalises to new rows (give it as group_column "
-                "if rows of one key must stay together)",
-            )
-        if repeating:
-            rep.add(
-                "identifier",
-                f"identifier-like columns {repeating}",
-                repeating,
-                "their values repeat across rows, so the same entity may sit on both sides of a random "
-                "split: dropped unless the fit's column probe finds that validation scores improve with "
-                "it (encoded or as a number); "
-                "the fit's column decisions say what was chosen (give it as group_column to keep an "
-                "entity's rows together instead)",
-            )
+    _identifiers(df, columns, probe_columns, rep)
     if consts := _dropped(columns, ColumnKind.CONSTANT):
         rep.add(
             "constant",
@@ -199,6 +178,34 @@ def check_group_column(s: pd.Series) -> None:
         )
     if s.nunique() < 2:
         raise DataError(f"group column {str(s.name)!r} holds a single group; a grouped split needs several")
+
+
+def _identifiers(
+    df: pd.DataFrame, columns: list[ColumnProfile], probe_columns: bool, rep: QualityReport
+) -> None:
+    """Dropped identifiers: keys, and (tested by the fit's column probe) ids whose values repeat."""
+    ids = _dropped(columns, ColumnKind.IDENTIFIER)
+    repeating = [c for c in ids if probe_columns and repeat_share(df[c]) >= MIN_REPEAT_SHARE]
+    keys = [c for c in ids if c not in repeating]
+    if keys:
+        rep.add(
+            "identifier",
+            f"identifier-like columns {keys}",
+            keys,
+            "dropped: a key carries no signal that generalises to new rows (give it as group_column "
+            "if rows of one key must stay together)",
+        )
+    if repeating:
+        rep.add(
+            "identifier",
+            f"identifier-like columns {repeating}",
+            repeating,
+            "their values repeat across rows, so the same entity may sit on both sides of a random "
+            "split: dropped unless the fit's column probe finds that validation scores improve with "
+            "it (encoded or as a number); "
+            "the fit's column decisions say what was chosen (give it as group_column to keep an "
+            "entity's rows together instead)",
+        )
 
 
 def _dropped(columns: list[ColumnProfile], kind: ColumnKind) -> list[str]:
