@@ -53,9 +53,13 @@ def _outputs(
 
 
 def _encoder(target_type: str, seed: int) -> Any:
+    import sklearn
     from sklearn.model_selection import KFold
     from sklearn.preprocessing import TargetEncoder
 
+    if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 9):
+        # before 1.9 the encoder shuffles its own folds (1.9 deprecates that for a cv splitter)
+        return TargetEncoder(target_type=target_type, smooth="auto", cv=CV, shuffle=True, random_state=seed)
     inner = KFold(CV, shuffle=True, random_state=seed)
     return TargetEncoder(target_type=target_type, smooth="auto", cv=inner)
 
