@@ -44,7 +44,7 @@ class Assembly:
     chosen: str
     chosen_oof: np.ndarray  # the deployed model's out-of-fold predictions (calibrated)
     refit: bool
-    decisions: dict[str, str] = field(default_factory=dict)  # what was decided and why
+    decisions: dict[str, Any] = field(default_factory=dict)  # what was decided and why
     test_scoring_s: float = 0.0  # seconds spent scoring test_data (not part of the fit's budget)
     cuts: list[str] = field(default_factory=list)  # what the deadline left out
     deployment: Deployment | None = None
@@ -109,8 +109,15 @@ def assemble(
             + "Give a longer time_limit or more max_trials."
         )
     cands = [Candidate(names[r.trial_id], load_result(r.checkpoint, prep.task), r) for r in picked]
-    decisions: dict[str, str] = {}
+    decisions: dict[str, Any] = prep.decisions()
     cuts: list[str] = []
+    if clipped := {c.name: c.result.n_clipped for c in cands if c.result.n_clipped}:
+        decisions["clipped_validation_predictions"] = clipped
+        logger.info(
+            "out-of-fold predictions clipped to the training target's range %s: %s",
+            decisions.get("target", {}).get("clip_range"),
+            clipped,
+        )
     options = [single(c) for c in cands[:SINGLE_OPTIONS]]
     ens = _weighted_ensemble(cands, prep, spec.ensemble, rows, deadline) if len(cands) > 1 else None
     if ens is not None and len(ens.parts) > 1:

@@ -42,6 +42,24 @@ def add_fit_command(sub: Any) -> None:
     f.add_argument("--validation-data", help="a separate validation table (replaces the automatic split)")
     f.add_argument("--test-data", help="a test table scored once at the end")
     f.add_argument("--drop-columns", help="comma-separated columns never used as features")
+    f.add_argument(
+        "--no-column-probe",
+        action="store_true",
+        help="apply the profile's rules to repeating identifiers and high-cardinality categoricals "
+        "instead of testing them before the search",
+    )
+    f.add_argument(
+        "--target-transform",
+        default="auto",
+        choices=["auto", "none", "log1p", "yeo-johnson"],
+        help="regression: target transforms (and robust objectives) the search tries (default: auto, "
+        "for a skewed or heavy-tailed target)",
+    )
+    f.add_argument(
+        "--no-clip",
+        action="store_true",
+        help="regression: let members extrapolate beyond the training target",
+    )
     f.add_argument("--weight-column")
     f.add_argument("--class-weight", choices=["balanced"])
     _deploy_arguments(f)
@@ -130,6 +148,8 @@ def cmd_fit(a: argparse.Namespace) -> int:
             families=_families(a.families),
             warm_start=a.warm_start,
             mlflow=a.mlflow,
+            target_transform=a.target_transform,
+            column_probe=not a.no_column_probe,
         ),
         validation=ValidationConfig(
             strategy=a.validation, n_folds=a.folds, time_column=a.time_column, group_column=a.group_column
@@ -140,6 +160,7 @@ def cmd_fit(a: argparse.Namespace) -> int:
             refit=refit,
             max_latency_ms=a.max_latency_ms,
             max_model_mb=a.max_model_mb,
+            clip_predictions=not a.no_clip,
         ),
         resources=ResourceConfig(
             address=a.address, num_cpus=a.num_cpus, storage=a.storage, train_workers=a.train_workers

@@ -55,4 +55,15 @@ def target_summary(y: pd.Series, ptype: ProblemType) -> dict[str, Any]:
         "mean": float(v.mean()),
         "std": float(v.std()),
         "quantiles": dict(zip(["min", "p25", "p50", "p75", "max"], map(float, q))),
+        **shape_stats(v),
     }
+
+
+def shape_stats(v: np.ndarray) -> dict[str, float]:
+    """Skewness and excess kurtosis (0 for a normal distribution) of a numeric target; they
+    decide whether the search tries a target transform (``automl.target``)."""
+    if len(v) < 3 or float(np.std(v)) == 0.0:
+        return {"skewness": 0.0, "excess_kurtosis": 0.0}
+    from scipy import stats
+
+    return {"skewness": float(stats.skew(v)), "excess_kurtosis": float(stats.kurtosis(v))}

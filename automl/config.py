@@ -10,6 +10,7 @@ from automl.exceptions import ConfigError
 
 SEARCH_STRATEGIES = ("bayesian", "random", "grid", "hyperband", "asha", "bohb")
 VALIDATION_STRATEGIES = ("auto", "holdout", "kfold")
+TARGET_TRANSFORMS = ("auto", "none", "log1p", "yeo-johnson")
 
 
 def _choice(name: str, value: Any, choices: tuple) -> None:
@@ -40,6 +41,13 @@ class SearchConfig:
         warm_start: a previous run directory whose best configs are evaluated first.
         mlflow: log every trial to MLflow: True (a ``mlruns`` store in the run directory) or a
             tracking URI. Needs ``pip install mlflow`` (or mlflow-skinny).
+        target_transform: regression only. "auto": for a skewed or heavy-tailed target the
+            search also tries log1p (Yeo-Johnson for a target with negative values) and robust
+            objectives, chosen by validation; "none": never; "log1p" / "yeo-johnson": offer
+            that transform (and robust objectives) whatever the target's shape.
+        column_probe: before the search, test identifier columns whose values repeat and
+            high-cardinality categoricals (dropped / kept as codes, or encoded) on the
+            validation folds with a fast model, instead of applying the profile's rule.
     """
 
     strategy: str = "bayesian"
@@ -52,9 +60,12 @@ class SearchConfig:
     max_concurrent_trials: int | None = None
     warm_start: str | None = None
     mlflow: bool | str = False
+    target_transform: str = "auto"
+    column_probe: bool = True
 
     def __post_init__(self) -> None:
         _choice("search strategy", self.strategy, SEARCH_STRATEGIES)
+        _choice("target_transform", self.target_transform, TARGET_TRANSFORMS)
         _choice("searcher", self.searcher, ("tpe", "random"))
         _positive("max_trials", self.max_trials)
         _positive("patience", self.patience)
@@ -140,6 +151,8 @@ class EnsembleConfig:
 
     The best validation score that meets the constraints is deployed; when no option meets them,
     the fastest is kept and the log, ``run.json`` and the leaderboard say so.
+        clip_predictions: clip every regression member's predictions to the training target's
+            range widened by 5 % on each side (``automl.target``); False lets them extrapolate.
     """
 
     enabled: bool = True
@@ -152,6 +165,7 @@ class EnsembleConfig:
     calibrate: bool = True
     max_predict_latency_ms: float | None = field(default=None, repr=False)
     max_model_size_mb: float | None = field(default=None, repr=False)
+    clip_predictions: bool = True
 
     def __post_init__(self) -> None:
         _positive("ensemble size", self.size, allow_none=False)

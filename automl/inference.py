@@ -39,16 +39,19 @@ def reference_predict_raw(predictor: Any, df: pd.DataFrame) -> tuple[np.ndarray,
         for r, p in predictor.preprocessors.items()
         if any(m.recipe == r for layer in layers for m in layer)
     }
+    clipped: dict[str, int] = {}
     for layer in predictor.stack_layers:
-        preds = [m.predict(feats[m.recipe]) for m in layer]
+        preds = [m.predict(feats[m.recipe], clipped) for m in layer]
         base = feats.get("tree") if predictor.stack_uses_features else None
         feats[STACK_RECIPE] = stack_features(preds, [m.name for m in layer], predictor.problem_type, base)
     out = None
     for m in predictor.members:
-        p = m.weight * m.predict(feats[m.recipe])
+        p = m.weight * m.predict(feats[m.recipe], clipped)
         out = p if out is None else out + p
     if predictor.calibration:
         out = apply_calibration(out, predictor.calibration, predictor.problem_type)
+    if clipped:
+        report.clipped_predictions = clipped
     return out, report
 
 

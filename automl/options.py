@@ -46,9 +46,17 @@ class PredictorBuilder:
     ) -> Member:
         """The candidate's bag, or its model refit on every row (``refit_model``)."""
         family = get_family(res.family)
+        output = self.prep.data.output_step(res.config)
         models = [refit_model] if refit_model is not None else res.models
         return Member(
-            name, res.family, recipe or family.recipe, weight, models, res.config, refit_model is not None
+            name,
+            res.family,
+            recipe or family.recipe,
+            weight,
+            models,
+            res.config,
+            refit_model is not None,
+            output,
         )
 
     def predictor(
@@ -69,7 +77,11 @@ class PredictorBuilder:
             task=p.task,
             stack_layers=stack,
             stack_uses_features=bool(stack),
-            info={"chosen": chosen, "search_ended_because": self.search_ended_because},
+            info={
+                "chosen": chosen,
+                "search_ended_because": self.search_ended_because,
+                **({"target": p.target_plan.to_dict()} if p.target_plan is not None else {}),
+            },
         )
 
 

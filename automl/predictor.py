@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 import uuid
@@ -28,7 +29,10 @@ from automl.models.base import FittedModel, Task, get_family
 from automl.preprocessing import FeatureMatrix, Preprocessor
 from automl.problem import ProblemType
 from automl.schema import InputSchema, ValidationReport
+from automl.target import OutputStep
 from automl.versions import package_versions, warn_if_different
+
+logger = logging.getLogger(__name__)
 
 #: what the predict methods take: a DataFrame, or a mapping of column name -> sequence of values
 Rows = pd.DataFrame | Mapping[str, Sequence[Any]]
@@ -47,12 +51,21 @@ class Member:
     models: list[FittedModel]
     params: dict[str, Any] = field(default_factory=dict)
     refit: bool = False
+    #: regression: inverts the member's target transform and clips to the training target's range
+    output: OutputStep | None = None
 
-    def predict(self, X: FeatureMatrix) -> np.ndarray:
+    def predict(self, X: FeatureMatrix, clipped: dict[str, int] | None = None) -> np.ndarray:
+        """The bag's mean prediction (on the transformed scale, then through the output step);
+        ``clipped`` receives this member's count of clipped predictions when there are any."""
         out = self.models[0].predict(X)
         for m in self.models[1:]:
             out = out + m.predict(X)
-        return out / len(self.models)
+        out = out / len(self.models)
+        if self.output is not None:
+            out, n = self.output.apply_counted(out)
+            if n and clipped is not None:
+                clipped[self.name] = n
+        return out
 
 
 class Predictor:
@@ -200,6 +213,7 @@ class Predictor:
         def member(m: dict[str, Any]) -> Member:
             family = get_family(m["family"])
             models = [family.load(path / d, task) for d in m["models"]]
+            output = m.get("output")
             return Member(
                 m["name"],
                 m["family"],
@@ -208,6 +222,7 @@ class Predictor:
                 models,
                 m.get("params", {}),
                 m.get("refit", False),
+                OutputStep.from_dict(output) if output else None,
             )
 
         pred = cls(
@@ -239,6 +254,7 @@ def _member_dict(m: Member) -> dict[str, Any]:
         "params": m.params,
         "refit": m.refit,
         "models": [layout.model_dir(m.name, i) for i in range(len(m.models))],
+        "output": m.output.to_dict() if m.output is not None else None,
     }
 
 

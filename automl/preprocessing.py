@@ -8,6 +8,10 @@ Recipes:
 - ``nn``: numbers as for ``linear``; categories as embedding indices.
 
 Category codes: 0 = missing, 1..m = the levels kept in training, m+1 = rare or unseen.
+
+A column whose ``ColumnSpec.encoding`` is ``target`` or ``frequency`` (chosen by the fit's column
+probe) enters every recipe as numbers: its levels' target or frequency encoding
+(:mod:`automl.encoders`), standardised in the ``linear`` and ``nn`` recipes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from automl.encoders import EncodingTarget, encode, fit_step
 from automl.exceptions import ConfigError
 from automl.kinds import ColumnKind, level_lookup, level_strings, level_values
 from automl.schema import ColumnSpec
@@ -77,13 +82,20 @@ class Preprocessor:
         self.steps_: list[dict[str, Any]] | None = None
 
     # -- fitting -----------------------------------------------------------------------------------
-    def fit(self, df: pd.DataFrame) -> Preprocessor:
+    def fit(self, df: pd.DataFrame, target: EncodingTarget | None = None) -> Preprocessor:
+        """Fit on ``df``; ``target`` (the training rows' encoded target) is needed only when a
+        column is target-encoded."""
         lim = LIMITS[self.recipe]
         steps = []
         for spec in self.columns:
             s = df[spec.name]
             kind = ColumnKind(spec.kind)
-            if kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
+            if spec.encoding is not None:
+                step = fit_step(spec.encoding, spec.name, s, target)
+                values = encode(step, s)
+                step["scale"] = [_fit_numeric(values[:, j]) for j in range(values.shape[1])]
+                steps.append(step)
+            elif kind in (ColumnKind.CATEGORICAL, ColumnKind.BOOLEAN):
                 steps.append(
                     _fit_levels(
                         spec.name,
@@ -147,6 +159,12 @@ class Preprocessor:
                     cats.append(codes[:, None])
                     cat_names.append(st["name"])
                     cat_sizes.append(size)
+            elif st["type"] in ("target_encoding", "frequency"):
+                values = encode(st, s)
+                for j, name in enumerate(st["outputs"]):
+                    cols, _ = _numeric_out(name, values[:, j], {**st["scale"][j], "indicator": False}, scaled)
+                    nums += cols
+                    num_names.append(name)
             elif st["type"] == "datetime":
                 parts = _date_parts(s, st["origin"])
                 for part, stats in st["parts"].items():
@@ -170,8 +188,8 @@ class Preprocessor:
         cat = np.hstack(cats).astype(np.int32) if cats else np.zeros((n, 0), np.int32)
         return FeatureMatrix(num, cat, num_names, cat_names, cat_sizes)
 
-    def fit_transform(self, df: pd.DataFrame) -> FeatureMatrix:
-        return self.fit(df).transform(df)
+    def fit_transform(self, df: pd.DataFrame, target: EncodingTarget | None = None) -> FeatureMatrix:
+        return self.fit(df, target).transform(df)
 
     # -- plain-data state -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

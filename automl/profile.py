@@ -43,6 +43,7 @@ class ColumnProfile:
     role: str = "feature"  # feature | target | dropped | time | group | weight
     drop_reason: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    decision: dict[str, Any] | None = None  # the fit's column probe verdict (automl.columns)
 
     @property
     def is_feature(self) -> bool:
@@ -241,8 +242,9 @@ def profile_table(
     group_column: str | None = None,
     weight_column: str | None = None,
     n_folds: int = 5,
+    probe_columns: bool = True,
 ) -> DataProfile:
-    """Profile ``df`` for predicting ``target``. The frame is not modified."""
+    """Profile ``df`` for predicting ``target`` (not modified); ``probe_columns``: see quality.check."""
     df, n_dropped = prepare_target(df, target)
     for role, col in (
         ("time_column", time_column),
@@ -273,7 +275,9 @@ def profile_table(
         time_cp.stats = column_stats(df[time_column], ColumnKind(time_cp.kind))
     if group_column is not None:
         quality.check_group_column(df[group_column])
-    found = quality.check(df, target, ptype, columns, n_folds=n_folds, n_missing_target=n_dropped)
+    found = quality.check(
+        df, target, ptype, columns, n_folds=n_folds, n_missing_target=n_dropped, probe_columns=probe_columns
+    )
     for w in found.warnings:
         logger.warning("%s -> %s", w.message, w.action)
     for cp in columns:

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 DROP_MISSING_SHARE = 0.95
 WARN_MISSING_SHARE = 0.5
 HIGH_CARDINALITY = 100
+#: an identifier whose values repeat in at least this share of its rows is tested by the fit's
+#: column probe (automl.columns) instead of being dropped by rule
+MIN_REPEAT_SHARE = 0.3
 #: a single column whose binned values predict the target this well (balanced accuracy or R2) is suspect
 LEAK_SCORE = 0.98
 IMBALANCE_RATIO = 10.0
@@ -61,8 +64,10 @@ def check(
     *,
     n_folds: int,
     n_missing_target: int = 0,
+    probe_columns: bool = True,
 ) -> QualityReport:
-    """Run every check on ``df`` (rows with a missing target already removed)."""
+    """Run every check on ``df`` (rows with a missing target already removed). ``probe_columns``:
+    the fit tests repeating identifiers and high-cardinality categoricals (automl.columns)."""
     rep = QualityReport()
     if n_missing_target:
         share = n_missing_target / (len(df) + n_missing_target)
@@ -72,14 +77,7 @@ def check(
             [target],
             "dropped: a row without a target cannot be learned from",
         )
-    if ids := _dropped(columns, ColumnKind.IDENTIFIER):
-        rep.add(
-            "identifier",
-            f"identifier-like columns {ids}",
-            ids,
-            "dropped: a key carries no signal that generalises to new rows (give it as group_column "
-            "if rows of one key must stay together)",
-        )
+    _identifiers(df, columns, probe_columns, rep)
     if consts := _dropped(columns, ColumnKind.CONSTANT):
         rep.add(
             "constant",
@@ -116,7 +114,8 @@ def check(
             "high_cardinality",
             f"categorical columns with over {HIGH_CARDINALITY} levels: {high_card}",
             high_card,
-            "kept; rare levels are grouped into one 'rare' level",
+            "kept; rare levels are grouped into one 'rare' level"
+            + ("; the fit's column probe also tests target encoding" if probe_columns else ""),
         )
     kept = [c for c in features if c.name not in rep.drop]
     _mixed(df, kept, rep)
@@ -133,6 +132,13 @@ def check(
             "drop it with drop_columns",
         )
     return rep
+
+
+def repeat_share(s: pd.Series) -> float:
+    """Share of the non-missing rows whose value occurs in another row too."""
+    counts = s.dropna().value_counts()
+    n = int(counts.sum())
+    return float(counts[counts > 1].sum() / n) if n else 0.0
 
 
 def check_time_column(s: pd.Series, cp: ColumnProfile) -> None:
@@ -172,6 +178,34 @@ def check_group_column(s: pd.Series) -> None:
         )
     if s.nunique() < 2:
         raise DataError(f"group column {str(s.name)!r} holds a single group; a grouped split needs several")
+
+
+def _identifiers(
+    df: pd.DataFrame, columns: list[ColumnProfile], probe_columns: bool, rep: QualityReport
+) -> None:
+    """Dropped identifiers: keys, and (tested by the fit's column probe) ids whose values repeat."""
+    ids = _dropped(columns, ColumnKind.IDENTIFIER)
+    repeating = [c for c in ids if probe_columns and repeat_share(df[c]) >= MIN_REPEAT_SHARE]
+    keys = [c for c in ids if c not in repeating]
+    if keys:
+        rep.add(
+            "identifier",
+            f"identifier-like columns {keys}",
+            keys,
+            "dropped: a key carries no signal that generalises to new rows (give it as group_column "
+            "if rows of one key must stay together)",
+        )
+    if repeating:
+        rep.add(
+            "identifier",
+            f"identifier-like columns {repeating}",
+            repeating,
+            "their values repeat across rows, so the same entity may sit on both sides of a random "
+            "split: dropped unless the fit's column probe finds that validation scores improve with "
+            "it (encoded or as a number); "
+            "the fit's column decisions say what was chosen (give it as group_column to keep an "
+            "entity's rows together instead)",
+        )
 
 
 def _dropped(columns: list[ColumnProfile], kind: ColumnKind) -> list[str]:

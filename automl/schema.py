@@ -24,12 +24,16 @@ class ColumnSpec:
     dtype: str
     required: bool
     categories: list[str] | None = None  # known levels (categorical/boolean), most frequent first
+    #: "target" or "frequency": the column enters the models as that encoding of its levels
+    #: (decided by the fit's column probe); None: as its kind says
+    encoding: str | None = None
 
 
 @dataclass
 class InputSchema:
     columns: list[ColumnSpec]
-    id_columns: list[str] = field(default_factory=list)  # dropped identifiers, echoed back by batch predict
+    #: identifier columns (dropped, or kept by the column probe), echoed back by batch predict
+    id_columns: list[str] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -48,6 +52,9 @@ class ValidationReport:
     ignored_columns: list[str] = field(default_factory=list)
     filled_missing_columns: list[str] = field(default_factory=list)
     unknown_categories: dict[str, list[str]] = field(default_factory=dict)
+    #: regression: per member, how many of these rows' predictions were clipped to the training
+    #: target's range (automl.target); empty when none was
+    clipped_predictions: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v}

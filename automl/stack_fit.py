@@ -84,7 +84,9 @@ def nested_predictions(base: CandidateResult, data: TrialData, features: Any = N
     family = get_family(base.family)
     X = features if features is not None else data.features[family.recipe]
     k = len(data.folds)
-    cache: dict[tuple[int, int], Any] = {}  # (fold, fold) -> model fitted without both
+    # (fold, fold) -> the model fitted without both, and its output step (regression: the
+    # inverse target transform and the clip range of its training rows)
+    cache: dict[tuple[int, int], Any] = {}
     out = []
     for a in range(k):
         pred = base.oof.copy()
@@ -95,9 +97,11 @@ def nested_predictions(base: CandidateResult, data: TrialData, features: Any = N
             if key not in cache:
                 excluded = np.concatenate([data.folds[a][1], data.folds[m][1]])
                 rows = np.setdiff1d(np.arange(len(data.y)), excluded)
-                cache[key] = _fit_rows(family, base, data, rows, X)
+                cache[key] = (_fit_rows(family, base, data, rows, X), data.output_step(base.config, rows))
+            model, step = cache[key]
             target = data.folds[m][1]
-            pred[target] = cache[key].predict(X.take(target))
+            p = model.predict(X.take(target))
+            pred[target] = step.apply(p) if step is not None else p
         out.append(pred)
     return out
 

@@ -19,31 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from automl.metrics import METRICS, Metric
+from automl.metrics import METRICS
 from automl.models.base import Family, FittedModel, Task
 from automl.preprocessing import FeatureMatrix
+from automl.target import OutputStep, family_params
+from automl.trial_data import TrialData
 from automl.trials import StepReport
 
 logger = logging.getLogger(__name__)
 
 LOG_LOSS = METRICS["log_loss"]
-
-
-@dataclass
-class TrialData:
-    """Everything a trial needs; put in Ray's object store once and shared by all trials."""
-
-    features: dict[str, FeatureMatrix]  # recipe -> matrix of all training rows
-    y: np.ndarray  # encoded target (class index or value)
-    weights: np.ndarray | None
-    folds: list[tuple[np.ndarray, np.ndarray]]
-    task: Task
-    metric: Metric
-    classes: list[Any] | None = None
-
-    @property
-    def n_outputs(self) -> int:
-        return self.task.n_classes if self.task.problem_type.is_classification else 0
 
 
 @dataclass
@@ -66,6 +51,7 @@ class CandidateResult:
     wall_time_s: float
     stop_reason: str  # "converged" | "max_iterations" | "time_budget" | "health: <rule>: <detail>"
     history: list[StepRecord] = field(default_factory=list)
+    n_clipped: int = 0  # validation predictions clipped to the target's range (regression)
 
     @property
     def score(self) -> float:
@@ -100,6 +86,7 @@ class _Progress:
     best_proxy: float = -np.inf
     history: list[StepRecord] = field(default_factory=list)
     elapsed_before: float = 0.0  # seconds trained before the last restore
+    best_clipped: int = 0  # validation predictions clipped at the best step
 
     def save(self, directory: Path, elapsed: float) -> None:
         import json
@@ -145,7 +132,7 @@ def train_candidate(
     no validation label influences which model predicts its row (stack layers use this).
     """
     t_start = time.perf_counter()
-    learners, X = _build_learners(family, config, data, features, deadline)
+    learners, outputs = _build_learners(family, config, data, features, deadline)
     can_checkpoint = checkpoint is not None and all(learner.supports_state for learner in learners)
     prog = _Progress()
     if resume_from is not None:
@@ -160,7 +147,7 @@ def train_candidate(
         for learner in learners:
             learner.step(step)
         prog.n_steps += 1
-        metrics = _score_step(prog, learners, data, select_best)
+        metrics = _score_step(prog, learners, data, select_best, outputs)
         elapsed = prog.elapsed_before + time.perf_counter() - t_start
         prog.history.append(StepRecord(prog.n_steps, metrics["iteration"], metrics["score"], elapsed))
         if on_step is not None:
@@ -182,7 +169,7 @@ def train_candidate(
         if deadline is not None and time.time() >= deadline and prog.n_steps >= min_steps_before_deadline:
             stop_reason = "time_budget"
             break
-    oof = _empty_oof(X.n_rows, data)
+    oof = _empty_oof(len(data.y), data)
     for (_, va), p in zip(data.folds, prog.best_preds):
         oof[va] = p
     t_finish = time.perf_counter()
@@ -199,6 +186,7 @@ def train_candidate(
         wall_time_s=prog.elapsed_before + time.perf_counter() - t_start,
         stop_reason=stop_reason,
         history=prog.history,
+        n_clipped=prog.best_clipped,
     )
 
 
@@ -208,34 +196,46 @@ def _build_learners(
     data: TrialData,
     features: FeatureMatrix | list[FeatureMatrix] | None,
     deadline: float | None,
-) -> tuple[list[Any], FeatureMatrix]:
-    """One learner per fold (on the recipe's matrix, ``features``, or one matrix per fold)."""
-    if isinstance(features, list):
-        per_fold = features
-    else:
-        per_fold = [features if features is not None else data.features[family.recipe]] * len(data.folds)
+) -> tuple[list[Any], list[OutputStep | None]]:
+    """One learner per fold (on the recipe's matrix, ``features``, or one matrix per fold), on
+    the config's target transform; and the output step of each fold's validation predictions."""
+    per_fold = features if isinstance(features, list) else [features] * len(data.folds)
+    params, tf = family_params(config), data.target_transform(config)
     learners = []
     k = len(data.folds)
     for i, (tr, va) in enumerate(data.folds):
         w = data.weights[tr] if data.weights is not None else None
+        if per_fold[i] is None:
+            X_tr, X_va = data.fold_matrix(family.recipe, i, tr), data.fold_matrix(family.recipe, i, va)
+        else:
+            X_tr, X_va = per_fold[i].take(tr), per_fold[i].take(va)
         learner = family.learner(
-            config, data.task, per_fold[i].take(tr), data.y[tr], w, per_fold[i].take(va), data.y[va]
+            params, data.task, X_tr, tf.forward(data.y[tr]), w, X_va, tf.forward(data.y[va])
         )
         # a learner that trains its fold in one call gets its share of the time left
         learner.deadline = None if deadline is None else time.time() + (deadline - time.time()) * (i + 1) / k
         learners.append(learner)
-    return learners, per_fold[0]
+    return learners, [data.output_step(config, tr) for tr, _ in data.folds]
 
 
-def _score_step(prog: _Progress, learners: list[Any], data: TrialData, select_best: bool) -> StepReport:
-    """Score the folds' validation predictions after a step and keep the best step so far.
+def _score_step(
+    prog: _Progress, learners: list[Any], data: TrialData, select_best: bool, outputs: list[OutputStep | None]
+) -> StepReport:
+    """Score the folds' validation predictions (inverted and clipped to the target's units by
+    ``outputs``) after a step and keep the best step so far.
 
     Label metrics (accuracy, F1, ...) move in jumps: log-loss breaks their ties and keeps
     training alive while the probabilities still improve."""
     metric = data.metric
     proxy = LOG_LOSS if data.task.problem_type.is_classification and not metric.needs_proba else None
     iteration = learners[0].iteration
-    preds = [learner.valid_predictions() for learner in learners]
+    preds, clipped = [], 0
+    for learner, out in zip(learners, outputs):
+        p = learner.valid_predictions()
+        if out is not None:
+            p, n = out.apply_counted(p)
+            clipped += n
+        preds.append(p)
     fold_scores = [metric.score(data.y[va], p) for (_, va), p in zip(data.folds, preds)]
     mean = float(np.mean(fold_scores))
     objective = metric.objective(mean)
@@ -252,6 +252,7 @@ def _score_step(prog: _Progress, learners: list[Any], data: TrialData, select_be
             prog.last_gain["primary"] = iteration
         prog.best_objective, prog.best_secondary = objective, secondary
         prog.best_iteration, prog.best_scores, prog.best_preds = iteration, fold_scores, preds
+        prog.best_clipped = clipped
     return StepReport(
         objective=objective,
         score=mean,
@@ -318,12 +319,15 @@ def refit_full(
 ) -> FittedModel:
     """Train ``config`` on every training row (or on ``rows``) for ``n_iterations`` (the best
     iteration found by validation). The learner's validation rows are a small slice of the
-    training rows, only read for its bookkeeping."""
+    training rows, only read for its bookkeeping. The model predicts on the config's transformed
+    target scale: its Member's output step (``data.output_step(config)``) inverts it."""
     X = data.features[family.recipe]
     rows = np.arange(X.n_rows) if rows is None else rows
     peek = rows[: min(256, len(rows))]
     w = data.weights[rows] if data.weights is not None else None
-    learner = family.learner(config, data.task, X.take(rows), data.y[rows], w, X.take(peek), data.y[peek])
+    tf = data.target_transform(config)
+    y, y_peek = tf.forward(data.y[rows]), tf.forward(data.y[peek])
+    learner = family.learner(family_params(config), data.task, X.take(rows), y, w, X.take(peek), y_peek)
     target = max(1, n_iterations)
     # no more than the target: a learner that trains in one call (CatBoost) would otherwise train
     # every iteration its config allows, its early stopping blind on these training rows

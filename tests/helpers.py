@@ -22,7 +22,8 @@ def trial_data(
 
 def predictor_from(result, data, pre, schema, prof) -> Predictor:
     family = get_family(result.family)
-    member = Member("m1", result.family, family.recipe, 1.0, result.models, result.config)
+    output = data.output_step(result.config)  # regression: inverse transform and clip
+    member = Member("m1", result.family, family.recipe, 1.0, result.models, result.config, output=output)
     return Predictor(
         target=prof.target,
         problem_type=prof.problem,

@@ -8,7 +8,7 @@ from typing import Any
 
 from automl.exceptions import ConfigError
 from automl.models import Family, Task
-from tuning.space import FAMILY_KEY, optuna_distributions
+from tuning.space import FAMILY_KEY, family_space, optuna_distributions
 
 
 def _config_space(families: dict[str, Family], task: Task, seed: int) -> Any:
@@ -19,7 +19,7 @@ def _config_space(families: dict[str, Family], task: Task, seed: int) -> Any:
     fam = CS.CategoricalHyperparameter(FAMILY_KEY, list(families))
     cs.add(fam)
     for name, family in families.items():
-        for param, dist in optuna_distributions(family.search_space(task)).items():
+        for param, dist in optuna_distributions(family_space(family, task)).items():
             key = f"{name}.{param}"
             if isinstance(dist, optuna.distributions.FloatDistribution):
                 hp = CS.UniformFloatHyperparameter(key, dist.low, dist.high, log=dist.log)

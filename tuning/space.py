@@ -4,6 +4,11 @@ A config is flat: ``{"family": "lightgbm", "lightgbm.num_leaves": 31, ...}``. Ea
 space is a dict of Ray Tune domains (owned by the family); here they are joined under a
 ``family`` choice as an Optuna define-by-run space, so TPE learns which families do well and
 spends its trials there, and only the chosen family's parameters are sampled.
+
+For a skewed or heavy-tailed regression target (``Task.target_transform``), every family's space
+also has ``target_transform`` (none or the offered transform; applied by ``automl.training``), and
+the portfolio tries the default of each family with ``transform_in_portfolio`` on the transformed
+target right after the defaults.
 """
 
 from __future__ import annotations
@@ -11,8 +16,31 @@ from __future__ import annotations
 from typing import Any
 
 from automl.models import Family, Task
+from automl.target import TARGET_KEY
 
 FAMILY_KEY = "family"
+
+
+def family_space(family: Family, task: Task) -> dict[str, Any]:
+    """A family's own Ray Tune domains plus the target transform choice when one is offered."""
+    space = dict(family.search_space(task))
+    if task.target_transform:
+        from ray import tune
+
+        space[TARGET_KEY] = tune.choice(["none", task.target_transform])
+    return space
+
+
+def family_portfolio(family: Family, task: Task) -> list[dict[str, Any]]:
+    """A family's portfolio; with a transform offered, every config names its transform (a point
+    Optuna evaluates must set every dimension) and the default is also tried transformed."""
+    configs = family.portfolio(task)
+    if not task.target_transform:
+        return configs
+    configs = [{TARGET_KEY: "none", **c} for c in configs]
+    if family.transform_in_portfolio:
+        configs.insert(1, {**configs[0], TARGET_KEY: task.target_transform})
+    return configs
 
 
 def flatten(family: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +72,7 @@ class JointSpace:
 
     def __init__(self, families: dict[str, Family], task: Task) -> None:
         self.names = list(families)
-        self.dists = {name: optuna_distributions(f.search_space(task)) for name, f in families.items()}
+        self.dists = {name: optuna_distributions(family_space(f, task)) for name, f in families.items()}
 
     def __call__(self, trial: Any) -> None:
         import optuna
@@ -78,7 +106,7 @@ def clip_to_space(config: dict[str, Any], space: dict[str, Any]) -> dict[str, An
 def portfolio(families: dict[str, Family], task: Task) -> list[dict[str, Any]]:
     """Every family's default first, then every family's second config, and so on (round robin)."""
     lists = [
-        [flatten(name, clip_to_space(c, f.search_space(task))) for c in f.portfolio(task)]
+        [flatten(name, clip_to_space(c, f.search_space(task))) for c in family_portfolio(f, task)]
         for name, f in families.items()
     ]
     out: list[dict[str, Any]] = []

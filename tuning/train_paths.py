@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from automl.models.base import Family
+from automl.target import family_params
 from automl.training import CandidateResult, StepRecord, TrialData
 from tuning import distributed
 
@@ -44,25 +45,27 @@ def uses_ray_train(family: Family, path: TrainPath) -> bool:
 def train_candidate_ray(
     family: Family, config: dict[str, Any], data: TrialData, path: TrainPath, trial_name: str
 ) -> CandidateResult:
-    """Train every fold through Ray Train (one after another) and score it exactly."""
+    """Train every fold through Ray Train (one after another) and score it exactly (in the
+    target's units: a transformed target's predictions are inverted and clipped first)."""
     t_start = time.perf_counter()
-    X = data.features[family.recipe]
+    n = len(data.y)
     k = data.n_outputs
-    oof = np.full((X.n_rows, k) if k else (X.n_rows,), np.nan)
+    oof = np.full((n, k) if k else (n,), np.nan)
     models, scores, iters = [], [], []
     fit_time = 0.0
     history: list[StepRecord] = []
+    params, tf = family_params(config), data.target_transform(config)
     for i, (tr, va) in enumerate(data.folds):
         w = data.weights[tr] if data.weights is not None else None
-        valid = X.take(va)
+        valid = data.fold_matrix(family.recipe, i, va)
         job = distributed.job_from_matrices(
-            config,
+            params,
             data.task,
-            X.take(tr),
-            data.y[tr],
+            data.fold_matrix(family.recipe, i, tr),
+            tf.forward(data.y[tr]),
             w,
             valid,
-            data.y[va],
+            tf.forward(data.y[va]),
             metric=data.metric.name,
             num_workers=path.workers,
             use_gpu=path.use_gpu and family.supports_gpu,
@@ -71,6 +74,9 @@ def train_candidate_ray(
         )
         done = distributed.fit(family.name, job)
         valid_pred = done.model.predict(valid)
+        step = data.output_step(config, tr)
+        if step is not None:
+            valid_pred = step.apply(valid_pred)
         fit_time += done.seconds
         oof[va] = valid_pred
         scores.append(data.metric.score(data.y[va], valid_pred))

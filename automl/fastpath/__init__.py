@@ -21,7 +21,7 @@ import pandas as pd
 
 from automl.calibration import apply_calibration
 from automl.fastpath.columns import ColumnPlan, LevelUniverse, plan_kind, read_columns
-from automl.fastpath.features import RecipePlan
+from automl.fastpath.features import ENCODING_STEPS, RecipePlan
 from automl.kinds import ColumnKind
 from automl.models.base import ModelInput
 from automl.schema import ValidationReport
@@ -110,23 +110,29 @@ class FastPath:
         cols = read_columns(pred.schema, self.plans, data)
         threads = threads_for(cols.n_rows)
         inputs = {r: plan.transform(cols) for r, plan in self.recipes.items()}
+        clipped: dict[str, int] = {}
         for layer in pred.stack_layers:
-            preds = [self.predict_member(m, inputs[m.recipe], threads) for m in layer]
+            preds = [self.predict_member(m, inputs[m.recipe], threads, clipped) for m in layer]
             base = inputs["tree"].X if pred.stack_uses_features and "tree" in inputs else None
             inputs[STACK_RECIPE] = ModelInput(
                 stack_features(preds, [m.name for m in layer], pred.problem_type, base)
             )
         out = None
         for m in pred.members:
-            p = m.weight * self.predict_member(m, inputs[m.recipe], threads)
+            p = m.weight * self.predict_member(m, inputs[m.recipe], threads, clipped)
             out = p if out is None else out + p
         if pred.calibration:
             out = apply_calibration(out, pred.calibration, pred.problem_type)
+        if clipped:
+            cols.report.clipped_predictions = clipped
         return out, cols.report
 
-    def predict_member(self, member: Member, inputs: ModelInput, threads: int) -> np.ndarray:
-        """The bag's mean prediction (as :meth:`automl.predictor.Member.predict`), its fold models
-        evaluated together when their family can (:meth:`FittedModel.joint_predictor`)."""
+    def predict_member(
+        self, member: Member, inputs: ModelInput, threads: int, clipped: dict[str, int] | None = None
+    ) -> np.ndarray:
+        """The bag's mean prediction through the member's output step (as
+        :meth:`automl.predictor.Member.predict`), its fold models evaluated together when their
+        family can (:meth:`FittedModel.joint_predictor`); ``clipped`` receives clip counts."""
         outs = None
         joint = self._joint(member)
         if joint is not None:
@@ -136,7 +142,12 @@ class FastPath:
         out = outs[0]
         for o in outs[1:]:
             out = out + o
-        return out / len(outs)
+        out = out / len(outs)
+        if member.output is not None:
+            out, n = member.output.apply_counted(out)
+            if n and clipped is not None:
+                clipped[member.name] = n
+        return out
 
     def _joint(self, member: Member) -> Any:
         hit = self._joints.get(id(member))
@@ -207,6 +218,8 @@ def _column_plan(spec: Any, pres: dict[str, Any]) -> ColumnPlan:
         universe = LevelUniverse.build(spec.categories, kept, report)
     for p in pres.values():
         for st in p.steps_:
-            if st["name"] == spec.name and st["type"] != kind:  # step types are named as plan kinds
+            # step types are named as plan kinds; encodings read a column's levels too
+            fits = st["type"] == kind or (kind == "levels" and st["type"] in ENCODING_STEPS)
+            if st["name"] == spec.name and not fits:
                 raise ValueError(f"column {spec.name!r}: a {st['type']} step on a {spec.kind} column")
     return ColumnPlan(spec.name, kind, spec.required, universe)

@@ -13,9 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from automl.encoders import MISSING
 from automl.fastpath.columns import Columns, LevelUniverse
 from automl.models.base import ModelInput
 from automl.preprocessing import FeatureMatrix, Preprocessor, _date_parts, _hash_text, _numeric_out
+
+#: preprocessing steps that encode a column's levels as numbers (automl.encoders)
+ENCODING_STEPS = ("target_encoding", "frequency")
 
 
 class RecipePlan:
@@ -32,6 +36,8 @@ class RecipePlan:
         numeric: list[tuple[str, int, int, dict[str, Any]]] = []  # name, position, indicator position
         levels: list[tuple[str, int, np.ndarray]] = []  # name, cat position or one-hot offset, remap
         self.others: list[tuple[dict[str, Any], int]] = []  # datetime and text steps, first position
+        #: encoded levels (target / frequency encoding): name, position, value by universe code + 1, scale
+        self.encoded: list[tuple[str, int, np.ndarray, dict[str, Any]]] = []
         for st in pre.steps_:
             pos = len(self.num_names)
             if st["type"] == "numeric":
@@ -50,6 +56,13 @@ class RecipePlan:
                     levels.append((st["name"], len(self.cat_names), remap))
                     self.cat_names.append(st["name"])
                     self.cat_sizes.append(len(st["levels"]) + 2)
+            elif st["type"] in ENCODING_STEPS:
+                tables = _encoding_tables(st, universes[st["name"]])
+                for j, out in enumerate(st["outputs"]):
+                    self.encoded.append(
+                        (st["name"], pos + j, tables[j], {**st["scale"][j], "indicator": False})
+                    )
+                    self.num_names.append(out)
             elif st["type"] == "datetime":
                 self.others.append((st, pos))
                 for part, stats in st["parts"].items():
@@ -105,6 +118,9 @@ class RecipePlan:
                 cat[:] = codes
                 if tree:
                     dense[:, self.n_num :] = codes
+        for name, pos, table, scale in self.encoded:
+            values = table[cols.values[name] + 1]
+            num[:, pos] = _numeric_out(name, values, scale, self.scaled)[0][0][:, 0]
         for st, pos in self.others:
             self._write_other(st, pos, cols.values[st["name"]], num)
         X = FeatureMatrix(num, cat, self.num_names, self.cat_names, self.cat_sizes)
@@ -132,6 +148,21 @@ class RecipePlan:
             for col, _ in zip(*_numeric_out(f"{st['name']}.{part}", parts[part], stats, self.scaled)):
                 num[:, pos] = col[:, 0]
                 pos += 1
+
+
+def _encoding_tables(step: dict[str, Any], universe: LevelUniverse) -> list[np.ndarray]:
+    """Per output of an encoding step, its value by universe code + 1 (as
+    :func:`automl.encoders.encode`): missing -> the encoding of the missing-value level (the prior
+    when training had none), a level the step did not see -> the prior."""
+    position = {v: i for i, v in enumerate(step["levels"])}
+    where = [position.get(v, -1) for v in universe.levels]
+    tables = []
+    for vals, prior in zip(step["values"], step["prior"]):
+        vals = np.asarray(vals, dtype=float)
+        missing = vals[position[MISSING]] if MISSING in position else prior
+        known = np.array([vals[i] if i >= 0 else prior for i in where], dtype=float)
+        tables.append(np.concatenate([[missing, prior], known]))
+    return tables
 
 
 def _remap(levels: list[str], universe: LevelUniverse) -> np.ndarray:

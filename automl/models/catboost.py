@@ -22,7 +22,7 @@ from automl.models.base import (
     register,
     write_json,
 )
-from automl.models.gbdt import patience_rounds, rounds_per_step
+from automl.models.gbdt import patience_rounds, robust_defaults, robust_scale, robust_space, rounds_per_step
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -79,7 +79,9 @@ def cb_params(config: dict[str, Any], task: Task) -> dict[str, Any]:
         "one_hot_max_size": 10,
         "max_ctr_complexity": 2,
     }
-    params.update({k: v for k, v in config.items() if k != "n_estimators"})
+    params.update({k: v for k, v in config.items() if k not in ("n_estimators", "robust_delta", "objective")})
+    if config.get("objective") == "Huber":
+        params["loss_function"] = "Huber"  # its delta is set from the training target by the family
     if task.use_gpu:
         params["task_type"] = "GPU"
     return params
@@ -241,6 +243,7 @@ class CatBoostFamily(Family):
     refit_scales_iterations = True
     relative_cost = 8.0
     recipe = "tree"
+    transform_in_portfolio = True
     priority = 55  # strong but ~10x LightGBM's cost on CPU: after the cheap families
     supports_gpu = True
 
@@ -255,6 +258,7 @@ class CatBoostFamily(Family):
             "bagging_temperature": tune.uniform(0.0, 1.0),
             "border_count": tune.choice([64, 128, 254]),
             "max_ctr_complexity": tune.choice([1, 2, 3]),
+            **robust_space(task, ["RMSE", "Huber"]),
         }
 
     def portfolio(self, task: Task) -> list[dict[str, Any]]:
@@ -266,12 +270,16 @@ class CatBoostFamily(Family):
                 "random_strength": 1.0,
                 "bagging_temperature": 1.0,
                 "border_count": 254,
+                **robust_defaults(task, "RMSE"),
             }
         ]
 
     def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:
+        params = cb_params(config, task)
+        if params["loss_function"] == "Huber":
+            params["loss_function"] = f"Huber:delta={robust_scale(config, y_train):.6g}"
         return CatBoostLearner(
-            cb_params(config, task),
+            params,
             task,
             train,
             y_train,

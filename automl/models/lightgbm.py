@@ -20,7 +20,15 @@ from automl.models.base import (
     register,
     write_json,
 )
-from automl.models.gbdt import MAX_ROUNDS, data_sized_leaves, patience_rounds, rounds_per_step
+from automl.models.gbdt import (
+    MAX_ROUNDS,
+    data_sized_leaves,
+    patience_rounds,
+    robust_defaults,
+    robust_scale,
+    robust_space,
+    rounds_per_step,
+)
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -44,7 +52,7 @@ def lgb_params(config: dict[str, Any], task: Task) -> dict[str, Any]:
         "max_cat_to_onehot": 8,
     }
     for key, value in config.items():
-        if key in ("n_estimators",):
+        if key in ("n_estimators", "robust_delta"):
             continue
         params[key] = value
     if params.get("bagging_fraction", 1.0) < 1.0:
@@ -184,6 +192,7 @@ class LightGBMFamily(Family):
     refit_scales_iterations = True
     recipe = "tree"
     priority = 10
+    transform_in_portfolio = True
     supports_gpu = False  # LightGBM's CUDA build is not on PyPI; it trains on CPU workers
     boosting = "gbdt"
 
@@ -201,6 +210,7 @@ class LightGBMFamily(Family):
             "lambda_l2": tune.loguniform(1e-3, 100.0),
             "cat_smooth": tune.loguniform(1.0, 100.0),
             "extra_trees": tune.choice([False, True]),
+            **robust_space(task, ["regression", "huber", "fair"]),
         }
 
     def portfolio(self, task: Task) -> list[dict[str, Any]]:
@@ -214,6 +224,7 @@ class LightGBMFamily(Family):
             "lambda_l2": 1e-3,
             "cat_smooth": 10.0,
             "extra_trees": False,
+            **robust_defaults(task, "regression"),
         }
         return [
             base,
@@ -229,6 +240,10 @@ class LightGBMFamily(Family):
 
     def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:
         params = {**lgb_params(config, task), "boosting": self.boosting}
+        if params.get("objective") == "huber":
+            params["alpha"] = robust_scale(config, y_train)
+        elif params.get("objective") == "fair":
+            params["fair_c"] = robust_scale(config, y_train)
         return LightGBMLearner(
             params,
             task,

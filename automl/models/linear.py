@@ -118,6 +118,7 @@ class LinearFamily(Family):
     relative_cost = 0.5
     recipe = "linear"
     priority = 30
+    transform_in_portfolio = True
     patience = 1
 
     def search_space(self, task: Task) -> dict[str, Any]:

@@ -21,7 +21,14 @@ from automl.models.base import (
     register,
     write_json,
 )
-from automl.models.gbdt import MAX_ROUNDS, patience_rounds, rounds_per_step
+from automl.models.gbdt import (
+    MAX_ROUNDS,
+    patience_rounds,
+    robust_defaults,
+    robust_scale,
+    robust_space,
+    rounds_per_step,
+)
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -45,7 +52,7 @@ def xgb_params(config: dict[str, Any], task: Task) -> dict[str, Any]:
         "max_cat_to_onehot": 8,
         "verbosity": 0,
     }
-    params.update({k: v for k, v in config.items() if k != "n_estimators"})
+    params.update({k: v for k, v in config.items() if k not in ("n_estimators", "robust_delta")})
     if task.use_gpu:
         params["device"] = "cuda"
     return params
@@ -206,6 +213,7 @@ class XGBoostFamily(Family):
     relative_cost = 1.2
     recipe = "tree"
     priority = 20
+    transform_in_portfolio = True
     supports_gpu = True
 
     def search_space(self, task: Task) -> dict[str, Any]:
@@ -219,6 +227,7 @@ class XGBoostFamily(Family):
             "colsample_bytree": tune.uniform(0.4, 1.0),
             "reg_lambda": tune.loguniform(1e-3, 100.0),
             "reg_alpha": tune.loguniform(1e-3, 10.0),
+            **robust_space(task, ["reg:squarederror", "reg:pseudohubererror"]),
         }
 
     def portfolio(self, task: Task) -> list[dict[str, Any]]:
@@ -230,6 +239,7 @@ class XGBoostFamily(Family):
             "colsample_bytree": 0.8,
             "reg_lambda": 1.0,
             "reg_alpha": 1e-3,
+            **robust_defaults(task, "reg:squarederror"),
         }
         return [
             base,
@@ -237,8 +247,11 @@ class XGBoostFamily(Family):
         ]
 
     def learner(self, config, task, train, y_train, w_train, valid, y_valid) -> Learner:
+        params = xgb_params(config, task)
+        if params.get("objective") == "reg:pseudohubererror":
+            params["huber_slope"] = robust_scale(config, y_train)
         return XGBoostLearner(
-            xgb_params(config, task),
+            params,
             task,
             train,
             y_train,

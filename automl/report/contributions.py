@@ -75,7 +75,10 @@ def column_owners(feature_names: list[str], columns: list[str]) -> list[str]:
 
 
 def has_contributions(member: Member) -> bool:
-    return all(callable(getattr(m, "contributions", None)) for m in member.models)
+    """Tree members whose margins are in the target's own units (a member trained on a
+    transformed target explains the transformed scale, which does not add up with the others)."""
+    transformed = member.output is not None and member.output.transform.name != "none"
+    return not transformed and all(callable(getattr(m, "contributions", None)) for m in member.models)
 
 
 def _outputs(predictor: Predictor) -> int:

@@ -185,6 +185,7 @@ def profile(run: RunData) -> str:
         )
     else:
         body += H.note("No data quality warnings.")
+    body += _decisions(run)
     cols = pd.DataFrame(
         [
             {
@@ -204,6 +205,37 @@ def profile(run: RunData) -> str:
         "<h3>Columns</h3>" + f'<div class="scroll">{H.table(cols, table_id="columns", sortable=True)}</div>'
     )
     body += "<h3>Target</h3>" + _target_plot(run)
+    return body
+
+
+def _decisions(run: RunData) -> str:
+    """The prepare stage's decisions: the column probe's verdicts with their scores, and the
+    regression target's transform and clip range (run.json ``decisions``)."""
+    dec = run.info.get("decisions") or {}
+    cols, target = dec.get("columns") or {}, dec.get("target")
+    if not cols and not target:
+        return ""
+    body = "<h3>Decisions</h3>"
+    if cols:
+        rows = [
+            {
+                "column": name,
+                "kind": d.get("kind"),
+                "default": d.get("default"),
+                "chosen": d.get("choice"),
+                **{f"{o} ({d.get('metric')})": v for o, v in (d.get("scores") or {}).items()},
+                "why": d.get("reason", "").split("; ")[0],
+            }
+            for name, d in cols.items()
+        ]
+        body += H.table(pd.DataFrame(rows).fillna(""), table_id="column_decisions")
+    if target:
+        pairs = [("target", target.get("reason")), ("clip range", target.get("clip_range"))]
+        if clipped := dec.get("clipped_validation_predictions"):
+            pairs.append(
+                ("clipped validation predictions", ", ".join(f"{k}: {v}" for k, v in clipped.items()))
+            )
+        body += H.kv(pairs)
     return body
 
 
