@@ -18,7 +18,14 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from automl import layout
-from automl.config import EnsembleConfig, FitSpec, ResourceConfig, SearchConfig, ValidationConfig
+from automl.config import (
+    EnsembleConfig,
+    FitSpec,
+    ResourceConfig,
+    SearchConfig,
+    StreamingConfig,
+    ValidationConfig,
+)
 from automl.data import TableSource, load_table
 from automl.exceptions import ConfigError, DataError, NotFittedError
 from automl.metrics import Metric
@@ -52,6 +59,11 @@ class AutoML(BaseEstimator):
         presets: a preset name (or several) from ``automl.presets.PRESETS``: ``"fast_inference"``
             deploys the best model that predicts one row in at most 2 ms and weighs at most 20 MB.
             It fills the ``ensemble`` settings you left at their defaults.
+        data_mode: "auto" (default), "memory" or "streaming". Streaming keeps the table a
+            ``ray.data.Dataset`` (profile from streamed aggregates, a hashed holdout, trials on a
+            bounded sample, the finalists on every row through Ray Train); "auto" picks it when
+            the table would not fit in the memory Ray reports (see ``automl.streaming.mode``).
+        streaming: settings of the streaming mode (``automl.config.StreamingConfig``).
 
     Example:
         >>> run = AutoML(target="class", time_limit=60).fit("data/adult.csv.gz")  # doctest: +SKIP
@@ -76,6 +88,8 @@ class AutoML(BaseEstimator):
         class_weight: str | None = None,
         write_report: bool = True,
         presets: str | list[str] | None = None,
+        data_mode: str = "auto",
+        streaming: StreamingConfig | None = None,
     ) -> None:
         self.target = target
         self.problem_type = problem_type
@@ -92,6 +106,8 @@ class AutoML(BaseEstimator):
         self.class_weight = class_weight
         self.write_report = write_report
         self.presets = presets
+        self.data_mode = data_mode
+        self.streaming = streaming
 
     # -- fitting ------------------------------------------------------------------------------------
     def _spec(self) -> FitSpec:
@@ -118,6 +134,8 @@ class AutoML(BaseEstimator):
             weight_column=self.weight_column,
             class_weight=self.class_weight,
             report=self.write_report,
+            data_mode=self.data_mode,
+            streaming=self.streaming or StreamingConfig(),
         )
 
     def fit(
@@ -149,10 +167,28 @@ class AutoML(BaseEstimator):
         from automl.lineage import lineage
 
         spec = self._spec()
+        run_dir = Path(self.output_dir) if self.output_dir else Path(tempfile.mkdtemp(prefix="automl-run-"))
+        from automl.streaming.mode import choose_mode
+
+        mode = choose_mode(data, spec.data_mode, spec.resources)
+        if mode.mode == "streaming":
+            from automl.streaming.run import run_streaming_fit
+
+            result = run_streaming_fit(
+                spec,
+                data,
+                run_dir=run_dir,
+                mode=mode,
+                started_at=started,
+                stop_ray=stop_ray,
+                validation=validation_data,
+                test=test_data,
+                resume=resume,
+            )
+            return self._take(result, run_dir)
         train = load_table(data, name="train")
         valid = load_table(validation_data, name="validation") if validation_data is not None else None
         test = load_table(test_data, name="test") if test_data is not None else None
-        run_dir = Path(self.output_dir) if self.output_dir else Path(tempfile.mkdtemp(prefix="automl-run-"))
         call = f"AutoML(target={self.target!r}, time_limit={spec.time_limit}, search={spec.search}).fit(...)"
         result = run_fit(
             spec,
@@ -162,9 +198,12 @@ class AutoML(BaseEstimator):
             test=test,
             resume=resume,
             started_at=started,
-            lineage=lineage(data, train, call),
+            lineage={**lineage(data, train, call), "data_mode": mode.to_dict()},
             stop_ray=stop_ray,
         )
+        return self._take(result, run_dir)
+
+    def _take(self, result: Any, run_dir: Path) -> AutoML:
         self.predictor_ = result.predictor
         self.leaderboard_ = result.leaderboard
         self.profile_ = result.profile

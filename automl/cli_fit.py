@@ -115,6 +115,14 @@ def _deploy_arguments(f: argparse.ArgumentParser) -> None:
         "state goes to STORAGE/<run name>-search, the finished run directory is copied to STORAGE/<run name>",
     )
     f.add_argument("--train-workers", type=int, default=1, help="Ray Train workers per large-data trial")
+    f.add_argument(
+        "--data-mode",
+        default="auto",
+        choices=["auto", "memory", "streaming"],
+        help="streaming keeps the table a Ray Dataset (tables bigger than the driver); auto picks it "
+        "from the table's size and the memory Ray reports",
+    )
+    f.add_argument("--sample-rows", type=int, help="streaming: rows of the sample the trials train on")
 
 
 def cmd_fit(a: argparse.Namespace) -> int:
@@ -122,6 +130,7 @@ def cmd_fit(a: argparse.Namespace) -> int:
 
     started = process_start_time()
     from automl import AutoML, EnsembleConfig, ResourceConfig, SearchConfig, ValidationConfig
+    from automl.config import StreamingConfig
     from automl.exceptions import ConfigError
 
     out = Path(a.output or Path("runs") / Path(a.data.rstrip("/")).name.split(".")[0])
@@ -172,6 +181,8 @@ def cmd_fit(a: argparse.Namespace) -> int:
         class_weight=a.class_weight,
         write_report=not a.no_report,
         presets=_families(a.presets),
+        data_mode=a.data_mode,
+        streaming=StreamingConfig(**({"sample_rows": a.sample_rows} if a.sample_rows else {})),
     )
     run.fit(
         a.data,

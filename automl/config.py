@@ -11,6 +11,7 @@ from automl.exceptions import ConfigError
 SEARCH_STRATEGIES = ("bayesian", "random", "grid", "hyperband", "asha", "bohb")
 VALIDATION_STRATEGIES = ("auto", "holdout", "kfold")
 TARGET_TRANSFORMS = ("auto", "none", "log1p", "yeo-johnson")
+DATA_MODES = ("auto", "memory", "streaming")
 
 
 def _choice(name: str, value: Any, choices: tuple) -> None:
@@ -225,6 +226,35 @@ class ResourceConfig:
 
 
 @dataclass(frozen=True)
+class StreamingConfig:
+    """Settings of the streaming data mode (``data_mode="streaming"``, :mod:`automl.streaming`).
+
+    Args:
+        sample_rows: rows of the bounded uniform sample the profile's kinds, the preprocessing
+            and the search's trials work on (the finalists train on every row).
+        finals: train the best config of each boosting family (LightGBM, XGBoost) on the full
+            training part through Ray Train; False keeps the sample-trained models.
+        final_workers: Ray Train workers of each final fit (default: one per CPU of the cluster).
+        early_stopping_rows: validation rows each final's workers read for early stopping (the
+            whole validation part is scored afterwards, by Ray Data batch inference).
+        finals_share: share of the time limit kept for the final fits.
+    """
+
+    sample_rows: int = 200_000
+    finals: bool = True
+    final_workers: int | None = None
+    early_stopping_rows: int = 100_000
+    finals_share: float = 0.4
+
+    def __post_init__(self) -> None:
+        _positive("sample_rows", self.sample_rows, allow_none=False)
+        _positive("final_workers", self.final_workers)
+        _positive("early_stopping_rows", self.early_stopping_rows, allow_none=False)
+        if not 0 <= self.finals_share < 1:
+            raise ConfigError(f"finals_share must be in [0, 1); got {self.finals_share}")
+
+
+@dataclass(frozen=True)
 class FitSpec:
     """Everything a fit is asked to do: ``AutoML``'s settings, validated, as one object."""
 
@@ -241,3 +271,8 @@ class FitSpec:
     weight_column: str | None = None
     class_weight: str | None = None
     report: bool = True
+    data_mode: str = "auto"  # auto | memory | streaming (automl.streaming.mode)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+
+    def __post_init__(self) -> None:
+        _choice("data_mode", self.data_mode, DATA_MODES)

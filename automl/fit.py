@@ -23,7 +23,6 @@ from automl.assemble import Assembly, assemble
 from automl.clock import Clock
 from automl.config import FitSpec
 from automl.deploy_stage import save_alternatives
-from automl.exceptions import ConfigError
 from automl.fallback import FALLBACK_DEPLOY_S, FALLBACK_MIN_S, fallback_trial
 from automl.predictor import Predictor
 from automl.prepare import Prepared, prepare
@@ -53,18 +52,29 @@ def run_fit(
     started_at: float | None = None,
     lineage: dict[str, Any] | None = None,
     stop_ray: bool = False,
+    stream: Any = None,
 ) -> FitResult:
     """Run the autopilot. The time limit counts from ``started_at`` (default: now); every stage
     after the search has a deadline from the time left (:class:`automl.clock.Clock`).
-    ``stop_ray``: shut down a Ray this fit started, inside the time limit."""
+    ``stop_ray``: shut down a Ray this fit started, inside the time limit. ``stream``: a streaming
+    fit's plan (automl.streaming): ``train`` is its sample; exact figures and final fits added."""
     clock = Clock(started_at or time.time(), spec.time_limit)
     run_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(spec, train, validation=validation)
+    if stream is not None:
+        stream.annotate(prep.profile)
     prep.profile.save(run_dir / layout.PROFILE)
     (run_dir / layout.FOLDS).write_text(json.dumps(prep.folds.to_dict()))
     timings = dict(prep.timings)
     outcome, ray_started = _search(
-        spec, prep, run_dir=run_dir, clock=clock, resume=resume, timings=timings, stop_ray=stop_ray
+        spec,
+        prep,
+        run_dir=run_dir,
+        clock=clock,
+        resume=resume,
+        timings=timings,
+        stop_ray=stop_ray,
+        stream=stream,
     )
     t = time.time()
     asm = assemble(spec, prep, outcome, test=test, deadline=clock.until(after_assemble_s(spec)))
@@ -140,6 +150,7 @@ def _search(
     resume: bool,
     timings: dict[str, float],
     stop_ray: bool,
+    stream: Any = None,
 ) -> tuple[SearchOutcome, bool]:
     """Start or join Ray, run the search, and make sure there is at least one model. Returns the
     outcome and whether the fit is to stop the Ray it started (whose time the clock keeps)."""
@@ -158,7 +169,7 @@ def _search(
         # families that can use a GPU (XGBoost, CatBoost, the MLP) train on it; the trials request one
         data.task = replace(data.task, use_gpu=True)
         logger.info("GPU: %.0f in the cluster; trials of GPU-capable families train on CUDA", cluster.gpus)
-    deadline = clock.until(search_reserve(spec))
+    deadline = clock.until(search_reserve(spec) + (stream.finals_reserve_s(spec.time_limit) if stream else 0))
     if deadline is not None and deadline - time.time() < MIN_SEARCH_S:
         # starting Tune and winding it down would take longer than what is left: the fallback
         # model below trains in this process instead
@@ -176,9 +187,22 @@ def _search(
             deadline=deadline,
             seed=spec.seed,
             resume=resume,
-            extra_points=_warm_start_points(spec.search.warm_start, prep.families),
+            extra_points=lb.warm_start_points(spec.search.warm_start, prep.families),
         )
     timings["search_s"] = outcome.wall_s
+    if stream is not None and outcome.completed():  # streaming: the best configs on every row
+        from tuning.distributed.finals import train_finals
+
+        t = time.time()
+        outcome.trials += train_finals(
+            prep,
+            outcome,
+            stream,
+            run_dir=run_dir,
+            deadline=clock.until(search_reserve(spec)),
+            cluster=cluster,
+        )
+        timings["finals_s"] = time.time() - t
     if not outcome.completed():
         # at least FALLBACK_MIN_S to train it, however late: a model is the one thing a fit must leave
         deadline = clock.until(after_assemble_s(spec) + FALLBACK_DEPLOY_S)
@@ -315,20 +339,3 @@ def save_validation_sample(
     path = run_dir / layout.VALIDATION_SAMPLE
     out.to_parquet(path, index=False)
     return path
-
-
-def _warm_start_points(previous: str | None, families: dict[str, Any], top: int = 5) -> list[dict[str, Any]]:
-    """Best configs of an earlier run (its leaderboard), evaluated first in this search."""
-    if not previous:
-        return []
-    path = Path(previous) / layout.LEADERBOARD
-    if not path.exists():
-        raise ConfigError(f"warm_start: {str(path)!r} does not exist; pass a run directory of an earlier fit")
-    board = lb.load(path)
-    done = board[(board["status"] == "completed") & board["family"].isin(list(families))].head(top)
-    points = [
-        {"family": r.family, **{f"{r.family}.{k}": v for k, v in json.loads(r.params).items()}}
-        for r in done.itertuples()
-    ]
-    logger.info("warm start: %d configs from %s", len(points), previous)
-    return points

@@ -16,12 +16,18 @@ skipped (an option or stage left out, usually for time: stop_reason says why).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from automl import layout
+from automl.exceptions import ConfigError
+
+logger = logging.getLogger(__name__)
 
 COLUMNS = [
     "rank",
@@ -142,3 +148,20 @@ def format_table(df: pd.DataFrame, limit: int = 20) -> str:
             ("* " if c else "  ") + m for m, c in zip(show["model"], df.head(limit)["chosen"].fillna(False))
         ]
     return show.to_string(index=False)
+
+
+def warm_start_points(previous: str | None, families: dict[str, Any], top: int = 5) -> list[dict[str, Any]]:
+    """Best configs of an earlier run (its leaderboard), evaluated first in this search."""
+    if not previous:
+        return []
+    path = Path(previous) / layout.LEADERBOARD
+    if not path.exists():
+        raise ConfigError(f"warm_start: {str(path)!r} does not exist; pass a run directory of an earlier fit")
+    board = load(path)
+    done = board[(board["status"] == "completed") & board["family"].isin(list(families))].head(top)
+    points = [
+        {"family": r.family, **{f"{r.family}.{k}": v for k, v in json.loads(r.params).items()}}
+        for r in done.itertuples()
+    ]
+    logger.info("warm start: %d configs from %s", len(points), previous)
+    return points

@@ -71,6 +71,7 @@ class DataProfile:
     weight_column: str | None = None
     baseline: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    streaming: dict[str, Any] = field(default_factory=dict)  # streaming mode: exact figures, sampled ones
 
     # -- views ---------------------------------------------------------------------------------
     @property

@@ -54,6 +54,7 @@ class DistributedJob:
     labels: Labels | None = None
     max_epochs: int | None = None  # the MLP's epoch cap (tests)
     cpus_per_worker: float | None = None
+    placement: str = "PACK"  # Ray Train's placement strategy of the workers ("SPREAD": across nodes)
 
 
 @dataclass(frozen=True)

@@ -125,10 +125,13 @@ def shard_arrays(name: str, layout: FeatureLayout) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(xs), np.concatenate(ys), (np.concatenate(ws) if ws else None)
 
 
-def scaling_config(num_workers: int, use_gpu: bool, cpus_per_worker: float | None = None) -> Any:
+def scaling_config(
+    num_workers: int, use_gpu: bool, cpus_per_worker: float | None = None, placement: str = "PACK"
+) -> Any:
     """Workers of 1 CPU, or 0.5 when there are several: the Tune trial that drives the trainer
     holds a slot of its own, and on 2 CPUs two 1-CPU workers plus Ray Data's read tasks would
-    wait for each other (the Train V1 fallback with 2 workers on 2 CPUs hung waiting for a third)."""
+    wait for each other (the Train V1 fallback with 2 workers on 2 CPUs hung waiting for a third).
+    ``placement`` "SPREAD" puts the workers on different nodes where it can (streaming finals)."""
     from ray.train import ScalingConfig
 
     cpus = cpus_per_worker or (0.5 if num_workers > 1 else 1.0)
@@ -136,6 +139,7 @@ def scaling_config(num_workers: int, use_gpu: bool, cpus_per_worker: float | Non
         num_workers=num_workers,
         use_gpu=use_gpu,
         resources_per_worker={"CPU": cpus, **({"GPU": 1} if use_gpu else {})},
+        placement_strategy=placement,
     )
 
 

@@ -80,7 +80,7 @@ def fit_lightgbm(job: DistributedJob) -> DistributedFit:
     result = LightGBMTrainer(
         lightgbm_loop,
         train_loop_config=cfg,
-        scaling_config=scaling_config(job.num_workers, job.use_gpu, job.cpus_per_worker),
+        scaling_config=scaling_config(job.num_workers, job.use_gpu, job.cpus_per_worker, job.placement),
         run_config=run_config(job),
         datasets=job.datasets,
         dataset_config=data_config(),

@@ -1,0 +1,78 @@
+"""Scoring a Predictor on a streamed table by Ray Data batch inference: each block is predicted
+by the Predictor itself (the same compiled path as serving) in a Ray task, and only the encoded
+labels and the predictions (a few numbers per row) come back to the driver for the metric."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from automl.streaming.rows import clean_batch
+
+logger = logging.getLogger(__name__)
+
+Y = "__y"
+
+
+@dataclass(frozen=True)
+class StreamScore:
+    score: float
+    n_rows: int
+    n_unknown_labels: int  # rows left out: a class the Predictor never saw
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _predict_batch(batch: pd.DataFrame, predictor: Any, target: str) -> pd.DataFrame:
+    batch = clean_batch(batch)
+    batch = batch.loc[batch[target].notna()].reset_index(drop=True)
+    if predictor.classes is not None:
+        y = pd.Categorical(batch[target], categories=predictor.classes).codes.astype(np.int32)
+    else:
+        y = pd.to_numeric(batch[target]).to_numpy(np.float64)
+    out = pd.DataFrame({Y: y})
+    if not len(batch):
+        for j in range(len(predictor.classes or [None])):
+            out[f"__p{j}"] = np.zeros(0)
+        return out
+    raw, _ = predictor.predict_raw(batch.drop(columns=[target]))
+    raw = raw.reshape(len(batch), -1)
+    for j in range(raw.shape[1]):
+        out[f"__p{j}"] = raw[:, j]
+    return out
+
+
+def predictions(predictor: Any, ds: Any, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """(encoded labels, standardised predictions) of every row of ``ds`` with a target."""
+    predictor._fast = None  # compiled per worker, not shipped
+    fn = partial(_predict_batch, predictor=predictor, target=target)
+    ys, ps = [], []
+    for b in ds.map_batches(fn, batch_format="pandas", batch_size=16_384).iter_batches(
+        batch_format="pandas", batch_size=None
+    ):
+        ys.append(b[Y].to_numpy())
+        ps.append(b[[c for c in b.columns if c != Y]].to_numpy(np.float64))
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    p = np.concatenate(ps) if ps else np.zeros((0, 1))
+    return y, (p if predictor.classes is not None else p[:, 0])
+
+
+def score_dataset(predictor: Any, ds: Any, target: str, metric: Any) -> StreamScore:
+    """``metric`` of ``predictor`` on every row of ``ds`` that has a target."""
+    t = time.time()
+    y, p = predictions(predictor, ds, target)
+    unknown = 0
+    if predictor.classes is not None:
+        keep = y >= 0
+        unknown = int((~keep).sum())
+        y, p = y[keep].astype(int), p[keep]
+    score = float(metric.score(y, p))
+    return StreamScore(score, len(y), unknown, time.time() - t)

@@ -1,0 +1,52 @@
+"""What the streaming orchestration hands to the fit's stages (:func:`automl.fit.run_fit`): the
+streamed parts of the table, their exact statistics, the split, and what the final fits left."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from automl.config import StreamingConfig
+from automl.profile import DataProfile
+from automl.streaming.profile import annotate
+from automl.streaming.split import SplitRule
+from automl.streaming.stats import TableStats
+
+
+@dataclass
+class StreamPlan:
+    train: Any  # ray.data.Dataset: the training part (raw columns, rows with a target)
+    valid: Any  # ray.data.Dataset: the validation part
+    stop: Any  # ray.data.Dataset: a seeded share of the validation part, for early stopping
+    stats: TableStats
+    rule: SplitRule
+    n_sample_train: int
+    n_sample_rows: int
+    config: StreamingConfig
+    notes: list[str] = field(default_factory=list)  # what the final fits did or left out, and why
+    finals: dict[str, Any] = field(default_factory=dict)  # family -> figures of its final fit
+
+    @property
+    def n_train_estimate(self) -> int:
+        """Training rows expected in the training part (exact rows with a target x its share)."""
+        n = self.stats.n_rows - self.stats.column(self.rule.target).n_missing
+        return int(round(n * (1 - self.rule.fraction)))
+
+    def annotate(self, profile: DataProfile) -> None:
+        annotate(profile, self.stats, sample_rows=self.n_sample_rows, split=self.rule.describe())
+
+    def finals_reserve_s(self, time_limit: float | None) -> float:
+        """Seconds of the time limit kept after the search for the final fits."""
+        if not time_limit or not self.config.finals:
+            return 0.0
+        return self.config.finals_share * time_limit
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "table_rows": self.stats.n_rows,
+            "sample_rows": self.n_sample_rows,
+            "sample_training_rows": self.n_sample_train,
+            "split": self.rule.describe(),
+            "finals": self.finals,
+            "notes": self.notes,
+        }

@@ -1,0 +1,111 @@
+"""Inputs of the streaming mode: Parquet or CSV files, directories and globs, local or ``s3://``
+(any fsspec URI), or a ``ray.data.Dataset``; listed without reading their rows, opened as a Ray
+Dataset that is never materialised whole in the driver."""
+
+from __future__ import annotations
+
+import glob as globmod
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from automl.data import _is_ray_dataset, detect_format, is_remote, storage_options
+from automl.exceptions import DataError
+
+logger = logging.getLogger(__name__)
+
+_GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class FileSet:
+    """The files of one input, with their sizes on disk and their format."""
+
+    paths: list[str]
+    sizes: list[int]
+    fmt: str  # "parquet" | "csv" | "json" | "jsonl"
+    remote: bool
+
+    @property
+    def total_bytes(self) -> int:
+        return int(sum(self.sizes))
+
+
+def _fs(path: str) -> Any:
+    import fsspec
+
+    protocol = path.split("://", 1)[0] if is_remote(path) else "file"
+    return fsspec.filesystem(protocol, **(storage_options(path) or {}))
+
+
+def list_files(source: str | os.PathLike, name: str = "data") -> FileSet:
+    """The files behind a path, directory, glob or URI (a directory: its .parquet/.csv files)."""
+    path = str(source)
+    if path.startswith("file://"):
+        path = path[len("file://") :]
+    remote = is_remote(path)
+    fs = _fs(path)
+    if any(ch in path for ch in _GLOB_CHARS):
+        found = sorted(fs.glob(path)) if remote else sorted(globmod.glob(path))
+    elif fs.isdir(path):
+        found = sorted(p for p in fs.find(path) if _known_format(p))
+    elif fs.exists(path):
+        found = [path]
+    else:
+        raise DataError(f"{name}: {path!r} does not exist; check the path (or the bucket and key)")
+    if remote:
+        scheme = path.split("://", 1)[0]
+        found = [p if "://" in p else f"{scheme}://{p}" for p in found]
+    if not found:
+        raise DataError(f"{name}: {path!r} matches no .parquet or .csv file; pass a file, directory or glob")
+    formats = {detect_format(p) for p in found}
+    if len(formats) > 1:
+        raise DataError(f"{name}: {path!r} mixes formats {sorted(formats)}; keep one format per input")
+    sizes = [int(fs.size(p) or 0) for p in found]
+    return FileSet(found, sizes, formats.pop(), remote)
+
+
+def _known_format(path: str) -> bool:
+    try:
+        detect_format(path)
+    except DataError:
+        return False
+    return not os.path.basename(path).startswith(("_", "."))
+
+
+def open_dataset(source: Any, name: str = "data") -> Any:
+    """A ``ray.data.Dataset`` over ``source`` (a Dataset is returned as it is; a DataFrame is put
+    in the object store, for tests and forced streaming of a frame already in memory)."""
+    import pandas as pd
+    import ray.data
+
+    if _is_ray_dataset(source):
+        return source
+    if isinstance(source, pd.DataFrame):
+        return ray.data.from_pandas(source)
+    files = list_files(source, name)
+    fs = _fs(files.paths[0]) if files.remote and storage_options(files.paths[0]) else None
+    opts = {"filesystem": _arrow_fs(fs)} if fs is not None else {}
+    logger.info(
+        "%s: streaming %d %s file(s), %.1f MB on disk",
+        name,
+        len(files.paths),
+        files.fmt,
+        files.total_bytes / 1e6,
+    )
+    if files.fmt == "parquet":
+        return ray.data.read_parquet(files.paths, **opts)
+    if files.fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        tsv = any(".tsv" in p.lower() for p in files.paths)
+        parse = pacsv.ParseOptions(delimiter="\t" if tsv else ",")
+        return ray.data.read_csv(files.paths, parse_options=parse, **opts)
+    return ray.data.read_json(files.paths, lines=files.fmt == "jsonl", **opts)
+
+
+def _arrow_fs(fs: Any) -> Any:
+    import pyarrow.fs
+
+    return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))

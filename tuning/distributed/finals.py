@@ -1,0 +1,200 @@
+"""The final fits of the streaming mode: the best config of each boosting family (LightGBM,
+XGBoost) found by the search on the sample, trained again on every row of the streamed training
+part through Ray Train. Each block is preprocessed by the sample-fitted recipe with the Predictor's
+own code (:class:`automl.streaming.features.BatchEncoder`) into the layout of
+:mod:`tuning.distributed.frames`, and the trainer's ``datasets=`` hands each worker only its shard.
+
+A final becomes one more candidate of the search (a :class:`TrialRecord` with its saved models),
+scored on the sample's validation rows like every trial, so the ensembler and the deployment
+chooser weigh it against the sample-trained models. A final that would not fit in the time left
+is not started: the best sample-trained model stays, and the notes say so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from automl.streaming.features import BatchEncoder
+from automl.target import family_params
+from automl.training import CandidateResult, save_result
+from automl.trials import SearchOutcome, TrialRecord
+from tuning.distributed import DistributedJob, fit
+from tuning.distributed.frames import LABEL, WEIGHT, FeatureLayout, to_frame
+
+logger = logging.getLogger(__name__)
+
+#: families whose best config trains on the full data
+FINAL_FAMILIES = ("lightgbm", "xgboost")
+#: a final's expected time: the sample trial's training time x the rows' growth / workers, x this
+FINAL_MARGIN = 2.0
+#: seconds a Ray Train run takes to start and wind down, read its shards and save its model
+FINAL_OVERHEAD_S = 20.0
+
+
+class Frames:
+    """map_batches: a raw block -> the frames layout (n*, c*, __label, __weight)."""
+
+    def __init__(self, encoder: BatchEncoder, layout: FeatureLayout, weighted: bool) -> None:
+        self.encoder, self.layout, self.weighted = encoder, layout, weighted
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        enc = self.encoder.encode(batch)
+        if enc.X is None:
+            X = self.layout.empty_matrix()
+            return to_frame(X, np.zeros(0, enc.y.dtype), np.zeros(0, np.float32) if self.weighted else None)
+        return to_frame(enc.X, enc.y, enc.w if self.weighted else None)
+
+
+def frames(ds: Any, encoder: BatchEncoder, layout: FeatureLayout, weighted: bool) -> Any:
+    return ds.map_batches(Frames(encoder, layout, weighted), batch_format="pandas", batch_size=65_536)
+
+
+def best_configs(outcome: SearchOutcome, metric: Any, families: dict[str, Any]) -> dict[str, TrialRecord]:
+    """The best completed trial of each final family."""
+    best: dict[str, TrialRecord] = {}
+    for r in outcome.completed():
+        if r.family in FINAL_FAMILIES and r.family in families and r.score is not None:
+            if r.family not in best or metric.objective(r.score) > metric.objective(best[r.family].score):
+                best[r.family] = r
+    return best
+
+
+def default_workers(cluster: Any) -> int:
+    return max(1, int(cluster.cpus))
+
+
+def train_finals(
+    prep: Any, outcome: SearchOutcome, stream: Any, *, run_dir: Path, deadline: float | None, cluster: Any
+) -> list[TrialRecord]:
+    """Train the finals that fit before ``deadline``; returns their records (appended to the
+    search's by the caller). ``stream``: the :class:`automl.streaming.plan.StreamPlan`."""
+    if not stream.config.finals:
+        stream.notes.append("final fits off (StreamingConfig.finals=False): the sample-trained models stay")
+        return []
+    workers = stream.config.final_workers or default_workers(cluster)
+    records = []
+    for family, trial in sorted(best_configs(outcome, prep.metric, prep.families).items()):
+        need = _expected_s(trial, stream, workers)
+        left = None if deadline is None else deadline - time.time()
+        if left is not None and need > left:
+            note = (
+                f"final {family}: not trained on the full data (~{need:.0f}s expected, {max(0, left):.0f}s "
+                f"left); the best sample-trained model is kept"
+            )
+            logger.warning(note)
+            stream.notes.append(note)
+            continue
+        rec = _final(prep, trial, stream, workers, run_dir, index=len(outcome.trials) + len(records) + 1)
+        records.append(rec)
+    return records
+
+
+def _expected_s(trial: TrialRecord, stream: Any, workers: int) -> float:
+    growth = stream.n_train_estimate / max(1, stream.n_sample_train)
+    return FINAL_OVERHEAD_S + FINAL_MARGIN * (trial.fit_time_s or 1.0) * growth / workers
+
+
+def final_job(prep: Any, trial: TrialRecord, stream: Any, workers: int, run_dir: Path) -> DistributedJob:
+    """The Ray Train job of one final: the streamed parts in the frames layout, preprocessed
+    block by block by the sample-fitted recipe (the config's target transform applied)."""
+    data, family = prep.data, prep.families[trial.family]
+    config = dict(trial.params)
+    encoder = BatchEncoder(
+        prep.schema,
+        prep.preprocessors[family.recipe],
+        prep.profile.target,
+        classes=prep.classes,
+        weight_column=prep.profile.weight_column,
+        transform=data.target_transform(config) if data.target_plan is not None else None,
+    )
+    layout = FeatureLayout.of(data.features[family.recipe])
+    weighted = prep.profile.weight_column is not None
+    return DistributedJob(
+        config=family_params(config),
+        task=replace(data.task, n_rows=stream.n_train_estimate),
+        metric=data.metric.name,
+        datasets={
+            "train": frames(stream.train, encoder, layout, weighted),
+            "validation": frames(stream.stop, encoder, layout, False),
+        },
+        layout=layout,
+        weighted=weighted,
+        n_train_rows=stream.n_train_estimate,
+        num_workers=workers,
+        use_gpu=False,
+        storage_path=str((run_dir / "train").resolve()),
+        name=f"final-{trial.family}",
+        report_to_tune=False,
+        cpus_per_worker=0.5 if workers > 1 else 1.0,
+        placement="SPREAD",
+    )
+
+
+def _final(
+    prep: Any, trial: TrialRecord, stream: Any, workers: int, run_dir: Path, *, index: int
+) -> TrialRecord:
+    """One final fit: train on the streamed training part, score on the sample's validation rows."""
+    t0 = time.time()
+    data, recipe, config = prep.data, prep.families[trial.family].recipe, dict(trial.params)
+    logger.info(
+        "final %s: %s's config on the full data, %d Ray Train workers", trial.family, trial.trial_id, workers
+    )
+    done = fit(trial.family, final_job(prep, trial, stream, workers, run_dir))
+    _, va = data.folds[0]
+    pred = done.model.predict(data.fold_matrix(recipe, 0, va))
+    step = data.output_step(config)
+    if step is not None:
+        pred = step.apply(pred)
+    k = data.n_outputs
+    oof = np.full((len(data.y), k) if k else (len(data.y),), np.nan)
+    oof[va] = pred
+    score = float(data.metric.score(data.y[va], pred))
+    wall = time.time() - t0
+    why = f"final: {trial.trial_id}'s config on the full training part, {workers} Ray Train workers"
+    result = CandidateResult(
+        trial.family, config, [score], done.best_iteration, oof, [done.model], done.seconds, wall, why
+    )
+    directory = run_dir / "finals" / trial.family
+    save_result(result, directory)
+    stream.finals[trial.family] = {
+        "from_trial": trial.trial_id,
+        "sample_score": trial.score,
+        "score": score,
+        "iterations": done.best_iteration,
+        "workers": workers,
+        "seconds": round(wall, 1),
+    }
+    logger.info(
+        "final %s: validation %s %.5g (sample-trained %.5g), %.0fs",
+        trial.family,
+        data.metric.name,
+        score,
+        trial.score,
+        wall,
+    )
+    return TrialRecord(
+        trial_id=f"final_{trial.family}",
+        family=trial.family,
+        params=config,
+        status="completed",
+        score=score,
+        score_std=0.0,
+        iteration=done.best_iteration,
+        fit_time_s=done.seconds,
+        library_time_s=done.seconds,
+        trial_wall_s=wall,
+        predict_time_s=trial.predict_time_s,
+        stop_reason=why,
+        checkpoint=str(directory),
+        index=index,
+    )
+
+
+__all__ = ["FINAL_FAMILIES", "LABEL", "WEIGHT", "Frames", "best_configs", "frames", "train_finals"]
