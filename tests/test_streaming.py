@@ -1,0 +1,236 @@
+"""The streaming data mode (issue 15) on small seeded tables, forced: the mode decision, the exact
+profile figures, the hashed / time / group holdout, preprocessing of streamed blocks against memory
+mode, an end-to-end fit whose Predictor loads and predicts without Ray, and a 2-node loopback
+cluster whose nodes both run Ray Train workers while the driver never holds the table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from automl.config import FitSpec, SearchConfig, StreamingConfig, ValidationConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _table(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.uniform(-1, 1, size=n)
+    color = rng.choice(["red", "green", "blue", "grey"], size=n)
+    signal = 1.5 * x1 - x2 + (color == "red") + rng.normal(scale=0.4, size=n)
+    df = pd.DataFrame(
+        {
+            "rid": np.arange(n),
+            "x1": x1,
+            "x2": x2,
+            "color": color,
+            "day": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+            "store": rng.integers(0, 40, n),
+        }
+    )
+    df.loc[rng.random(n) < 0.1, "x2"] = np.nan
+    df.loc[rng.random(n) < 0.05, "color"] = None
+    df["label"] = np.where(signal > 0.3, "yes", "no")
+    df.loc[rng.random(n) < 0.01, "label"] = None
+    return df
+
+
+def _shards(df: pd.DataFrame, directory: Path, parts: int = 4) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, chunk in enumerate(np.array_split(np.arange(len(df)), parts)):
+        df.iloc[chunk].to_parquet(directory / f"part-{i}.parquet", index=False)
+    return directory
+
+
+def _spec(**validation) -> FitSpec:
+    return FitSpec(
+        target="label",
+        drop_columns=("rid",),
+        validation=ValidationConfig(**validation),
+        streaming=StreamingConfig(sample_rows=300),
+        data_mode="streaming",
+    )
+
+
+# --- the mode ---------------------------------------------------------------------------------------
+def test_auto_mode_keeps_small_tables_in_memory_and_streams_when_ray_memory_is_short(tmp_path, monkeypatch):
+    from automl.exceptions import ConfigError
+    from automl.streaming import mode
+
+    path = _shards(_table(), tmp_path / "t")
+    small = mode.choose_mode(str(path), "auto")
+    assert small.mode == "memory" and "small" in small.reason
+    # the footer estimate is close to the table's size in pandas
+    est, real = mode.estimate_bytes(str(path)), _table().memory_usage(deep=False).sum()
+    assert 0.3 * real < est < 3 * real, (est, real)
+    assert mode.choose_mode(str(path), "streaming").mode == "streaming"
+    assert mode.choose_mode(_table(), "auto").mode == "memory"
+    with pytest.raises(ConfigError, match="data_mode must be one of"):
+        FitSpec(target="label", data_mode="disk")
+    # a table that needs more than Ray's memory streams (the reason names both sizes)
+    monkeypatch.setattr(mode, "SMALL_TABLE_BYTES", 0)
+    monkeypatch.setattr(mode, "ray_memory_bytes", lambda: 1e5)
+    monkeypatch.setattr("automl.runtime.ensure_ray", lambda resources: None)
+    big = mode.choose_mode(str(path), "auto")
+    assert big.mode == "streaming" and "GiB Ray reports available" in big.reason
+
+
+# --- profile and split --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def planned(ray_session, tmp_path_factory):
+    """One streamed plan of the seeded table read from 4 Parquet shards (a directory)."""
+    from automl.streaming.run import plan_stream
+
+    df = _table()
+    path = _shards(df, tmp_path_factory.mktemp("stream") / "t")
+    plan, s_train, s_valid, _ = plan_stream(_spec(), str(path))
+    return df, plan, s_train, s_valid, plan.train.to_pandas(), plan.valid.to_pandas()  # small table
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_profile_has_exact_figures_and_says_which_come_from_the_sample(planned):
+    from automl.prepare import profile_for
+
+    df, plan, s_train, s_valid, _, _ = planned
+    assert plan.n_sample_rows == 300 and len(s_train) + len(s_valid) <= 300
+    profile = profile_for(_spec(), pd.concat([s_train, s_valid], ignore_index=True))
+    plan.annotate(profile)
+    labelled = df[df.label.notna()]
+    assert profile.n_rows == len(labelled) and profile.rows_dropped_missing_target == df.label.isna().sum()
+    x2 = profile.column("x2")
+    assert x2.missing_share == pytest.approx(df.x2.isna().mean(), abs=1e-6)
+    assert x2.stats["mean"] == pytest.approx(df.x2.mean()) and x2.stats["std"] == pytest.approx(
+        df.x2.std(ddof=0)
+    )
+    assert x2.stats["quantiles"]["min"] == df.x2.min() and x2.stats["quantiles"]["max"] == df.x2.max()
+    color = profile.column("color")
+    assert color.n_unique == 4 and color.missing_share == pytest.approx(df.color.isna().mean(), abs=1e-6)
+    shares = {t["value"]: t["share"] for t in color.stats["top"]}
+    assert shares == {k: pytest.approx(v / len(df), abs=1e-6) for k, v in df.color.value_counts().items()}
+    assert profile.target_summary["class_counts"] == labelled.label.value_counts().to_dict()
+    marks = profile.streaming
+    assert marks["table_rows"] == len(df) and marks["sample_rows"] == 300
+    assert "columns.missing_share" in marks["exact"] and "problem_type" in marks["from_sample"]
+    assert json.loads(json.dumps(profile.to_dict(), default=str))["streaming"]["split"]["kind"] == "hash"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_hashed_split_has_no_row_in_both_parts_and_is_deterministic(planned):
+    from automl.streaming.rows import clean_batch
+
+    df, plan, s_train, s_valid, train, valid = planned
+    assert not set(train.rid) & set(valid.rid)
+    assert sorted([*train.rid, *valid.rid]) == sorted(df.rid[df.label.notna()])
+    assert 0.15 < len(valid) / (len(train) + len(valid)) < 0.25
+    # the sample's parts follow the same rule as the streamed parts
+    assert set(s_valid.rid) <= set(valid.rid) and set(s_train.rid) <= set(train.rid)
+    # other blocks in another order, the columns' dtypes widened: the same rows validate
+    shuffled = clean_batch(df.sample(frac=1, random_state=1)).astype({"store": "float64"})
+    shuffled = shuffled[shuffled.label.notna()]
+    assert set(shuffled.rid[plan.rule.validates(shuffled)]) == set(valid.rid)
+
+
+def _both_sides(df: pd.DataFrame, rule) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both parts of ``df`` from one streamed pass (each block split by the rule, as ``part`` does)."""
+    import ray.data
+
+    from automl.streaming.split import _side
+
+    def sides(b: pd.DataFrame) -> pd.DataFrame:
+        return pd.concat([_side(b, rule, False).assign(_v=0), _side(b, rule, True).assign(_v=1)])
+
+    out = ray.data.from_pandas(df).repartition(4).map_batches(sides, batch_format="pandas").to_pandas()
+    return out[out._v == 0], out[out._v == 1]
+
+
+@pytest.mark.ray
+def test_time_and_group_splits_keep_their_rules(ray_session):
+    from automl.streaming.split import make_rule
+
+    df = _table()
+    train, valid = _both_sides(df, make_rule(_spec(time_column="day"), df.sample(300, random_state=0)))
+    assert train.day.max() < valid.day.min() and 0.1 < len(valid) / (len(train) + len(valid)) < 0.35
+    train, valid = _both_sides(df, make_rule(_spec(group_column="store"), df))
+    assert not set(train.store) & set(valid.store) and len(valid) > 0
+    assert len(train) + len(valid) == df.label.notna().sum()
+
+
+# --- preprocessing -------------------------------------------------------------------------------
+@pytest.mark.ray
+def test_map_batches_preprocessing_equals_memory_mode(ray_session):
+    import ray.data
+
+    from automl.prepare import prepare
+    from automl.streaming.features import BatchEncoder
+    from tuning.distributed.finals import frames
+    from tuning.distributed.frames import FeatureLayout, to_frame
+
+    df = _table(600)
+    df = df[df.label.notna()].reset_index(drop=True)
+    spec = FitSpec(target="label", drop_columns=("rid",), search=SearchConfig(column_probe=False))
+    prep = prepare(spec, df, recipes=("tree",))
+    pre = prep.preprocessors["tree"]
+    memory = to_frame(pre.transform(df), prep.y, None)
+    encoder = BatchEncoder(prep.schema, pre, "label", classes=prep.classes)
+    ctx = ray.data.DataContext.get_current()
+    order, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
+    try:
+        blocks = ray.data.from_pandas(df).repartition(5)
+        streamed = frames(blocks, encoder, FeatureLayout.of(pre.transform(df.head(5))), False).to_pandas()
+    finally:
+        ctx.execution_options.preserve_order = order
+    assert list(streamed.columns) == list(memory.columns) and len(streamed) == len(df)
+    for col in memory.columns:  # NaN where memory mode has NaN (a missing number), the same codes
+        got = streamed[col].to_numpy(np.float64, na_value=np.nan)
+        np.testing.assert_array_equal(got, memory[col].to_numpy(np.float64), err_msg=col)
+
+
+# --- end to end ------------------------------------------------------------------------------------
+@pytest.mark.ray
+@pytest.mark.slow
+def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ray(ray_session, tmp_path):
+    from automl import AutoML
+
+    df = _table(3000, seed=3)
+    path = _shards(df, tmp_path / "t")
+    run = AutoML(
+        target="label",
+        data_mode="streaming",
+        drop_columns=["rid"],
+        streaming=StreamingConfig(sample_rows=600, final_workers=1),
+        search=SearchConfig(max_trials=2, families=("lightgbm",), strategy="random", column_probe=False),
+        output_dir=tmp_path / "run",
+        write_report=False,
+    ).fit(str(path))
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["data_mode"]["mode"] == "streaming"
+    stream = info["streaming"]
+    final = stream["finals"]["lightgbm"]
+    assert final["workers"] == 1 and final["score"] > 0.8
+    assert any("final" in str(r) for r in run.leaderboard()["stop_reason"].dropna())
+    full = stream["full_validation"]
+    assert 0.15 * 2970 < full["n_rows"] < 0.25 * 2970 and full["score"] > 0.8
+    assert json.loads((tmp_path / "run" / "profile.json").read_text())["streaming"]["table_rows"] == 3000
+    rows = df.drop(columns=["label"]).head(50)
+    rows.to_parquet(tmp_path / "rows.parquet")
+    expected = run.predictor_.predict_proba(rows).to_numpy()
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np, pandas as pd
+        from automl import load
+        pred = load({str(tmp_path / "run")!r})
+        out = pred.predict_proba(pd.read_parquet({str(tmp_path / "rows.parquet")!r})).to_numpy()
+        assert "ray" not in sys.modules, "loading or predicting imported Ray"
+        np.save({str(tmp_path / "out.npy")!r}, out)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=120)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-6)
