@@ -6,6 +6,8 @@ cluster whose nodes both run Ray Train workers while the driver never holds the 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -234,3 +236,104 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
     """)
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=120)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-6)
+
+
+# --- two nodes ---------------------------------------------------------------------------------------
+CLUSTER_SCRIPT = """
+import json, os, sys
+import numpy as np, pandas as pd, ray
+from ray.cluster_utils import Cluster
+
+table, marks, out = sys.argv[1], sys.argv[2], sys.argv[3]
+columns = set(pd.read_parquet(table).columns)
+n_rows = len(pd.read_parquet(table))
+seen = {"rows_with_every_column": 0, "largest_frame": 0}
+
+# every batch that reaches the driver, counted when it holds every column of the table
+original_iter = ray.data.Dataset.iter_batches
+def iter_batches(self, *a, **k):
+    for b in original_iter(self, *a, **k):
+        if columns <= set(b.keys() if isinstance(b, dict) else b.columns):
+            seen["rows_with_every_column"] += len(b[next(iter(columns))])
+        yield b
+ray.data.Dataset.iter_batches = iter_batches
+def refuse(*a, **k):
+    raise AssertionError("the driver materialised a whole Dataset")
+ray.data.Dataset.to_pandas = ray.data.Dataset.take_all = refuse
+
+import automl.fit
+original_fit = automl.fit.run_fit
+def run_fit(spec, train, **k):
+    valid = k.get("validation")
+    seen["largest_frame"] = len(train) + (0 if valid is None else len(valid))
+    return original_fit(spec, train, **k)
+automl.fit.run_fit = run_fit
+
+import tuning.distributed.lightgbm as lg
+original_loop = lg.lightgbm_loop
+def loop(cfg):
+    import ray.train
+    rank = ray.train.get_context().get_world_rank()
+    with open(os.path.join(marks, f"rank{rank}"), "w") as f:
+        f.write(ray.get_runtime_context().get_node_id())
+    original_loop(cfg)
+lg.lightgbm_loop = loop
+
+# the cluster must not become the machine's default: Cluster writes its address to
+# /tmp/ray/ray_current_cluster, where every later ray.init() without an address would find it
+ray._private.utils.write_ray_address = lambda *a, **k: None
+store = 80 * 2**20
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store})
+try:
+    cluster.add_node(num_cpus=1, object_store_memory=store)
+    env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}}
+    ray.init(address=cluster.address, log_to_driver=False, runtime_env=env)
+    from automl import AutoML
+    from automl.config import SearchConfig, StreamingConfig
+    run = AutoML(
+        target="label", data_mode="streaming", drop_columns=["rid"],
+        streaming=StreamingConfig(sample_rows=500, final_workers=2),
+        search=SearchConfig(max_trials=2, families=("lightgbm",), strategy="random", column_probe=False),
+        output_dir=os.path.join(out, "run"), write_report=False,
+    ).fit(table)
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    json.dump({**seen, "n_rows": n_rows, "alive_nodes": sorted(nodes),
+               "streaming": run.run_info_["streaming"]}, open(os.path.join(out, "result.json"), "w"))
+finally:
+    ray.shutdown()
+    cluster.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_holds_the_table(tmp_path):
+    """A loopback cluster of two 1-CPU nodes with small object stores (its own Ray, in its own
+    process): the final's two Ray Train workers run one on each node, and the only table rows with
+    every column that reach the driver are the sample's."""
+    table = tmp_path / "table.parquet"
+    _table(4000, seed=5).to_parquet(table, index=False)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER_SCRIPT, str(table), str(marks), str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: a timeout ends the nodes it started too
+    )
+    try:
+        out, _ = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+    assert proc.returncode == 0, out[-4000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    workers = {p.name: p.read_text() for p in marks.iterdir()}
+    assert set(workers) == {"rank0", "rank1"}
+    assert len(set(workers.values())) == 2 and set(workers.values()) <= set(result["alive_nodes"])
+    assert result["streaming"]["finals"]["lightgbm"]["workers"] == 2
+    assert 0 < result["rows_with_every_column"] <= 1.25 * 500 < result["n_rows"]
+    assert result["largest_frame"] <= 500

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from automl.streaming.rows import clean_batch
+from automl.streaming.source import DATA_TASK_CPUS
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,9 @@ def predictions(predictor: Any, ds: Any, target: str) -> tuple[np.ndarray, np.nd
     predictor._fast = None  # compiled per worker, not shipped
     fn = partial(_predict_batch, predictor=predictor, target=target)
     ys, ps = [], []
-    for b in ds.map_batches(fn, batch_format="pandas", batch_size=16_384).iter_batches(
-        batch_format="pandas", batch_size=None
-    ):
+    for b in ds.map_batches(
+        fn, batch_format="pandas", batch_size=16_384, num_cpus=DATA_TASK_CPUS
+    ).iter_batches(batch_format="pandas", batch_size=None):
         ys.append(b[Y].to_numpy())
         ps.append(b[[c for c in b.columns if c != Y]].to_numpy(np.float64))
     y = np.concatenate(ys) if ys else np.zeros(0)

@@ -16,6 +16,10 @@ from automl.exceptions import DataError
 logger = logging.getLogger(__name__)
 
 _GLOB_CHARS = "*?["
+#: CPUs of each Ray Data task of the streaming mode (reads and map_batches): half a CPU, so a node
+#: whose CPU a final's Ray Train worker holds half of still runs the tasks that feed it (with
+#: 1-CPU tasks, two 1-CPU nodes each holding a 0.5-CPU worker waited for each other forever)
+DATA_TASK_CPUS = 0.5
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,8 @@ def open_dataset(source: Any, name: str = "data") -> Any:
         return ray.data.from_pandas(source)
     files = list_files(source, name)
     fs = _fs(files.paths[0]) if files.remote and storage_options(files.paths[0]) else None
-    opts = {"filesystem": _arrow_fs(fs)} if fs is not None else {}
+    opts: dict[str, Any] = {"filesystem": _arrow_fs(fs)} if fs is not None else {}
+    opts["ray_remote_args"] = {"num_cpus": DATA_TASK_CPUS}
     logger.info(
         "%s: streaming %d %s file(s), %.1f MB on disk",
         name,

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from automl.streaming.features import BatchEncoder
+from automl.streaming.source import DATA_TASK_CPUS
 from automl.target import family_params
 from automl.training import CandidateResult, save_result
 from automl.trials import SearchOutcome, TrialRecord
@@ -54,7 +55,9 @@ class Frames:
 
 
 def frames(ds: Any, encoder: BatchEncoder, layout: FeatureLayout, weighted: bool) -> Any:
-    return ds.map_batches(Frames(encoder, layout, weighted), batch_format="pandas", batch_size=65_536)
+    return ds.map_batches(
+        Frames(encoder, layout, weighted), batch_format="pandas", batch_size=65_536, num_cpus=DATA_TASK_CPUS
+    )
 
 
 def best_configs(outcome: SearchOutcome, metric: Any, families: dict[str, Any]) -> dict[str, TrialRecord]:
