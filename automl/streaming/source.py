@@ -1,13 +1,15 @@
-"""Inputs of the streaming mode: Parquet or CSV files, directories and globs, local or ``s3://``
-(any fsspec URI), or a ``ray.data.Dataset``; listed without reading their rows, opened as a Ray
-Dataset that is never materialised whole in the driver."""
+"""Inputs of the streaming mode: Parquet or CSV (or JSON-lines) files, directories and globs, local
+or ``s3://`` (any fsspec URI), or a ``ray.data.Dataset``; listed without reading their rows, opened
+as a Ray Dataset that is never materialised whole in the driver."""
 
 from __future__ import annotations
 
 import glob as globmod
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from automl.data import _is_ray_dataset, detect_format, is_remote, storage_options
@@ -20,6 +22,8 @@ _GLOB_CHARS = "*?["
 #: whose CPU a final's Ray Train worker holds half of still runs the tasks that feed it (with
 #: 1-CPU tasks, two 1-CPU nodes each holding a 0.5-CPU worker waited for each other forever)
 DATA_TASK_CPUS = 0.5
+#: rows per block of a CSV or JSON-lines file
+CHUNK_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,11 @@ def _known_format(path: str) -> bool:
 
 def open_dataset(source: Any, name: str = "data") -> Any:
     """A ``ray.data.Dataset`` over ``source`` (a Dataset is returned as it is; a DataFrame is put
-    in the object store, for tests and forced streaming of a frame already in memory)."""
+    in the object store, for tests and forced streaming of a frame already in memory).
+
+    Files are read by the streaming mode's own half-CPU tasks (:data:`DATA_TASK_CPUS`), one file
+    per task, a Parquet row group or a CSV / JSON-lines chunk per block, with the pandas readers
+    of memory mode (the same dtypes and missing values as ``load_table``)."""
     import pandas as pd
     import ray.data
 
@@ -89,9 +97,6 @@ def open_dataset(source: Any, name: str = "data") -> Any:
     if isinstance(source, pd.DataFrame):
         return ray.data.from_pandas(source)
     files = list_files(source, name)
-    fs = _fs(files.paths[0]) if files.remote and storage_options(files.paths[0]) else None
-    opts: dict[str, Any] = {"filesystem": _arrow_fs(fs)} if fs is not None else {}
-    opts["ray_remote_args"] = {"num_cpus": DATA_TASK_CPUS}
     logger.info(
         "%s: streaming %d %s file(s), %.1f MB on disk",
         name,
@@ -99,18 +104,28 @@ def open_dataset(source: Any, name: str = "data") -> Any:
         files.fmt,
         files.total_bytes / 1e6,
     )
-    if files.fmt == "parquet":
-        return ray.data.read_parquet(files.paths, **opts)
-    if files.fmt == "csv":
-        import pyarrow.csv as pacsv
-
-        tsv = any(".tsv" in p.lower() for p in files.paths)
-        parse = pacsv.ParseOptions(delimiter="\t" if tsv else ",")
-        return ray.data.read_csv(files.paths, parse_options=parse, **opts)
-    return ray.data.read_json(files.paths, lines=files.fmt == "jsonl", **opts)
+    items = ray.data.from_items([{"path": p} for p in files.paths], override_num_blocks=len(files.paths))
+    fn = partial(read_files, fmt=files.fmt)
+    return items.map_batches(fn, batch_size=1, batch_format="pandas", num_cpus=DATA_TASK_CPUS)
 
 
-def _arrow_fs(fs: Any) -> Any:
-    import pyarrow.fs
+def read_files(batch: Any, fmt: str) -> Iterator[Any]:
+    """map_batches: each path of ``batch`` -> its rows, one block per row group or chunk."""
+    import pandas as pd
 
-    return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+    for path in batch["path"]:
+        opts = storage_options(path) or {}
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            with _fs(path).open(path, "rb") as f:
+                pf = pq.ParquetFile(f)
+                for i in range(pf.num_row_groups):
+                    yield pf.read_row_group(i).to_pandas()
+        elif fmt == "csv":
+            sep = "\t" if ".tsv" in path.lower() else ","
+            yield from pd.read_csv(
+                path, sep=sep, storage_options=opts, low_memory=False, chunksize=CHUNK_ROWS
+            )
+        else:
+            yield from pd.read_json(path, lines=True, storage_options=opts, chunksize=CHUNK_ROWS)
