@@ -335,5 +335,6 @@ def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_ho
     assert set(workers) == {"rank0", "rank1"}
     assert len(set(workers.values())) == 2 and set(workers.values()) <= set(result["alive_nodes"])
     assert result["streaming"]["finals"]["lightgbm"]["workers"] == 2
-    assert 0 < result["rows_with_every_column"] <= 1.25 * 500 < result["n_rows"]
+    # the sample pass fetches the rows under a hash threshold of 1.25 x sample_rows / rows (binomial)
+    assert 0 < result["rows_with_every_column"] <= 1.5 * 500 < result["n_rows"]
     assert result["largest_frame"] <= 500
