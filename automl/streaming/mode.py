@@ -116,7 +116,11 @@ def choose_mode(source: Any, setting: str, resources: Any = None) -> ModeDecisio
         raise ConfigError(f"data_mode must be 'auto', 'memory' or 'streaming'; got {setting!r}")
     if setting != "auto":
         return _log(ModeDecision(setting, "set by the user (data_mode)", None, None))
-    size = estimate_bytes(source)
+    try:
+        size = estimate_bytes(source)
+    except Exception as exc:  # noqa: BLE001 - memory mode's reader then names what is wrong
+        why = f"the table's size could not be estimated ({type(exc).__name__}: {exc})"
+        return _log(ModeDecision("memory", why, None, None))
     if isinstance(source, pd.DataFrame):
         return _log(ModeDecision("memory", "the table is a pandas DataFrame already in memory", size, None))
     if size is not None and size < SMALL_TABLE_BYTES:
