@@ -6,7 +6,7 @@ pipelines with Ray Tune, ensembles the winners and saves a deployable Predictor.
 """
 
 from automl.api import AutoML, load
-from automl.config import EnsembleConfig, ResourceConfig, SearchConfig, ValidationConfig
+from automl.config import EnsembleConfig, ResourceConfig, SearchConfig, StreamingConfig, ValidationConfig
 from automl.exceptions import AutoMLError, ConfigError, DataError, IntegrityError, NotFittedError, SchemaError
 from automl.metrics import METRICS, custom_metric
 from automl.predictor import Predictor
@@ -21,6 +21,7 @@ __all__ = [
     "ValidationConfig",
     "EnsembleConfig",
     "ResourceConfig",
+    "StreamingConfig",
     "AutoMLError",
     "ConfigError",
     "DataError",
