@@ -195,6 +195,7 @@ def bigdata_markdown(res: dict[str, Any]) -> str:
         status = "ok" if ours.get("status") == "ok" else f"{ours.get('status', '-')}: {ours.get('error')}"
         b_note = base.get("status", "-") if base.get("status") != "ok" else None
         mode = ours.get("data_mode") or ours.get("data_mode_requested", "-")
+        mode = mode.get("mode", "-") if isinstance(mode, dict) else mode  # run.json's data_mode decision
         lines.append(
             f"| {n:,} | {_mb(t.get('parquet_bytes'))} | {_mb(t.get('arrow_bytes'))} "
             f"| {_f(ours.get('budget_s', res.get('budget_s')), 'g')} | {mode} "
