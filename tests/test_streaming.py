@@ -204,6 +204,7 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
 
     df = _table(3000, seed=3)
     path = _shards(df, tmp_path / "t")
+    _table(400, seed=4).to_parquet(tmp_path / "test.parquet", index=False)
     run = AutoML(
         target="label",
         data_mode="streaming",
@@ -212,7 +213,7 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
         search=SearchConfig(max_trials=2, families=("lightgbm",), strategy="random", column_probe=False),
         output_dir=tmp_path / "run",
         write_report=False,
-    ).fit(str(path))
+    ).fit(str(path), test_data=str(tmp_path / "test.parquet"))
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["data_mode"]["mode"] == "streaming"
     stream = info["streaming"]
@@ -221,6 +222,7 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
     assert any("final" in str(r) for r in run.leaderboard()["stop_reason"].dropna())
     full = stream["full_validation"]
     assert 0.15 * 2970 < full["n_rows"] < 0.25 * 2970 and full["score"] > 0.8
+    assert stream["test"]["n_rows"] == 400 - 2 and stream["test"]["score"] > 0.8  # 2 rows lack a label
     assert json.loads((tmp_path / "run" / "profile.json").read_text())["streaming"]["table_rows"] == 3000
     rows = df.drop(columns=["label"]).head(50)
     rows.to_parquet(tmp_path / "rows.parquet")
