@@ -72,6 +72,12 @@ def test_auto_mode_keeps_small_tables_in_memory_and_streams_when_ray_memory_is_s
     # the footer estimate is close to the table's size in pandas
     est, real = mode.estimate_bytes(str(path)), _table().memory_usage(deep=False).sum()
     assert 0.3 * real < est < 3 * real, (est, real)
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    for i in range(2):
+        _table().to_csv(csv / f"part-{i}.csv", index=False)
+    est = mode.estimate_bytes(str(csv / "part-*.csv"))  # a glob: 2 files, from a sample of the first
+    assert 2 * 0.3 * real < est < 2 * 3 * real, (est, real)
     assert mode.choose_mode(str(path), "streaming").mode == "streaming"
     assert mode.choose_mode(_table(), "auto").mode == "memory"
     with pytest.raises(ConfigError, match="data_mode must be one of"):
