@@ -145,6 +145,17 @@ def test_hashed_split_has_no_row_in_both_parts_and_is_deterministic(planned):
     shuffled = clean_batch(df.sample(frac=1, random_state=1)).astype({"store": "float64"})
     shuffled = shuffled[shuffled.label.notna()]
     assert set(shuffled.rid[plan.rule.validates(shuffled)]) == set(valid.rid)
+    # a final short of time trains on a seeded share of the training part
+    half = plan.train_part(0.5).to_pandas()
+    assert set(half.rid) < set(train.rid) and 0.4 < len(half) / len(train) < 0.6
+
+
+def test_a_final_short_of_time_gets_the_share_of_rows_the_time_left_allows():
+    from tuning.distributed.finals import FINAL_OVERHEAD_S, affordable_share
+
+    assert affordable_share(FINAL_OVERHEAD_S + 100, FINAL_OVERHEAD_S + 50) == pytest.approx(0.5)
+    assert affordable_share(FINAL_OVERHEAD_S + 100, FINAL_OVERHEAD_S + 500) == 1.0
+    assert affordable_share(FINAL_OVERHEAD_S + 100, FINAL_OVERHEAD_S / 2) == 0.0
 
 
 def _both_sides(df: pd.DataFrame, rule) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -9,7 +9,7 @@ from typing import Any
 from automl.config import StreamingConfig
 from automl.profile import DataProfile
 from automl.streaming.profile import annotate
-from automl.streaming.split import SplitRule
+from automl.streaming.split import SplitRule, part
 from automl.streaming.stats import TableStats
 
 
@@ -23,6 +23,7 @@ class StreamPlan:
     n_sample_train: int
     n_sample_rows: int
     config: StreamingConfig
+    source: Any = None  # ray.data.Dataset: the whole table (for a share of the training part)
     notes: list[str] = field(default_factory=list)  # what the final fits did or left out, and why
     finals: dict[str, Any] = field(default_factory=dict)  # family -> figures of its final fit
 
@@ -31,6 +32,13 @@ class StreamPlan:
         """Training rows expected in the training part (exact rows with a target x its share)."""
         n = self.stats.n_rows - self.stats.column(self.rule.target).n_missing
         return int(round(n * (1 - self.rule.fraction)))
+
+    def train_part(self, share: float = 1.0) -> Any:
+        """The training part, or a seeded ``share`` of its rows (a final that has not the time
+        for every row)."""
+        if share >= 1.0 or self.source is None:
+            return self.train
+        return part(self.source, self.rule, valid=False, keep=share)
 
     def annotate(self, profile: DataProfile) -> None:
         annotate(profile, self.stats, sample_rows=self.n_sample_rows, split=self.rule.describe())

@@ -66,6 +66,7 @@ def plan_stream(spec: FitSpec, source: Any) -> tuple[StreamPlan, Any, Any, dict[
         n_sample_train=len(s_train),
         n_sample_rows=len(sample),
         config=cfg,
+        source=ds,
     )
     logger.info(
         "streaming: %d rows; sample of %d rows (%d train, %d validation); split %s",
