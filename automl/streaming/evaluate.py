@@ -32,7 +32,24 @@ class StreamScore:
         return dict(self.__dict__)
 
 
-def _predict_batch(batch: pd.DataFrame, predictor: Any, target: str) -> pd.DataFrame:
+#: Predictors a worker process already fetched from the object store, by object id
+_LOADED: dict[str, Any] = {}
+
+
+def _predictor(box: list[Any]) -> Any:
+    """The Predictor behind ``box[0]`` (an ObjectRef; boxed so Ray does not resolve it per task),
+    fetched once per worker process: a large ensemble is not shipped with every task."""
+    import ray
+
+    key = box[0].hex()
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = ray.get(box[0])
+    return _LOADED[key]
+
+
+def _predict_batch(batch: pd.DataFrame, box: list[Any], target: str) -> pd.DataFrame:
+    predictor = _predictor(box)
     batch = clean_batch(batch)
     batch = batch.loc[batch[target].notna()].reset_index(drop=True)
     if predictor.classes is not None:
@@ -53,8 +70,10 @@ def _predict_batch(batch: pd.DataFrame, predictor: Any, target: str) -> pd.DataF
 
 def predictions(predictor: Any, ds: Any, target: str) -> tuple[np.ndarray, np.ndarray]:
     """(encoded labels, standardised predictions) of every row of ``ds`` with a target."""
+    import ray
+
     predictor._fast = None  # compiled per worker, not shipped
-    fn = partial(_predict_batch, predictor=predictor, target=target)
+    fn = partial(_predict_batch, box=[ray.put(predictor)], target=target)
     ys, ps = [], []
     for b in ds.map_batches(
         fn, batch_format="pandas", batch_size=16_384, num_cpus=DATA_TASK_CPUS
