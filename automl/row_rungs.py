@@ -110,8 +110,9 @@ def plan_rungs(
     min_rows: int | None = None,
 ) -> RowRungPlan:
     """Rungs of ``1/eta**k`` of fold 0's training rows (k = max_rungs-1 .. 1), leaving out those
-    under ``min_rows``; each validates on as many of fold 0's validation rows as it trains on
-    (all of them when fewer); ``min_rows`` defaults to ``MIN_RUNG_ROWS``. ``y``: class codes for a stratified sample, None for regression."""
+    under ``min_rows`` (default ``MIN_RUNG_ROWS``); each validates on as many of fold 0's
+    validation rows as it trains on (all of them when fewer). ``y``: class codes for a
+    stratified sample, None for regression."""
     min_rows = MIN_RUNG_ROWS if min_rows is None else min_rows
     tr, va = folds[0]
     order_tr = nested_order(tr, y, seed)

@@ -6,7 +6,8 @@ trial, the wrapper first looks for a promotion, highest rung first: a config in 
 ``1/eta`` of the finished results of its rung that has not been sent up yet trains on the next
 rung; otherwise the wrapped searcher (TPE, random) proposes a new config, which starts on the
 lowest rung. The very first config (the portfolio's first default) goes straight to the top rung,
-so a fit always has an ensemble candidate however early its budget ends.
+so a fit always has an ensemble candidate however early its budget ends (if that trial fails, the
+next proposal takes its place).
 
 Decisions read only the sets of finished results (ties broken by the order configs were
 proposed), so under a ConcurrencyLimiter in batch mode (a trial budget) a seed gives the same
@@ -52,7 +53,8 @@ class RowRungs(Searcher):
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
         self.n_rungs, self.eta = n_rungs, eta
-        self.anchored = not anchor
+        self.anchored = not anchor  # a config went straight to the top rung and finished
+        self.anchor: str | None = None  # the trial of that config while it runs
         self.configs: dict[str, dict[str, Any]] = {}  # config id (its first trial) -> config
         self.order: dict[str, int] = {}  # config id -> proposal number
         self.trials: dict[str, tuple[str, int]] = {}  # trial id -> (config id, rung)
@@ -74,8 +76,9 @@ class RowRungs(Searcher):
         config = self.searcher.suggest(trial_id)
         if config is None or config == Searcher.FINISHED:
             return config
-        rung = 0 if self.anchored else self.top
-        self.anchored = True
+        rung = 0
+        if not self.anchored and self.anchor is None:
+            rung, self.anchor = self.top, trial_id
         self.configs[trial_id] = dict(config)
         self.order[trial_id] = len(self.order)
         self.trials[trial_id] = (trial_id, rung)
@@ -89,8 +92,11 @@ class RowRungs(Searcher):
         # a promotion the budget guard declined stays in ``promoted``: it is not offered again
         cid, rung = self.trials.get(trial_id, (trial_id, 0))
         value = (result or {}).get(self.metric)
-        if not error and is_final(result) and value is not None and math.isfinite(value):
+        finished = not error and is_final(result) and value is not None and math.isfinite(value)
+        if finished:
             self.scores[rung][cid] = float(value)
+        if trial_id == self.anchor:
+            self.anchored, self.anchor = finished, None
         if cid == trial_id:  # the wrapped searcher's own proposal
             self.searcher.on_trial_complete(trial_id, result=result, error=error)
 
@@ -102,7 +108,7 @@ class RowRungs(Searcher):
 
     # Tune saves a wrapper's own state here and the wrapped searcher separately (resume)
     def get_state(self) -> dict:
-        keys = ("anchored", "configs", "order", "trials", "scores", "promoted")
+        keys = ("anchored", "anchor", "configs", "order", "trials", "scores", "promoted")
         return {k: getattr(self, k) for k in keys}
 
     def set_state(self, state: dict) -> None:
@@ -132,10 +138,11 @@ def annotate(records: list[TrialRecord], plan: RowRungPlan) -> None:
 
 def setup_rungs(
     strategy: Any, cfg: SearchConfig, data: TrialData, *, timed: bool, seed: int
-) -> RowRungPlan | None:
+) -> tuple[RowRungPlan | None, str]:
     """Decide whether the search runs row fidelity (logged with the reason); when it does, wrap
     the strategy's searcher in :class:`RowRungs` and drop its step scheduler (ASHA would compare
-    trials of different rungs, whose scores are not comparable). Returns the plan, or None."""
+    trials of different rungs, whose scores are not comparable). Returns the plan (None: off) and
+    the decision as a sentence."""
     on, why = cfg.resolve_row_fidelity(data.task.n_rows, timed=timed)
     plan = None
     if on:
@@ -151,11 +158,12 @@ def setup_rungs(
             )
     if not on or plan is None or strategy.search_alg is None:
         logger.info("row fidelity off: %s", why)
-        return None
-    logger.info("row fidelity on (%s): rungs %s", why, plan.summary())
+        return None, f"row fidelity off: {why}"
+    note = f"row fidelity on ({why}): rungs {plan.summary()}"
+    logger.info("%s", note)
     if strategy.scheduler is not None:
         name = type(strategy.scheduler).__name__
         logger.info("row fidelity: the rungs replace the %s step scheduler", name)
         strategy.scheduler = None
     strategy.search_alg = RowRungs(strategy.search_alg, plan.n_rungs, plan.eta)
-    return plan
+    return plan, note

@@ -60,6 +60,7 @@ class _Setup:
     storage: str
     name: str
     rungs: RowRungPlan | None = None  # row fidelity (None: every trial on the run's folds)
+    rungs_note: str = ""  # the row fidelity decision and its reason
 
 
 def run_search(
@@ -100,6 +101,7 @@ def run_search(
     ended = why_ended(stopper, records, cfg, deadline, setup.strategy.name, setup.guard)
     logger.info("search ended: %s (%d trials in %.1fs)", ended, len(records), wall)
     skipped = [f"skipped for lack of time: {s}" for s in (setup.guard.skipped if setup.guard else [])]
+    skipped.insert(0, setup.rungs_note)
     exp_path = f"{setup.storage}/{setup.name}"
     return SearchOutcome(
         records, ended, wall, exp_path, setup.concurrency, setup.strategy.name, notes=skipped
@@ -136,7 +138,7 @@ def _setup(
         first_points=extra_points,
         reproducible=reproducible,
     )
-    rungs = setup_rungs(strategy, cfg, data, timed=deadline is not None, seed=seed)
+    rungs, note = setup_rungs(strategy, cfg, data, timed=deadline is not None, seed=seed)
     guard = None
     if deadline is not None and strategy.search_alg is not None:
         costs = {n: f.relative_cost for n, f in families.items()}
@@ -176,7 +178,18 @@ def _setup(
         )
         concurrency = max(1, min(concurrency, int(cluster.cpus // (path.workers * 0.5 + 0.01))))
     return _Setup(
-        strategy, guard, concurrency, tune_concurrency, max_trials, cpus, gpus, path, storage, name, rungs
+        strategy,
+        guard,
+        concurrency,
+        tune_concurrency,
+        max_trials,
+        cpus,
+        gpus,
+        path,
+        storage,
+        name,
+        rungs=rungs,
+        rungs_note=note,
     )
 
 
