@@ -145,11 +145,7 @@ def _setup(
         guard = strategy.search_alg = BudgetGuard(strategy.search_alg, deadline, costs, rungs)
     tune_concurrency: int | None = concurrency
     if reproducible and strategy.search_alg is not None:
-        # batches: the searcher sees every result of a batch before it suggests the next, so
-        # its suggestions do not depend on which concurrent trial finished first
-        from ray.tune.search import ConcurrencyLimiter
-
-        strategy.search_alg = ConcurrencyLimiter(strategy.search_alg, max_concurrent=concurrency, batch=True)
+        _batches(strategy, concurrency)
         tune_concurrency = None
     storage, name = experiment_path(run_dir, resources)
     if resources.storage or cluster.nodes > 1:
@@ -191,6 +187,14 @@ def _setup(
         rungs=rungs,
         rungs_note=note,
     )
+
+
+def _batches(strategy: Any, concurrency: int) -> None:
+    """Batches: the searcher sees every result of a batch before it suggests the next, so its
+    suggestions do not depend on which concurrent trial finished first."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    strategy.search_alg = ConcurrencyLimiter(strategy.search_alg, max_concurrent=concurrency, batch=True)
 
 
 def _tuner(
