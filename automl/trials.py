@@ -133,8 +133,8 @@ class TrialRecord:
         self.trial_wall_s = report.get("trial_wall_s")
         self.predict_time_s = report.get("predict_time_s")
         self.stop_reason = report.get("stop_reason")
-        self.rung = report.get("rung")
-        self.rung_rows = report.get("rung_rows")
+        self.rung = report.get("rung", self.rung)
+        self.rung_rows = report.get("rung_rows", self.rung_rows)
 
 
 @dataclass

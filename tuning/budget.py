@@ -63,7 +63,11 @@ class BudgetGuard(Searcher):
         trial finished."""
         if self.durations.get(kind):
             return statistics.median(self.durations[kind])
-        per_unit = [d / self.unit_cost(k) for k, ds in self.durations.items() for d in ds]
+        # other families on the same rung first: a trial's fixed overhead weighs more on a
+        # small rung, so scaling small-rung durations up overestimates a top-rung trial
+        rung = kind.partition("@")[2]
+        same = {k: ds for k, ds in self.durations.items() if k.partition("@")[2] == rung}
+        per_unit = [d / self.unit_cost(k) for k, ds in (same or self.durations).items() for d in ds]
         if not per_unit:
             return None
         return statistics.median(per_unit) * self.unit_cost(kind)
