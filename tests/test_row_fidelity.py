@@ -222,3 +222,18 @@ def test_a_fit_climbs_the_rungs_and_only_top_rung_trials_join_the_ensemble(
     cols = ["model", "params", "score_val", "status", "stop_reason"]
     a, b = (x[x["trial_id"].notna()].sort_values("model")[cols].reset_index(drop=True) for x in boards)
     assert a.equals(b), (a, b)
+
+
+def test_the_budget_guard_estimates_each_rung_apart():
+    from tuning.budget import BudgetGuard, _family
+
+    folds, y = _folds(9000)
+    plan = plan_rungs(folds, y, seed=0, min_rows=100)
+    guard = BudgetGuard(_Proposer(), deadline=0.0, costs={"lightgbm": 1.0, "xgboost": 2.0}, rungs=plan)
+    assert _family({"family": "xgboost", RUNG_KEY: 1}) == "xgboost@1" and _family({"family": "mlp"}) == "mlp"
+    guard.durations = {"lightgbm@0": [2.0], "lightgbm@2": [10.0]}
+    assert guard.estimate("lightgbm@2") == 10.0
+    assert guard.estimate("xgboost@2") == pytest.approx(20.0)  # from the top rung, not 2 s x 9 x 2
+    assert guard.estimate("xgboost@0") == pytest.approx(4.0)
+    # no trial on rung 1 yet: the median cost per unit of every rung (18 and 10 per top-rung unit)
+    assert guard.estimate("xgboost@1") == pytest.approx(14.0 * 2 * plan.share(1))
