@@ -237,3 +237,73 @@ def test_the_budget_guard_estimates_each_rung_apart():
     assert guard.estimate("xgboost@0") == pytest.approx(4.0)
     # no trial on rung 1 yet: the median cost per unit of every rung (18 and 10 per top-rung unit)
     assert guard.estimate("xgboost@1") == pytest.approx(14.0 * 2 * plan.share(1))
+
+
+RESUMABLE_FIT = """
+import sys
+import automl.row_rungs
+automl.row_rungs.MIN_RUNG_ROWS = 50
+from automl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _finished(run_dir) -> dict[str, float]:
+    """Trials whose final report is saved in a checkpoint (every rung's), and its mtime."""
+    return {
+        p.parent.parent.name: p.stat().st_mtime
+        for p in (run_dir / "search").glob("*/checkpoint_*/final_metrics.json")
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_killed_fit_with_row_fidelity_resumes_without_repeating_finished_rungs(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    data = Path(__file__).parent / "data" / "adult_small.csv.gz"
+    args = [sys.executable, "-c", RESUMABLE_FIT, "fit", str(data), "--target", "class", "--max-trials", "9"]
+    args += [
+        "--families",
+        "lightgbm",
+        "--row-fidelity",
+        "on",
+        "--output",
+        str(out),
+        "--seed",
+        "3",
+        "--no-report",
+    ]
+    t0 = time.time()
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        while len(_finished(out)) < 3 and time.time() - t0 < 240:
+            assert proc.poll() is None, "the fit ended before it could be interrupted"
+            time.sleep(0.3)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = _finished(out)
+    assert 3 <= len(before) < 9, before
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = _finished(out)
+    for trial, mtime in before.items():
+        assert after[trial] == mtime  # finished trials, lower rungs too, were not run again
+    board = pd.read_csv(out / "leaderboard.csv")
+    trials = board[board["trial_id"].notna() & (board["family"] == "lightgbm")]
+    trials = trials[~trials["status"].isin(["refit", "skipped"])]
+    # a trial that finished between Tune's last snapshot and the kill may run again (test_resume.py)
+    assert 9 <= len(trials) <= 10
+    stopped = trials[trials["status"] == "stopped"]
+    assert len(stopped) >= 5 and stopped["stop_reason"].str.contains("row fidelity rung [12] of 3").all()
+    assert stopped["stop_reason"].str.contains("rung 1 of 3: 133 training rows").sum() >= 4
+    assert (trials["status"] == "completed").sum() >= 1
