@@ -46,6 +46,8 @@ class RowRungPlan:
     rungs: tuple[Rung, ...]
     eta: int
     folds_work: int  # training rows summed over the run's folds: what a top-rung trial trains on
+    #: seconds a trial on each lower rung may train (a time-limited search; empty: no cap)
+    time_caps: tuple[float, ...] = ()
 
     @property
     def top(self) -> int:
@@ -66,6 +68,20 @@ class RowRungPlan:
         r = self.rungs[rung]
         return replace(data, folds=[(r.train_rows, r.valid_rows)])
 
+    def with_time_caps(self, budget_s: float) -> RowRungPlan:
+        """Caps for a search of ``budget_s`` seconds: ``budget_s / eta**(top - k)`` on rung k, so
+        a rung with 1/eta**j of the rows gets 1/eta**j of the time, as many boosting rounds as
+        a trial on every row would train in the whole budget. A boosted model on a medium table
+        still improves after hundreds of rounds: without a cap a trial on a sample would train
+        until the deadline; with it, configs are compared on what they reach in equal time."""
+        caps = tuple(budget_s / self.eta ** (self.top - k) for k in range(self.top))
+        return replace(self, time_caps=caps)
+
+    def time_cap(self, rung: int | None) -> float | None:
+        if not self.is_lower(rung) or not self.time_caps:
+            return None
+        return self.time_caps[rung]
+
     def share(self, rung: int | None) -> float:
         """A rung's training rows as a share of a top-rung trial's (cost estimates)."""
         if not self.is_lower(rung):
@@ -80,7 +96,8 @@ class RowRungPlan:
     def summary(self) -> str:
         sizes = [f"{len(r.train_rows):,}" for r in self.rungs]
         top = f"the run's folds ({self.folds_work:,} training rows)"
-        return f"{' -> '.join(sizes)} rows -> {top}, eta={self.eta}"
+        caps = f", at most {' / '.join(f'{c:.0f}' for c in self.time_caps)} s" if self.time_caps else ""
+        return f"{' -> '.join(sizes)} rows -> {top}, eta={self.eta}{caps}"
 
 
 def nested_order(rows: np.ndarray, y: np.ndarray | None, seed: int) -> np.ndarray:

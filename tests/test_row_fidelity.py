@@ -59,6 +59,21 @@ def test_a_rung_view_trains_on_its_rows_and_the_top_rung_on_the_run_folds(multic
     assert "rung 1 of 3" in plan.describe(0) and "the run's folds" in plan.describe(2)
 
 
+def test_a_time_limited_search_caps_each_lower_rung_in_proportion_to_its_rows():
+    from tuning.trainable import TrialSettings, _deadline
+
+    folds, y = _folds(9000)
+    plan = plan_rungs(folds, y, seed=0, min_rows=100)
+    assert plan.time_cap(0) is None  # a trial budget: no cap
+    capped = plan.with_time_caps(90.0)
+    assert capped.time_caps == (10.0, 30.0) and capped.time_cap(2) is None
+    assert capped.summary().endswith("eta=3, at most 10 / 30 s")
+    settings = TrialSettings(deadline=1000.0, rungs=capped)
+    assert _deadline(settings, 0, 500.0) == 510.0 and _deadline(settings, 1, 500.0) == 530.0
+    assert _deadline(settings, 1, 990.0) == 1000.0  # never past the search's deadline
+    assert _deadline(settings, 2, 500.0) == 1000.0  # the top rung trains until the deadline
+
+
 def test_a_config_climbs_when_it_ranks_in_the_top_third_of_its_rung():
     from tuning.rungs import next_promotion
 
@@ -156,11 +171,11 @@ def test_auto_leaves_a_small_table_on_all_rows_and_logs_why(binary_df, caplog):
     strategy = make_strategy(SearchConfig(), families, data.task, seed=0, max_trials=10)
     searcher, scheduler = strategy.search_alg, strategy.scheduler
     with caplog.at_level(logging.INFO, logger="tuning.rungs"):
-        plan, note = setup_rungs(strategy, SearchConfig(), data, timed=True, seed=0)
+        plan, note = setup_rungs(strategy, SearchConfig(), data, budget_s=60.0, seed=0)
     assert plan is None and strategy.search_alg is searcher and strategy.scheduler is scheduler
     assert "row fidelity off: 300 training rows < 20,000" in caplog.text and note in caplog.text
     # forced on, a table this small has no rung of MIN_RUNG_ROWS rows either
-    plan, note = setup_rungs(strategy, SearchConfig(row_fidelity="on"), data, timed=True, seed=0)
+    plan, note = setup_rungs(strategy, SearchConfig(row_fidelity="on"), data, budget_s=60.0, seed=0)
     assert plan is None and "leave no rung of at least 2,000 rows" in note
 
 

@@ -137,17 +137,20 @@ def annotate(records: list[TrialRecord], plan: RowRungPlan) -> None:
 
 
 def setup_rungs(
-    strategy: Any, cfg: SearchConfig, data: TrialData, *, timed: bool, seed: int
+    strategy: Any, cfg: SearchConfig, data: TrialData, *, budget_s: float | None, seed: int
 ) -> tuple[RowRungPlan | None, str]:
     """Decide whether the search runs row fidelity (logged with the reason); when it does, wrap
     the strategy's searcher in :class:`RowRungs` and drop its step scheduler (ASHA would compare
-    trials of different rungs, whose scores are not comparable). Returns the plan (None: off) and
-    the decision as a sentence."""
-    on, why = cfg.resolve_row_fidelity(data.task.n_rows, timed=timed)
+    trials of different rungs, whose scores are not comparable). ``budget_s``: the search's
+    seconds (None: a trial budget), which caps the lower rungs' trials. Returns the plan (None:
+    off) and the decision as a sentence."""
+    on, why = cfg.resolve_row_fidelity(data.task.n_rows, timed=budget_s is not None)
     plan = None
     if on:
         y = data.y if data.task.problem_type.is_classification else None
         plan = plan_rungs(data.folds, y, seed=seed)
+        if budget_s is not None:
+            plan = plan.with_time_caps(budget_s)
         if plan.top == 0:
             on, why = (
                 False,

@@ -138,7 +138,8 @@ def _setup(
         first_points=extra_points,
         reproducible=reproducible,
     )
-    rungs, note = setup_rungs(strategy, cfg, data, timed=deadline is not None, seed=seed)
+    budget_s = None if deadline is None else max(1.0, deadline - time.time())
+    rungs, note = setup_rungs(strategy, cfg, data, budget_s=budget_s, seed=seed)
     guard = None
     if deadline is not None and strategy.search_alg is not None:
         costs = {n: f.relative_cost for n, f in families.items()}

@@ -68,6 +68,7 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
     rung = config.get(RUNG_KEY)
     lower = settings.rungs is not None and settings.rungs.is_lower(rung)
     view = settings.rungs.view(data, rung) if lower else data
+    deadline = _deadline(settings, rung, t0)
     try:
         if not lower and settings.path is not None and uses_ray_train(family, settings.path):
             result = train_candidate_ray(
@@ -78,11 +79,13 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
                 family,
                 params,
                 view,
-                deadline=settings.deadline,
+                deadline=deadline,
                 on_step=on_step,
                 checkpoint=checkpoint_now,
                 resume_from=resume_from,
             )
+        if lower and result.stop_reason == "time_budget" and deadline != settings.deadline:
+            result.stop_reason = f"the rung's time cap ({deadline - t0:.0f}s)"
     except Exception as exc:  # noqa: BLE001 - a bad config ends this trial, not the search
         # Reported, not raised: Tune would retry a raised error (FailureConfig), which only helps
         # when a worker died, not when the library rejects the config.
@@ -97,6 +100,14 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
         tune.report(dict(final), checkpoint=tune.Checkpoint.from_directory(d))
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _deadline(settings: TrialSettings, rung: int | None, t0: float) -> float | None:
+    """The search's deadline, or sooner the end of a lower rung's time cap."""
+    cap = settings.rungs.time_cap(rung) if settings.rungs is not None else None
+    if cap is None:
+        return settings.deadline
+    return t0 + cap if settings.deadline is None else min(settings.deadline, t0 + cap)
 
 
 def _finish(
