@@ -69,12 +69,14 @@ class RowRungPlan:
         return replace(data, folds=[(r.train_rows, r.valid_rows)])
 
     def with_time_caps(self, budget_s: float) -> RowRungPlan:
-        """Caps for a search of ``budget_s`` seconds: ``budget_s / eta**(top - k)`` on rung k, so
-        a rung with 1/eta**j of the rows gets 1/eta**j of the time, as many boosting rounds as
-        a trial on every row would train in the whole budget. A boosted model on a medium table
-        still improves after hundreds of rounds: without a cap a trial on a sample would train
-        until the deadline; with it, configs are compared on what they reach in equal time."""
-        caps = tuple(budget_s / self.eta ** (self.top - k) for k in range(self.top))
+        """Caps for a search of ``budget_s`` seconds: ``budget_s / eta**(top - k + 1)`` on rung k
+        (1/27 and 1/9 of the budget with three rungs). A rung with 1/eta**j of the rows gets time
+        in the same proportion, so each rung trains about as many boosting rounds; and each rung
+        of a full bracket (9 configs -> 3 -> 1) spends ``budget_s / eta``, so a bracket fits in
+        the budget on two trial slots. A boosted model on a medium table still improves after
+        hundreds of rounds: without a cap a trial on a sample trained until the deadline; with
+        it, configs are compared on what they reach in equal time."""
+        caps = tuple(budget_s / self.eta ** (self.top - k + 1) for k in range(self.top))
         return replace(self, time_caps=caps)
 
     def time_cap(self, rung: int | None) -> float | None:

@@ -65,7 +65,7 @@ def test_a_time_limited_search_caps_each_lower_rung_in_proportion_to_its_rows():
     folds, y = _folds(9000)
     plan = plan_rungs(folds, y, seed=0, min_rows=100)
     assert plan.time_cap(0) is None  # a trial budget: no cap
-    capped = plan.with_time_caps(90.0)
+    capped = plan.with_time_caps(270.0)
     assert capped.time_caps == (10.0, 30.0) and capped.time_cap(2) is None
     assert capped.summary().endswith("eta=3, at most 10 / 30 s")
     settings = TrialSettings(deadline=1000.0, rungs=capped)
