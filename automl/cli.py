@@ -83,22 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _configure_logging(quiet: bool) -> None:
-    # The CLI is an application: it, not the library, decides what is shown.
+def _configure_logging(quiet: bool) -> logging.Handler:
+    """The CLI is an application: it, not the library, decides what is shown. Returns the handler
+    so that ``main`` removes it again: a caller running ``main`` in-process (tests, notebooks) would
+    otherwise keep a handler bound to a stream that may be closed later."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("automl")
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
-    for name in ("tuning",):
+    for name in ("automl", "tuning"):
         lg = logging.getLogger(name)
         lg.addHandler(handler)
         lg.setLevel(logging.WARNING if quiet else logging.INFO)
+    return handler
+
+
+def _remove_logging(handler: logging.Handler) -> None:
+    for name in ("automl", "tuning"):
+        logging.getLogger(name).removeHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.quiet)
+    handler = _configure_logging(args.quiet)
     try:
         func = getattr(args, "func", None) or COMMANDS[args.command]
         code = int(func(args) or 0)
@@ -108,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
+    finally:
+        if argv is not None:  # called in-process: leave the caller's logging as it was
+            _remove_logging(handler)
     if argv is None and args.command == "fit":  # the program (not a caller passing argv): end on time
         _exit_now(code)
     return code

@@ -6,6 +6,7 @@ import pytest
 
 from automl import AutoML, SearchConfig
 from automl.exceptions import ConfigError
+from tests.helpers import trial_rows
 
 pytestmark = pytest.mark.ray
 
@@ -27,7 +28,8 @@ def fit(df, tmp_path, strategy, **search):
 def test_each_strategy_runs_and_says_why_it_ended(ray_session, binary_df, tmp_path, strategy):
     run = fit(binary_df, tmp_path, strategy)
     board = run.leaderboard()
-    trials = board[board["family"] != "ensemble"]
+    # the trials themselves: not the ensemble, nor the refit options built from the members
+    trials = trial_rows(board)
     info = run.run_info_
     assert info["search_strategy"] == strategy
     if strategy == "grid":  # the grid: each family's grid points (here their portfolios: 3 + 2)
@@ -59,7 +61,7 @@ def test_same_seed_and_trial_budget_give_the_same_leaderboard(ray_session, multi
             seed=7,
         ).fit(multiclass_df)
         b = run.leaderboard()
-        boards.append(b[b["family"] != "ensemble"].sort_values("model")[cols].reset_index(drop=True))
+        boards.append(trial_rows(b).sort_values("model")[cols].reset_index(drop=True))
     assert boards[0].equals(boards[1]), (boards[0], boards[1])
     # TPE proposed configs beyond the 5-config portfolio, and they are the same in both runs
     assert len(set(boards[0]["params"])) == 7
