@@ -322,3 +322,33 @@ def test_a_killed_fit_with_row_fidelity_resumes_without_repeating_finished_rungs
     assert len(stopped) >= 5 and stopped["stop_reason"].str.contains("row fidelity rung [12] of 3").all()
     assert stopped["stop_reason"].str.contains("rung 1 of 3: 133 training rows").sum() >= 4
     assert (trials["status"] == "completed").sum() >= 1
+
+
+@pytest.mark.slow
+def test_a_time_limited_fit_caps_the_lower_rungs_and_keeps_its_budget(ray_session, tmp_path, monkeypatch):
+    import time
+
+    import automl.row_rungs as row_rungs
+
+    monkeypatch.setattr(row_rungs, "MIN_RUNG_ROWS", 100)
+    t = time.time()
+    run = AutoML(
+        write_report=False,
+        target="label",
+        time_limit=25,
+        validation=ValidationConfig(strategy="holdout"),
+        search=SearchConfig(families=("lightgbm", "xgboost"), row_fidelity="on"),
+        output_dir=tmp_path / "run",
+        seed=1,
+    ).fit(_table(3000, 1))
+    assert time.time() - t < 25 + 10  # the margin a loaded machine needs (test_on_time.py)
+    note = run.run_info_["search_notes"][0]
+    assert note.startswith("row fidelity on (row_fidelity='on'): rungs 267 -> 800 rows") and "at most" in note
+    board = run.leaderboard()
+    trials = board[board["trial_id"].notna() & board["family"].isin(["lightgbm", "xgboost"])]
+    trials = trials[~trials["status"].isin(["refit", "skipped"])]
+    stopped = trials[(trials["status"] == "stopped") & trials["score_val"].notna()]
+    assert stopped["stop_reason"].str.contains("row fidelity rung [12] of 3").all()
+    assert len(stopped) >= 1
+    assert (trials["status"] == "completed").sum() >= 1
+    assert run.predict(_table(5, 2)).isin(["lo", "mid", "hi"]).all()
