@@ -189,6 +189,7 @@ def _table(n: int, seed: int) -> pd.DataFrame:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_fit_climbs_the_rungs_and_only_top_rung_trials_join_the_ensemble(
     ray_session, tmp_path, monkeypatch
 ):
@@ -325,6 +326,7 @@ def test_a_killed_fit_with_row_fidelity_resumes_without_repeating_finished_rungs
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_time_limited_fit_caps_the_lower_rungs_and_keeps_its_budget(ray_session, tmp_path, monkeypatch):
     import time
 
