@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +21,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 #: modules that add subcommands: each has ``add_commands(subparsers)``, which adds its parsers
 #: and sets ``func`` (a callable taking the parsed args, returning an exit code) on each. Their
 #: imports must stay cheap (no Ray at module level): `automl --help` loads them all.
-PLUGINS = ("serving.cli", "automl.report.cli", "automl.registry.cli", "automl.monitor.cli")
+PLUGINS = (
+    "serving.cli",
+    "serving.batch_cli",
+    "automl.report.cli",
+    "automl.registry.cli",
+    "automl.monitor.cli",
+)
 
 
 def command(name: str) -> Callable:
@@ -54,28 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--format", choices=["table", "csv", "json"], default="table")
     lb.add_argument("--limit", type=int, default=30)
 
-    pd_ = sub.add_parser("predict", help="batch predictions for a table")
-    pd_.add_argument("dir", help="a run or model directory")
-    pd_.add_argument("data")
-    pd_.add_argument("--output", required=True, help="CSV or Parquet, by suffix")
-    pd_.add_argument("--proba", action="store_true", help="one column per class instead of the label")
-    pd_.add_argument(
-        "--id-column", help="column to copy next to each prediction (default: the data's id column)"
-    )
-    pd_.add_argument("--batch-size", type=int, default=50_000)
-    pd_.add_argument("--no-ray", action="store_true", help="predict in this process instead of with Ray Data")
-    pd_.add_argument(
-        "--errors",
-        help="CSV for the rows that fail validation (their id or row number and the reason); "
-        "default: OUTPUT with .errors.csv in place of its suffix",
-    )
-    pd_.add_argument(
-        "--max-error-rate",
-        type=float,
-        default=1.0,
-        help="stop the job when more than this share (0-1) of the rows read failed validation "
-        "(default 1: never stop; the failed rows go to the errors file and the rest are scored)",
-    )
     for name in PLUGINS:
         import importlib
 
@@ -83,22 +66,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _configure_logging(quiet: bool) -> None:
-    # The CLI is an application: it, not the library, decides what is shown.
+def _configure_logging(quiet: bool) -> logging.Handler:
+    """The CLI is an application: it, not the library, decides what is shown. Returns the handler
+    so that ``main`` removes it again: a caller running ``main`` in-process (tests, notebooks) would
+    otherwise keep a handler bound to a stream that may be closed later."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("automl")
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
-    for name in ("tuning",):
+    for name in ("automl", "tuning"):
         lg = logging.getLogger(name)
         lg.addHandler(handler)
         lg.setLevel(logging.WARNING if quiet else logging.INFO)
+    return handler
+
+
+def _remove_logging(handler: logging.Handler) -> None:
+    for name in ("automl", "tuning"):
+        logging.getLogger(name).removeHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.quiet)
+    handler = _configure_logging(args.quiet)
     try:
         func = getattr(args, "func", None) or COMMANDS[args.command]
         code = int(func(args) or 0)
@@ -108,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
+    finally:
+        if argv is not None:  # called in-process: leave the caller's logging as it was
+            _remove_logging(handler)
     if argv is None and args.command == "fit":  # the program (not a caller passing argv): end on time
         _exit_now(code)
     return code
@@ -156,31 +147,6 @@ def cmd_leaderboard(a: argparse.Namespace) -> int:
         print(json.dumps(json.loads(board.to_json(orient="records")), indent=1))
     else:
         print(lbmod.format_table(board, limit=a.limit))
-    return 0
-
-
-@command("predict")
-def cmd_predict(a: argparse.Namespace) -> int:
-    from serving.batch import predict_file
-
-    t = time.time()
-    res = predict_file(
-        a.dir,
-        a.data,
-        a.output,
-        proba=a.proba,
-        id_column=a.id_column,
-        batch_size=a.batch_size,
-        use_ray=not a.no_ray,
-        errors_path=a.errors,
-        max_error_rate=a.max_error_rate,
-    )
-    print(f"wrote {res.rows_written} predictions to {a.output} in {time.time() - t:.1f}s")
-    if res.rows_failed:
-        print(
-            f"{res.rows_failed} of {res.rows_read} rows failed validation and were not scored; "
-            f"their ids and reasons: {res.errors_path}"
-        )
     return 0
 
 

@@ -12,6 +12,11 @@ SEARCH_STRATEGIES = ("bayesian", "random", "grid", "hyperband", "asha", "bohb")
 VALIDATION_STRATEGIES = ("auto", "holdout", "kfold")
 TARGET_TRANSFORMS = ("auto", "none", "log1p", "yeo-johnson")
 DATA_MODES = ("auto", "memory", "streaming")
+ROW_FIDELITY = ("auto", "on", "off")
+#: strategies whose searcher suggests one config at a time (the others schedule trials themselves)
+ROW_FIDELITY_STRATEGIES = ("bayesian", "random")
+#: row_fidelity="auto" turns on from this many training rows (see docs/search.md)
+ROW_FIDELITY_MIN_ROWS = 20_000
 
 
 def _choice(name: str, value: Any, choices: tuple) -> None:
@@ -49,6 +54,13 @@ class SearchConfig:
         column_probe: before the search, test identifier columns whose values repeat and
             high-cardinality categoricals (dropped / kept as codes, or encoded) on the
             validation folds with a fast model, instead of applying the profile's rule.
+        row_fidelity: successive halving over rows (docs/search.md): configs first train on
+            seeded samples of the rows (1/9, then 1/3) and only the best third of each rung
+            climbs; only configs that reach the top rung are validated on the run's folds and
+            can join the ensemble. "auto": on when the fit has a time limit, the table has at
+            least ``ROW_FIDELITY_MIN_ROWS`` training rows and the strategy is bayesian or
+            random; "on": whenever a lower rung has ``automl.row_rungs.MIN_RUNG_ROWS`` rows
+            (trials then count each rung, e.g. for max_trials); "off": never.
     """
 
     strategy: str = "bayesian"
@@ -63,9 +75,17 @@ class SearchConfig:
     mlflow: bool | str = False
     target_transform: str = "auto"
     column_probe: bool = True
+    row_fidelity: str = "auto"
 
     def __post_init__(self) -> None:
         _choice("search strategy", self.strategy, SEARCH_STRATEGIES)
+        _choice("row_fidelity", self.row_fidelity, ROW_FIDELITY)
+        if self.row_fidelity == "on" and self.strategy not in ROW_FIDELITY_STRATEGIES:
+            raise ConfigError(
+                f"row_fidelity='on' works with the strategies {list(ROW_FIDELITY_STRATEGIES)}; "
+                f"{self.strategy!r} has its own scheduler (or, grid, a fixed list of configs): "
+                "set row_fidelity='auto' or 'off', or strategy='bayesian'"
+            )
         _choice("target_transform", self.target_transform, TARGET_TRANSFORMS)
         _choice("searcher", self.searcher, ("tpe", "random"))
         _positive("max_trials", self.max_trials)
@@ -73,6 +93,25 @@ class SearchConfig:
         _positive("max_concurrent_trials", self.max_concurrent_trials)
         if self.families is not None:
             object.__setattr__(self, "families", tuple(self.families))
+
+    def resolve_row_fidelity(self, n_rows: int, *, timed: bool) -> tuple[bool, str]:
+        """Whether the search runs successive halving over rows on ``n_rows`` training rows, and
+        why. ``timed``: the fit has a time limit (what row fidelity saves is time; with only a
+        trial budget every rung would count as a trial)."""
+        if self.row_fidelity == "off":
+            return False, "row_fidelity='off'"
+        if self.row_fidelity == "on":
+            return True, "row_fidelity='on'"
+        if self.strategy not in ROW_FIDELITY_STRATEGIES:
+            return False, f"strategy {self.strategy!r} schedules trials itself (row_fidelity='auto')"
+        if not timed:
+            return False, "no time limit: every config trains on all rows (row_fidelity='on' forces it)"
+        if n_rows < ROW_FIDELITY_MIN_ROWS:
+            return False, (
+                f"{n_rows:,} training rows < {ROW_FIDELITY_MIN_ROWS:,}: a trial on all rows is cheap "
+                "enough (row_fidelity='on' forces it)"
+            )
+        return True, f"{n_rows:,} training rows >= {ROW_FIDELITY_MIN_ROWS:,} and a time limit"
 
 
 KFOLD_ROW_FOLDS_PER_SECOND = 5_000

@@ -62,8 +62,14 @@ def ensure_ray(resources: ResourceConfig) -> ClusterInfo:
             )
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:
+            # "local": start our own instance. With no address Ray would join the last cluster
+            # started on this machine (/tmp/ray/ray_current_cluster), and refuse num_cpus there
             ray.init(
-                num_cpus=resources.num_cpus, include_dashboard=False, log_to_driver=False, runtime_env=env
+                address="local",
+                num_cpus=resources.num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env=env,
             )
             started = True
         try:

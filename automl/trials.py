@@ -31,8 +31,17 @@ class StepReport(_StepRequired, total=False):
     step: int
 
 
-class FinalReport(TypedDict):
-    """The last report of a trial that trained to the end (its checkpoint holds the models)."""
+class _Rung(TypedDict, total=False):
+    """With row fidelity (automl.row_rungs): the rung a trial trained on."""
+
+    rung: int  # 0 = the smallest sample; the top rung is the run's own folds
+    rung_rows: int  # training rows of the rung (all folds' at the top rung)
+    lower_rung: bool  # True below the top rung: not an ensemble candidate
+
+
+class FinalReport(_Rung):
+    """The last report of a trial that trained to the end (its checkpoint holds the models;
+    below the top rung of row fidelity it holds only this report)."""
 
     objective: float
     best_objective: float
@@ -41,7 +50,7 @@ class FinalReport(TypedDict):
     iteration: int
     fit_time_s: float  # seconds inside the model library, all folds
     trial_wall_s: float
-    predict_time_s: float  # seconds for the candidate to predict 1,000 rows
+    predict_time_s: float | None  # seconds for the candidate to predict 1,000 rows (None below the top rung)
     stop_reason: str
     library_time_s: float  # training, the predict timing and saving the models
     done_training: bool  # always True here
@@ -72,6 +81,12 @@ def is_final(result: Mapping[str, Any] | None) -> bool:
     return bool(result and result.get(DONE_TRAINING))
 
 
+def is_candidate(result: Mapping[str, Any] | None) -> bool:
+    """Whether ``result`` is a final report whose models may join the ensemble (not a lower
+    rung of row fidelity, whose score is on a sample and not comparable)."""
+    return is_final(result) and not result.get("lower_rung")
+
+
 def is_failed(result: Mapping[str, Any] | None) -> bool:
     return bool(result and result.get("failed"))
 
@@ -98,6 +113,8 @@ class TrialRecord:
     start_offset_s: float | None = None  # seconds after the search started (seen by the driver)
     end_offset_s: float | None = None
     retries: int = 0  # times Tune restarted the trial after a failure (a worker or node died)
+    rung: int | None = None  # row fidelity: the rung it trained on (None: row fidelity off)
+    rung_rows: int | None = None  # row fidelity: the training rows of that rung
 
     @property
     def driver_wall_s(self) -> float | None:
@@ -116,6 +133,8 @@ class TrialRecord:
         self.trial_wall_s = report.get("trial_wall_s")
         self.predict_time_s = report.get("predict_time_s")
         self.stop_reason = report.get("stop_reason")
+        self.rung = report.get("rung", self.rung)
+        self.rung_rows = report.get("rung_rows", self.rung_rows)
 
 
 @dataclass

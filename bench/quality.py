@@ -13,14 +13,12 @@ import json
 import logging
 import os
 import shutil
-import statistics
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from automl.predictor import sha256_file
 from bench import lean
 from bench.common import (
     DEFAULT_MANIFEST,
@@ -35,10 +33,9 @@ from bench.common import (
     shared_modules,
     write_json,
 )
-from bench.curves import anytime_curve, curve_summary, search_offset_s
 from bench.measure import TreeMemorySampler, environment
+from bench.result_sections import describe_split, measure_predictor, run_details
 
-LATENCY_CALLS = 200
 TOP5_COLUMNS = [
     "model",
     "family",
@@ -51,7 +48,6 @@ TOP5_COLUMNS = [
 ]
 TOP5_COLUMNS += ["score_test", "latency_p50_ms", "model_mb"]
 STACK_FROM_S = 300
-PREDICT_REPEATS = 3
 
 
 def run_quality(
@@ -78,31 +74,7 @@ def run_quality(
     df = splits.load_csv(str(table.file))
     train_df, test_df = splits.split(df, table.target, table.problem, seed)
     X_test, y_test = test_df.drop(columns=[table.target]), test_df[table.target]
-    classification = table.problem != "regression"
-    classes = sorted(train_df[table.target].unique().tolist()) if classification else None
-    res["data"] = {
-        "table": table.name,
-        "path": str(table.file.resolve()),
-        "sha256": sha256_file(table.file),
-        "n_rows": int(len(df)),
-        "n_features": int(df.shape[1] - 1),
-        "target": table.target,
-        "problem": table.problem,
-        "n_train": int(len(train_df)),
-        "n_test": int(len(test_df)),
-        "classes": classes,
-        "positive_class": splits.positive_class(classes) if table.problem == "binary" else None,
-        "time_column": table.time_column,
-        "group_column": table.group_column,
-        "time_and_group_columns": "plain features; the split is the shared random/stratified one",
-    }
-    res["split"] = {
-        "function": "splits.split",
-        "test_size": splits.TEST_SIZE,
-        "stratified": classification,
-        "seed": seed,
-        "test_index_sha256": splits.split_fingerprint(test_df),
-    }
+    res["data"], res["split"] = describe_split(table, df, train_df, test_df, splits, seed)
 
     t0 = time.perf_counter()
     import automl
@@ -129,57 +101,13 @@ def run_quality(
     )
     process = lean.fit_process(cmd, budget, run_dir)
     tree.sample()
-    res["fit"] = {
-        "wall_s": process["wall_s"],
-        "cpu_s": tree.cpu_s,
-        "over_time_limit_s": process["overshoot_s"],
-        "process": process,
-        "wall_s_source": "wall time of the `automl fit` process (imports, Ray start-up and shutdown "
-        "included) less its test scoring, which the time limit does not count",
-        "cpu_s_source": "CPU time of the fit process and its Ray processes, sampled from /proc",
-        "cpu_s_getrusage": scoring.cpu_seconds() - c0,
-    }
+    res["fit"] = _fit_record(process, tree, scoring.cpu_seconds() - c0)
     info = json.loads((run_dir / layout.RUN_INFO).read_text())
     board = lbmod.load(run_dir / layout.LEADERBOARD)
 
-    t0 = time.perf_counter()
-    extra = {n: run_dir / n for n in layout.PREDICTOR_FILES if (run_dir / n).exists()}
-    automl.load(run_dir).save(model_dir, extra_files=extra)  # what `run.save(model_dir)` writes
-    save_s = time.perf_counter() - t0
-    predictor = automl.load(model_dir)  # the deployable artifact, as `automl serve` loads it
-    use_proba = classification and scoring.needs_proba(table.metric)
-    fn = predictor.predict_proba if use_proba else predictor.predict
-    out, times = scoring.time_batch(fn, X_test, repeats=PREDICT_REPEATS)
-    med = statistics.median(times)
-    res["predict"] = {
-        "method": "predict_proba" if use_proba else "predict",
-        "n_rows": int(len(X_test)),
-        "wall_s": med,
-        "wall_s_first": times[0],
-        "wall_s_runs": times,
-        "rows_per_s": len(X_test) / med,
-        "model": "automl.load(saved artifact) in process",
-    }
-    all_m = lean.test_metrics(predictor, X_test, y_test, table, scoring)
-    res["metric"] = {
-        "name": table.metric,
-        "value": all_m[table.metric],
-        "greater_is_better": scoring.METRICS[table.metric][1],
-        "computed_with": "sklearn on the 20% test split",
-    }
-    res["all_metrics"] = all_m
-    res["latency_single_row"] = {
-        "method": res["predict"]["method"],
-        **scoring.time_single_row(fn, X_test, n_calls=LATENCY_CALLS),
-    }
+    predictor, res["artifact"] = _save_artifact(automl, run_dir, model_dir, scoring)
+    measure_predictor(res, predictor, X_test, y_test, table, scoring)
     tree.stop()
-    res["artifact"] = {
-        "kind": "automl Predictor directory (run.save)",
-        "path": str(model_dir),
-        "bytes": scoring.path_size_bytes(str(model_dir)),
-        "save_s": save_s,
-    }
-    res["artifact"]["mb"] = res["artifact"]["bytes"] / 2**20
     res["deployment"] = lean.deployment(
         board,
         run_dir,
@@ -193,7 +121,7 @@ def run_quality(
     )
     res["leaderboard_top5"] = board[TOP5_COLUMNS].head(5).to_dict(orient="records")
     res["options_test"] = lean.options_test(board, res["metric"]["greater_is_better"])
-    res["system_details"] = _details(info, run_dir, board, res["metric"]["greater_is_better"])
+    res["system_details"] = run_details(info, run_dir, board, res["metric"]["greater_is_better"])
     # process wall time the fit's own clock (run.json timings.total_s, from the process start) did
     # not see: the process's exit after the clock stopped
     total = (res["system_details"].get("timings") or {}).get("total_s")
@@ -216,35 +144,36 @@ def run_quality(
     return res
 
 
-def _details(info: dict[str, Any], run_dir: Path, board: Any, greater_is_better: bool) -> dict[str, Any]:
-    from automl.models import all_families
-
-    curve = anytime_curve(board, greater_is_better, search_offset_s(info.get("timings") or {}))
-    keys = (
-        "chosen",
-        "members",
-        "refit",
-        "n_trials",
-        "trials_by_status",
-        "ended_because",
-        "trial_overhead_s",
-        "timings",
-        "overshoot_s",
-        "cut_for_time",
-        "decisions",
-        "deployment",
-        "concurrency",
-        "search_strategy",
-        "validation",
-    )
+def _fit_record(process: dict[str, Any], tree: TreeMemorySampler, cpu_s_getrusage: float) -> dict[str, Any]:
     return {
-        **{k: info.get(k) for k in keys},
-        "families_registered": list(all_families()),
-        "families_tried": sorted(board.loc[board["family"] != "ensemble", "family"].dropna().unique()),
-        "run_dir": str(run_dir),
-        "anytime_curve": curve,
-        "curve_summary": curve_summary(curve),
+        "wall_s": process["wall_s"],
+        "cpu_s": tree.cpu_s,
+        "over_time_limit_s": process["overshoot_s"],
+        "process": process,
+        "wall_s_source": "wall time of the `automl fit` process (imports, Ray start-up and shutdown "
+        "included) less its test scoring, which the time limit does not count",
+        "cpu_s_source": "CPU time of the fit process and its Ray processes, sampled from /proc",
+        "cpu_s_getrusage": cpu_s_getrusage,
     }
+
+
+def _save_artifact(automl: Any, run_dir: Path, model_dir: Path, scoring: Any) -> tuple[Any, dict[str, Any]]:
+    """Save the run as ``run.save(model_dir)`` does and load it back as ``automl serve`` does."""
+    from automl import layout
+
+    t0 = time.perf_counter()
+    extra = {n: run_dir / n for n in layout.PREDICTOR_FILES if (run_dir / n).exists()}
+    automl.load(run_dir).save(model_dir, extra_files=extra)
+    save_s = time.perf_counter() - t0
+    size = scoring.path_size_bytes(str(model_dir))
+    artifact = {
+        "kind": "automl Predictor directory (run.save)",
+        "path": str(model_dir),
+        "bytes": size,
+        "save_s": save_s,
+        "mb": size / 2**20,
+    }
+    return automl.load(model_dir), artifact
 
 
 def launch(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -22,10 +21,9 @@ from typing import Any
 
 from automl.exceptions import AutoMLError, ConfigError
 from bench import batch_memory, bigdata, peers, quality, scaling, serving, strategies, summary, table
+from bench.args import _csv, parse_args, resolve_seeds
 from bench.common import (
-    DEFAULT_MANIFEST,
     REPO,
-    SHARED_BENCH,
     SYSTEM,
     Table,
     budget_label,
@@ -37,101 +35,6 @@ from bench.common import (
 from bench.measure import machine
 
 logger = logging.getLogger("bench")
-
-#: the peers' Python: this variable, else ../peers/.venv-peers/bin/python beside the repository
-PEER_PYTHON_ENV = "AUTOML_BENCH_PEER_PYTHON"
-DEFAULT_SEEDS = "0,1,2"
-
-
-def _csv(text: str, cast: type = str) -> list[Any]:
-    try:
-        return [cast(x.strip()) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"expected a comma-separated list of {cast.__name__}s; got {text!r}") from None
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--manifest", default=str(DEFAULT_MANIFEST), help="datasets MANIFEST.csv (default: %(default)s)"
-    )
-    p.add_argument("--tables", default="", help="comma-separated manifest names (default: all)")
-    p.add_argument("--budgets", default="60,300", help="fit time limits in seconds (default: %(default)s)")
-    p.add_argument(
-        "--seeds",
-        default=None,
-        help=f"split seeds, each a fit per table and budget (default: {DEFAULT_SEEDS})",
-    )
-    p.add_argument("--seed", type=int, default=None, help="one split seed (the same as --seeds N)")
-    p.add_argument("--peers", action="store_true", help="also run AutoGluon and FLAML on the same runs")
-    p.add_argument(
-        "--peer-python",
-        default=os.environ.get(PEER_PYTHON_ENV)
-        or str(REPO.parent / "peers" / ".venv-peers" / "bin" / "python"),
-        help=f"the peers' venv Python for --peers (env {PEER_PYTHON_ENV}; default: %(default)s)",
-    )
-    p.add_argument(
-        "--peer-results", default=None, help="read peer RESULT JSONs made elsewhere from DIR (or DIR/peers)"
-    )
-    p.add_argument("--out", default=None, help="results folder (default: bench/results/<UTC date>)")
-    p.add_argument("--work", default=None, help="run directories and saved models (default: a temp folder)")
-    p.add_argument(
-        "--shared-bench",
-        default=str(SHARED_BENCH),
-        help="folder of splits.py, scoring.py, peers/ (default: %(default)s)",
-    )
-    p.add_argument("--resume", action="store_true", help="skip runs whose result JSON already says ok")
-    p.add_argument("--keep-search", action="store_true", help="keep each run's Ray Tune experiment")
-    p.add_argument("--skip-quality", action="store_true", help="no quality runs (serving/scaling only)")
-    p.add_argument("--serving", action="store_true", help="load-test `automl serve` on loopback")
-    p.add_argument("--serving-model", default=None, help="a saved model (default: the first quality run's)")
-    p.add_argument("--serving-duration", type=float, default=serving.DURATION_S, help="seconds per cell")
-    p.add_argument(
-        "--strategies", default="", help="compare search strategies, e.g. bayesian,random,asha (default: off)"
-    )
-    p.add_argument(
-        "--strategy-tables",
-        default="adult,wine_quality,california_housing",
-        help="tables for --strategies (default: %(default)s)",
-    )
-    p.add_argument(
-        "--strategy-budget",
-        type=float,
-        default=strategies.BUDGET_S,
-        help="time limit of each --strategies run (default: %(default)s)",
-    )
-    p.add_argument(
-        "--batch-memory",
-        action="store_true",
-        help="peak memory of `automl predict` (Ray Data) as input rows grow "
-        "(model: --serving-model, else the first run's)",
-    )
-    p.add_argument("--batch-memory-rows", default=",".join(map(str, batch_memory.ROWS)))
-    p.add_argument("--scaling", action="store_true", help="fit time and memory vs rows and CPUs per family")
-    p.add_argument("--scaling-rows", default=",".join(map(str, scaling.ROWS)))
-    p.add_argument("--scaling-families", default="", help="default: every registered family")
-    p.add_argument("--scaling-cap", type=float, default=scaling.CAP_S, help="seconds per measurement")
-    p.add_argument("--scaling-cpu-rows", type=int, default=scaling.CPU_ROWS)
-    p.add_argument("--big-data", action="store_true", help="fit synthetic Parquet tables of --big-rows rows")
-    p.add_argument("--big-rows", default=",".join(map(str, bigdata.ROWS)), help="default: %(default)s")
-    p.add_argument(
-        "--big-budget", type=float, default=bigdata.BUDGET_S, help="seconds (default: %(default)s)"
-    )
-    p.add_argument("--big-test-rows", type=int, default=bigdata.TEST_ROWS, help="default: %(default)s")
-    p.add_argument("--big-shard-rows", type=int, default=bigdata.SHARD_ROWS, help="default: %(default)s")
-    return p.parse_args(argv)
-
-
-def resolve_seeds(a: argparse.Namespace) -> list[int]:
-    """``--seed N`` is ``--seeds N``; both at once is an error; neither is the default seeds."""
-    if a.seed is not None and a.seeds is not None:
-        raise ConfigError("pass either --seeds LIST or --seed N, not both")
-    seeds = [a.seed] if a.seed is not None else _csv(a.seeds or DEFAULT_SEEDS, int)
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seeds must list distinct non-negative integers; got {a.seeds!r}")
-    return seeds
 
 
 def run_quality_runs(
@@ -255,10 +158,60 @@ def describe(host: dict[str, Any]) -> str:
     )
 
 
+def optional_sections(
+    a: argparse.Namespace, seeds: list[int], big_rows: list[int], out: Path, work: Path
+) -> tuple[list[str], dict[str, Any] | None]:
+    """The opt-in measurements (--strategies, --scaling, --big-data): their SUMMARY sections and the
+    big-data result (None when not asked for)."""
+    sections: list[str] = []
+    big = None
+    if a.strategies:
+        res = strategies.run_strategies(
+            select_tables(read_manifest(a.manifest), _csv(a.strategy_tables)),
+            _csv(a.strategies),
+            out,
+            work / "strategies",
+            manifest=Path(a.manifest),
+            seed=seeds[0],
+            bench_dir=Path(a.shared_bench),
+            budget=a.strategy_budget,
+            resume=a.resume,
+        )
+        sections += [
+            "",
+            f"## Search strategies ({a.strategy_budget:g} s each, best validation score so far)",
+            "",
+            strategies.strategies_markdown(res),
+        ]
+    if a.scaling:
+        res = scaling.run_scaling(
+            out / "scaling",
+            manifest=Path(a.manifest),
+            families=_csv(a.scaling_families) or None,
+            rows=tuple(_csv(a.scaling_rows, int)),
+            cap_s=a.scaling_cap,
+            cpu_rows=a.scaling_cpu_rows,
+        )
+        sections += ["", "## How cost grows (synthetic rows from adult)", "", scaling.scaling_markdown(res)]
+    if a.big_data:
+        big = bigdata.run_big_data(
+            big_rows,
+            out / "bigdata",
+            work / "bigdata",
+            budget=a.big_budget,
+            seed=seeds[0],
+            test_rows=a.big_test_rows,
+            shard_rows=a.big_shard_rows,
+            resume=a.resume,
+        )
+        sections += ["", bigdata.bigdata_markdown(big)]
+    return sections, big
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
-        a = parse_args(argv)
+        a = parse_args(argv, __doc__)
         tables = select_tables(read_manifest(a.manifest), _csv(a.tables))
         budgets = _csv(a.budgets, float)
         if not budgets or min(budgets) <= 0:
@@ -310,46 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         sections += ["", serving_section(a, tables, budgets, seeds, results, out, work)]
     if a.batch_memory:
         sections += ["", batch_memory_section(a, tables, budgets, seeds, results, out, work)]
-    if a.strategies:
-        res = strategies.run_strategies(
-            select_tables(read_manifest(a.manifest), _csv(a.strategy_tables)),
-            _csv(a.strategies),
-            out,
-            work / "strategies",
-            manifest=Path(a.manifest),
-            seed=seeds[0],
-            bench_dir=Path(a.shared_bench),
-            budget=a.strategy_budget,
-            resume=a.resume,
-        )
-        sections += [
-            "",
-            f"## Search strategies ({a.strategy_budget:g} s each, best validation score so far)",
-            "",
-            strategies.strategies_markdown(res),
-        ]
-    if a.scaling:
-        res = scaling.run_scaling(
-            out / "scaling",
-            manifest=Path(a.manifest),
-            families=_csv(a.scaling_families) or None,
-            rows=tuple(_csv(a.scaling_rows, int)),
-            cap_s=a.scaling_cap,
-            cpu_rows=a.scaling_cpu_rows,
-        )
-        sections += ["", "## How cost grows (synthetic rows from adult)", "", scaling.scaling_markdown(res)]
-    if a.big_data:
-        big = bigdata.run_big_data(
-            big_rows,
-            out / "bigdata",
-            work / "bigdata",
-            budget=a.big_budget,
-            seed=seeds[0],
-            test_rows=a.big_test_rows,
-            shard_rows=a.big_shard_rows,
-            resume=a.resume,
-        )
-        sections += ["", bigdata.bigdata_markdown(big)]
+    extra, big = optional_sections(a, seeds, big_rows, out, work)
+    sections += extra
     sections += ["", f"Total benchmark wall time: {time.perf_counter() - t0:.0f} s."]
     (out / "SUMMARY.md").write_text("\n".join(sections) + "\n")
     print("\n".join(sections))

@@ -33,6 +33,7 @@ def ray_session():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # our own instance, even when another Ray on this machine is running
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,

@@ -37,3 +37,8 @@ def predictor_from(result, data, pre, schema, prof) -> Predictor:
 
 
 __all__ = ["predictor_from", "trial_data"]
+
+
+def trial_rows(board):
+    """The leaderboard's search trials: not the ensemble, nor the refit options built from members."""
+    return board[~board["status"].isin(["ensemble", "refit"])]

@@ -53,6 +53,7 @@ def test_in_process_csv_keeps_order_and_numbers_rows(model_dir, table, tmp_path)
     assert out["prediction"].tolist() == expected.tolist()
 
 
+@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
 def test_ray_data_parquet_keeps_order_and_the_id_column(model_dir, table, tmp_path):
     table.to_parquet(tmp_path / "in.parquet", row_group_size=50)  # several blocks
     res = predict_file(

@@ -36,6 +36,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.helpers import trial_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RAY, AUTOML = str(BIN / "ray"), str(BIN / "automl")
@@ -360,7 +362,7 @@ def _table(directory: Path, rows: int) -> Path:
 
 
 def _trials(board: pd.DataFrame) -> pd.DataFrame:
-    return board[board["family"] != "ensemble"].set_index("model")
+    return trial_rows(board).set_index("model")
 
 
 # --- a driver killed midway, resumed through `ray job submit` --------------------------------------

@@ -14,7 +14,7 @@ from automl.predictor import Predictor
 from automl.prepare import prepare
 from automl.problem import ProblemType
 from automl.training import train_candidate
-from tests.helpers import predictor_from
+from tests.helpers import predictor_from, trial_rows
 
 
 def _ids_table(n_ids: int = 120, per_id: int = 6, *, signal: bool, seed: int = 0) -> pd.DataFrame:
@@ -203,7 +203,8 @@ def test_a_fit_records_its_column_and_target_decisions(ray_session, tmp_path):
     target = decisions["target"]
     assert target["transform_offered"] == "log1p" and "right-skewed" in target["reason"]
     low, high = target["clip_range"]
-    params = run.leaderboard().query("family == 'lightgbm'")["params"].map(json.loads)
+    board = trial_rows(run.leaderboard())
+    params = board.query("family == 'lightgbm'")["params"].map(json.loads)
     assert sorted(p["target_transform"] for p in params) == ["log1p", "none"]
     html = (tmp_path / "run" / "report.html").read_text()
     assert 'id="column_decisions"' in html and "right-skewed" in html

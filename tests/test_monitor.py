@@ -181,6 +181,7 @@ def test_registry_model_and_user_errors(adult_model, held_out, tmp_path, monkeyp
     assert "has no profile.json" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
 @pytest.mark.ray
 def test_serve_registry_production_capture_then_monitor(
     adult_model, held_out, tmp_path, monkeypatch, ray_session

@@ -212,6 +212,7 @@ def _check_race(reg: Registry, results: list[dict], n: int = 3) -> None:
         reg.local_dir(v)  # every version complete and verified
 
 
+@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
 def test_two_processes_registering_get_distinct_versions(models, tmp_path):
     root = str(tmp_path / "race-registry")
     _check_race(Registry(root), _race(root, models[0], tmp_path))
@@ -243,6 +244,7 @@ def s3(monkeypatch):
     server.stop()
 
 
+@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
 def test_s3_registry_register_promote_resolve_and_verify(models, tmp_path, s3):
     reg = Registry("s3://models/registry")
     reg.register(models[0], "credit")
@@ -267,5 +269,6 @@ def test_s3_registry_register_promote_resolve_and_verify(models, tmp_path, s3):
         reg.load("credit")
 
 
+@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
 def test_two_processes_registering_on_s3_get_distinct_versions(models, tmp_path, s3):
     _check_race(Registry("s3://models/race"), _race("s3://models/race", models[0], tmp_path, n=2), n=2)

@@ -6,6 +6,7 @@ import pytest
 
 from automl import AutoML, SearchConfig
 from automl.exceptions import ConfigError
+from tests.helpers import trial_rows
 
 pytestmark = pytest.mark.ray
 
@@ -23,11 +24,16 @@ def fit(df, tmp_path, strategy, **search):
     ).fit(df)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize(
+    "strategy",
+    # one strategy stays in `make test-fast`; the other five run in the full suite
+    [s if s == "random" else pytest.param(s, marks=pytest.mark.slow) for s in STRATEGIES],
+)
 def test_each_strategy_runs_and_says_why_it_ended(ray_session, binary_df, tmp_path, strategy):
     run = fit(binary_df, tmp_path, strategy)
     board = run.leaderboard()
-    trials = board[board["family"] != "ensemble"]
+    # the trials themselves: not the ensemble, nor the refit options built from the members
+    trials = trial_rows(board)
     info = run.run_info_
     assert info["search_strategy"] == strategy
     if strategy == "grid":  # the grid: each family's grid points (here their portfolios: 3 + 2)
@@ -47,6 +53,7 @@ def test_unknown_strategy_lists_the_choices():
         SearchConfig(strategy="tpe")
 
 
+@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
 def test_same_seed_and_trial_budget_give_the_same_leaderboard(ray_session, multiclass_df, tmp_path):
     cols = ["model", "family", "params", "score_val", "status"]
     boards = []
@@ -59,12 +66,13 @@ def test_same_seed_and_trial_budget_give_the_same_leaderboard(ray_session, multi
             seed=7,
         ).fit(multiclass_df)
         b = run.leaderboard()
-        boards.append(b[b["family"] != "ensemble"].sort_values("model")[cols].reset_index(drop=True))
+        boards.append(trial_rows(b).sort_values("model")[cols].reset_index(drop=True))
     assert boards[0].equals(boards[1]), (boards[0], boards[1])
     # TPE proposed configs beyond the 5-config portfolio, and they are the same in both runs
     assert len(set(boards[0]["params"])) == 7
 
 
+@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
 def test_target_score_and_patience_end_the_search(ray_session, binary_df, tmp_path):
     run = fit(binary_df, tmp_path, "random", max_trials=10, target_score=0.5)
     assert run.run_info_["ended_because"] == "target score reached"
@@ -73,6 +81,7 @@ def test_target_score_and_patience_end_the_search(ray_session, binary_df, tmp_pa
     assert run.run_info_["ended_because"].startswith("no improvement in 2 trials")
 
 
+@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
 def test_trial_metrics_are_written_for_tensorboard(ray_session, binary_df, tmp_path):
     run = fit(binary_df, tmp_path, "random", max_trials=2)
     events = list((run.run_dir_ / "search").rglob("events.out.tfevents*"))
@@ -81,6 +90,7 @@ def test_trial_metrics_are_written_for_tensorboard(ray_session, binary_df, tmp_p
     assert progress["n_trials"] == 2
 
 
+@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
 def test_mlflow_callback_logs_every_trial(ray_session, binary_df, tmp_path):
     import mlflow
 
@@ -95,6 +105,7 @@ def test_mlflow_callback_logs_every_trial(ray_session, binary_df, tmp_path):
     assert len(runs) == 2 and "metrics.best_objective" in runs.columns
 
 
+@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
 def test_warm_start_evaluates_the_previous_best_configs_first(ray_session, binary_df, tmp_path):
     first = AutoML(
         write_report=False,

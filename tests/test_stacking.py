@@ -75,6 +75,7 @@ def test_temperature_scaling_fixes_overconfidence_and_leaves_good_probabilities_
     assert good is None and "would not help" in why
 
 
+@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
 @pytest.mark.ray
 def test_stacking_constraints_and_calibration_end_to_end(ray_session, binary_df, tmp_path):
     run = AutoML(

@@ -5,7 +5,9 @@ Tune's ``time_budget_s`` kills whatever runs when it expires, and trials wrap up
 which only yields a half-trained model. The guard estimates how long a suggested config will
 take: the median duration of finished trials of its family, or, for a family not seen yet, its
 ``relative_cost`` times the typical duration per unit of cost seen so far (FLAML-style cost
-awareness). A suggestion that would not finish in the time left is skipped (the searcher is told
+awareness). With row fidelity a trial's kind is its family and rung (``lightgbm@0``), whose unit
+cost is the family's times the rung's share of the rows. A suggestion that would not finish in
+the time left is skipped (the searcher is told
 it failed, so TPE learns to avoid it) and the next one is asked for; when nothing fits any more,
 or time is up, the guard ends the search (``FINISHED``) and lets running trials finish.
 """
@@ -19,6 +21,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from automl.row_rungs import RUNG_KEY, RowRungPlan
 from automl.trials import is_final
 from tuning.space import FAMILY_KEY
 
@@ -32,25 +35,42 @@ MAX_SKIPS = 8
 
 
 class BudgetGuard(Searcher):
-    def __init__(self, searcher: Searcher, deadline: float, costs: dict[str, float]) -> None:
+    def __init__(
+        self,
+        searcher: Searcher,
+        deadline: float,
+        costs: dict[str, float],
+        rungs: RowRungPlan | None = None,
+    ) -> None:
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
         self.deadline = deadline
         self.costs = costs  # family -> relative cost
+        self.rungs = rungs
         self.started: dict[str, tuple[float, str]] = {}  # Tune trial id -> (start, family)
         self.alias: dict[str, str] = {}  # Tune trial id -> the id the wrapped searcher knows it by
         self.durations: dict[str, list[float]] = {}
         self.skipped: list[str] = []
         self.finished_early = False
 
-    def estimate(self, family: str) -> float | None:
-        """Expected seconds for a trial of ``family``; None before any trial finished."""
-        if self.durations.get(family):
-            return statistics.median(self.durations[family])
-        per_unit = [d / self.costs.get(f, 1.0) for f, ds in self.durations.items() for d in ds]
+    def unit_cost(self, kind: str) -> float:
+        family, _, rung = kind.partition("@")
+        share = self.rungs.share(int(rung)) if rung and self.rungs is not None else 1.0
+        return self.costs.get(family, 1.0) * share
+
+    def estimate(self, kind: str) -> float | None:
+        """Expected seconds for a trial of ``kind`` (a family, or family@rung); None before any
+        trial finished."""
+        if self.durations.get(kind):
+            return statistics.median(self.durations[kind])
+        # other families on the same rung first: a trial's fixed overhead weighs more on a
+        # small rung, so scaling small-rung durations up overestimates a top-rung trial
+        rung = kind.partition("@")[2]
+        same = {k: ds for k, ds in self.durations.items() if k.partition("@")[2] == rung}
+        per_unit = [d / self.unit_cost(k) for k, ds in (same or self.durations).items() for d in ds]
         if not per_unit:
             return None
-        return statistics.median(per_unit) * self.costs.get(family, 1.0)
+        return statistics.median(per_unit) * self.unit_cost(kind)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         for attempt in range(MAX_SKIPS):
@@ -99,6 +119,8 @@ class BudgetGuard(Searcher):
 
 
 def _family(config: dict[str, Any]) -> str:
+    """A config's kind: its family, with ``@rung`` under row fidelity."""
     if "candidate" in config:
         config = config["candidate"]
-    return str(config.get(FAMILY_KEY, "?"))
+    family = str(config.get(FAMILY_KEY, "?"))
+    return family if config.get(RUNG_KEY) is None else f"{family}@{config[RUNG_KEY]}"

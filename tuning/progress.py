@@ -9,7 +9,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from automl.trials import is_final
+from automl.trials import is_candidate, is_final
 
 logger = logging.getLogger("automl.progress")
 
@@ -40,9 +40,12 @@ class ProgressCallback(Callback):
         self.finished += 1
         result = self.last.get(trial.trial_id, {})
         score = result.get("score")
-        if score is not None and (self.best is None or self.sign * score > self.sign * self.best):
+        lower = is_final(result) and not is_candidate(result)  # a lower rung of row fidelity
+        what = f"rung {result.get('rung', 0) + 1}" if lower else "done" if is_final(result) else "stopped"
+        better = score is not None and (self.best is None or self.sign * score > self.sign * self.best)
+        if better and not lower:
             self.best = score
-        self._emit(trials, trial, "done" if is_final(result) else "stopped", score)
+        self._emit(trials, trial, what, score)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from automl.config import SearchConfig
+from automl.row_rungs import RUNG_KEY
 from automl.trials import TrialRecord, is_failed, is_final
 from tuning.budget import BudgetGuard
 from tuning.progress import ProgressCallback
@@ -75,6 +76,7 @@ def record(
     # Tune names trial directories "<trainable>_<trial id>_<creation index>_<params>"
     found = re.search(rf"{re.escape(str(trial_id))}_(\d+)", os.path.basename(str(result.path)))
     rec.index = int(found.group(1)) if found else None
+    rec.rung = (config.get("candidate") or config).get(RUNG_KEY)
     times = progress.times.get(str(trial_id))
     if times:
         rec.start_offset_s = times[0] - t0

@@ -12,6 +12,7 @@ from typing import Any
 from automl import layout
 from automl.config import ResourceConfig, SearchConfig
 from automl.models import Family
+from automl.row_rungs import RowRungPlan
 from automl.runtime import ClusterInfo, check_storage, storage_uri
 from automl.training import TrialData
 from automl.trials import SearchOutcome
@@ -19,6 +20,7 @@ from tuning import distributed
 from tuning.budget import BudgetGuard
 from tuning.progress import ProgressCallback
 from tuning.records import record, retries_of, why_ended
+from tuning.rungs import annotate, setup_rungs
 from tuning.space import unflatten
 from tuning.stoppers import SearchStopper
 from tuning.strategies import make_strategy
@@ -57,6 +59,8 @@ class _Setup:
     path: TrainPath
     storage: str
     name: str
+    rungs: RowRungPlan | None = None  # row fidelity (None: every trial on the run's folds)
+    rungs_note: str = ""  # the row fidelity decision and its reason
 
 
 def run_search(
@@ -88,6 +92,8 @@ def run_search(
     records = [
         record(r, progress, t0, deadline, retries=retries, cache_dir=run_dir / EXPERIMENT) for r in grid
     ]
+    if setup.rungs is not None:
+        annotate(records, setup.rungs)
     if any(r.retries for r in records):
         logger.info(
             "trials retried after a failure: %s", {r.trial_id: r.retries for r in records if r.retries}
@@ -95,6 +101,7 @@ def run_search(
     ended = why_ended(stopper, records, cfg, deadline, setup.strategy.name, setup.guard)
     logger.info("search ended: %s (%d trials in %.1fs)", ended, len(records), wall)
     skipped = [f"skipped for lack of time: {s}" for s in (setup.guard.skipped if setup.guard else [])]
+    skipped.insert(0, setup.rungs_note)
     exp_path = f"{setup.storage}/{setup.name}"
     return SearchOutcome(
         records, ended, wall, exp_path, setup.concurrency, setup.strategy.name, notes=skipped
@@ -131,17 +138,15 @@ def _setup(
         first_points=extra_points,
         reproducible=reproducible,
     )
+    budget_s = None if deadline is None else max(1.0, deadline - time.time())
+    rungs, note = setup_rungs(strategy, cfg, data, budget_s=budget_s, seed=seed)
     guard = None
     if deadline is not None and strategy.search_alg is not None:
         costs = {n: f.relative_cost for n, f in families.items()}
-        guard = strategy.search_alg = BudgetGuard(strategy.search_alg, deadline, costs)
+        guard = strategy.search_alg = BudgetGuard(strategy.search_alg, deadline, costs, rungs)
     tune_concurrency: int | None = concurrency
     if reproducible and strategy.search_alg is not None:
-        # batches: the searcher sees every result of a batch before it suggests the next, so
-        # its suggestions do not depend on which concurrent trial finished first
-        from ray.tune.search import ConcurrencyLimiter
-
-        strategy.search_alg = ConcurrencyLimiter(strategy.search_alg, max_concurrent=concurrency, batch=True)
+        _batches(strategy, concurrency)
         tune_concurrency = None
     storage, name = experiment_path(run_dir, resources)
     if resources.storage or cluster.nodes > 1:
@@ -169,7 +174,28 @@ def _setup(
             why,
         )
         concurrency = max(1, min(concurrency, int(cluster.cpus // (path.workers * 0.5 + 0.01))))
-    return _Setup(strategy, guard, concurrency, tune_concurrency, max_trials, cpus, gpus, path, storage, name)
+    return _Setup(
+        strategy,
+        guard,
+        concurrency,
+        tune_concurrency,
+        max_trials,
+        cpus,
+        gpus,
+        path,
+        storage,
+        name,
+        rungs=rungs,
+        rungs_note=note,
+    )
+
+
+def _batches(strategy: Any, concurrency: int) -> None:
+    """Batches: the searcher sees every result of a batch before it suggests the next, so its
+    suggestions do not depend on which concurrent trial finished first."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    strategy.search_alg = ConcurrencyLimiter(strategy.search_alg, max_concurrent=concurrency, batch=True)
 
 
 def _tuner(
@@ -192,6 +218,7 @@ def _tuner(
         path=path,
         checkpoint_steps=strategy.checkpoint_steps,
         checkpoint_every_s=_checkpoint_every_s(),
+        rungs=setup.rungs,
     )
 
     def trial_resources(config: dict[str, Any]) -> dict[str, float]:

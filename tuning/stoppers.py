@@ -1,5 +1,6 @@
 """Completion criteria beyond Tune's own (trial count, time budget): a target score and a
-no-improvement patience. The stopper remembers why it ended the search."""
+no-improvement patience, counted on trials that can join the ensemble (not the lower rungs of
+row fidelity). The stopper remembers why it ended the search."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from ray.tune import Stopper
 
-from automl.trials import is_final
+from automl.trials import is_candidate
 
 
 class SearchStopper(Stopper):
@@ -19,7 +20,7 @@ class SearchStopper(Stopper):
         self.reason: str | None = None
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        if not is_final(result):
+        if not is_candidate(result):  # a lower rung of row fidelity scores a sample: not comparable
             return False
         objective = float(result.get("objective", float("-inf")))
         if objective > self.best:

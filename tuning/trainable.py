@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from automl.models import get_family
-from automl.training import TrialData, is_state_checkpoint, save_result, train_candidate
+from automl.row_rungs import RUNG_KEY, RowRungPlan
+from automl.training import CandidateResult, TrialData, is_state_checkpoint, save_result, train_candidate
 from automl.trials import FinalReport, failed_report
 from tuning.space import unflatten
 from tuning.train_paths import TrainPath, train_candidate_ray, uses_ray_train
@@ -36,6 +37,8 @@ class TrialSettings:
     checkpoint_steps: frozenset[int] = frozenset()
     #: also checkpoint this often (seconds of training), so a retried trial loses little work
     checkpoint_every_s: float = 60.0
+    #: row fidelity: the rungs a config's ``_rung`` setting names (None: every trial on all rows)
+    rungs: RowRungPlan | None = None
 
 
 def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) -> None:
@@ -62,8 +65,12 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
     def on_step(metrics: dict[str, Any], state_dir: str | None = None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(state_dir) if state_dir else None)
 
+    rung = config.get(RUNG_KEY)
+    lower = settings.rungs is not None and settings.rungs.is_lower(rung)
+    view = settings.rungs.view(data, rung) if lower else data
+    deadline = _deadline(settings, rung, t0)
     try:
-        if settings.path is not None and uses_ray_train(family, settings.path):
+        if not lower and settings.path is not None and uses_ray_train(family, settings.path):
             result = train_candidate_ray(
                 family, params, data, settings.path, tune.get_context().get_trial_name()
             )
@@ -71,25 +78,51 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
             result = train_candidate(
                 family,
                 params,
-                data,
-                deadline=settings.deadline,
+                view,
+                deadline=deadline,
                 on_step=on_step,
                 checkpoint=checkpoint_now,
                 resume_from=resume_from,
             )
+        if lower and result.stop_reason == "time_budget" and deadline != settings.deadline:
+            result.stop_reason = f"the rung's time cap ({deadline - t0:.0f}s)"
     except Exception as exc:  # noqa: BLE001 - a bad config ends this trial, not the search
         # Reported, not raised: Tune would retry a raised error (FailureConfig), which only helps
         # when a worker died, not when the library rejects the config.
         tune.report(dict(failed_report(_first_line(exc))))
         return
-    predict_s, predict_wall = _time_predict(result, data, family.recipe)
     d = tempfile.mkdtemp(prefix="automl-trial-")
-    t_save = time.time()
-    save_result(result, d)
-    save_s = time.time() - t_save
-    finish = Path(d) / FINAL
+    try:
+        final = _finish(result, data, family.recipe, d, t0, lower=lower)
+        if rung is not None and settings.rungs is not None:
+            final["rung"], final["rung_rows"], final["lower_rung"] = int(rung), _rows(view, lower), lower
+        (Path(d) / FINAL).write_text(json.dumps(final))
+        tune.report(dict(final), checkpoint=tune.Checkpoint.from_directory(d))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _deadline(settings: TrialSettings, rung: int | None, t0: float) -> float | None:
+    """The search's deadline, or sooner the end of a lower rung's time cap."""
+    cap = settings.rungs.time_cap(rung) if settings.rungs is not None else None
+    if cap is None:
+        return settings.deadline
+    return t0 + cap if settings.deadline is None else min(settings.deadline, t0 + cap)
+
+
+def _finish(
+    result: CandidateResult, data: TrialData, recipe: str, d: str, t0: float, *, lower: bool
+) -> FinalReport:
+    """The final report of a trained candidate; its models are saved into ``d`` (not below the
+    top rung of row fidelity: those trials never join the ensemble)."""
+    predict_s, predict_wall, save_s = None, 0.0, 0.0
+    if not lower:
+        predict_s, predict_wall = _time_predict(result, data, recipe)
+        t_save = time.time()
+        save_result(result, d)
+        save_s = time.time() - t_save
     objective = data.metric.objective(result.score)
-    final = FinalReport(
+    return FinalReport(
         objective=objective,
         best_objective=objective,
         score=result.score,
@@ -103,11 +136,11 @@ def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) 
         library_time_s=result.fit_time_s + predict_wall + save_s,
         done_training=True,
     )
-    finish.write_text(json.dumps(final))
-    try:
-        tune.report(dict(final), checkpoint=tune.Checkpoint.from_directory(d))
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+
+
+def _rows(data: TrialData, lower: bool) -> int:
+    """Training rows of a trial: its rung's sample, or every fold's training rows."""
+    return int(len(data.folds[0][0])) if lower else int(sum(len(t) for t, _ in data.folds))
 
 
 def _restored_checkpoint() -> Path | None:
