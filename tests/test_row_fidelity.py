@@ -312,8 +312,13 @@ def test_a_killed_fit_with_row_fidelity_resumes_without_repeating_finished_rungs
     done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     after = _finished(out)
-    for trial, mtime in before.items():
-        assert after[trial] == mtime  # finished trials, lower rungs too, were not run again
+    # finished trials, lower rungs too, were not run again; except, at most, the last one to finish
+    # before the kill: if it finished after Tune's last experiment snapshot, the restored table
+    # still has it running and Tune runs it again (in its own directory, or under a new id: seen
+    # on 2026-12-02 on a fresh clone, as in test_resume.py)
+    rerun = [trial for trial, mtime in before.items() if after.get(trial) != mtime]
+    assert len(rerun) <= 1, rerun
+    assert not rerun or before[rerun[0]] == max(before.values()), (rerun, before)
     board = pd.read_csv(out / "leaderboard.csv")
     trials = board[board["trial_id"].notna() & (board["family"] == "lightgbm")]
     trials = trials[~trials["status"].isin(["refit", "skipped"])]
