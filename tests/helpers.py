@@ -42,3 +42,30 @@ __all__ = ["predictor_from", "trial_data"]
 def trial_rows(board):
     """The leaderboard's search trials: not the ensemble, nor the refit options built from members."""
     return board[~board["status"].isin(["ensemble", "refit"])]
+
+
+def kill_fit_midway(args, finished, at_least: int, poll_s: float = 0.5, limit_s: float = 240.0) -> float:
+    """Start the fit ``args`` in its own session, SIGKILL its driver once ``finished()`` counts
+    ``at_least`` trials (no clean-up runs), then kill what is left of its session (Ray's agents
+    outlive the driver). Returns the seconds the fit ran."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    t0 = time.time()
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        while len(finished()) < at_least and time.time() - t0 < limit_s:
+            assert proc.poll() is None, "the fit ended before it could be interrupted"
+            time.sleep(poll_s)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the driver dies without any clean-up
+        proc.wait()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return time.time() - t0

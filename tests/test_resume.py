@@ -1,8 +1,6 @@
 """A fit whose process is killed midway resumes with --resume, without re-running finished trials."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers import trial_rows
+from tests.helpers import kill_fit_midway, trial_rows
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -47,18 +45,7 @@ def test_killed_fit_resumes_without_repeating_finished_trials(tmp_path):
         "3",
         "--no-report",
     ]
-    t0 = time.time()
-    proc = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        while len(finished_trials(out)) < 2 and time.time() - t0 < 240:
-            assert proc.poll() is None, "the fit ended before it could be interrupted"
-            time.sleep(0.5)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)  # the driver dies without any clean-up
-        proc.wait()
-    killed_at = time.time() - t0
+    killed_at = kill_fit_midway(args, lambda: finished_trials(out), at_least=2)
     before = finished_trials(out)
     assert 2 <= len(before) < 6, before
     assert not (out / "leaderboard.csv").exists()

@@ -14,7 +14,7 @@ from automl.config import ROW_FIDELITY_MIN_ROWS, SearchConfig, ValidationConfig
 from automl.exceptions import ConfigError
 from automl.models import get_family
 from automl.row_rungs import RUNG_KEY, plan_rungs
-from tests.helpers import trial_data
+from tests.helpers import kill_fit_midway, trial_data
 
 
 def _folds(n: int, seed: int = 0) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
@@ -275,11 +275,8 @@ def _finished(run_dir) -> dict[str, float]:
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_killed_fit_with_row_fidelity_resumes_without_repeating_finished_rungs(tmp_path):
-    import os
-    import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     out = tmp_path / "run"
@@ -296,17 +293,7 @@ def test_a_killed_fit_with_row_fidelity_resumes_without_repeating_finished_rungs
         "3",
         "--no-report",
     ]
-    t0 = time.time()
-    proc = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    try:
-        while len(_finished(out)) < 3 and time.time() - t0 < 240:
-            assert proc.poll() is None, "the fit ended before it could be interrupted"
-            time.sleep(0.3)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_fit_midway(args, lambda: _finished(out), at_least=3, poll_s=0.3)
     before = _finished(out)
     assert 3 <= len(before) < 9, before
     done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
