@@ -47,3 +47,29 @@ def test_resume_from_mid_trial_checkpoint_matches_uninterrupted(data, name, tmp_
     assert resumed.history[2].step == 3 and resumed.history[2].iteration > resumed.history[1].iteration
     assert resumed.score == pytest.approx(full.score, abs=0.01)
     assert not np.isnan(resumed.oof).any()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_trial_removes_its_copy_of_the_restored_checkpoint(monkeypatch, tmp_path, fails):
+    """Each restored trial copies its checkpoint to a temp folder; the copy goes when the trial
+    ends, also when it raises (71 copies had piled up in /tmp before)."""
+    from tuning import trainable
+
+    copy = tmp_path / "automl-restore-x"
+    copy.mkdir()
+    (copy / "progress.json").write_text("{}")
+    seen = []
+
+    def run(config, data, settings, restored, t0):
+        seen.append(restored.exists())
+        if fails:
+            raise RuntimeError("worker died")
+
+    monkeypatch.setattr(trainable, "_restored_checkpoint", lambda: copy)
+    monkeypatch.setattr(trainable, "_run", run)
+    if fails:
+        with pytest.raises(RuntimeError):
+            trainable.run_trial({}, None, trainable.TrialSettings(deadline=None))
+    else:
+        trainable.run_trial({}, None, trainable.TrialSettings(deadline=None))
+    assert seen == [True] and not copy.exists()

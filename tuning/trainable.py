@@ -42,12 +42,22 @@ class TrialSettings:
 
 
 def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) -> None:
+    t0 = time.time()
+    restored = _restored_checkpoint()
+    try:
+        _run(config, data, settings, restored, t0)
+    finally:  # the restored copy is ours: without this every resumed trial left one in /tmp
+        if restored is not None:
+            shutil.rmtree(restored, ignore_errors=True)
+
+
+def _run(
+    config: dict[str, Any], data: TrialData, settings: TrialSettings, restored: Path | None, t0: float
+) -> None:
     from ray import tune
 
-    t0 = time.time()
     family_name, params = unflatten(config)
     family = get_family(family_name)
-    restored = _restored_checkpoint()
     if restored is not None and (restored / FINAL).exists():
         # the trial had finished when its driver died, before Tune recorded it as finished:
         # report its result again (its final checkpoint stays the trial's latest) instead of retraining
