@@ -81,3 +81,24 @@ def adult_small() -> pd.DataFrame:
     from automl.data import load_table
 
     return load_table(DATA / "adult_small.csv.gz")
+
+
+@pytest.fixture(scope="session")
+def small_run(ray_session, binary_df, multiclass_df, regression_df, tmp_path_factory):
+    """``small_run(kind) -> run directory``: a saved fit of the ``kind`` table (LightGBM, two
+    trials, seed 0), made once per test session and shared by the serving and batch tests, which
+    only read it (each such fit costs 5-15 s here)."""
+    from automl import AutoML, SearchConfig
+
+    frames = {"binary": binary_df, "multiclass": multiclass_df, "regression": regression_df}
+    runs: dict[str, str] = {}
+
+    def get(kind: str) -> str:
+        if kind not in runs:
+            out = tmp_path_factory.mktemp(f"small_{kind}") / "run"
+            search = SearchConfig(max_trials=2, families=("lightgbm",))
+            run = AutoML(write_report=False, target="label", search=search, output_dir=out, seed=0)
+            runs[kind] = str(run.fit(frames[kind]).run_dir_)
+        return runs[kind]
+
+    return get

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automl import AutoML, SearchConfig, load
+from automl import load
 from automl.exceptions import DataError, SchemaError
 from serving.batch import predict_file
 
@@ -18,14 +18,8 @@ pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
-def model_dir(ray_session, binary_df, tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("batch") / "run"
-    search = SearchConfig(max_trials=2, families=("lightgbm",))
-    return str(
-        AutoML(write_report=False, target="label", search=search, output_dir=out, seed=0)
-        .fit(binary_df)
-        .run_dir_
-    )
+def model_dir(small_run) -> str:
+    return small_run("binary")
 
 
 @pytest.fixture(scope="module")

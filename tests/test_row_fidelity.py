@@ -275,6 +275,9 @@ def _finished(run_dir) -> dict[str, float]:
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_killed_fit_with_row_fidelity_resumes_without_repeating_finished_rungs(tmp_path):
+    """The suite's local kill-and-resume test (a run directory without --storage; the same with
+    s3:// storage through `ray job submit` is in test_cluster.py): the fit's driver is SIGKILLed
+    midway, `--resume` finishes it without training any finished trial or rung again."""
     import subprocess
     import sys
     from pathlib import Path
@@ -302,14 +305,14 @@ def test_a_killed_fit_with_row_fidelity_resumes_without_repeating_finished_rungs
     # finished trials, lower rungs too, were not run again; except, at most, the last one to finish
     # before the kill: if it finished after Tune's last experiment snapshot, the restored table
     # still has it running and Tune runs it again (in its own directory, or under a new id: seen
-    # on 2026-12-02 on a fresh clone, as in test_resume.py)
+    # on 2026-12-02 on a fresh clone)
     rerun = [trial for trial, mtime in before.items() if after.get(trial) != mtime]
     assert len(rerun) <= 1, rerun
     assert not rerun or before[rerun[0]] == max(before.values()), (rerun, before)
     board = pd.read_csv(out / "leaderboard.csv")
     trials = board[board["trial_id"].notna() & (board["family"] == "lightgbm")]
     trials = trials[~trials["status"].isin(["refit", "skipped"])]
-    # a trial that finished between Tune's last snapshot and the kill may run again (test_resume.py)
+    # a trial that finished between Tune's last snapshot and the kill may run again (see above)
     assert 9 <= len(trials) <= 10
     stopped = trials[trials["status"] == "stopped"]
     assert len(stopped) >= 5 and stopped["stop_reason"].str.contains("row fidelity rung [12] of 3").all()

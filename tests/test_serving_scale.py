@@ -15,8 +15,6 @@ import time
 import httpx
 import pytest
 
-from automl import AutoML, SearchConfig
-
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 ROW = {"x1": 0.5, "x2": 0.1, "color": "red", "x3": 1.0}
@@ -29,11 +27,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def model_dir(ray_session, binary_df, tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("scale") / "run"
-    search = SearchConfig(max_trials=2, families=("lightgbm",))
-    run = AutoML(write_report=False, target="label", search=search, output_dir=out, seed=0).fit(binary_df)
-    return str(run.run_dir_)
+def model_dir(small_run) -> str:
+    return small_run("binary")
 
 
 @pytest.fixture(scope="module")

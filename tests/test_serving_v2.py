@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automl import AutoML, SearchConfig, load
+from automl import load
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -31,7 +31,7 @@ FUZZ_CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
     "negative_data_rejection,unsupported_method,allow_header_conformance"
 )
-FUZZ_EXAMPLES = 25  # per operation and phase
+FUZZ_EXAMPLES = 12  # per operation and phase
 POSITIVE_EXAMPLES = 100  # schema-valid JSON bodies per route
 
 
@@ -51,19 +51,17 @@ def port(ray_session):
 
 
 @pytest.fixture(scope="module", params=KINDS)
-def served(request, port, tmp_path_factory):
+def served(request, port, small_run):
     """(kind, model_dir, base URL, features) with the kind's model deployed on ``port``."""
     from serving import server
     from serving.schemas import AppArgs
 
     kind = request.param
     df = request.getfixturevalue(f"{kind}_df")
-    out = tmp_path_factory.mktemp(f"v2_{kind}") / "run"
-    search = SearchConfig(max_trials=2, families=("lightgbm",))
-    run = AutoML(write_report=False, target="label", search=search, output_dir=out, seed=0).fit(df)
-    base = server.start(AppArgs(model_dir=str(run.run_dir_), model_name=kind), port=port)
+    model_dir = small_run(kind)
+    base = server.start(AppArgs(model_dir=model_dir, model_name=kind), port=port)
     features = df.drop(columns=["label"]).iloc[:7].reset_index(drop=True)
-    return kind, str(run.run_dir_), base, features
+    return kind, model_dir, base, features
 
 
 def _client(base: str):
