@@ -41,6 +41,13 @@ def parse_args(argv: list[str] | None, description: str | None = None) -> argpar
     p.add_argument("--seed", type=int, default=None, help="one split seed (the same as --seeds N)")
     p.add_argument("--peers", action="store_true", help="also run AutoGluon and FLAML on the same runs")
     p.add_argument(
+        "--lean-seeds",
+        type=lambda text: _csv(text, int),
+        default=None,
+        help="measure the deployment options (default choice, fastest within 0.1 %%) in fresh "
+        "processes for these seeds only, e.g. 0 (default: every seed)",
+    )
+    p.add_argument(
         "--peer-python",
         default=os.environ.get(PEER_PYTHON_ENV)
         or str(REPO.parent / "peers" / ".venv-peers" / "bin" / "python"),

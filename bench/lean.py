@@ -91,6 +91,9 @@ def deployment(
     picked = pick_options(board, greater_is_better)
     result: dict[str, Any] = {"within": WITHIN, "picked": picked}
     for role, name in picked.items():
+        if role != "default" and name == picked["default"] and "default" in result:
+            result[role] = result["default"]  # the same option: measured once
+            continue
         directory = model_dir if name == picked["default"] else run_dir / "options" / name
         row = board[board["model"] == name]
         in_fit = row.iloc[0][["score_val", "latency_p50_ms", "model_mb"]].to_dict() if len(row) else {}
@@ -198,7 +201,7 @@ def lean_markdown(results: list[dict[str, Any]], peers: list[Entry]) -> str:
     lines = ["| table | budget | seed | " + " | ".join(heads) + " |", "|---|---|---|" + "---|" * 24]
     for res in results:
         lean = res.get("deployment") or {}
-        if res.get("status") != "ok" or not lean:
+        if res.get("status") != "ok" or not lean or "skipped" in lean:
             continue
         t, b = table_name(res), float(res.get("time_limit_s") or 0)
         seed = int((res.get("split") or {}).get("seed") or 0)

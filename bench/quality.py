@@ -60,9 +60,11 @@ def run_quality(
     keep_search: bool = False,
     search: str | None = None,
     manifest: Path = DEFAULT_MANIFEST,
+    lean_options: bool = True,
 ) -> dict[str, Any]:
     """Fit, time, score and size one run; returns the RESULT dict (see bench/README.md).
-    ``search`` names the search strategy (default: the project's default, bayesian)."""
+    ``search`` names the search strategy (default: the project's default, bayesian);
+    ``lean_options`` False: the deployment options are not measured in fresh processes."""
     splits, scoring = shared_modules(bench_dir)
     res: dict[str, Any] = {
         "schema": SCHEMA,
@@ -108,16 +110,20 @@ def run_quality(
     predictor, res["artifact"] = _save_artifact(automl, run_dir, model_dir, scoring)
     measure_predictor(res, predictor, X_test, y_test, table, scoring)
     tree.stop()
-    res["deployment"] = lean.deployment(
-        board,
-        run_dir,
-        model_dir,
-        test_path,
-        table,
-        greater_is_better=res["metric"]["greater_is_better"],
-        out=work_dir / "deployment",
-        manifest=manifest,
-        bench_dir=bench_dir,
+    res["deployment"] = (
+        {"skipped": "not measured for this seed (--lean-seeds)"}
+        if not lean_options
+        else lean.deployment(
+            board,
+            run_dir,
+            model_dir,
+            test_path,
+            table,
+            greater_is_better=res["metric"]["greater_is_better"],
+            out=work_dir / "deployment",
+            manifest=manifest,
+            bench_dir=bench_dir,
+        )
     )
     res["leaderboard_top5"] = board[TOP5_COLUMNS].head(5).to_dict(orient="records")
     res["options_test"] = lean.options_test(board, res["metric"]["greater_is_better"])
@@ -187,6 +193,7 @@ def launch(
     bench_dir: Path,
     keep_search: bool = False,
     search: str | None = None,
+    lean_options: bool = True,
 ) -> dict[str, Any]:
     """Run one quality run in a fresh process; returns its RESULT dict (status error on a crash)."""
     args = [
@@ -207,6 +214,8 @@ def launch(
     ] + (["--search", search] if search else [])
     if keep_search:
         args.append("--keep-search")
+    if not lean_options:
+        args.append("--no-lean")
     res = run_child(
         "bench.quality",
         args,
@@ -233,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--keep-search", action="store_true", help="keep the Ray Tune experiment (search/)")
     p.add_argument("--search", default=None, help="search strategy (default: the project's default)")
+    p.add_argument("--no-lean", action="store_true", help="do not measure the deployment options")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     table = select_tables(read_manifest(a.manifest), [a.table])[0]
@@ -246,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             keep_search=a.keep_search,
             search=a.search,
             manifest=Path(a.manifest),
+            lean_options=not a.no_lean,
         )
         rc = 0
     except Exception as exc:  # noqa: BLE001 - always leave a result behind

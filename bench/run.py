@@ -61,6 +61,7 @@ def run_quality_runs(
             work_dir=work / name,
             bench_dir=Path(a.shared_bench),
             keep_search=a.keep_search,
+            lean_options=a.lean_seeds is None or seed in a.lean_seeds,
         )
         if res.get("status") == "ok":
             logger.info(

@@ -483,3 +483,13 @@ def test_lean_picks_the_fastest_option_within_a_tenth_of_a_percent_in_the_metric
     row = next(line for line in text.splitlines() if line.startswith("| car |"))
     assert "lightgbm_001_refit 0.95 | 0.80 | 1.90 | 123,456 | 1.50 | 250" in row
     assert "| 0.99 |" in row  # flaml's score beside ours
+    # a seed left out of --lean-seeds has no row (its deployment options were not measured)
+    res["deployment"] = {"skipped": "not measured for this seed (--lean-seeds)"}
+    assert not any(line.startswith("| car |") for line in lean_markdown([res], [peer]).splitlines())
+
+
+def test_lean_seeds_names_the_seeds_whose_deployment_options_are_measured():
+    from bench.args import parse_args
+
+    assert parse_args(["--lean-seeds", "0"]).lean_seeds == [0]
+    assert parse_args([]).lean_seeds is None  # every seed
