@@ -22,7 +22,7 @@ from automl.config import FitSpec, SearchConfig, StreamingConfig, ValidationConf
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _table(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+def _table(n: int = 2000, seed: int = 0, regression: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x1, x2 = rng.normal(size=n), rng.uniform(-1, 1, size=n)
     color = rng.choice(["red", "green", "blue", "grey"], size=n)
@@ -39,7 +39,7 @@ def _table(n: int = 2000, seed: int = 0) -> pd.DataFrame:
     )
     df.loc[rng.random(n) < 0.1, "x2"] = np.nan
     df.loc[rng.random(n) < 0.05, "color"] = None
-    df["label"] = np.where(signal > 0.3, "yes", "no")
+    df["label"] = 10 + 3 * signal if regression else np.where(signal > 0.3, "yes", "no")
     df.loc[rng.random(n) < 0.01, "label"] = None
     return df
 
@@ -255,6 +255,25 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
     """)
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=120)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-6)
+    # run.json says what Ray spilled to disk during the fit (nothing, for a table this small)
+    assert stream["object_store"]["measured"] and stream["object_store"]["spilled_bytes"] >= 0
+    assert final["stopped_at_deadline"] is False  # no time limit: boosting ended by itself
+
+    # --resume of the fit reuses its final (no second Ray Train run): same record, same model files
+    saved = {p.name: p.stat().st_mtime for p in (tmp_path / "run" / "finals" / "lightgbm").rglob("*")}
+    again = AutoML(
+        target="label",
+        data_mode="streaming",
+        drop_columns=["rid"],
+        streaming=StreamingConfig(sample_rows=600, final_workers=1),
+        search=SearchConfig(max_trials=2, families=("lightgbm",), strategy="random", column_probe=False),
+        output_dir=tmp_path / "run",
+        write_report=False,
+    ).fit(str(path), resume=True)
+    final2 = json.loads((tmp_path / "run" / "run.json").read_text())["streaming"]["finals"]["lightgbm"]
+    assert final2["resumed"] is True and final2["score"] == final["score"], final2
+    assert {p.name: p.stat().st_mtime for p in (tmp_path / "run" / "finals" / "lightgbm").rglob("*")} == saved
+    np.testing.assert_allclose(again.predictor_.predict_proba(rows).to_numpy(), expected, rtol=1e-6)
 
 
 # --- two nodes ---------------------------------------------------------------------------------------
@@ -328,9 +347,11 @@ finally:
 def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_holds_the_table(tmp_path):
     """A loopback cluster of two 1-CPU nodes with small object stores (its own Ray, in its own
     process): the final's two Ray Train workers run one on each node, and the only table rows with
-    every column that reach the driver are the sample's."""
+    every column that reach the driver are the sample's. A regression target (the end-to-end fit
+    above is binary): the final's RMSE is near the noise floor."""
     table = tmp_path / "table.parquet"
-    _table(4000, seed=5).to_parquet(table, index=False)
+    df = _table(4000, seed=5, regression=True)
+    df.to_parquet(table, index=False)
     marks = tmp_path / "marks"
     marks.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -353,7 +374,12 @@ def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_ho
     workers = {p.name: p.read_text() for p in marks.iterdir()}
     assert set(workers) == {"rank0", "rank1"}
     assert len(set(workers.values())) == 2 and set(workers.values()) <= set(result["alive_nodes"])
-    assert result["streaming"]["finals"]["lightgbm"]["workers"] == 2
+    final = result["streaming"]["finals"]["lightgbm"]
+    assert final["workers"] == 2
+    # RMSE: the noise is 3 x 0.4 = 1.2, the target's spread about 5; the sample-trained model's too
+    assert 1.0 < final["score"] < 2.0 and final["sample_score"] < 2.5, final
+    full = result["streaming"]["full_validation"]
+    assert full["score"] < 0.4 * df["label"].std() and full["n_rows"] > 500, full
     # the sample pass fetches the rows under a hash threshold of 1.25 x sample_rows / rows (binomial)
     assert 0 < result["rows_with_every_column"] <= 1.5 * 500 < result["n_rows"]
     assert result["largest_frame"] <= 500
