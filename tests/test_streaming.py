@@ -158,6 +158,39 @@ def test_a_final_short_of_time_gets_the_share_of_rows_the_time_left_allows():
     assert affordable_share(FINAL_OVERHEAD_S + 100, FINAL_OVERHEAD_S / 2) == 0.0
 
 
+def test_a_failed_final_is_noted_and_the_fit_keeps_its_sample_trained_models(monkeypatch, tmp_path):
+    """A final whose Ray Train run fails for good (its restarts used up) ends itself, not the fit."""
+    from types import SimpleNamespace
+
+    from automl.metrics import resolve_metric
+    from automl.problem import ProblemType
+    from automl.trials import SearchOutcome, TrialRecord
+    from tuning.distributed import finals
+
+    metric, _ = resolve_metric(None, ProblemType.BINARY)
+    trial = TrialRecord("t1", "lightgbm", {}, "completed", score=0.9, fit_time_s=1.0, checkpoint="x")
+    outcome = SearchOutcome([trial], "max_trials (1) reached", 1.0, "", 1, "random")
+    prep = SimpleNamespace(metric=metric, families={"lightgbm": object()})
+    stream = SimpleNamespace(
+        config=StreamingConfig(final_workers=2), n_train_estimate=100_000, n_sample_train=1_000, notes=[]
+    )
+
+    def lost(*args, **kwargs):
+        raise RuntimeError("Training failed: a worker's node died\n(traceback)")
+
+    monkeypatch.setattr(finals, "_final", lost)
+    kept = finals.train_finals(prep, outcome, stream, run_dir=tmp_path, deadline=None, cluster=None)
+    assert kept == [] and stream.notes == [
+        "final lightgbm: failed after 2 restarts (RuntimeError: Training failed: a worker's node died); "
+        "the best sample-trained model is kept"
+    ]
+    # before failing for good, Ray Train restarts a final's workers (a lost node's on the nodes left)
+    from tuning.distributed.gbdt import run_config
+
+    job = SimpleNamespace(report_to_tune=False, name="f", storage_path=str(tmp_path), max_failures=2)
+    assert run_config(job).failure_config.max_failures == finals.FINAL_MAX_FAILURES == 2
+
+
 def _both_sides(df: pd.DataFrame, rule) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both parts of ``df`` from one streamed pass (each block split by the rule, as ``part`` does)."""
     import ray.data

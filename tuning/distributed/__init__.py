@@ -58,6 +58,9 @@ class DistributedJob:
     #: boosting stops at this time.time() (all workers at the same round), keeping the best round
     #: so far; None: no deadline (the XGBoost and LightGBM paths; the MLP ignores it)
     deadline: float | None = None
+    #: Ray Train restarts the workers this many times after one dies (a lost node: the restarted
+    #: group is placed on the nodes left); 0 inside a Tune trial, which Tune itself retries
+    max_failures: int = 0
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ FINAL_OVERHEAD_S = 45.0
 #: seconds a final keeps after its boosting stops, to end the Ray Train run, fetch the model and score
 #: it: boosting stops at the finals' deadline less this
 FINAL_WIND_DOWN_S = 15.0
+#: a final's Ray Train run restarts its workers this many times (a worker or its node died)
+FINAL_MAX_FAILURES = 2
 #: a final's record beside its models (the resume of a killed streaming fit reuses the final)
 FINAL_RECORD = "final.json"
 #: a final that fits in the time left only on fewer than this many times the sample's training rows
@@ -126,7 +128,16 @@ def train_finals(
             stream.notes.append(note)
         index = len(outcome.trials) + len(records) + 1
         stop = None if deadline is None else deadline - FINAL_WIND_DOWN_S
-        records.append(_final(prep, trial, stream, workers, run_dir, index=index, share=share, stop=stop))
+        try:
+            records.append(_final(prep, trial, stream, workers, run_dir, index=index, share=share, stop=stop))
+        except Exception as exc:  # noqa: BLE001 - a failed final ends itself, not the fit
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
+            note = (
+                f"final {family}: failed after {FINAL_MAX_FAILURES} restarts ({type(exc).__name__}: "
+                f"{first[:200]}); the best sample-trained model is kept"
+            )
+            logger.warning(note)
+            stream.notes.append(note)
     return records
 
 
@@ -197,6 +208,7 @@ def final_job(
         cpus_per_worker=0.5 if workers > 1 else 1.0,
         placement="SPREAD",
         deadline=stop,
+        max_failures=FINAL_MAX_FAILURES,
     )
 
 

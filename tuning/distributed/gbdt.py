@@ -172,11 +172,16 @@ def scaling_config(
 
 
 def run_config(job: Any) -> Any:
-    from ray.train import RunConfig
+    from ray.train import FailureConfig, RunConfig
 
     callbacks = []
     if job.report_to_tune:
         from ray.tune.integration.ray_train import TuneReportCallback
 
         callbacks.append(TuneReportCallback())
-    return RunConfig(name=job.name, storage_path=job.storage_path, callbacks=callbacks)
+    return RunConfig(
+        name=job.name,
+        storage_path=job.storage_path,
+        callbacks=callbacks,
+        failure_config=FailureConfig(max_failures=job.max_failures),
+    )
