@@ -3,7 +3,7 @@ as training inside the trial, on the same data; and a fit can route its trials t
 
 import numpy as np
 import pytest
-from helpers import trial_data
+from helpers import trial_data, two_worker_job
 
 from automl import AutoML, ResourceConfig, SearchConfig, ValidationConfig
 from automl.models import get_family
@@ -26,21 +26,7 @@ def test_two_workers_match_in_process_quality(ray_session, binary_df, family, tm
     fam = get_family(family)
     config = fam.portfolio(data.task)[0]
     local = train_candidate(fam, config, data)
-    job = distributed.job_from_matrices(
-        config,
-        data.task,
-        X.take(tr),
-        data.y[tr],
-        None,
-        X.take(va),
-        data.y[va],
-        metric="roc_auc",
-        num_workers=2,
-        use_gpu=False,
-        storage_path=str(tmp_path),
-        name=f"t-{family}",
-        report_to_tune=False,
-    )
+    job = two_worker_job(data, X, tr, va, config, tmp_path, f"t-{family}")
     done = distributed.fit(family, job)
     score = data.metric.score(data.y[va], done.model.predict(X.take(va)))
     assert done.best_iteration > 1 and done.seconds > 0
@@ -60,22 +46,7 @@ def test_boosting_on_two_workers_stops_together_at_the_deadline(ray_session, bin
     tr, va = data.folds[0]
     X = data.features["tree"]
     config = {**get_family(family).portfolio(data.task)[0], "n_estimators": 2000}
-    job = distributed.job_from_matrices(
-        config,
-        data.task,
-        X.take(tr),
-        data.y[tr],
-        None,
-        X.take(va),
-        data.y[va],
-        metric="roc_auc",
-        num_workers=2,
-        use_gpu=False,
-        storage_path=str(tmp_path),
-        name=f"d-{family}",
-        report_to_tune=False,
-        deadline=time.time(),
-    )
+    job = two_worker_job(data, X, tr, va, config, tmp_path, f"d-{family}", deadline=time.time())
     done = distributed.fit(family, job)
     assert done.stopped_at_deadline
     assert 1 <= done.best_iteration <= 50 and done.model.n_iterations <= 50, done.best_iteration

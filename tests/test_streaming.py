@@ -250,12 +250,14 @@ def test_map_batches_preprocessing_equals_memory_mode(ray_session):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ray(ray_session, tmp_path):
+    from sklearn.base import clone
+
     from automl import AutoML
 
     df = _table(3000, seed=3)
     path = _shards(df, tmp_path / "t")
     _table(400, seed=4).to_parquet(tmp_path / "test.parquet", index=False)
-    run = AutoML(
+    automl = AutoML(
         target="label",
         data_mode="streaming",
         drop_columns=["rid"],
@@ -263,7 +265,8 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
         search=SearchConfig(max_trials=2, families=("lightgbm",), strategy="random", column_probe=False),
         output_dir=tmp_path / "run",
         write_report=False,
-    ).fit(str(path), test_data=str(tmp_path / "test.parquet"))
+    )
+    run = automl.fit(str(path), test_data=str(tmp_path / "test.parquet"))
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["data_mode"]["mode"] == "streaming"
     stream = info["streaming"]
@@ -294,15 +297,7 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
 
     # --resume of the fit reuses its final (no second Ray Train run): same record, same model files
     saved = {p.name: p.stat().st_mtime for p in (tmp_path / "run" / "finals" / "lightgbm").rglob("*")}
-    again = AutoML(
-        target="label",
-        data_mode="streaming",
-        drop_columns=["rid"],
-        streaming=StreamingConfig(sample_rows=600, final_workers=1),
-        search=SearchConfig(max_trials=2, families=("lightgbm",), strategy="random", column_probe=False),
-        output_dir=tmp_path / "run",
-        write_report=False,
-    ).fit(str(path), resume=True)
+    again = clone(automl).fit(str(path), resume=True)
     final2 = json.loads((tmp_path / "run" / "run.json").read_text())["streaming"]["finals"]["lightgbm"]
     assert final2["resumed"] is True and final2["score"] == final["score"], final2
     assert {p.name: p.stat().st_mtime for p in (tmp_path / "run" / "finals" / "lightgbm").rglob("*")} == saved

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +126,16 @@ def train_finals(
             )
             logger.warning(note)
             stream.notes.append(note)
-        index = len(outcome.trials) + len(records) + 1
-        stop = None if deadline is None else deadline - FINAL_WIND_DOWN_S
+        run = FinalRun(
+            trial,
+            workers,
+            run_dir,
+            index=len(outcome.trials) + len(records) + 1,
+            share=share,
+            stop=None if deadline is None else deadline - FINAL_WIND_DOWN_S,
+        )
         try:
-            records.append(_final(prep, trial, stream, workers, run_dir, index=index, share=share, stop=stop))
+            records.append(_final(prep, stream, run))
         except Exception as exc:  # noqa: BLE001 - a failed final ends itself, not the fit
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
             note = (
@@ -165,18 +171,23 @@ def _expected_s(trial: TrialRecord, stream: Any, workers: int) -> float:
     return FINAL_OVERHEAD_S + FINAL_MARGIN * (trial.fit_time_s or 1.0) * growth / workers
 
 
-def final_job(
-    prep: Any,
-    trial: TrialRecord,
-    stream: Any,
-    workers: int,
-    run_dir: Path,
-    share: float = 1.0,
-    stop: float | None = None,
-) -> DistributedJob:
+@dataclass(frozen=True)
+class FinalRun:
+    """One final to train: the trial whose config it takes, and where, on what and until when."""
+
+    trial: TrialRecord
+    workers: int
+    run_dir: Path
+    index: int = 0  # its place among the search's trials (the leaderboard's order)
+    share: float = 1.0  # of the training part's rows
+    stop: float | None = None  # time.time() at which boosting stops (None: it ends by itself)
+
+
+def final_job(prep: Any, stream: Any, run: FinalRun) -> DistributedJob:
     """The Ray Train job of one final: the streamed parts in the frames layout (``share`` of the
     training rows, by a seeded row hash), preprocessed block by block by the sample-fitted recipe
     (the config's target transform applied)."""
+    trial, workers, share = run.trial, run.workers, run.share
     data, family = prep.data, prep.families[trial.family]
     config = dict(trial.params)
     encoder = BatchEncoder(
@@ -202,34 +213,25 @@ def final_job(
         n_train_rows=int(stream.n_train_estimate * share),
         num_workers=workers,
         use_gpu=False,
-        storage_path=str((run_dir / "train").resolve()),
+        storage_path=str((run.run_dir / "train").resolve()),
         name=f"final-{trial.family}",
         report_to_tune=False,
         cpus_per_worker=0.5 if workers > 1 else 1.0,
         placement="SPREAD",
-        deadline=stop,
+        deadline=run.stop,
         max_failures=FINAL_MAX_FAILURES,
     )
 
 
-def _final(
-    prep: Any,
-    trial: TrialRecord,
-    stream: Any,
-    workers: int,
-    run_dir: Path,
-    *,
-    index: int,
-    share: float = 1.0,
-    stop: float | None = None,
-) -> TrialRecord:
+def _final(prep: Any, stream: Any, run: FinalRun) -> TrialRecord:
     """One final fit: train on the streamed training part, score on the sample's validation rows."""
     t0 = time.time()
+    trial, workers, share = run.trial, run.workers, run.share
     data, recipe, config = prep.data, prep.families[trial.family].recipe, dict(trial.params)
     logger.info(
         "final %s: %s's config on the full data, %d Ray Train workers", trial.family, trial.trial_id, workers
     )
-    done = fit(trial.family, final_job(prep, trial, stream, workers, run_dir, share, stop))
+    done = fit(trial.family, final_job(prep, stream, run))
     _, va = data.folds[0]
     pred = done.model.predict(data.fold_matrix(recipe, 0, va))
     step = data.output_step(config)
@@ -250,7 +252,7 @@ def _final(
     result = CandidateResult(
         trial.family, config, [score], done.best_iteration, oof, [done.model], done.seconds, wall, why
     )
-    directory = run_dir / "finals" / trial.family
+    directory = run.run_dir / "finals" / trial.family
     save_result(result, directory)
     stream.finals[trial.family] = {
         "from_trial": trial.trial_id,
@@ -284,7 +286,7 @@ def _final(
         predict_time_s=trial.predict_time_s,
         stop_reason=why,
         checkpoint=str(directory),
-        index=index,
+        index=run.index,
     )
     info = {**stream.finals[trial.family], "resumed": False}
     (directory / FINAL_RECORD).write_text(json.dumps({"record": asdict(record), "info": info}, default=str))
