@@ -201,6 +201,7 @@ def _search(
             run_dir=run_dir,
             deadline=clock.until(search_reserve(spec)),
             cluster=cluster,
+            resume=resume,
         )
         timings["finals_s"] = time.time() - t
     if not outcome.completed():

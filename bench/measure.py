@@ -181,42 +181,25 @@ class RayStoreSampler:
     ``interval_s`` in a thread (cumulative spilled/restored bytes and the peak of bytes in use),
     so the figures survive a fit that shuts Ray down before the caller can ask.
 
-    Source: the raylet's ``FormatGlobalMemoryInfo`` reply, as ``ray memory --stats-only`` prints it
-    (``ray._private.internal_api.get_memory_info_reply``: ``store_stats.spilled_bytes_total``,
-    ``restored_bytes_total``, ``object_store_bytes_used``; summed over all nodes by the raylet
-    asked). The GCS address is passed explicitly: without it Ray would pick the newest cluster on
-    the machine, which may be someone else's."""
+    The figures: :func:`automl.streaming.store.store_counters` (the raylet's memory info reply)."""
 
     def __init__(self, interval_s: float = 5.0) -> None:
         self.interval_s = interval_s
         self.stats: dict[str, Any] = {}
         self.peak_used_bytes = 0
         self.errors: list[str] = []
-        self._state: tuple[str, Any] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-ray-store", daemon=True)
 
     def sample(self) -> None:
-        try:
-            import ray
-            from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+        from automl.streaming.store import store_counters
 
-            if not ray.is_initialized():
-                return
-            address = ray.get_runtime_context().gcs_address
-            if self._state is None or self._state[0] != address:
-                self._state = (address, get_state_from_address(address))
-            s = get_memory_info_reply(self._state[1], timeout_seconds=10).store_stats
-        except Exception as exc:  # noqa: BLE001 - Ray going down between two polls, a timeout
-            self.errors = [*self.errors[-4:], repr(exc)[:200]]
+        s = store_counters()
+        if s is None:  # Ray going down between two polls, a timeout
+            self.errors = [*self.errors[-4:], "no object store figures (Ray down or no reply)"]
             return
-        self.peak_used_bytes = max(self.peak_used_bytes, int(s.object_store_bytes_used))
-        self.stats = {
-            "spilled_bytes": int(s.spilled_bytes_total),
-            "spilled_objects": int(s.spilled_objects_total),
-            "restored_bytes": int(s.restored_bytes_total),
-            "object_store_capacity_bytes": int(s.object_store_bytes_avail),
-        }
+        self.peak_used_bytes = max(self.peak_used_bytes, s.pop("object_store_bytes_used"))
+        self.stats = s
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -69,3 +69,26 @@ def kill_fit_midway(args, finished, at_least: int, poll_s: float = 0.5, limit_s:
         except ProcessLookupError:
             pass
     return time.time() - t0
+
+
+def two_worker_job(data, X, tr, va, config, tmp_path, name: str, **extra):
+    """A Ray Train job of ``config`` on two CPU workers over the rows ``tr`` (training) and
+    ``va`` (validation) of the matrix ``X``, scored by ROC AUC, nothing forwarded to Tune."""
+    from tuning import distributed
+
+    return distributed.job_from_matrices(
+        config,
+        data.task,
+        X.take(tr),
+        data.y[tr],
+        None,
+        X.take(va),
+        data.y[va],
+        metric="roc_auc",
+        num_workers=2,
+        use_gpu=False,
+        storage_path=str(tmp_path),
+        name=name,
+        report_to_tune=False,
+        **extra,
+    )

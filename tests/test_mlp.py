@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import _frame
-from helpers import trial_data
+from helpers import trial_data, two_worker_job
 from sklearn.metrics import log_loss, roc_auc_score
 
 from automl.models import get_family, mlp_health, mlp_net
@@ -307,22 +307,7 @@ def test_ray_train_ddp_matches_the_in_process_learner(ray_session, binary_df, tm
     local_auc = roc_auc_score(data.y[va], local_preds[:, 1])
 
     t0 = time.perf_counter()
-    job = distributed.job_from_matrices(
-        config,
-        data.task,
-        X.take(tr),
-        data.y[tr],
-        None,
-        X.take(va),
-        data.y[va],
-        metric="roc_auc",
-        num_workers=2,
-        use_gpu=False,
-        storage_path=str(tmp_path),
-        name="t-mlp",
-        report_to_tune=False,
-        max_epochs=3,
-    )
+    job = two_worker_job(data, X, tr, va, config, tmp_path, "t-mlp", max_epochs=3)
     done = distributed.fit("mlp", job)
     model, best_epoch, preds = done.model, done.best_iteration, done.model.predict(X.take(va))
     print(f"Ray Train: {time.perf_counter() - t0:.1f}s, in-process: {local.fit_time_s():.1f}s")

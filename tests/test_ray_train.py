@@ -3,7 +3,7 @@ as training inside the trial, on the same data; and a fit can route its trials t
 
 import numpy as np
 import pytest
-from helpers import trial_data
+from helpers import trial_data, two_worker_job
 
 from automl import AutoML, ResourceConfig, SearchConfig, ValidationConfig
 from automl.models import get_family
@@ -26,25 +26,31 @@ def test_two_workers_match_in_process_quality(ray_session, binary_df, family, tm
     fam = get_family(family)
     config = fam.portfolio(data.task)[0]
     local = train_candidate(fam, config, data)
-    job = distributed.job_from_matrices(
-        config,
-        data.task,
-        X.take(tr),
-        data.y[tr],
-        None,
-        X.take(va),
-        data.y[va],
-        metric="roc_auc",
-        num_workers=2,
-        use_gpu=False,
-        storage_path=str(tmp_path),
-        name=f"t-{family}",
-        report_to_tune=False,
-    )
+    job = two_worker_job(data, X, tr, va, config, tmp_path, f"t-{family}")
     done = distributed.fit(family, job)
     score = data.metric.score(data.y[va], done.model.predict(X.take(va)))
     assert done.best_iteration > 1 and done.seconds > 0
     assert abs(score - local.score) < 0.02, (score, local.score)
+
+
+@pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
+def test_boosting_on_two_workers_stops_together_at_the_deadline(ray_session, binary_df, family, tmp_path):
+    """A deadline that has passed: rank 0 decides at the first step report and both workers stop
+    at that round (one going on alone would wait for the other in its next allreduce forever)."""
+    import time
+
+    from tuning import distributed
+
+    data = trial_data(binary_df, "label", recipes=("tree",))[0]
+    data.folds = make_folds(len(binary_df), strategy="holdout", y=data.y, seed=0).folds
+    tr, va = data.folds[0]
+    X = data.features["tree"]
+    config = {**get_family(family).portfolio(data.task)[0], "n_estimators": 2000}
+    job = two_worker_job(data, X, tr, va, config, tmp_path, f"d-{family}", deadline=time.time())
+    done = distributed.fit(family, job)
+    assert done.stopped_at_deadline
+    assert 1 <= done.best_iteration <= 50 and done.model.n_iterations <= 50, done.best_iteration
+    assert data.metric.score(data.y[va], done.model.predict(X.take(va))) > 0.8  # a usable model
 
 
 def test_every_distributed_path_belongs_to_a_registered_family():

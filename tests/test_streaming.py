@@ -22,7 +22,7 @@ from automl.config import FitSpec, SearchConfig, StreamingConfig, ValidationConf
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _table(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+def _table(n: int = 2000, seed: int = 0, regression: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x1, x2 = rng.normal(size=n), rng.uniform(-1, 1, size=n)
     color = rng.choice(["red", "green", "blue", "grey"], size=n)
@@ -39,7 +39,7 @@ def _table(n: int = 2000, seed: int = 0) -> pd.DataFrame:
     )
     df.loc[rng.random(n) < 0.1, "x2"] = np.nan
     df.loc[rng.random(n) < 0.05, "color"] = None
-    df["label"] = np.where(signal > 0.3, "yes", "no")
+    df["label"] = 10 + 3 * signal if regression else np.where(signal > 0.3, "yes", "no")
     df.loc[rng.random(n) < 0.01, "label"] = None
     return df
 
@@ -158,6 +158,39 @@ def test_a_final_short_of_time_gets_the_share_of_rows_the_time_left_allows():
     assert affordable_share(FINAL_OVERHEAD_S + 100, FINAL_OVERHEAD_S / 2) == 0.0
 
 
+def test_a_failed_final_is_noted_and_the_fit_keeps_its_sample_trained_models(monkeypatch, tmp_path):
+    """A final whose Ray Train run fails for good (its restarts used up) ends itself, not the fit."""
+    from types import SimpleNamespace
+
+    from automl.metrics import resolve_metric
+    from automl.problem import ProblemType
+    from automl.trials import SearchOutcome, TrialRecord
+    from tuning.distributed import finals
+
+    metric, _ = resolve_metric(None, ProblemType.BINARY)
+    trial = TrialRecord("t1", "lightgbm", {}, "completed", score=0.9, fit_time_s=1.0, checkpoint="x")
+    outcome = SearchOutcome([trial], "max_trials (1) reached", 1.0, "", 1, "random")
+    prep = SimpleNamespace(metric=metric, families={"lightgbm": object()})
+    stream = SimpleNamespace(
+        config=StreamingConfig(final_workers=2), n_train_estimate=100_000, n_sample_train=1_000, notes=[]
+    )
+
+    def lost(*args, **kwargs):
+        raise RuntimeError("Training failed: a worker's node died\n(traceback)")
+
+    monkeypatch.setattr(finals, "_final", lost)
+    kept = finals.train_finals(prep, outcome, stream, run_dir=tmp_path, deadline=None, cluster=None)
+    assert kept == [] and stream.notes == [
+        "final lightgbm: failed after 2 restarts (RuntimeError: Training failed: a worker's node died); "
+        "the best sample-trained model is kept"
+    ]
+    # before failing for good, Ray Train restarts a final's workers (a lost node's on the nodes left)
+    from tuning.distributed.gbdt import run_config
+
+    job = SimpleNamespace(report_to_tune=False, name="f", storage_path=str(tmp_path), max_failures=2)
+    assert run_config(job).failure_config.max_failures == finals.FINAL_MAX_FAILURES == 2
+
+
 def _both_sides(df: pd.DataFrame, rule) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both parts of ``df`` from one streamed pass (each block split by the rule, as ``part`` does)."""
     import ray.data
@@ -217,12 +250,14 @@ def test_map_batches_preprocessing_equals_memory_mode(ray_session):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ray(ray_session, tmp_path):
+    from sklearn.base import clone
+
     from automl import AutoML
 
     df = _table(3000, seed=3)
     path = _shards(df, tmp_path / "t")
     _table(400, seed=4).to_parquet(tmp_path / "test.parquet", index=False)
-    run = AutoML(
+    automl = AutoML(
         target="label",
         data_mode="streaming",
         drop_columns=["rid"],
@@ -230,7 +265,8 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
         search=SearchConfig(max_trials=2, families=("lightgbm",), strategy="random", column_probe=False),
         output_dir=tmp_path / "run",
         write_report=False,
-    ).fit(str(path), test_data=str(tmp_path / "test.parquet"))
+    )
+    run = automl.fit(str(path), test_data=str(tmp_path / "test.parquet"))
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["data_mode"]["mode"] == "streaming"
     stream = info["streaming"]
@@ -255,6 +291,17 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
     """)
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=120)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-6)
+    # run.json says what Ray spilled to disk during the fit (nothing, for a table this small)
+    assert stream["object_store"]["measured"] and stream["object_store"]["spilled_bytes"] >= 0
+    assert final["stopped_at_deadline"] is False  # no time limit: boosting ended by itself
+
+    # --resume of the fit reuses its final (no second Ray Train run): same record, same model files
+    saved = {p.name: p.stat().st_mtime for p in (tmp_path / "run" / "finals" / "lightgbm").rglob("*")}
+    again = clone(automl).fit(str(path), resume=True)
+    final2 = json.loads((tmp_path / "run" / "run.json").read_text())["streaming"]["finals"]["lightgbm"]
+    assert final2["resumed"] is True and final2["score"] == final["score"], final2
+    assert {p.name: p.stat().st_mtime for p in (tmp_path / "run" / "finals" / "lightgbm").rglob("*")} == saved
+    np.testing.assert_allclose(again.predictor_.predict_proba(rows).to_numpy(), expected, rtol=1e-6)
 
 
 # --- two nodes ---------------------------------------------------------------------------------------
@@ -328,9 +375,11 @@ finally:
 def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_holds_the_table(tmp_path):
     """A loopback cluster of two 1-CPU nodes with small object stores (its own Ray, in its own
     process): the final's two Ray Train workers run one on each node, and the only table rows with
-    every column that reach the driver are the sample's."""
+    every column that reach the driver are the sample's. A regression target (the end-to-end fit
+    above is binary): the final's RMSE is near the noise floor."""
     table = tmp_path / "table.parquet"
-    _table(4000, seed=5).to_parquet(table, index=False)
+    df = _table(4000, seed=5, regression=True)
+    df.to_parquet(table, index=False)
     marks = tmp_path / "marks"
     marks.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -353,7 +402,12 @@ def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_ho
     workers = {p.name: p.read_text() for p in marks.iterdir()}
     assert set(workers) == {"rank0", "rank1"}
     assert len(set(workers.values())) == 2 and set(workers.values()) <= set(result["alive_nodes"])
-    assert result["streaming"]["finals"]["lightgbm"]["workers"] == 2
+    final = result["streaming"]["finals"]["lightgbm"]
+    assert final["workers"] == 2
+    # RMSE: the noise is 3 x 0.4 = 1.2, the target's spread about 5; the sample-trained model's too
+    assert 1.0 < final["score"] < 2.0 and final["sample_score"] < 2.5, final
+    full = result["streaming"]["full_validation"]
+    assert full["score"] < 0.4 * df["label"].std() and full["n_rows"] > 500, full
     # the sample pass fetches the rows under a hash threshold of 1.25 x sample_rows / rows (binomial)
     assert 0 < result["rows_with_every_column"] <= 1.5 * 500 < result["n_rows"]
     assert result["largest_frame"] <= 500

@@ -35,6 +35,7 @@ from automl.streaming.plan import StreamPlan
 from automl.streaming.source import open_dataset
 from automl.streaming.split import make_rule, part, split_sample, uniform_sample
 from automl.streaming.stats import table_stats
+from automl.streaming.store import spilled_during, store_counters
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def run_streaming_fit(
             "by a seeded row hash (or time_column / group_column); pass data_mode='memory' to use it"
         )
     cluster = ensure_ray(spec.resources)
+    store_before = store_counters()
     run_dir.mkdir(parents=True, exist_ok=True)
     plan, s_train, s_valid, timings = plan_stream(spec, source)
     # the sample's models validate on the sample's validation part; the finals are the refit
@@ -148,6 +150,10 @@ def run_streaming_fit(
         scored = score_dataset(result.predictor, open_dataset(test, "test"), spec.target, metric)
         result.run_info["streaming"]["test"] = scored.to_dict()
         logger.info("streaming: test %s %.5g on %d rows", metric.name, scored.score, scored.n_rows)
+    spilled = spilled_during(store_before, store_counters())
+    result.run_info["streaming"]["object_store"] = spilled
+    if spilled.get("spilled_bytes"):
+        logger.info("streaming: Ray spilled %.0f MB of objects to disk", spilled["spilled_bytes"] / 2**20)
     (run_dir / layout.RUN_INFO).write_text(json.dumps(result.run_info, indent=1, default=str))
     if stop_ray and cluster.started_here:
         import ray

@@ -14,7 +14,7 @@ import importlib
 import pkgutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,12 @@ class DistributedJob:
     max_epochs: int | None = None  # the MLP's epoch cap (tests)
     cpus_per_worker: float | None = None
     placement: str = "PACK"  # Ray Train's placement strategy of the workers ("SPREAD": across nodes)
+    #: boosting stops at this time.time() (all workers at the same round), keeping the best round
+    #: so far; None: no deadline (the XGBoost and LightGBM paths; the MLP ignores it)
+    deadline: float | None = None
+    #: Ray Train restarts the workers this many times after one dies (a lost node: the restarted
+    #: group is placed on the nodes left); 0 inside a Tune trial, which Tune itself retries
+    max_failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class DistributedFit:
     model: FittedModel
     best_iteration: int  # boosting rounds or epochs of the returned model
     seconds: float  # wall time of the trainer
+    stopped_at_deadline: bool = False  # boosting ended at ``DistributedJob.deadline``, not by itself
 
 
 FitFn = Callable[[DistributedJob], DistributedFit]
@@ -101,7 +108,7 @@ def fit(family: str, job: DistributedJob) -> DistributedFit:
         raise ConfigError(f"model family {family!r} has no Ray Train path; those that do: {list(families())}")
     t0 = time.perf_counter()
     out = _FITS[family](job)
-    return DistributedFit(out.model, out.best_iteration, time.perf_counter() - t0)
+    return replace(out, seconds=time.perf_counter() - t0)
 
 
 def job_from_matrices(

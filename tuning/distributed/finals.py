@@ -12,9 +12,10 @@ is not started: the best sample-trained model stays, and the notes say so.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,13 @@ FINAL_MARGIN = 2.0
 #: seconds a Ray Train run takes to start and wind down, read its shards and save its model (30-40 s
 #: measured for a 3,000-row LightGBM on a loaded 2-core machine, Ray 2.60)
 FINAL_OVERHEAD_S = 45.0
+#: seconds a final keeps after its boosting stops, to end the Ray Train run, fetch the model and score
+#: it: boosting stops at the finals' deadline less this
+FINAL_WIND_DOWN_S = 15.0
+#: a final's Ray Train run restarts its workers this many times (a worker or its node died)
+FINAL_MAX_FAILURES = 2
+#: a final's record beside its models (the resume of a killed streaming fit reuses the final)
+FINAL_RECORD = "final.json"
 #: a final that fits in the time left only on fewer than this many times the sample's training rows
 #: is not started (the sample-trained model is nearly as good)
 MIN_GROWTH = 2.0
@@ -78,16 +86,28 @@ def default_workers(cluster: Any) -> int:
 
 
 def train_finals(
-    prep: Any, outcome: SearchOutcome, stream: Any, *, run_dir: Path, deadline: float | None, cluster: Any
+    prep: Any,
+    outcome: SearchOutcome,
+    stream: Any,
+    *,
+    run_dir: Path,
+    deadline: float | None,
+    cluster: Any,
+    resume: bool = False,
 ) -> list[TrialRecord]:
     """Train the finals that fit before ``deadline``; returns their records (appended to the
-    search's by the caller). ``stream``: the :class:`automl.streaming.plan.StreamPlan`."""
+    search's by the caller). ``stream``: the :class:`automl.streaming.plan.StreamPlan`. With
+    ``resume``, a final saved by the interrupted fit from the same trial is used as it is."""
     if not stream.config.finals:
         stream.notes.append("final fits off (StreamingConfig.finals=False): the sample-trained models stay")
         return []
     workers = stream.config.final_workers or default_workers(cluster)
     records = []
     for family, trial in sorted(best_configs(outcome, prep.metric, prep.families).items()):
+        saved = _saved_final(run_dir, trial, stream) if resume else None
+        if saved is not None:
+            records.append(saved)
+            continue
         need = _expected_s(trial, stream, workers)
         left = None if deadline is None else deadline - time.time()
         share = 1.0 if left is None or need <= left else affordable_share(need, left)
@@ -106,9 +126,38 @@ def train_finals(
             )
             logger.warning(note)
             stream.notes.append(note)
-        index = len(outcome.trials) + len(records) + 1
-        records.append(_final(prep, trial, stream, workers, run_dir, index=index, share=share))
+        run = FinalRun(
+            trial,
+            workers,
+            run_dir,
+            index=len(outcome.trials) + len(records) + 1,
+            share=share,
+            stop=None if deadline is None else deadline - FINAL_WIND_DOWN_S,
+        )
+        try:
+            records.append(_final(prep, stream, run))
+        except Exception as exc:  # noqa: BLE001 - a failed final ends itself, not the fit
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
+            note = (
+                f"final {family}: failed after {FINAL_MAX_FAILURES} restarts ({type(exc).__name__}: "
+                f"{first[:200]}); the best sample-trained model is kept"
+            )
+            logger.warning(note)
+            stream.notes.append(note)
     return records
+
+
+def _saved_final(run_dir: Path, trial: TrialRecord, stream: Any) -> TrialRecord | None:
+    """The final an interrupted fit saved from ``trial`` (its models and record), if any."""
+    path = run_dir / "finals" / trial.family / FINAL_RECORD
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if saved["info"]["from_trial"] != trial.trial_id:  # the resumed search chose another config
+        return None
+    logger.info("final %s: the interrupted fit's final of %s is reused", trial.family, trial.trial_id)
+    stream.finals[trial.family] = {**saved["info"], "resumed": True}
+    return TrialRecord(**saved["record"])
 
 
 def affordable_share(need: float, left: float) -> float:
@@ -122,12 +171,23 @@ def _expected_s(trial: TrialRecord, stream: Any, workers: int) -> float:
     return FINAL_OVERHEAD_S + FINAL_MARGIN * (trial.fit_time_s or 1.0) * growth / workers
 
 
-def final_job(
-    prep: Any, trial: TrialRecord, stream: Any, workers: int, run_dir: Path, share: float = 1.0
-) -> DistributedJob:
+@dataclass(frozen=True)
+class FinalRun:
+    """One final to train: the trial whose config it takes, and where, on what and until when."""
+
+    trial: TrialRecord
+    workers: int
+    run_dir: Path
+    index: int = 0  # its place among the search's trials (the leaderboard's order)
+    share: float = 1.0  # of the training part's rows
+    stop: float | None = None  # time.time() at which boosting stops (None: it ends by itself)
+
+
+def final_job(prep: Any, stream: Any, run: FinalRun) -> DistributedJob:
     """The Ray Train job of one final: the streamed parts in the frames layout (``share`` of the
     training rows, by a seeded row hash), preprocessed block by block by the sample-fitted recipe
     (the config's target transform applied)."""
+    trial, workers, share = run.trial, run.workers, run.share
     data, family = prep.data, prep.families[trial.family]
     config = dict(trial.params)
     encoder = BatchEncoder(
@@ -153,24 +213,25 @@ def final_job(
         n_train_rows=int(stream.n_train_estimate * share),
         num_workers=workers,
         use_gpu=False,
-        storage_path=str((run_dir / "train").resolve()),
+        storage_path=str((run.run_dir / "train").resolve()),
         name=f"final-{trial.family}",
         report_to_tune=False,
         cpus_per_worker=0.5 if workers > 1 else 1.0,
         placement="SPREAD",
+        deadline=run.stop,
+        max_failures=FINAL_MAX_FAILURES,
     )
 
 
-def _final(
-    prep: Any, trial: TrialRecord, stream: Any, workers: int, run_dir: Path, *, index: int, share: float = 1.0
-) -> TrialRecord:
+def _final(prep: Any, stream: Any, run: FinalRun) -> TrialRecord:
     """One final fit: train on the streamed training part, score on the sample's validation rows."""
     t0 = time.time()
+    trial, workers, share = run.trial, run.workers, run.share
     data, recipe, config = prep.data, prep.families[trial.family].recipe, dict(trial.params)
     logger.info(
         "final %s: %s's config on the full data, %d Ray Train workers", trial.family, trial.trial_id, workers
     )
-    done = fit(trial.family, final_job(prep, trial, stream, workers, run_dir, share))
+    done = fit(trial.family, final_job(prep, stream, run))
     _, va = data.folds[0]
     pred = done.model.predict(data.fold_matrix(recipe, 0, va))
     step = data.output_step(config)
@@ -183,10 +244,15 @@ def _final(
     wall = time.time() - t0
     rows = "the full training part" if share >= 1.0 else f"{share:.0%} of the training part"
     why = f"final: {trial.trial_id}'s config on {rows}, {workers} Ray Train workers"
+    if done.stopped_at_deadline:
+        why += f"; boosting stopped at the deadline after {done.best_iteration} rounds (best so far)"
+        note = f"final {trial.family}: boosting stopped at the deadline ({done.best_iteration} rounds kept)"
+        logger.warning(note)
+        stream.notes.append(note)
     result = CandidateResult(
         trial.family, config, [score], done.best_iteration, oof, [done.model], done.seconds, wall, why
     )
-    directory = run_dir / "finals" / trial.family
+    directory = run.run_dir / "finals" / trial.family
     save_result(result, directory)
     stream.finals[trial.family] = {
         "from_trial": trial.trial_id,
@@ -196,6 +262,7 @@ def _final(
         "workers": workers,
         "share_of_training_rows": round(share, 4),
         "seconds": round(wall, 1),
+        "stopped_at_deadline": done.stopped_at_deadline,
     }
     logger.info(
         "final %s: validation %s %.5g (sample-trained %.5g), %.0fs",
@@ -205,7 +272,7 @@ def _final(
         trial.score,
         wall,
     )
-    return TrialRecord(
+    record = TrialRecord(
         trial_id=f"final_{trial.family}",
         family=trial.family,
         params=config,
@@ -219,8 +286,11 @@ def _final(
         predict_time_s=trial.predict_time_s,
         stop_reason=why,
         checkpoint=str(directory),
-        index=index,
+        index=run.index,
     )
+    info = {**stream.finals[trial.family], "resumed": False}
+    (directory / FINAL_RECORD).write_text(json.dumps({"record": asdict(record), "info": info}, default=str))
+    return record
 
 
 __all__ = ["FINAL_FAMILIES", "LABEL", "WEIGHT", "Frames", "best_configs", "frames", "train_finals"]

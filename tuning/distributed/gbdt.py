@@ -11,6 +11,7 @@ stop the trial.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,12 +61,14 @@ def native_metric(library: str, metric: str, problem: ProblemType) -> NativeMetr
     return NativeMetric(name, True, metric == "accuracy", metric in ("roc_auc", "accuracy"))
 
 
-def loop_config(library: str, config: dict[str, Any], metric: str, problem: ProblemType) -> dict[str, Any]:
-    """The part of a worker loop's config both libraries share (rounds, patience, metric)."""
+def loop_config(library: str, job: Any) -> dict[str, Any]:
+    """The part of a worker loop's config both libraries share (rounds, patience, metric, deadline)."""
     from automl.models.gbdt import MAX_ROUNDS, patience_rounds, rounds_per_step
 
-    native = native_metric(library, metric, problem)
+    config = job.config
+    native = native_metric(library, job.metric, job.task.problem_type)
     return {
+        "deadline": job.deadline,
         "rounds": int(config.get("n_estimators", MAX_ROUNDS)),
         "patience": patience_rounds(config),
         "step": rounds_per_step(config),
@@ -84,20 +87,45 @@ def report(metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
 
 
 class Tracker:
-    """Turns native metric values into the trial's step reports (objective, best so far, score)."""
+    """Turns native metric values into the trial's step reports (objective, best so far, score),
+    and says when the job's deadline has come."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.flip, self.higher, self.exact = cfg["flip"], cfg["higher"], cfg["exact"]
+        self.deadline = cfg.get("deadline")
         self.best = float("-inf")
+        self.best_iteration = 0  # the step report's round of the best objective (1-based)
+        self.stopped_at_deadline = False
 
     def final(self, best_iteration: int) -> dict[str, Any]:
         """The last report of a fold (Tune sees it too, so it carries the search metric)."""
         best = self.best if self.best > float("-inf") else FAILED_OBJECTIVE
-        return {"objective": best, "best_objective": best, "iteration": best_iteration, "fold_finished": True}
+        return {
+            "objective": best,
+            "best_objective": best,
+            "iteration": best_iteration,
+            "fold_finished": True,
+            "stopped_at_deadline": self.stopped_at_deadline,
+        }
+
+    def past_deadline(self) -> bool:
+        """Whether to stop boosting now; called by every worker at the same round (a step
+        report's), it is rank 0's clock that decides, so all workers stop together: one that went
+        on alone would wait for the others in its next allreduce forever."""
+        if self.deadline is None:
+            return False
+        from ray.train import get_context
+        from ray.train.collective import broadcast_from_rank_zero
+
+        mine = time.time() >= self.deadline if get_context().get_world_rank() == 0 else None
+        self.stopped_at_deadline = bool(broadcast_from_rank_zero(mine))
+        return self.stopped_at_deadline
 
     def metrics(self, value: float, iteration: int) -> dict[str, Any]:
         score = 1.0 - value if self.flip else value
         objective = score if self.higher else -score
+        if objective > self.best:
+            self.best_iteration = iteration
         self.best = max(self.best, objective)
         return {
             "objective": objective,
@@ -144,11 +172,16 @@ def scaling_config(
 
 
 def run_config(job: Any) -> Any:
-    from ray.train import RunConfig
+    from ray.train import FailureConfig, RunConfig
 
     callbacks = []
     if job.report_to_tune:
         from ray.tune.integration.ray_train import TuneReportCallback
 
         callbacks.append(TuneReportCallback())
-    return RunConfig(name=job.name, storage_path=job.storage_path, callbacks=callbacks)
+    return RunConfig(
+        name=job.name,
+        storage_path=job.storage_path,
+        callbacks=callbacks,
+        failure_config=FailureConfig(max_failures=job.max_failures),
+    )

@@ -45,6 +45,9 @@ def lightgbm_loop(cfg: dict[str, Any]) -> None:
         if (env.iteration + 1) % cfg["step"] == 0:
             value = next(v for _, name, v, _ in env.evaluation_result_list if name == cfg["native"])
             report(tracker.metrics(float(value), env.iteration + 1))
+            if tracker.past_deadline():  # keep the best round so far, as early stopping does
+                best = max(1, tracker.best_iteration)
+                raise lightgbm.callback.EarlyStopException(best - 1, env.evaluation_result_list)
 
     params = {
         **cfg["params"],
@@ -74,7 +77,7 @@ def fit_lightgbm(job: DistributedJob) -> DistributedFit:
 
     from automl.models.lightgbm import LightGBMModel, lgb_params
 
-    cfg = loop_config("lightgbm", job.config, job.metric, job.task.problem_type)
+    cfg = loop_config("lightgbm", job)
     cfg["params"] = {**lgb_params(job.config, job.task), "num_threads": 1}
     cfg["layout"] = job.layout
     result = LightGBMTrainer(
@@ -87,4 +90,5 @@ def fit_lightgbm(job: DistributedJob) -> DistributedFit:
     ).fit()
     booster = RayTrainReportCallback.get_model(result.checkpoint, "model.txt")
     model = LightGBMModel(booster, job.task, booster.current_iteration(), average=False)
-    return DistributedFit(model, int(result.metrics.get("iteration", model.n_iterations)), 0.0)
+    iterations = int(result.metrics.get("iteration", model.n_iterations))
+    return DistributedFit(model, iterations, 0.0, bool(result.metrics.get("stopped_at_deadline")))

@@ -37,6 +37,7 @@ def xgboost_loop(cfg: dict[str, Any]) -> None:
         def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
             if (epoch + 1) % cfg["step"] == 0:
                 report(tracker.metrics(float(evals_log["valid"][cfg["native"]][-1]), epoch + 1))
+                return tracker.past_deadline()  # True stops; the booster keeps its best_iteration
             return False
 
     params = {**cfg["params"], "eval_metric": cfg["native"]}
@@ -62,7 +63,7 @@ def fit_xgboost(job: DistributedJob) -> DistributedFit:
 
     from automl.models.xgboost import XGBoostModel, xgb_params
 
-    cfg = loop_config("xgboost", job.config, job.metric, job.task.problem_type)
+    cfg = loop_config("xgboost", job)
     cfg["params"] = {**xgb_params(job.config, job.task), "nthread": 1}
     cfg["layout"] = job.layout
     cfg["feature_types"] = ["q"] * job.layout.n_num + ["c"] * job.layout.n_cat
@@ -75,4 +76,5 @@ def fit_xgboost(job: DistributedJob) -> DistributedFit:
         dataset_config=data_config(),
     ).fit()
     model = XGBoostModel(RayTrainReportCallback.get_model(result.checkpoint, "model.ubj"), job.task)
-    return DistributedFit(model, int(result.metrics.get("iteration", model.n_iterations)), 0.0)
+    iterations = int(result.metrics.get("iteration", model.n_iterations))
+    return DistributedFit(model, iterations, 0.0, bool(result.metrics.get("stopped_at_deadline")))
