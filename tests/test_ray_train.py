@@ -33,7 +33,9 @@ def test_two_workers_match_in_process_quality(ray_session, binary_df, family, tm
     assert abs(score - local.score) < 0.02, (score, local.score)
 
 
-@pytest.mark.parametrize("family", ["xgboost", "lightgbm"])
+# LightGBM only (CI time: ~20 s per Ray Train run): the deadline's decision and broadcast are the
+# shared gbdt.Tracker's; XGBoost's callback returns that decision to xgboost.train
+@pytest.mark.parametrize("family", ["lightgbm"])
 def test_boosting_on_two_workers_stops_together_at_the_deadline(ray_session, binary_df, family, tmp_path):
     """A deadline that has passed: rank 0 decides at the first step report and both workers stop
     at that round (one going on alone would wait for the other in its next allreduce forever)."""

@@ -232,6 +232,28 @@ def test_explain_contributions_sum_to_the_regression_prediction(runs, regression
     np.testing.assert_allclose(contrib.sum(axis=1), run.predict(rows), rtol=1e-4, atol=1e-3)
 
 
+def test_explanations_shrink_to_the_time_left(runs):
+    """Near the deadline tree SHAP keeps to its pilot rows (no minimum of 10 dear rows) and no
+    partial dependence panel is started (the 60 s bench fits overran by up to 5 s in this section)."""
+    import time
+
+    from automl.report import explain_sections as ex
+    from automl.report.rundata import load_run
+
+    run = load_run(runs["regression"].run_dir_)
+    X = run.features(explain_rows(run))
+    roomy, _ = ex.shap_sample(run, X, scale=1.0)
+    tight, _ = ex.shap_sample(run, X, scale=1e-6)
+    assert len(roomy) >= ex.SHAP_MIN_ROWS and len(tight) == ex.SHAP_PILOT_ROWS < ex.SHAP_MIN_ROWS
+    assert ex._time_for_a_panel(run, 0.1)  # no deadline: always
+    run.deadline = time.time() + 0.5
+    assert not ex._time_for_a_panel(run, 0.1)  # 0.1 s of predictions + 0.7 s of drawing > 0.5 s
+    run.deadline = time.time() + 30
+    assert ex._time_for_a_panel(run, 0.1)
+    run.deadline = time.time() + 1.0  # the section itself: written, without partial dependence
+    assert "Partial dependence" not in ex.explain_section(run)
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_report_command(runs, tmp_path):

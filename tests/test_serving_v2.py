@@ -252,6 +252,8 @@ def test_openapi_document_examples_and_405_allow(served):
 
 def test_schema_fuzzer_finds_no_5xx_and_no_schema_mismatch(served, tmp_path):
     kind, model_dir, base, features = served
+    if kind == "multiclass":  # CI time: ~20 s per model; its routes and schemas are the binary model's
+        pytest.skip("the multiclass model has the binary model's routes and request schemas: fuzzed there")
     report = tmp_path / "schemathesis.json"
     cmd = [
         str(Path(sys.executable).with_name("schemathesis")),

@@ -18,6 +18,7 @@ from automl.report import html as H
 from automl.report import plots
 from automl.report.contributions import has_contributions, tree_contributions
 from automl.report.importance import (
+    PDP_GRID,
     partial_dependence,
     pdp_rows,
     permutation_importance,
@@ -97,7 +98,7 @@ def explain_section(run: RunData) -> str:
     n_columns = PDP_COLUMNS if scale >= 0.5 else (2 if scale >= 0.2 else 0)
     n_pdp = pdp_rows(per_row, n_columns)
     for col in order:
-        if len(panels) >= n_columns:
+        if len(panels) >= n_columns or not _time_for_a_panel(run, per_row * scale * n_pdp * PDP_GRID):
             break
         panel = partial_dependence(pred, X, col, kinds.get(col, ""), n_rows=n_pdp)
         if panel:
@@ -118,6 +119,17 @@ def explain_section(run: RunData) -> str:
     return body
 
 
+#: seconds drawing the partial dependence figure takes (kept free of panels near the deadline)
+PDP_DRAW_S = 0.7
+
+
+def _time_for_a_panel(run: RunData, cost_s: float) -> bool:
+    """Whether one more partial dependence panel (``cost_s`` of predictions) and the figure fit
+    before the report's deadline (always, without one)."""
+    left = run.seconds_left()
+    return left is None or left >= cost_s + PDP_DRAW_S
+
+
 def shap_sample(run: RunData, X: pd.DataFrame, scale: float = 1.0) -> tuple[pd.DataFrame, Any]:
     """Tree SHAP on a prefix of the (already shuffled) rows, sized so that it takes about
     ``SHAP_SECONDS`` x ``scale`` on this machine: at least ``SHAP_MIN_ROWS``, at most all rows (<= 1000).
@@ -127,7 +139,11 @@ def shap_sample(run: RunData, X: pd.DataFrame, scale: float = 1.0) -> tuple[pd.D
     t = time.perf_counter()
     c = tree_contributions(run.predictor, pilot)
     per_row = (time.perf_counter() - t) / max(1, len(pilot))
-    n = int(min(len(X), max(SHAP_MIN_ROWS, SHAP_SECONDS * scale / max(per_row, 1e-9))))
+    budget = SHAP_SECONDS * scale
+    # at least SHAP_MIN_ROWS rows when they fit in the budget; when they do not (dear rows, little
+    # time left), the pilot's rows are the sample
+    floor = SHAP_MIN_ROWS if per_row * SHAP_MIN_ROWS <= budget else len(pilot)
+    n = int(min(len(X), max(floor, budget / max(per_row, 1e-9))))
     logger.info("tree SHAP on %d rows (%.1f ms per row)", max(n, len(pilot)), 1000 * per_row)
     if n <= len(pilot):
         return pilot, c
