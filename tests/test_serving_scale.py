@@ -165,3 +165,19 @@ def test_a_replica_whose_predictions_keep_failing_is_replaced(deploy, tmp_path):
     ok = httpx.post(base + "/predict", json={"rows": [ROW]}, timeout=30)
     assert ok.status_code == 200
     assert httpx.get(base + "/stats", timeout=30).json()["internal_failures_in_a_row"] == 0
+
+
+def test_a_short_look_back_window_gets_load_figures_inside_it():
+    """Ray Serve 2.60 pushes replica and handle load every ``metrics_interval_s`` (10 s by default);
+    a shorter look-back window would average over at most one push (and Ray warns it will be an error)."""
+    from serving.app import build_app
+    from serving.schemas import AppArgs
+
+    def autoscaling(**kw) -> dict:
+        app = build_app(AppArgs(model_dir="unused", autoscale=(1, 2), **kw))
+        return app._bound_deployment._deployment_config.autoscaling_config.model_dump()
+
+    short = autoscaling(autoscale_look_back_s=2.0)
+    assert short["look_back_period_s"] == 2.0 and short["metrics_interval_s"] == 0.5
+    default = autoscaling()  # 30 s: Serve's own interval stays
+    assert default["look_back_period_s"] == 30.0 and default["metrics_interval_s"] == 10.0
