@@ -156,8 +156,7 @@ class ValidationConfig:
             return self.strategy, "set by the user"
         if n_rows > self.kfold_max_rows:
             return "holdout", f"{n_rows:,} training rows > kfold_max_rows={self.kfold_max_rows:,}"
-        work = n_rows * self.n_folds * (n_classes if n_classes > 2 else 1)
-        if time_limit is not None and work > time_limit * KFOLD_ROW_FOLDS_PER_SECOND:
+        if self.budget_is_short(n_rows, n_classes=n_classes, time_limit=time_limit):
             return "holdout", (
                 f"{self.n_folds}-fold on {n_rows:,} rows"
                 + (f" x {n_classes} classes" if n_classes > 2 else "")
@@ -165,6 +164,14 @@ class ValidationConfig:
                 f"{KFOLD_ROW_FOLDS_PER_SECOND:,} row-folds per second); strategy='kfold' forces it"
             )
         return "kfold", f"{n_rows:,} rows fit {self.n_folds}-fold within the budget"
+
+    def budget_is_short(self, n_rows: int, *, n_classes: int = 0, time_limit: float | None = None) -> bool:
+        """Whether ``time_limit`` is short for ``n_rows`` rows: k-fold work (rows x folds x classes
+        above two) above ``KFOLD_ROW_FOLDS_PER_SECOND`` per second of it. Then ``auto`` validates on
+        a holdout, and the boosting families lead with a config that converges in fewer rounds
+        (:attr:`automl.models.base.Task.short_budget`)."""
+        work = n_rows * self.n_folds * (n_classes if n_classes > 2 else 1)
+        return time_limit is not None and work > time_limit * KFOLD_ROW_FOLDS_PER_SECOND
 
 
 @dataclass(frozen=True)

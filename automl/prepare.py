@@ -133,6 +133,9 @@ def prepare(
         seed=spec.seed,
         num_threads=max(1, int(spec.resources.cpus_per_trial)),
         target_transform=(plan.offered or "") if plan else "",
+        short_budget=spec.validation.budget_is_short(
+            len(df), n_classes=len(classes) if classes else 0, time_limit=spec.time_limit
+        ),
     )
     timings = {"profile_s": time.time() - t0}
 

@@ -142,6 +142,8 @@ def train_candidate(
         logger.info("%s: resumed at step %d (iteration %d)", family.name, prog.n_steps, learners[0].iteration)
     step = family.step_size(config, data.task)
     patience = family.patience_for(config)
+    if data.task.short_budget:
+        patience = int(patience * family.short_budget_patience)
     stop_reason = "max_iterations"
     while not all(learner.done for learner in learners) or prog.best_preds is None:
         for learner in learners:

@@ -40,6 +40,10 @@ class Task:
     #: regression with a skewed or heavy-tailed target: the transform the search offers besides
     #: none ("log1p" or "yeo-johnson"); families then offer robust objectives too. "": neither.
     target_transform: str = ""
+    #: the time limit is short for the table (automl.config.ValidationConfig.budget_is_short;
+    #: of the ten shared tables at 60 s, covertype: 60 k rows x 7 classes): the search's first
+    #: trial, the one that trains on all rows from the start, should converge in few rounds
+    short_budget: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -189,6 +193,9 @@ class Family(abc.ABC):
     priority: ClassVar[int] = 50
     #: iterations without improvement before a trial stops (scaled by the family when needed)
     patience: ClassVar[int] = 50
+    #: patience x this when the budget is short for the table (Task.short_budget): few configs
+    #: then train on all rows, and the deadline, not a plateau, should end them
+    short_budget_patience: ClassVar[float] = 1.0
     #: whether the family can train on a GPU
     supports_gpu: ClassVar[bool] = False
     #: a skewed or heavy-tailed regression target: the portfolio also tries the default config on

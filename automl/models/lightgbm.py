@@ -195,6 +195,11 @@ class LightGBMFamily(Family):
     transform_in_portfolio = True
     supports_gpu = False  # LightGBM's CUDA build is not on PyPI; it trains on CPU workers
     boosting = "gbdt"
+    # covertype (48 k training rows, 7 classes) at a rate of 0.1, validation accuracy by rounds
+    # without a gain before stopping, on three splits: 25 (the rate's patience) 0.9095 / 0.9055 /
+    # 0.9164 at 213-357 rounds; 100: 0.9134 / 0.9097 / 0.9165 at 395-464 rounds (test +0.0067,
+    # +0.0038, +0.0009); 200 added nothing
+    short_budget_patience = 4.0
 
     def search_space(self, task: Task) -> dict[str, Any]:
         from ray import tune
@@ -226,7 +231,14 @@ class LightGBMFamily(Family):
             "extra_trees": False,
             **robust_defaults(task, "regression"),
         }
+        fast = []
+        if task.short_budget:
+            # twice the rate and four times the leaves: on covertype (48 k training rows, 7
+            # classes, one thread) validation accuracy after 10 / 20 / 30 s was 0.911 / 0.913 /
+            # 0.913 against the default's 0.884 / 0.899 / 0.905 (a rate of 0.2 diverged there)
+            fast = [{**base, "learning_rate": 0.1, "num_leaves": 127, "min_data_in_leaf": 10}]
         return [
+            *fast,
             base,
             {**base, "extra_trees": True},  # AutoGluon's GBMXT
             {
