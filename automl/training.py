@@ -67,6 +67,12 @@ StepHook = Callable[..., None]  # on_step(metrics) or on_step(metrics, state_dir
 CheckpointRule = Callable[[int, float], bool]
 
 
+def _patience(family: Family, config: dict[str, Any], task: Task) -> int:
+    """Steps' worth of iterations without a gain that end a trial (more under a short budget)."""
+    patience = family.patience_for(config)
+    return int(patience * family.short_budget_patience) if task.short_budget else patience
+
+
 def _empty_oof(n: int, data: TrialData) -> np.ndarray:
     k = data.n_outputs
     return np.full((n, k) if k else (n,), np.nan, dtype=np.float64)
@@ -141,9 +147,7 @@ def train_candidate(
             learner.set_state(resume_from / f"learner_{i}")
         logger.info("%s: resumed at step %d (iteration %d)", family.name, prog.n_steps, learners[0].iteration)
     step = family.step_size(config, data.task)
-    patience = family.patience_for(config)
-    if data.task.short_budget:
-        patience = int(patience * family.short_budget_patience)
+    patience = _patience(family, config, data.task)
     stop_reason = "max_iterations"
     while not all(learner.done for learner in learners) or prog.best_preds is None:
         for learner in learners:

@@ -319,10 +319,6 @@ class ModelDeployment:
             capture.close()
 
 
-#: Ray Serve's default interval between autoscaling metric pushes (AutoscalingConfig.metrics_interval_s)
-SERVE_METRICS_PUSH_S = 10.0
-
-
 def build_app(args: AppArgs) -> Application:
     """The Serve application for ``args`` (a dict is validated into AppArgs, as ``serve run`` does)."""
     if not isinstance(args, AppArgs):
@@ -334,23 +330,7 @@ def build_app(args: AppArgs) -> Application:
         "health_check_timeout_s": 30.0,
     }
     if args.autoscale is not None:
-        lo, hi = args.autoscale
-        opts["autoscaling_config"] = {
-            "min_replicas": lo,
-            "initial_replicas": max(lo, 1),
-            "max_replicas": hi,
-            "target_ongoing_requests": args.autoscale_target_ongoing_requests or max(2, args.max_batch_size),
-            "upscale_delay_s": args.upscale_delay_s,
-            "downscale_delay_s": args.downscale_delay_s,
-            "look_back_period_s": args.autoscale_look_back_s,
-        }
-        if args.autoscale_look_back_s <= SERVE_METRICS_PUSH_S:
-            # Ray 2.60 pushes the load figures of replicas and handles every `metrics_interval_s`
-            # (10 s by default; replica.py and router.py read it from the autoscaling config) and
-            # warns that a look-back window not above it will be an error in a later release: a
-            # shorter window is only meaningful with pushes inside it (Ray marks the field deprecated
-            # in favour of env vars it does not read yet, so the field it reads is set)
-            opts["autoscaling_config"]["metrics_interval_s"] = args.autoscale_look_back_s / 4
+        opts["autoscaling_config"] = args.autoscaling_config()
     else:
         opts["num_replicas"] = args.num_replicas
     return ModelDeployment.options(**opts).bind(args)

@@ -22,6 +22,10 @@ from serving.rows import MAX_ERRORS, POLICIES, RequestError, RowsReport
 __all__ = ["AppArgs", "MAX_ERRORS", "RequestError", "RowsReport", "parse_body"]
 
 
+#: Ray Serve's default interval between autoscaling metric pushes (AutoscalingConfig.metrics_interval_s)
+SERVE_METRICS_PUSH_S = 10.0
+
+
 class AppArgs(BaseModel):
     """Arguments of the Serve application (``build_app``); also what ``serve run`` / a Serve
     config file pass as ``args:``. Invalid values raise pydantic's ValidationError naming the field.
@@ -167,6 +171,25 @@ class AppArgs(BaseModel):
     @property
     def ongoing_requests(self) -> int:
         return self.max_ongoing_requests or max(32, 4 * self.max_batch_size)
+
+    def autoscaling_config(self) -> dict[str, Any]:
+        """Serve's ``autoscaling_config`` for ``autoscale``."""
+        lo, hi = self.autoscale or (1, 1)
+        config: dict[str, Any] = {
+            "min_replicas": lo,
+            "initial_replicas": max(lo, 1),
+            "max_replicas": hi,
+            "target_ongoing_requests": self.autoscale_target_ongoing_requests or max(2, self.max_batch_size),
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
+            "look_back_period_s": self.autoscale_look_back_s,
+        }
+        if self.autoscale_look_back_s <= SERVE_METRICS_PUSH_S:
+            # Ray 2.60 pushes replicas' and handles' load every `metrics_interval_s` (10 s by
+            # default, read from this config by replica.py and router.py; marked deprecated for env
+            # vars it does not read yet) and warns a look-back window not above it will be an error
+            config["metrics_interval_s"] = self.autoscale_look_back_s / 4
+        return config
 
 
 # --- documented shapes ----------------------------------------------------------------------------
