@@ -59,7 +59,7 @@ class DistributedJob:
     #: so far; None: no deadline (the XGBoost and LightGBM paths; the MLP ignores it)
     deadline: float | None = None
     #: Ray Train restarts the workers this many times after one dies (a lost node: the restarted
-    #: group is placed on the nodes left); 0 inside a Tune trial, which Tune itself retries
+    #: group is placed on the nodes left); search trials set it too (tuning.train_paths)
     max_failures: int = 0
 
 
