@@ -168,8 +168,8 @@ class ValidationConfig:
     def budget_is_short(self, n_rows: int, *, n_classes: int = 0, time_limit: float | None = None) -> bool:
         """Whether ``time_limit`` is short for ``n_rows`` rows: k-fold work (rows x folds x classes
         above two) above ``KFOLD_ROW_FOLDS_PER_SECOND`` per second of it. Then ``auto`` validates on
-        a holdout, and the boosting families lead with a config that converges in fewer rounds
-        (:attr:`automl.models.base.Task.short_budget`)."""
+        a holdout, and LightGBM leads with a config that converges in fewer rounds and waits longer on
+        a plateau (:attr:`automl.models.base.Task.short_budget`)."""
         work = n_rows * self.n_folds * (n_classes if n_classes > 2 else 1)
         return time_limit is not None and work > time_limit * KFOLD_ROW_FOLDS_PER_SECOND
 
