@@ -283,7 +283,8 @@ class StreamingConfig:
         final_workers: Ray Train workers of each final fit (default: one per CPU of the cluster).
         early_stopping_rows: validation rows each final's workers read for early stopping (the
             whole validation part is scored afterwards, by Ray Data batch inference).
-        finals_share: share of the time limit kept for the final fits.
+        finals_share: share of the time limit kept for the final fits at least; the search ends
+            earlier when the best boosting config's final needs more (tuning.distributed.reserve).
     """
 
     sample_rows: int = 200_000

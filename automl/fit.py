@@ -155,7 +155,7 @@ def _search(
     """Start or join Ray, run the search, and make sure there is at least one model. Returns the
     outcome and whether the fit is to stop the Ray it started (whose time the clock keeps)."""
     from automl.runtime import ensure_ray
-    from tuning import run_search  # the orchestrator is the one place automl imports tuning
+    from tuning import FinalsReserve, run_search  # the orchestrator: the one place automl imports tuning
 
     t = time.time()
     cluster = ensure_ray(spec.resources)
@@ -169,7 +169,10 @@ def _search(
         # families that can use a GPU (XGBoost, CatBoost, the MLP) train on it; the trials request one
         data.task = replace(data.task, use_gpu=True)
         logger.info("GPU: %.0f in the cluster; trials of GPU-capable families train on CUDA", cluster.gpus)
-    deadline = clock.until(search_reserve(spec) + (stream.finals_reserve_s(spec.time_limit) if stream else 0))
+    # streaming: the finals end in time to score the deployed Predictor on the validation part
+    keep = search_reserve(spec) + (stream.scoring_reserve_s(spec.time_limit) if stream else 0.0)
+    finals_end = clock.until(keep)
+    deadline = clock.until(keep + (stream.finals_reserve_s(spec.time_limit) if stream else 0.0))
     if deadline is not None and deadline - time.time() < MIN_SEARCH_S:
         # starting Tune and winding it down would take longer than what is left: the fallback
         # model below trains in this process instead
@@ -188,6 +191,7 @@ def _search(
             seed=spec.seed,
             resume=resume,
             extra_points=lb.warm_start_points(spec.search.warm_start, prep.families),
+            reserve=FinalsReserve.start(stream, cluster, finals_end),
         )
     timings["search_s"] = outcome.wall_s
     if stream is not None and outcome.completed():  # streaming: the best configs on every row
@@ -199,7 +203,7 @@ def _search(
             outcome,
             stream,
             run_dir=run_dir,
-            deadline=clock.until(search_reserve(spec)),
+            deadline=finals_end,
             cluster=cluster,
             resume=resume,
         )

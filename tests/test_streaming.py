@@ -158,6 +158,77 @@ def test_a_final_short_of_time_gets_the_share_of_rows_the_time_left_allows():
     assert affordable_share(FINAL_OVERHEAD_S + 100, FINAL_OVERHEAD_S / 2) == 0.0
 
 
+def test_scoring_short_of_time_takes_the_share_of_validation_rows_the_time_left_allows():
+    from automl.streaming.evaluate import MIN_SCORED_ROWS, SCORING_MARGIN, SCORING_OVERHEAD_S, scoring_share
+
+    # 1M rows at 100,000 rows/s: ~20 s with the margin
+    need = SCORING_MARGIN * 1_000_000 / 100_000
+    assert scoring_share(1_000_000, 100_000.0, SCORING_OVERHEAD_S + need) == 1.0
+    assert scoring_share(1_000_000, 100_000.0, SCORING_OVERHEAD_S + need / 4) == pytest.approx(0.25)
+    assert scoring_share(1_000_000, 100_000.0, 0.0) == MIN_SCORED_ROWS / 1_000_000  # a floor of rows
+    assert scoring_share(1_000_000, None, 1.0) == 1.0  # no measured speed, or no time limit: every row
+    assert scoring_share(1_000_000, 100_000.0, None) == 1.0
+
+
+def test_the_search_ends_when_the_best_boosting_config_needs_the_time_left_for_its_final():
+    """The time kept for the final grows with the best config's sample training time and the
+    table's growth over the sample; the search always gets its minimum share first."""
+    import time
+    from types import SimpleNamespace
+
+    from tuning.distributed.reserve import FINAL_MARGIN, FINAL_OVERHEAD_S, FinalsReserve
+    from tuning.stoppers import ReserveWatch, SearchStopper
+
+    stream = SimpleNamespace(config=StreamingConfig(), n_train_estimate=1_000_000, n_sample_train=10_000)
+    reserve = FinalsReserve(stream, workers=2, end=1000.0, earliest=100.0)
+    reserve.observe("random_forest", {"objective": 0.99, "fit_time_s": 50.0})  # no final for its family
+    reserve.observe("lightgbm", {"objective": 0.5, "failed": True, "fit_time_s": 9.0})
+    assert reserve.need_s() is None and reserve.reason(now=990.0) is None
+    reserve.observe("lightgbm", {"objective": 0.8, "fit_time_s": 1.0})
+    need = FINAL_OVERHEAD_S + FINAL_MARGIN * 1.0 * 100 / 2  # 100x the sample's rows on 2 workers
+    assert reserve.need_s() == pytest.approx(need)
+    assert reserve.reason(now=1000.0 - need - 1) is None
+    # a better config that trains 3x longer on the sample needs the time from earlier on
+    reserve.observe("xgboost", {"objective": 0.85, "fit_time_s": 3.0})
+    need = FINAL_OVERHEAD_S + FINAL_MARGIN * 3.0 * 100 / 2
+    assert reserve.need_s() == pytest.approx(need)
+    assert reserve.reason(now=99.0) is None  # before the search's minimum share
+    # too late for a final worth starting (on twice the sample's rows at least): the search goes on
+    assert reserve.reason(now=1000.0 - FINAL_OVERHEAD_S) is None
+    assert "final fit (~345s expected" in reserve.reason(now=1000.0 - need)
+    # through the search's stopper: a completed trial's flat config and last result reach the
+    # reserve, and its reason ends the search
+    late = FinalsReserve(stream, workers=2, end=time.time() + 100, earliest=0.0)  # 145 s needed
+    stopper = SearchStopper(target_objective=None, patience=None, reserve=late)
+    assert not stopper.stop_all()
+    final = {"objective": 0.8, "fit_time_s": 1.0, "done_training": True}
+    trial = SimpleNamespace(config={"family": "lightgbm", "lightgbm.num_leaves": 31}, last_result=final)
+    ReserveWatch(late).on_trial_complete(1, [], trial)
+    assert stopper.stop_all() and stopper.reason.startswith("time kept for the final fit")
+    # no time limit or no finals: nothing is kept
+    assert FinalsReserve.start(stream, SimpleNamespace(cpus=2), end=None) is None
+    off = SimpleNamespace(config=StreamingConfig(finals=False))
+    assert FinalsReserve.start(off, SimpleNamespace(cpus=2), end=1e12) is None
+
+
+def test_the_best_family_s_final_trains_first():
+    from automl.metrics import resolve_metric
+    from automl.problem import ProblemType
+    from automl.trials import SearchOutcome, TrialRecord
+    from tuning.distributed.finals import best_configs
+
+    metric, _ = resolve_metric(None, ProblemType.BINARY)
+    trials = [
+        TrialRecord("a", "lightgbm", {}, "completed", score=0.80, checkpoint="x"),
+        TrialRecord("b", "xgboost", {}, "completed", score=0.85, checkpoint="x"),
+        TrialRecord("c", "lightgbm", {}, "completed", score=0.82, checkpoint="x"),
+        TrialRecord("d", "catboost", {}, "completed", score=0.90, checkpoint="x"),
+    ]
+    outcome = SearchOutcome(trials, "", 1.0, "", 1, "random")
+    best = best_configs(outcome, metric, dict.fromkeys(("lightgbm", "xgboost", "catboost"), object()))
+    assert [(f, r.trial_id) for f, r in best.items()] == [("xgboost", "b"), ("lightgbm", "c")]
+
+
 def test_a_failed_final_is_noted_and_the_fit_keeps_its_sample_trained_models(monkeypatch, tmp_path):
     """A final whose Ray Train run fails for good (its restarts used up) ends itself, not the fit."""
     from types import SimpleNamespace
@@ -274,7 +345,7 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
     assert final["workers"] == 1 and final["score"] > 0.8
     assert any("final" in str(r) for r in run.leaderboard()["stop_reason"].dropna())
     full = stream["full_validation"]
-    assert 0.15 * 2970 < full["n_rows"] < 0.25 * 2970 and full["score"] > 0.8
+    assert 0.15 * 2970 < full["n_rows"] < 0.25 * 2970 and full["score"] > 0.8 and full["share"] == 1.0
     assert stream["test"]["n_rows"] == 400 - 2 and stream["test"]["score"] > 0.8  # 2 rows lack a label
     assert json.loads((tmp_path / "run" / "profile.json").read_text())["streaming"]["table_rows"] == 3000
     rows = df.drop(columns=["label"]).head(50)
@@ -411,3 +482,37 @@ def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_ho
     # the sample pass fetches the rows under a hash threshold of 1.25 x sample_rows / rows (binomial)
     assert 0 < result["rows_with_every_column"] <= 1.5 * 500 < result["n_rows"]
     assert result["largest_frame"] <= 500
+
+
+@pytest.mark.ray
+def test_the_time_kept_for_a_final_ends_a_real_search(ray_session, binary_df, tmp_path):
+    """Through Tune: the stopper reads each trial's flat config from its result, and a table far
+    bigger than the sample (10^9 training rows) makes the first LightGBM trial's final need more
+    than the hour left, so the search ends after it instead of running its 30 trials."""
+    import time
+    from types import SimpleNamespace
+
+    from automl.prepare import prepare
+    from automl.runtime import ensure_ray
+    from tuning import FinalsReserve, run_search
+
+    search = SearchConfig(families=("lightgbm",), strategy="random", max_trials=30, column_probe=False)
+    spec = FitSpec(target="label", search=search)
+    prep = prepare(spec, binary_df)
+    stream = SimpleNamespace(config=StreamingConfig(), n_train_estimate=10**9, n_sample_train=len(binary_df))
+    now = time.time()
+    reserve = FinalsReserve(stream, workers=1, end=now + 3600, earliest=now)
+    outcome = run_search(
+        prep.data,
+        prep.families,
+        search,
+        cluster=ensure_ray(spec.resources),
+        resources=spec.resources,
+        run_dir=tmp_path,
+        deadline=now + 3000,
+        seed=0,
+        reserve=reserve,
+    )
+    assert outcome.ended_because.startswith("time kept for the final fit (~"), outcome.ended_because
+    # the trial the time was kept for has its models (its checkpoint was saved before the stop)
+    assert 1 <= len(outcome.completed()) < 10 and reserve.need_s() > 3600

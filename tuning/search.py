@@ -22,7 +22,7 @@ from tuning.progress import ProgressCallback
 from tuning.records import record, retries_of, why_ended
 from tuning.rungs import annotate, setup_rungs
 from tuning.space import unflatten
-from tuning.stoppers import SearchStopper
+from tuning.stoppers import ReserveWatch, SearchStopper
 from tuning.strategies import make_strategy
 from tuning.train_paths import TrainPath, choose_path
 from tuning.trainable import TrialSettings, run_trial
@@ -75,13 +75,16 @@ def run_search(
     seed: int,
     resume: bool = False,
     extra_points: list[dict[str, Any]] | None = None,
+    reserve: Any = None,
 ) -> SearchOutcome:
+    """``reserve``: a :class:`tuning.distributed.reserve.FinalsReserve` that may end the search
+    early to keep time for a streaming fit's final fits."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     t0 = time.time()
     setup = _setup(data, families, cfg, cluster, resources, run_dir, deadline, seed, extra_points)
     metric = data.metric
     target = metric.objective(cfg.target_score) if cfg.target_score is not None else None
-    stopper = SearchStopper(target_objective=target, patience=cfg.patience)
+    stopper = SearchStopper(target_objective=target, patience=cfg.patience, reserve=reserve)
     progress = ProgressCallback(
         metric_name=metric.name, greater_is_better=metric.greater_is_better, deadline=deadline
     )
@@ -233,6 +236,8 @@ def _tuner(
     budget = None if deadline is None else max(1.0, deadline - time.time() + GRACE_S)
     exp_path = f"{setup.storage}/{setup.name}"
     tune_callbacks: list[Any] = [progress]
+    if stopper.reserve is not None:
+        tune_callbacks.append(ReserveWatch(stopper.reserve))
     if cfg.mlflow:
         tune_callbacks.append(_mlflow_callback(cfg.mlflow, run_dir, setup.name))
     logger.info(

@@ -1,20 +1,23 @@
 """Completion criteria beyond Tune's own (trial count, time budget): a target score and a
 no-improvement patience, counted on trials that can join the ensemble (not the lower rungs of
-row fidelity). The stopper remembers why it ended the search."""
+row fidelity), and the time a streaming fit keeps for its final fits
+(:class:`tuning.distributed.reserve.FinalsReserve`). The stopper remembers why it ended the search."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ray.tune import Stopper
+from ray.tune import Callback, Stopper
 
 from automl.trials import is_candidate
+from tuning.space import unflatten
 
 
 class SearchStopper(Stopper):
-    def __init__(self, *, target_objective: float | None, patience: int | None) -> None:
+    def __init__(self, *, target_objective: float | None, patience: int | None, reserve: Any = None) -> None:
         self.target = target_objective
         self.patience = patience
+        self.reserve = reserve  # a FinalsReserve (None: no final fits to keep time for)
         self.best = float("-inf")
         self.since_best = 0
         self.reason: str | None = None
@@ -34,4 +37,21 @@ class SearchStopper(Stopper):
         return False
 
     def stop_all(self) -> bool:
+        if self.reason is None and self.reserve is not None:
+            self.reason = self.reserve.reason()
         return self.reason is not None
+
+
+class ReserveWatch(Callback):
+    """Hands each completed trial's last result to the reserve (:class:`SearchStopper`'s). Only
+    once the trial completed: Tune saves a reported checkpoint in a task of its own after the
+    result, and a search stopped on the result itself would drop that save, and with it the model
+    of the very trial whose final the time was kept for."""
+
+    def __init__(self, reserve: Any) -> None:
+        self.reserve = reserve
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        if is_candidate(result):
+            self.reserve.observe(unflatten(trial.config)[0], result)

@@ -21,12 +21,21 @@ logger = logging.getLogger(__name__)
 Y = "__y"
 
 
+#: expected seconds of scoring: this + the rows / the Predictor's measured in-process batch rows/s
+#: x SCORING_MARGIN (Ray Data also reads, cleans and moves every block)
+SCORING_OVERHEAD_S = 5.0
+SCORING_MARGIN = 2.0
+#: scoring short of time still reads at least this many rows (a score on fewer is noise)
+MIN_SCORED_ROWS = 20_000
+
+
 @dataclass(frozen=True)
 class StreamScore:
     score: float
     n_rows: int
     n_unknown_labels: int  # rows left out: a class the Predictor never saw
     seconds: float
+    share: float = 1.0  # of the part's rows scored (a seeded share when the time was short)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -85,8 +94,19 @@ def predictions(predictor: Any, ds: Any, target: str) -> tuple[np.ndarray, np.nd
     return y, (p if predictor.classes is not None else p[:, 0])
 
 
-def score_dataset(predictor: Any, ds: Any, target: str, metric: Any) -> StreamScore:
-    """``metric`` of ``predictor`` on every row of ``ds`` that has a target."""
+def scoring_share(n_rows: int, rows_per_s: float | None, left_s: float | None) -> float:
+    """The share of ``n_rows`` a Predictor that predicts ``rows_per_s`` in a batch can score in
+    ``left_s`` seconds (1.0: every row; at least ``MIN_SCORED_ROWS`` rows)."""
+    if left_s is None or not rows_per_s or n_rows <= MIN_SCORED_ROWS:
+        return 1.0
+    need = SCORING_MARGIN * n_rows / rows_per_s
+    share = (left_s - SCORING_OVERHEAD_S) / need
+    return 1.0 if share >= 1.0 else max(MIN_SCORED_ROWS / n_rows, share)
+
+
+def score_dataset(predictor: Any, ds: Any, target: str, metric: Any, share: float = 1.0) -> StreamScore:
+    """``metric`` of ``predictor`` on every row of ``ds`` that has a target (``ds``: a seeded
+    ``share`` of a part's rows, when the caller took one)."""
     t = time.time()
     y, p = predictions(predictor, ds, target)
     unknown = 0
@@ -95,4 +115,4 @@ def score_dataset(predictor: Any, ds: Any, target: str, metric: Any) -> StreamSc
         unknown = int((~keep).sum())
         y, p = y[keep].astype(int), p[keep]
     score = float(metric.score(y, p))
-    return StreamScore(score, len(y), unknown, time.time() - t)
+    return StreamScore(score, len(y), unknown, time.time() - t, round(share, 4))

@@ -29,16 +29,17 @@ from automl.training import CandidateResult, save_result
 from automl.trials import SearchOutcome, TrialRecord
 from tuning.distributed import DistributedJob, fit
 from tuning.distributed.frames import LABEL, WEIGHT, FeatureLayout, to_frame
+from tuning.distributed.reserve import (
+    FINAL_FAMILIES,
+    FINAL_OVERHEAD_S,
+    affordable_share,
+    default_workers,
+    expected_final_s,
+    worthwhile,
+)
 
 logger = logging.getLogger(__name__)
 
-#: families whose best config trains on the full data
-FINAL_FAMILIES = ("lightgbm", "xgboost")
-#: a final's expected time: the sample trial's training time x the rows' growth / workers, x this
-FINAL_MARGIN = 2.0
-#: seconds a Ray Train run takes to start and wind down, read its shards and save its model (30-40 s
-#: measured for a 3,000-row LightGBM on a loaded 2-core machine, Ray 2.60)
-FINAL_OVERHEAD_S = 45.0
 #: seconds a final keeps after its boosting stops, to end the Ray Train run, fetch the model and score
 #: it: boosting stops at the finals' deadline less this
 FINAL_WIND_DOWN_S = 15.0
@@ -46,9 +47,6 @@ FINAL_WIND_DOWN_S = 15.0
 FINAL_MAX_FAILURES = 2
 #: a final's record beside its models (the resume of a killed streaming fit reuses the final)
 FINAL_RECORD = "final.json"
-#: a final that fits in the time left only on fewer than this many times the sample's training rows
-#: is not started (the sample-trained model is nearly as good)
-MIN_GROWTH = 2.0
 
 
 class Frames:
@@ -72,17 +70,15 @@ def frames(ds: Any, encoder: BatchEncoder, layout: FeatureLayout, weighted: bool
 
 
 def best_configs(outcome: SearchOutcome, metric: Any, families: dict[str, Any]) -> dict[str, TrialRecord]:
-    """The best completed trial of each final family."""
+    """The best completed trial of each final family, the best family first (when the time left
+    is for one final, it is the best one's)."""
     best: dict[str, TrialRecord] = {}
     for r in outcome.completed():
         if r.family in FINAL_FAMILIES and r.family in families and r.score is not None:
             if r.family not in best or metric.objective(r.score) > metric.objective(best[r.family].score):
                 best[r.family] = r
-    return best
-
-
-def default_workers(cluster: Any) -> int:
-    return max(1, int(cluster.cpus))
+    order = sorted(best.values(), key=lambda r: -metric.objective(r.score))
+    return {r.family: r for r in order}
 
 
 def train_finals(
@@ -103,15 +99,15 @@ def train_finals(
         return []
     workers = stream.config.final_workers or default_workers(cluster)
     records = []
-    for family, trial in sorted(best_configs(outcome, prep.metric, prep.families).items()):
+    for family, trial in best_configs(outcome, prep.metric, prep.families).items():
         saved = _saved_final(run_dir, trial, stream) if resume else None
         if saved is not None:
             records.append(saved)
             continue
-        need = _expected_s(trial, stream, workers)
+        need = expected_final_s(trial.fit_time_s, stream, workers)
         left = None if deadline is None else deadline - time.time()
         share = 1.0 if left is None or need <= left else affordable_share(need, left)
-        if share * stream.n_train_estimate < MIN_GROWTH * stream.n_sample_train:
+        if not worthwhile(share, stream):
             note = (
                 f"final {family}: not trained on the full data (~{need:.0f}s expected, {max(0, left):.0f}s "
                 f"left); the best sample-trained model is kept"
@@ -133,6 +129,7 @@ def train_finals(
             index=len(outcome.trials) + len(records) + 1,
             share=share,
             stop=None if deadline is None else deadline - FINAL_WIND_DOWN_S,
+            expected_s=need * share + FINAL_OVERHEAD_S * (1 - share),
         )
         try:
             records.append(_final(prep, stream, run))
@@ -160,17 +157,6 @@ def _saved_final(run_dir: Path, trial: TrialRecord, stream: Any) -> TrialRecord 
     return TrialRecord(**saved["record"])
 
 
-def affordable_share(need: float, left: float) -> float:
-    """The share of the training rows a final can train on in ``left`` seconds when every row
-    would take ``need`` (the start-up overhead is paid whatever the rows; the rest grows with them)."""
-    return max(0.0, min(1.0, (left - FINAL_OVERHEAD_S) / max(1e-9, need - FINAL_OVERHEAD_S)))
-
-
-def _expected_s(trial: TrialRecord, stream: Any, workers: int) -> float:
-    growth = stream.n_train_estimate / max(1, stream.n_sample_train)
-    return FINAL_OVERHEAD_S + FINAL_MARGIN * (trial.fit_time_s or 1.0) * growth / workers
-
-
 @dataclass(frozen=True)
 class FinalRun:
     """One final to train: the trial whose config it takes, and where, on what and until when."""
@@ -181,6 +167,7 @@ class FinalRun:
     index: int = 0  # its place among the search's trials (the leaderboard's order)
     share: float = 1.0  # of the training part's rows
     stop: float | None = None  # time.time() at which boosting stops (None: it ends by itself)
+    expected_s: float | None = None  # its expected seconds (reserve.expected_final_s on its share)
 
 
 def final_job(prep: Any, stream: Any, run: FinalRun) -> DistributedJob:
@@ -262,6 +249,7 @@ def _final(prep: Any, stream: Any, run: FinalRun) -> TrialRecord:
         "workers": workers,
         "share_of_training_rows": round(share, 4),
         "seconds": round(wall, 1),
+        "expected_s": None if run.expected_s is None else round(run.expected_s, 1),
         "stopped_at_deadline": done.stopped_at_deadline,
     }
     logger.info(
