@@ -67,8 +67,8 @@ def _kept(path: Path, resume: bool, statuses: tuple[str, ...] = ("ok",)) -> dict
 def _baseline(rows: int, table: dict, test: dict, out: Path, seed: int, resume: bool) -> dict[str, Any]:
     path = out / f"baseline_{rows}.json"
     old = _kept(path, resume, ("ok", "skipped"))
-    if old:
-        return old
+    if old:  # a kept result from an older run may lack the keys the table reads
+        return {**old, "kind": "baseline", "rows": rows}
     ok, why = baseline_fits(rows, available_bytes())
     if not ok:
         logger.info("big data %d rows: baseline skipped (%s)", rows, why)
@@ -104,7 +104,7 @@ def _ours(
     path = out / f"ours_{rows}_{budget_label(budget)}.json"
     old = _kept(path, resume)
     if old:
-        return old
+        return {**old, "kind": "ours", "rows": rows}
     from automl import AutoML
     from bench.big_fit import data_mode_kwargs
 
