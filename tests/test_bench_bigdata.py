@@ -137,3 +137,20 @@ def test_tree_sampler_also_counts_session_processes_outside_the_tree():
         assert outside_pss > 0 and also.peak_pss_kb >= outside_pss
     finally:
         os.kill(pid, signal.SIGTERM)
+
+
+def test_resumed_big_data_runs_keep_their_row_in_the_table(tmp_path):
+    """--resume keeps an ok result written by an older bench (without the keys the table reads):
+    its row still shows the baseline's AUC beside ours."""
+    from bench.bigdata import _baseline, _ours, bigdata_markdown
+    from bench.common import write_json
+
+    write_json(tmp_path / "baseline_1000.json", {"status": "ok", "test_roc_auc": 0.87, "train_s": 5.0})
+    write_json(tmp_path / "ours_1000_60s.json", {"status": "ok", "test": {"roc_auc": 0.871}, "budget_s": 60})
+    runs = [
+        _baseline(1000, {}, {}, tmp_path, 0, True),
+        _ours(1000, {}, {}, tmp_path, tmp_path, 60.0, 0, True),
+    ]
+    assert [(r["kind"], r["rows"]) for r in runs] == [("baseline", 1000), ("ours", 1000)]
+    table = bigdata_markdown({"runs": runs, "tables": {1000: {}}, "test": {}})
+    assert "0.8700" in table and "+0.0010" in table, table
