@@ -124,6 +124,39 @@ def _wait_for_cpus(ray: Any, timeout_s: float) -> dict[str, float]:
     return res
 
 
+#: seconds a node has to answer :func:`responsive_cpus`
+PING_TIMEOUT_S = 10.0
+
+
+def responsive_cpus(timeout_s: float = PING_TIMEOUT_S) -> float:
+    """CPUs of the Ray nodes that run a task now: a zero-CPU task pinned to each node the GCS
+    lists alive, and the CPUs of those that answer within ``timeout_s``. The GCS's list alone lags:
+    a node removed during a final was still alive in it when Ray Train had already failed the
+    workers' health check (it declares a node dead after missing heartbeats, ~15 s later), and a
+    restart sized from it put two workers on the one 1-CPU node left."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def ping() -> bool:
+        return True
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    refs = {
+        ping.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(): n
+        for n in nodes
+    }
+    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    cpus = 0.0
+    for ref in ready:
+        try:
+            ray.get(ref)
+        except Exception:  # noqa: BLE001 - the node died meanwhile
+            continue
+        cpus += float(refs[ref].get("Resources", {}).get("CPU", 0.0))
+    return cpus
+
+
 # --- storage ---------------------------------------------------------------------------------------
 def storage_uri(storage: str) -> str:
     """``storage`` checked and without a trailing slash: an absolute path or a URI pyarrow writes

@@ -252,14 +252,56 @@ def test_a_failed_final_is_noted_and_the_fit_keeps_its_sample_trained_models(mon
     monkeypatch.setattr(finals, "_final", lost)
     kept = finals.train_finals(prep, outcome, stream, run_dir=tmp_path, deadline=None, cluster=None)
     assert kept == [] and stream.notes == [
-        "final lightgbm: failed after 2 restarts (RuntimeError: Training failed: a worker's node died); "
-        "the best sample-trained model is kept"
+        "final lightgbm: failed, restarts included (RuntimeError: Training failed: a worker's node "
+        "died); the best sample-trained model is kept"
     ]
-    # before failing for good, Ray Train restarts a final's workers (a lost node's on the nodes left)
-    from tuning.distributed.gbdt import run_config
 
-    job = SimpleNamespace(report_to_tune=False, name="f", storage_path=str(tmp_path), max_failures=2)
-    assert run_config(job).failure_config.max_failures == finals.FINAL_MAX_FAILURES == 2
+
+def test_a_final_whose_workers_failed_starts_again_with_the_workers_the_nodes_left_hold(monkeypatch):
+    """The fit restarts a final, not Ray Train (whose restart keeps the group's size: two half-CPU
+    workers on the one 1-CPU node left hold all of it, and the Ray Data tasks feeding them never
+    run): each start has the workers the alive nodes' CPUs hold, at most FINAL_MAX_FAILURES times."""
+    from types import SimpleNamespace
+
+    from ray.train import WorkerGroupError
+
+    from tuning.distributed import finals
+    from tuning.distributed.reserve import workers_for
+
+    assert [workers_for(c) for c in (0.5, 1.0, 2.0, 3.5)] == [1, 1, 2, 3] and finals.FINAL_WORKER_CPUS == 0.5
+    started, cpus = [], iter([1.0, 1.0])
+
+    def fit(family, job):
+        started.append((job.num_workers, job.cpus_per_worker, job.max_failures))
+        if len(started) < 3:
+            raise WorkerGroupError("worker 1 died: its node was lost", {1: RuntimeError("node")})
+        return "fitted"
+
+    monkeypatch.setattr(finals, "fit", fit)
+    monkeypatch.setattr(
+        finals,
+        "final_job",
+        lambda prep, stream, run: SimpleNamespace(
+            num_workers=run.workers, cpus_per_worker=finals.FINAL_WORKER_CPUS, max_failures=0
+        ),
+    )
+    monkeypatch.setattr(finals, "responsive_cpus", lambda: next(cpus))
+    trial = SimpleNamespace(family="lightgbm")
+    stream = SimpleNamespace(notes=[])
+    done, run, restarts = finals.fit_restarting(None, stream, finals.FinalRun(trial, 2, None))
+    assert done == "fitted" and run.workers == 1 and restarts == 2
+    assert started == [(2, 0.5, 0), (1, 0.5, 0), (1, 0.5, 0)]
+    assert (
+        len(stream.notes) == 2
+        and stream.notes[0].startswith("final lightgbm: its workers failed (WorkerGroupError: worker 1 died")
+        and stream.notes[0].endswith("started again with 1 worker(s) on the nodes alive")
+    )
+    # the restarts used up, or the boosting deadline past: the failure is the caller's to note
+    started.clear()
+    cpus = iter([2.0, 2.0])
+    with pytest.raises(WorkerGroupError):
+        finals.fit_restarting(None, SimpleNamespace(notes=[]), finals.FinalRun(trial, 2, None, stop=0.0))
+    assert started == [(2, 0.5, 0)]
 
 
 def _both_sides(df: pd.DataFrame, rule) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -377,11 +419,12 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
 
 # --- two nodes ---------------------------------------------------------------------------------------
 CLUSTER_SCRIPT = """
-import json, os, sys
+import json, os, sys, threading, time
 import numpy as np, pandas as pd, ray
 from ray.cluster_utils import Cluster
 
 table, marks, out = sys.argv[1], sys.argv[2], sys.argv[3]
+lose_node = sys.argv[4:] == ["lose-node"]  # the second node is removed once the final's workers started
 columns = set(pd.read_parquet(table).columns)
 n_rows = len(pd.read_parquet(table))
 seen = {"rows_with_every_column": 0, "largest_frame": 0}
@@ -411,8 +454,13 @@ original_loop = lg.lightgbm_loop
 def loop(cfg):
     import ray.train
     rank = ray.train.get_context().get_world_rank()
-    with open(os.path.join(marks, f"rank{rank}"), "w") as f:
-        f.write(ray.get_runtime_context().get_node_id())
+    node = ray.get_runtime_context().get_node_id()
+    path = os.path.join(marks, f"rank{rank}")
+    first = not os.path.exists(path)
+    with open(path, "a") as f:  # one line per start of the final: the node the rank ran on
+        f.write(node + "\\n")
+    if lose_node and first and node == doomed_id:
+        time.sleep(600)  # its node is removed in this sleep
     original_loop(cfg)
 lg.lightgbm_loop = loop
 
@@ -422,7 +470,14 @@ ray._private.utils.write_ray_address = lambda *a, **k: None
 store = 80 * 2**20
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store})
 try:
-    cluster.add_node(num_cpus=1, object_store_memory=store)
+    doomed = cluster.add_node(num_cpus=1, object_store_memory=store)
+    doomed_id = doomed.node_id  # a string: the workers' loop takes it along (the node does not pickle)
+    def remove():
+        while len(os.listdir(marks)) < 2:  # both ranks of the final's first start are in its loop
+            time.sleep(0.2)
+        cluster.remove_node(doomed, allow_graceful=False)
+    if lose_node:
+        threading.Thread(target=remove, daemon=True).start()
     env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}}
     ray.init(address=cluster.address, log_to_driver=False, runtime_env=env)
     from automl import AutoML
@@ -442,12 +497,10 @@ finally:
 """
 
 
-@pytest.mark.slow
-def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_holds_the_table(tmp_path):
-    """A loopback cluster of two 1-CPU nodes with small object stores (its own Ray, in its own
-    process): the final's two Ray Train workers run one on each node, and the only table rows with
-    every column that reach the driver are the sample's. A regression target (the end-to-end fit
-    above is binary): the final's RMSE is near the noise floor."""
+def _cluster_fit(tmp_path, *mode: str) -> tuple[dict, dict[str, list[str]], pd.DataFrame]:
+    """CLUSTER_SCRIPT's fit of a regression table on a two-node loopback cluster, in its own process
+    and process group: its result.json, the nodes each rank of the final ran on (one per start)
+    and the table."""
     table = tmp_path / "table.parquet"
     df = _table(4000, seed=5, regression=True)
     df.to_parquet(table, index=False)
@@ -455,7 +508,7 @@ def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_ho
     marks.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", CLUSTER_SCRIPT, str(table), str(marks), str(tmp_path)],
+        [sys.executable, "-c", CLUSTER_SCRIPT, str(table), str(marks), str(tmp_path), *mode],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -470,8 +523,18 @@ def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_ho
         out, _ = proc.communicate()
     assert proc.returncode == 0, out[-4000:]
     result = json.loads((tmp_path / "result.json").read_text())
-    workers = {p.name: p.read_text() for p in marks.iterdir()}
-    assert set(workers) == {"rank0", "rank1"}
+    return result, {p.name: p.read_text().split() for p in marks.iterdir()}, df
+
+
+@pytest.mark.slow
+def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_holds_the_table(tmp_path):
+    """A loopback cluster of two 1-CPU nodes with small object stores (its own Ray, in its own
+    process): the final's two Ray Train workers run one on each node, and the only table rows with
+    every column that reach the driver are the sample's. A regression target (the end-to-end fit
+    above is binary): the final's RMSE is near the noise floor."""
+    result, ranks, df = _cluster_fit(tmp_path)
+    assert set(ranks) == {"rank0", "rank1"} and all(len(nodes) == 1 for nodes in ranks.values())
+    workers = {rank: nodes[0] for rank, nodes in ranks.items()}
     assert len(set(workers.values())) == 2 and set(workers.values()) <= set(result["alive_nodes"])
     final = result["streaming"]["finals"]["lightgbm"]
     assert final["workers"] == 2
@@ -482,6 +545,24 @@ def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_ho
     # the sample pass fetches the rows under a hash threshold of 1.25 x sample_rows / rows (binomial)
     assert 0 < result["rows_with_every_column"] <= 1.5 * 500 < result["n_rows"]
     assert result["largest_frame"] <= 500
+
+
+@pytest.mark.slow
+def test_a_final_that_loses_a_node_starts_again_on_the_node_left(tmp_path):
+    """The second node of the loopback cluster is removed (not gracefully) while the final's two
+    workers, one per node, start: the fit starts the final again with one half-CPU worker on the
+    head, whose other half CPU runs the Ray Data tasks feeding it, and the final finishes. Ray
+    Train's own restart kept two workers and put both on the 1-CPU head, where the data tasks
+    could not be scheduled: the fit hung."""
+    result, ranks, df = _cluster_fit(tmp_path, "lose-node")
+    first = {rank: nodes[0] for rank, nodes in ranks.items()}
+    assert set(first) == {"rank0", "rank1"} and len(set(first.values())) == 2  # one worker per node
+    assert ranks["rank0"][1:] == result["alive_nodes"] and len(ranks["rank1"]) == 1  # then one, on the head
+    stream = result["streaming"]
+    final = stream["finals"]["lightgbm"]
+    assert final["workers"] == 1 and final["restarts"] == 1 and 1.0 < final["score"] < 2.0, final
+    assert any(n.startswith("final lightgbm: its workers failed (") for n in stream["notes"]), stream["notes"]
+    assert stream["full_validation"]["score"] < 0.4 * df["label"].std()
 
 
 @pytest.mark.ray
@@ -516,3 +597,19 @@ def test_the_time_kept_for_a_final_ends_a_real_search(ray_session, binary_df, tm
     assert outcome.ended_because.startswith("time kept for the final fit (~"), outcome.ended_because
     # the trial the time was kept for has its models (its checkpoint was saved before the stop)
     assert 1 <= len(outcome.completed()) < 10 and reserve.need_s() > 3600
+
+    # a resumed search answers to the resuming fit's stopper, callbacks and budget: Tuner.restore
+    # brings back the interrupted one's, pickled at its start with its clock (the old finals' end)
+    from ray import tune
+
+    from tuning.search import renewed
+    from tuning.stoppers import SearchStopper
+    from tuning.trainable import run_trial
+
+    restored = tune.Tuner.restore(outcome.experiment_path, trainable=run_trial)
+    old = restored._local_tuner.get_run_config()
+    assert old.stop.reserve.end == reserve.end and old.stop.reserve is not reserve  # ran under it before
+    stopper, callbacks = SearchStopper(target_objective=None, patience=None, reserve=None), [object()]
+    internal = renewed(restored, stopper, callbacks, 123.0)._local_tuner
+    assert internal.get_run_config().stop is stopper and internal.get_run_config().callbacks == callbacks
+    assert internal._tune_config.time_budget_s == 123.0

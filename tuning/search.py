@@ -250,7 +250,10 @@ def _tuner(
     )
     if resume and tune.Tuner.can_restore(exp_path):
         logger.info("resuming the search in %s", exp_path)
-        return tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False)
+        tuner = tune.Tuner.restore(
+            exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False
+        )
+        return renewed(tuner, stopper, tune_callbacks, budget)
     run_config = tune.RunConfig(
         name=setup.name,
         storage_path=setup.storage,
@@ -275,6 +278,23 @@ def _tuner(
         ),
         run_config=run_config,
     )
+
+
+def renewed(tuner: Any, stopper: Any, callbacks: list[Any], budget: float | None) -> Any:
+    """A restored tuner with this fit's stopper, callbacks and time budget. ``Tuner.restore``
+    brings back the interrupted search's, pickled with their clocks: the progress callback, the
+    stopper and the time kept for a streaming final counted from the old start, so the reserve
+    never ended a resumed search, and the budget was the old one. Ray 2.60 takes no run config on
+    restore; ``fit()`` reads these from the tuner's ``TunerInternal`` (``get_run_config()`` and its
+    tune config), which is set here."""
+    internal = getattr(tuner, "_local_tuner", None)
+    if internal is None or not hasattr(internal, "_tune_config"):
+        logger.warning("the resumed search keeps the interrupted one's stopper, callbacks and budget")
+        return tuner
+    run_config = internal.get_run_config()
+    run_config.stop, run_config.callbacks = stopper, callbacks
+    internal._tune_config.time_budget_s = budget
+    return tuner
 
 
 def _checkpoint_every_s() -> float:

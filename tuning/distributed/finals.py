@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from automl.runtime import responsive_cpus
 from automl.streaming.features import BatchEncoder
 from automl.streaming.source import DATA_TASK_CPUS
 from automl.target import family_params
 from automl.training import CandidateResult, save_result
 from automl.trials import SearchOutcome, TrialRecord
-from tuning.distributed import DistributedJob, fit
+from tuning.distributed import DistributedFit, DistributedJob, fit
 from tuning.distributed.frames import LABEL, WEIGHT, FeatureLayout, to_frame
 from tuning.distributed.reserve import (
     FINAL_FAMILIES,
@@ -35,6 +36,7 @@ from tuning.distributed.reserve import (
     affordable_share,
     default_workers,
     expected_final_s,
+    workers_for,
     worthwhile,
 )
 
@@ -43,8 +45,16 @@ logger = logging.getLogger(__name__)
 #: seconds a final keeps after its boosting stops, to end the Ray Train run, fetch the model and score
 #: it: boosting stops at the finals' deadline less this
 FINAL_WIND_DOWN_S = 15.0
-#: a final's Ray Train run restarts its workers this many times (a worker or its node died)
+#: a final is started again this many times after its workers failed (a worker or its node died).
+#: The fit restarts it, not Ray Train (whose ``max_failures`` restarts a group of the same size):
+#: each restart has as many workers as the nodes that answer a task then hold
+#: (``runtime.responsive_cpus``, ``reserve.workers_for``). Two half-CPU workers restarted by Ray
+#: Train on the one 1-CPU node left held all of its CPU, and the Ray Data tasks feeding them were
+#: never scheduled: the fit hung
 FINAL_MAX_FAILURES = 2
+#: CPUs of a final's Ray Train worker, however many there are: a 1-CPU node that holds one keeps
+#: half a CPU for the Ray Data tasks (``DATA_TASK_CPUS``) that read and preprocess its shard
+FINAL_WORKER_CPUS = 0.5
 #: a final's record beside its models (the resume of a killed streaming fit reuses the final)
 FINAL_RECORD = "final.json"
 
@@ -134,10 +144,9 @@ def train_finals(
         try:
             records.append(_final(prep, stream, run))
         except Exception as exc:  # noqa: BLE001 - a failed final ends itself, not the fit
-            first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
             note = (
-                f"final {family}: failed after {FINAL_MAX_FAILURES} restarts ({type(exc).__name__}: "
-                f"{first[:200]}); the best sample-trained model is kept"
+                f"final {family}: failed, restarts included ({_first_line(exc)}); the best "
+                f"sample-trained model is kept"
             )
             logger.warning(note)
             stream.notes.append(note)
@@ -203,22 +212,59 @@ def final_job(prep: Any, stream: Any, run: FinalRun) -> DistributedJob:
         storage_path=str((run.run_dir / "train").resolve()),
         name=f"final-{trial.family}",
         report_to_tune=False,
-        cpus_per_worker=0.5 if workers > 1 else 1.0,
+        cpus_per_worker=FINAL_WORKER_CPUS,
         placement="SPREAD",
         deadline=run.stop,
-        max_failures=FINAL_MAX_FAILURES,
+        max_failures=0,  # restarted by fit_restarting, on the nodes alive then
     )
+
+
+def fit_restarting(prep: Any, stream: Any, run: FinalRun) -> tuple[DistributedFit, FinalRun, int]:
+    """Train one final; when its workers fail (``ray.train.TrainingFailedError``: a worker or its
+    node died), start it again, ``FINAL_MAX_FAILURES`` times at most and not after its boosting
+    deadline, with the workers the nodes alive now can hold. Returns the fit, the run that trained
+    it (its worker count) and the number of restarts."""
+    from ray.train import TrainingFailedError
+
+    family = run.trial.family
+    for restarts in range(FINAL_MAX_FAILURES + 1):
+        try:
+            return fit(family, final_job(prep, stream, run)), run, restarts
+        except TrainingFailedError as exc:
+            if restarts == FINAL_MAX_FAILURES or (run.stop is not None and time.time() >= run.stop):
+                raise
+            workers = min(run.workers, workers_for(responsive_cpus()))
+            note = (
+                f"final {family}: its workers failed ({_first_line(exc)}); started again with "
+                f"{workers} worker(s) on the nodes alive"
+            )
+            logger.warning(note)
+            stream.notes.append(note)
+            run = replace(run, workers=workers)
+    raise AssertionError("unreachable")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's type and first telling line (Ray Train's "... due to worker errors:" heads the
+    workers' own)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    first = next((ln for ln in lines if not ln.endswith(":")), lines[0] if lines else "")
+    return f"{type(exc).__name__}: {first[:200]}"
 
 
 def _final(prep: Any, stream: Any, run: FinalRun) -> TrialRecord:
     """One final fit: train on the streamed training part, score on the sample's validation rows."""
     t0 = time.time()
-    trial, workers, share = run.trial, run.workers, run.share
+    trial, share = run.trial, run.share
     data, recipe, config = prep.data, prep.families[trial.family].recipe, dict(trial.params)
     logger.info(
-        "final %s: %s's config on the full data, %d Ray Train workers", trial.family, trial.trial_id, workers
+        "final %s: %s's config on the full data, %d Ray Train workers",
+        trial.family,
+        trial.trial_id,
+        run.workers,
     )
-    done = fit(trial.family, final_job(prep, stream, run))
+    done, run, restarts = fit_restarting(prep, stream, run)
+    workers = run.workers
     _, va = data.folds[0]
     pred = done.model.predict(data.fold_matrix(recipe, 0, va))
     step = data.output_step(config)
@@ -231,6 +277,8 @@ def _final(prep: Any, stream: Any, run: FinalRun) -> TrialRecord:
     wall = time.time() - t0
     rows = "the full training part" if share >= 1.0 else f"{share:.0%} of the training part"
     why = f"final: {trial.trial_id}'s config on {rows}, {workers} Ray Train workers"
+    if restarts:
+        why += f" (started {restarts + 1} times: its workers failed)"
     if done.stopped_at_deadline:
         why += f"; boosting stopped at the deadline after {done.best_iteration} rounds (best so far)"
         note = f"final {trial.family}: boosting stopped at the deadline ({done.best_iteration} rounds kept)"
@@ -247,6 +295,7 @@ def _final(prep: Any, stream: Any, run: FinalRun) -> TrialRecord:
         "score": score,
         "iterations": done.best_iteration,
         "workers": workers,
+        "restarts": restarts,
         "share_of_training_rows": round(share, 4),
         "seconds": round(wall, 1),
         "expected_s": None if run.expected_s is None else round(run.expected_s, 1),

@@ -50,7 +50,14 @@ def worthwhile(share: float, stream: Any) -> bool:
 
 
 def default_workers(cluster: Any) -> int:
-    return max(1, int(cluster.cpus))
+    return workers_for(cluster.cpus)
+
+
+def workers_for(cpus: float) -> int:
+    """A final's Ray Train workers on ``cpus`` CPUs: one per whole CPU. Each holds half a CPU
+    (``finals.FINAL_WORKER_CPUS``), so half the cluster stays free for the Ray Data tasks that read
+    and preprocess the blocks feeding them."""
+    return max(1, int(cpus))
 
 
 @dataclass
