@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,18 @@ def pids_with_cmdline(fragment: str) -> list[int]:
     return out
 
 
+def process_label(pid: int) -> str:
+    """What a process is, for a memory breakdown: its command line's program and first argument,
+    shortened (Ray's workers rename themselves, e.g. ``ray::_RayTrainWorker__execute``)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [a.decode(errors="replace") for a in args if a][:3]
+    words = [Path(w).name if w.startswith("/") else w for w in words]
+    return " ".join(words)[:80] or "?"
+
+
 def ray_session_dir() -> str | None:
     """The session directory of the Ray this process is connected to (None: not connected). Every
     process Ray starts for a session has it on its command line (raylet, GCS, agents, workers)."""
@@ -92,6 +105,10 @@ def ray_session_dir() -> str | None:
         return ray._private.worker.global_worker.node.get_session_dir_path()
     except Exception:  # noqa: BLE001 - a measurement aid: no session known
         return None
+
+
+#: seconds between two points of a sampler's memory timeline
+TIMELINE_STEP_S = 10.0
 
 
 class TreeMemorySampler:
@@ -112,7 +129,11 @@ class TreeMemorySampler:
         self.peak_pss_kb = 0
         self.peak_rss_kb = 0
         self.peak_processes = 0
+        self.peak_at_s: float | None = None
+        self.peak_breakdown: list[tuple[str, float]] = []
+        self.timeline: list[tuple[float, float, int]] = []
         self.samples = 0
+        self._t0 = time.perf_counter()
         self._cpu: dict[tuple[int, str], float] = {}
         self._cpu_start: dict[tuple[int, str], float] | None = None
         self._stop = threading.Event()
@@ -127,7 +148,15 @@ class TreeMemorySampler:
             self.outside_tree |= extra
             pids += sorted(extra)
         mem = [_memory_kb(p) for p in pids]
-        self.peak_pss_kb = max(self.peak_pss_kb, sum(m[0] for m in mem))
+        pss_kb, elapsed = sum(m[0] for m in mem), time.perf_counter() - self._t0
+        if pss_kb > self.peak_pss_kb:  # what the peak is made of, and when it happened
+            self.peak_pss_kb, self.peak_at_s = pss_kb, elapsed
+            self.peak_breakdown = sorted(
+                ((f"{pid} {process_label(pid)}", m[0] / 1024) for pid, m in zip(pids, mem) if m[0]),
+                key=lambda x: -x[1],
+            )
+        if not self.timeline or elapsed - self.timeline[-1][0] >= TIMELINE_STEP_S:
+            self.timeline.append((elapsed, pss_kb / 1024, len(pids)))
         self.peak_rss_kb = max(self.peak_rss_kb, sum(m[1] for m in mem))
         self.peak_processes = max(self.peak_processes, len(pids))
         for pid in pids:
@@ -173,6 +202,9 @@ class TreeMemorySampler:
             "tree_samples": self.samples,
             "tree_sample_interval_s": self.interval_s,
             "outside_tree_pids": len(self.outside_tree),
+            "peak_at_s": self.peak_at_s,
+            "peak_breakdown_mb": [[label, round(mb, 1)] for label, mb in self.peak_breakdown],
+            "timeline_s_mb_processes": [[round(t, 1), round(mb, 1), n] for t, mb, n in self.timeline],
         }
 
 
