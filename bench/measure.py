@@ -54,19 +54,20 @@ def _cpu_s(pid: int) -> tuple[str, float] | None:
     return fields[19], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _memory_kb(pid: int) -> tuple[int, int]:
+def _memory_kb(pid: int, shmem: bool = False) -> tuple[int, ...]:
     """(PSS, RSS) in KiB: PSS shares pages mapped by several processes (Ray's object store, libraries)
-    among them, so PSS summed over a tree counts each page once."""
-    pss = rss = 0
+    among them, so PSS summed over a tree counts each page once. ``shmem``: a third figure, the PSS
+    of shared memory (``Pss_Shmem``: for a Ray process, its share of the object store's pages)."""
+    keys = ("Pss:", "Rss:", "Pss_Shmem:") if shmem else ("Pss:", "Rss:")
+    out = dict.fromkeys(keys, 0)
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                pss = int(line.split()[1])
-            elif line.startswith("Rss:"):
-                rss = int(line.split()[1])
-    except (OSError, ValueError):
+            key = line.split(maxsplit=1)[0] if line else ""
+            if key in out:
+                out[key] = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
         pass
-    return pss, rss
+    return tuple(out[k] for k in keys)
 
 
 def pids_with_cmdline(fragment: str) -> list[int]:
@@ -130,7 +131,7 @@ class TreeMemorySampler:
         self.peak_rss_kb = 0
         self.peak_processes = 0
         self.peak_at_s: float | None = None
-        self.peak_breakdown: list[tuple[str, float]] = []
+        self.peak_breakdown: list[tuple[str, float, float]] = []
         self.timeline: list[tuple[float, float, int]] = []
         self.samples = 0
         self._t0 = time.perf_counter()
@@ -152,7 +153,11 @@ class TreeMemorySampler:
         if pss_kb > self.peak_pss_kb:  # what the peak is made of, and when it happened
             self.peak_pss_kb, self.peak_at_s = pss_kb, elapsed
             self.peak_breakdown = sorted(
-                ((f"{pid} {process_label(pid)}", m[0] / 1024) for pid, m in zip(pids, mem) if m[0]),
+                (
+                    (f"{pid} {process_label(pid)}", m[0] / 1024, _memory_kb(pid, shmem=True)[2] / 1024)
+                    for pid, m in zip(pids, mem)
+                    if m[0]
+                ),
                 key=lambda x: -x[1],
             )
         if not self.timeline or elapsed - self.timeline[-1][0] >= TIMELINE_STEP_S:
@@ -203,7 +208,8 @@ class TreeMemorySampler:
             "tree_sample_interval_s": self.interval_s,
             "outside_tree_pids": len(self.outside_tree),
             "peak_at_s": self.peak_at_s,
-            "peak_breakdown_mb": [[label, round(mb, 1)] for label, mb in self.peak_breakdown],
+            # [process, PSS MB, of which shared memory (the object store's pages) MB]
+            "peak_breakdown_mb": [[label, round(mb, 1), round(sh, 1)] for label, mb, sh in self.peak_breakdown],
             "timeline_s_mb_processes": [[round(t, 1), round(mb, 1), n] for t, mb, n in self.timeline],
         }
 

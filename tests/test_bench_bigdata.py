@@ -136,7 +136,7 @@ def test_tree_sampler_also_counts_session_processes_outside_the_tree():
         outside_pss = _memory_kb(pid)[0]
         assert outside_pss > 0 and also.peak_pss_kb >= outside_pss
         # the peak's breakdown names each process (its pid and command line) with its share
-        labels = [label for label, _ in also.result()["peak_breakdown_mb"]]
+        labels = [label for label, _, _ in also.result()["peak_breakdown_mb"]]
         assert any(label.startswith(f"{pid} ") and "time.sleep" in label for label in labels), labels
         assert also.result()["peak_at_s"] is not None and also.result()["timeline_s_mb_processes"]
     finally:

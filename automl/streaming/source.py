@@ -22,7 +22,8 @@ _GLOB_CHARS = "*?["
 #: whose CPU a final's Ray Train worker holds half of still runs the tasks that feed it (with
 #: 1-CPU tasks, two 1-CPU nodes each holding a 0.5-CPU worker waited for each other forever)
 DATA_TASK_CPUS = 0.5
-#: rows per block of a CSV or JSON-lines file
+#: rows per block read from a file (a Parquet file is read in record batches of at most this many
+#: rows, whatever its row groups: pyarrow writes 1M-row groups by default, a ~1 GB pandas block)
 CHUNK_ROWS = 100_000
 
 
@@ -110,7 +111,7 @@ def open_dataset(source: Any, name: str = "data") -> Any:
 
 
 def read_files(batch: Any, fmt: str) -> Iterator[Any]:
-    """map_batches: each path of ``batch`` -> its rows, one block per row group or chunk."""
+    """map_batches: each path of ``batch`` -> its rows, in blocks of at most ``CHUNK_ROWS``."""
     import pandas as pd
 
     for path in batch["path"]:
@@ -119,9 +120,8 @@ def read_files(batch: Any, fmt: str) -> Iterator[Any]:
             import pyarrow.parquet as pq
 
             with _fs(path).open(path, "rb") as f:
-                pf = pq.ParquetFile(f)
-                for i in range(pf.num_row_groups):
-                    yield pf.read_row_group(i).to_pandas()
+                for part in pq.ParquetFile(f).iter_batches(batch_size=CHUNK_ROWS):
+                    yield part.to_pandas()
         elif fmt == "csv":
             sep = "\t" if ".tsv" in path.lower() else ","
             yield from pd.read_csv(

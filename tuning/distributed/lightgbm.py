@@ -7,16 +7,36 @@ import os
 import tempfile
 from typing import Any
 
+import numpy as np
+
 from tuning.distributed import DistributedFit, DistributedJob, register
-from tuning.distributed.frames import data_config
+from tuning.distributed.frames import FeatureLayout, data_config
 from tuning.distributed.gbdt import (
     Tracker,
     loop_config,
     report,
     run_config,
     scaling_config,
-    shard_arrays,
+    shard_chunks,
 )
+
+
+def native_dataset(
+    chunks: list[np.ndarray], y: np.ndarray, w: np.ndarray | None, layout: FeatureLayout, reference: Any = None
+) -> Any:
+    """A LightGBM Dataset of dense blocks (:func:`tuning.distributed.gbdt.dense_chunks`), built from
+    the list without joining it (``LGBM_DatasetCreateFromMats``); constructed lazily, by
+    ``lightgbm.train``, which then lets the blocks go (``free_raw_data``)."""
+    import lightgbm
+
+    return lightgbm.Dataset(
+        chunks if len(chunks) > 1 else chunks[0],
+        label=y,
+        weight=w,
+        categorical_feature=layout.categorical_indices or "auto",
+        reference=reference,
+        params={"verbosity": -1},
+    )
 
 
 def lightgbm_loop(cfg: dict[str, Any]) -> None:
@@ -25,19 +45,8 @@ def lightgbm_loop(cfg: dict[str, Any]) -> None:
     import ray.train
     from ray.train.lightgbm import get_network_params
 
-    def dataset(name: str, reference: Any = None) -> Any:
-        X, y, w = shard_arrays(name, cfg["layout"])
-        return lightgbm.Dataset(
-            X,
-            label=y,
-            weight=w,
-            categorical_feature=cfg["layout"].categorical_indices or "auto",
-            reference=reference,
-            params={"verbosity": -1},
-        )
-
-    dtrain = dataset("train")
-    dvalid = dataset("validation", dtrain)
+    dtrain = native_dataset(*shard_chunks("train", cfg["layout"]), cfg["layout"])
+    dvalid = native_dataset(*shard_chunks("validation", cfg["layout"]), cfg["layout"], reference=dtrain)
     tracker = Tracker(cfg)
     rank = ray.train.get_context().get_world_rank()
 

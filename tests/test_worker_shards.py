@@ -1,0 +1,84 @@
+"""What a Ray Train worker of a boosting final holds of its shard: dense blocks, one per batch read,
+handed to LightGBM as a list (never joined into a second copy), giving the same model as one
+matrix would. No Ray: the batches are the numpy dicts ``iter_batches`` yields."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tuning.distributed.frames import LABEL, WEIGHT, FeatureLayout
+from tuning.distributed.gbdt import dense_chunks
+from tuning.distributed.lightgbm import native_dataset
+
+
+def _batches(rng: np.random.Generator, layout: FeatureLayout, rows: int, size: int, weighted: bool):
+    num = rng.normal(size=(rows, layout.n_num)).astype(np.float32)
+    num[rng.random(num.shape) < 0.05] = np.nan
+    cat = np.column_stack([rng.integers(0, k, rows) for k in layout.cat_sizes]).astype(np.int32)
+    y = ((num[:, 0] > 0) ^ (cat[:, 0] % 2 == 0) ^ (rng.random(rows) < 0.1)).astype(np.int64)
+    w = rng.uniform(0.5, 2.0, rows).astype(np.float32)
+    for start in range(0, rows, size):
+        part = slice(start, start + size)
+        batch = {f"n{i}": num[part, i] for i in range(layout.n_num)}
+        batch |= {f"c{i}": cat[part, i] for i in range(layout.n_cat)}
+        batch[LABEL] = y[part]
+        if weighted:
+            batch[WEIGHT] = w[part]
+        yield batch
+
+
+def test_a_shard_read_in_batches_stays_in_blocks_and_trains_the_model_one_matrix_trains():
+    import lightgbm
+
+    layout = FeatureLayout(n_num=4, cat_sizes=(7, 5))
+    rng = np.random.default_rng(0)
+    chunks, y, w = dense_chunks(_batches(rng, layout, 5_000, 1_000, weighted=True), layout)
+    vchunks, vy, _ = dense_chunks(_batches(rng, layout, 2_000, 700, weighted=False), layout)
+    # one block per batch, numbers then codes, in float32; labels and weights joined
+    assert [c.shape for c in chunks] == [(1_000, 6)] * 5 and all(c.dtype == np.float32 for c in chunks)
+    assert len(vchunks) == 3 and y.shape == (5_000,) and w is not None and w.shape == (5_000,)
+    X, vX = np.concatenate(chunks), np.concatenate(vchunks)
+    assert set(np.unique(X[:, 4])) <= set(range(7))  # the first code column, after the 4 numbers
+
+    params = {"objective": "binary", "num_leaves": 15, "verbosity": -1, "num_threads": 1, "seed": 0}
+
+    def model(train, valid):
+        return lightgbm.train(params, train, num_boost_round=30, valid_sets=[valid])
+
+    blocks = native_dataset(chunks, y, w, layout)
+    assert blocks.data is chunks  # the list itself, not a joined copy of it
+    from_blocks = model(blocks, native_dataset(vchunks, vy, None, layout, reference=blocks))
+    whole = native_dataset([X], y, w, layout)
+    from_whole = model(whole, native_dataset([vX], vy, None, layout, reference=whole))
+    assert blocks.data is None  # LightGBM let the blocks go once it had built its bins
+    np.testing.assert_array_equal(from_blocks.predict(vX), from_whole.predict(vX))
+    assert from_blocks.dump_model()["feature_infos"] == from_whole.dump_model()["feature_infos"]
+
+
+def test_an_empty_shard_is_one_empty_block_with_the_layout_s_columns():
+    layout = FeatureLayout(n_num=3, cat_sizes=(4,))
+    chunks, y, w = dense_chunks(iter(()), layout)
+    assert [c.shape for c in chunks] == [(0, 4)] and y.shape == (0,) and w is None
+
+
+def test_a_parquet_file_with_big_row_groups_is_read_in_blocks_of_bounded_rows(tmp_path, monkeypatch):
+    """pyarrow writes row groups of up to 1M rows: a read task's block must not be a whole group.
+    The blocks together are the file as pandas reads it (dtypes, missing values, order)."""
+    import pandas as pd
+
+    from automl.streaming import source
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(
+        {
+            "x": rng.normal(size=2_500).astype(np.float32),
+            "s": pd.Series(rng.choice(["a", "b", None], 2_500), dtype="str"),
+            "k": np.arange(2_500),
+        }
+    )
+    path = tmp_path / "t.parquet"
+    df.to_parquet(path, row_group_size=2_000)  # groups of 2,000 and 500 rows
+    monkeypatch.setattr(source, "CHUNK_ROWS", 700)
+    blocks = list(source.read_files({"path": [str(path)]}, fmt="parquet"))
+    assert [len(b) for b in blocks] == [700, 700, 700, 400]  # not [2000, 500]
+    pd.testing.assert_frame_equal(pd.concat(blocks, ignore_index=True), pd.read_parquet(path))
