@@ -209,7 +209,9 @@ class TreeMemorySampler:
             "outside_tree_pids": len(self.outside_tree),
             "peak_at_s": self.peak_at_s,
             # [process, PSS MB, of which shared memory (the object store's pages) MB]
-            "peak_breakdown_mb": [[label, round(mb, 1), round(sh, 1)] for label, mb, sh in self.peak_breakdown],
+            "peak_breakdown_mb": [
+                [label, round(mb, 1), round(sh, 1)] for label, mb, sh in self.peak_breakdown
+            ],
             "timeline_s_mb_processes": [[round(t, 1), round(mb, 1), n] for t, mb, n in self.timeline],
         }
 

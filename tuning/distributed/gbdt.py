@@ -12,8 +12,8 @@ stop the trial.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

@@ -22,7 +22,11 @@ from tuning.distributed.gbdt import (
 
 
 def native_dataset(
-    chunks: list[np.ndarray], y: np.ndarray, w: np.ndarray | None, layout: FeatureLayout, reference: Any = None
+    chunks: list[np.ndarray],
+    y: np.ndarray,
+    w: np.ndarray | None,
+    layout: FeatureLayout,
+    reference: Any = None,
 ) -> Any:
     """A LightGBM Dataset of dense blocks (:func:`tuning.distributed.gbdt.dense_chunks`), built from
     the list without joining it (``LGBM_DatasetCreateFromMats``); constructed lazily, by
