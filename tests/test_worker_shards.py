@@ -59,26 +59,3 @@ def test_an_empty_shard_is_one_empty_block_with_the_layout_s_columns():
     layout = FeatureLayout(n_num=3, cat_sizes=(4,))
     chunks, y, w = dense_chunks(iter(()), layout)
     assert [c.shape for c in chunks] == [(0, 4)] and y.shape == (0,) and w is None
-
-
-def test_a_parquet_file_with_big_row_groups_is_read_in_blocks_of_bounded_rows(tmp_path, monkeypatch):
-    """pyarrow writes row groups of up to 1M rows: a read task's block must not be a whole group.
-    The blocks together are the file as pandas reads it (dtypes, missing values, order)."""
-    import pandas as pd
-
-    from automl.streaming import source
-
-    rng = np.random.default_rng(1)
-    df = pd.DataFrame(
-        {
-            "x": rng.normal(size=2_500).astype(np.float32),
-            "s": pd.Series(rng.choice(["a", "b", None], 2_500), dtype="str"),
-            "k": np.arange(2_500),
-        }
-    )
-    path = tmp_path / "t.parquet"
-    df.to_parquet(path, row_group_size=2_000)  # groups of 2,000 and 500 rows
-    monkeypatch.setattr(source, "CHUNK_ROWS", 700)
-    blocks = list(source.read_files({"path": [str(path)]}, fmt="parquet"))
-    assert [len(b) for b in blocks] == [700, 700, 700, 400]  # not [2000, 500]
-    pd.testing.assert_frame_equal(pd.concat(blocks, ignore_index=True), pd.read_parquet(path))

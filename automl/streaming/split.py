@@ -109,7 +109,7 @@ def part(ds: Any, rule: SplitRule, *, valid: bool, keep: float = 1.0) -> Any:
     """The training (``valid=False``) or validation part of ``ds``, a lazy Ray Dataset; ``keep``
     < 1 keeps a seeded uniform share of it (the early-stopping rows of the final fits)."""
     fn = partial(_side, rule=rule, valid=valid, keep=keep)
-    return ds.map_batches(fn, batch_format="pandas", batch_size=65_536, num_cpus=DATA_TASK_CPUS)
+    return ds.map_batches(fn, batch_format="pandas", batch_size=None, num_cpus=DATA_TASK_CPUS)
 
 
 def _sampled(batch: pd.DataFrame, seed: int, threshold: float) -> pd.DataFrame:

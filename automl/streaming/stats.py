@@ -128,11 +128,9 @@ def _stats_batch(batch: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"partial": [json.dumps(partial_stats(batch))]})
 
 
-def table_stats(ds: Any, batch_size: int = 65_536) -> TableStats:
+def table_stats(ds: Any) -> TableStats:
     """One streamed pass over ``ds``: its exact row count, missing cells, numeric moments and
     ranges, and level counts (columns with at most ``LEVEL_CAP`` distinct values)."""
-    parts = ds.map_batches(
-        _stats_batch, batch_format="pandas", batch_size=batch_size, num_cpus=DATA_TASK_CPUS
-    )
+    parts = ds.map_batches(_stats_batch, batch_format="pandas", batch_size=None, num_cpus=DATA_TASK_CPUS)
     partials = [json.loads(r["partial"]) for r in parts.iter_rows()]
     return merge(partials)

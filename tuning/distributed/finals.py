@@ -75,7 +75,7 @@ class Frames:
 
 def frames(ds: Any, encoder: BatchEncoder, layout: FeatureLayout, weighted: bool) -> Any:
     return ds.map_batches(
-        Frames(encoder, layout, weighted), batch_format="pandas", batch_size=65_536, num_cpus=DATA_TASK_CPUS
+        Frames(encoder, layout, weighted), batch_format="pandas", batch_size=None, num_cpus=DATA_TASK_CPUS
     )
 
 
