@@ -3,6 +3,7 @@ prepare stage."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from automl.config import FitSpec, ValidationConfig
@@ -92,3 +93,27 @@ def two_worker_job(data, X, tr, va, config, tmp_path, name: str, **extra):
         report_to_tune=False,
         **extra,
     )
+
+
+def streaming_table(n: int = 2000, seed: int = 0, regression: bool = False) -> pd.DataFrame:
+    """A small seeded table for the streaming tests: numbers with missing values, a category, a day,
+    a store id, and a binary (or regression) label with 1 % missing."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.uniform(-1, 1, size=n)
+    color = rng.choice(["red", "green", "blue", "grey"], size=n)
+    signal = 1.5 * x1 - x2 + (color == "red") + rng.normal(scale=0.4, size=n)
+    df = pd.DataFrame(
+        {
+            "rid": np.arange(n),
+            "x1": x1,
+            "x2": x2,
+            "color": color,
+            "day": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+            "store": rng.integers(0, 40, n),
+        }
+    )
+    df.loc[rng.random(n) < 0.1, "x2"] = np.nan
+    df.loc[rng.random(n) < 0.05, "color"] = None
+    df["label"] = 10 + 3 * signal if regression else np.where(signal > 0.3, "yes", "no")
+    df.loc[rng.random(n) < 0.01, "label"] = None
+    return df

@@ -1,13 +1,11 @@
 """The streaming data mode (issue 15) on small seeded tables, forced: the mode decision, the exact
 profile figures, the hashed / time / group holdout, preprocessing of streamed blocks against memory
-mode, an end-to-end fit whose Predictor loads and predicts without Ray, and a 2-node loopback
-cluster whose nodes both run Ray Train workers while the driver never holds the table."""
+mode, an end-to-end fit whose Predictor loads and predicts without Ray (the 2-node loopback
+cluster: tests/test_streaming_cluster.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -16,32 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import streaming_table
 
 from automl.config import FitSpec, SearchConfig, StreamingConfig, ValidationConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _table(n: int = 2000, seed: int = 0, regression: bool = False) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x1, x2 = rng.normal(size=n), rng.uniform(-1, 1, size=n)
-    color = rng.choice(["red", "green", "blue", "grey"], size=n)
-    signal = 1.5 * x1 - x2 + (color == "red") + rng.normal(scale=0.4, size=n)
-    df = pd.DataFrame(
-        {
-            "rid": np.arange(n),
-            "x1": x1,
-            "x2": x2,
-            "color": color,
-            "day": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
-            "store": rng.integers(0, 40, n),
-        }
-    )
-    df.loc[rng.random(n) < 0.1, "x2"] = np.nan
-    df.loc[rng.random(n) < 0.05, "color"] = None
-    df["label"] = 10 + 3 * signal if regression else np.where(signal > 0.3, "yes", "no")
-    df.loc[rng.random(n) < 0.01, "label"] = None
-    return df
 
 
 def _shards(df: pd.DataFrame, directory: Path, parts: int = 4) -> Path:
@@ -66,20 +43,20 @@ def test_auto_mode_keeps_small_tables_in_memory_and_streams_when_ray_memory_is_s
     from automl.exceptions import ConfigError
     from automl.streaming import mode
 
-    path = _shards(_table(), tmp_path / "t")
+    path = _shards(streaming_table(), tmp_path / "t")
     small = mode.choose_mode(str(path), "auto")
     assert small.mode == "memory" and "small" in small.reason
     # the footer estimate is close to the table's size in pandas
-    est, real = mode.estimate_bytes(str(path)), _table().memory_usage(deep=False).sum()
+    est, real = mode.estimate_bytes(str(path)), streaming_table().memory_usage(deep=False).sum()
     assert 0.3 * real < est < 3 * real, (est, real)
     csv = tmp_path / "csv"
     csv.mkdir()
     for i in range(2):
-        _table().to_csv(csv / f"part-{i}.csv", index=False)
+        streaming_table().to_csv(csv / f"part-{i}.csv", index=False)
     est = mode.estimate_bytes(str(csv / "part-*.csv"))  # a glob: 2 files, from a sample of the first
     assert 2 * 0.3 * real < est < 2 * 3 * real, (est, real)
     assert mode.choose_mode(str(path), "streaming").mode == "streaming"
-    assert mode.choose_mode(_table(), "auto").mode == "memory"
+    assert mode.choose_mode(streaming_table(), "auto").mode == "memory"
     with pytest.raises(ConfigError, match="data_mode must be one of"):
         FitSpec(target="label", data_mode="disk")
     # a table that needs more than Ray's memory streams (the reason names both sizes)
@@ -96,7 +73,7 @@ def planned(ray_session, tmp_path_factory):
     """One streamed plan of the seeded table read from 4 Parquet shards (a directory)."""
     from automl.streaming.run import plan_stream
 
-    df = _table()
+    df = streaming_table()
     path = _shards(df, tmp_path_factory.mktemp("stream") / "t")
     plan, s_train, s_valid, _ = plan_stream(_spec(), str(path))
     return df, plan, s_train, s_valid, plan.train.to_pandas(), plan.valid.to_pandas()  # small table
@@ -321,7 +298,7 @@ def _both_sides(df: pd.DataFrame, rule) -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_time_and_group_splits_keep_their_rules(ray_session):
     from automl.streaming.split import make_rule
 
-    df = _table()
+    df = streaming_table()
     train, valid = _both_sides(df, make_rule(_spec(time_column="day"), df.sample(300, random_state=0)))
     assert train.day.max() < valid.day.min() and 0.1 < len(valid) / (len(train) + len(valid)) < 0.35
     train, valid = _both_sides(df, make_rule(_spec(group_column="store"), df))
@@ -339,7 +316,7 @@ def test_map_batches_preprocessing_equals_memory_mode(ray_session):
     from tuning.distributed.finals import frames
     from tuning.distributed.frames import FeatureLayout, to_frame
 
-    df = _table(600)
+    df = streaming_table(600)
     df = df[df.label.notna()].reset_index(drop=True)
     spec = FitSpec(target="label", drop_columns=("rid",), search=SearchConfig(column_probe=False))
     prep = prepare(spec, df, recipes=("tree",))
@@ -367,9 +344,9 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
 
     from automl import AutoML
 
-    df = _table(3000, seed=3)
+    df = streaming_table(3000, seed=3)
     path = _shards(df, tmp_path / "t")
-    _table(400, seed=4).to_parquet(tmp_path / "test.parquet", index=False)
+    streaming_table(400, seed=4).to_parquet(tmp_path / "test.parquet", index=False)
     automl = AutoML(
         target="label",
         data_mode="streaming",
@@ -415,154 +392,6 @@ def test_streaming_fit_trains_a_final_on_every_row_and_its_predictor_needs_no_ra
     assert final2["resumed"] is True and final2["score"] == final["score"], final2
     assert {p.name: p.stat().st_mtime for p in (tmp_path / "run" / "finals" / "lightgbm").rglob("*")} == saved
     np.testing.assert_allclose(again.predictor_.predict_proba(rows).to_numpy(), expected, rtol=1e-6)
-
-
-# --- two nodes ---------------------------------------------------------------------------------------
-CLUSTER_SCRIPT = """
-import json, os, sys, threading, time
-import numpy as np, pandas as pd, ray
-from ray.cluster_utils import Cluster
-
-table, marks, out = sys.argv[1], sys.argv[2], sys.argv[3]
-lose_node = sys.argv[4:] == ["lose-node"]  # the second node is removed once the final's workers started
-columns = set(pd.read_parquet(table).columns)
-n_rows = len(pd.read_parquet(table))
-seen = {"rows_with_every_column": 0, "largest_frame": 0}
-
-# every batch that reaches the driver, counted when it holds every column of the table
-original_iter = ray.data.Dataset.iter_batches
-def iter_batches(self, *a, **k):
-    for b in original_iter(self, *a, **k):
-        if columns <= set(b.keys() if isinstance(b, dict) else b.columns):
-            seen["rows_with_every_column"] += len(b[next(iter(columns))])
-        yield b
-ray.data.Dataset.iter_batches = iter_batches
-def refuse(*a, **k):
-    raise AssertionError("the driver materialised a whole Dataset")
-ray.data.Dataset.to_pandas = ray.data.Dataset.take_all = refuse
-
-import automl.fit
-original_fit = automl.fit.run_fit
-def run_fit(spec, train, **k):
-    valid = k.get("validation")
-    seen["largest_frame"] = len(train) + (0 if valid is None else len(valid))
-    return original_fit(spec, train, **k)
-automl.fit.run_fit = run_fit
-
-import tuning.distributed.lightgbm as lg
-original_loop = lg.lightgbm_loop
-def loop(cfg):
-    import ray.train
-    rank = ray.train.get_context().get_world_rank()
-    node = ray.get_runtime_context().get_node_id()
-    path = os.path.join(marks, f"rank{rank}")
-    first = not os.path.exists(path)
-    with open(path, "a") as f:  # one line per start of the final: the node the rank ran on
-        f.write(node + "\\n")
-    if lose_node and first and node == doomed_id:
-        time.sleep(600)  # its node is removed in this sleep
-    original_loop(cfg)
-lg.lightgbm_loop = loop
-
-# the cluster must not become the machine's default: Cluster writes its address to
-# /tmp/ray/ray_current_cluster, where every later ray.init() without an address would find it
-ray._private.utils.write_ray_address = lambda *a, **k: None
-store = 80 * 2**20
-cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store})
-try:
-    doomed = cluster.add_node(num_cpus=1, object_store_memory=store)
-    doomed_id = doomed.node_id  # a string: the workers' loop takes it along (the node does not pickle)
-    def remove():
-        while len(os.listdir(marks)) < 2:  # both ranks of the final's first start are in its loop
-            time.sleep(0.2)
-        cluster.remove_node(doomed, allow_graceful=False)
-    if lose_node:
-        threading.Thread(target=remove, daemon=True).start()
-    env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}}
-    ray.init(address=cluster.address, log_to_driver=False, runtime_env=env)
-    from automl import AutoML
-    from automl.config import SearchConfig, StreamingConfig
-    run = AutoML(
-        target="label", data_mode="streaming", drop_columns=["rid"],
-        streaming=StreamingConfig(sample_rows=500, final_workers=2),
-        search=SearchConfig(max_trials=2, families=("lightgbm",), strategy="random", column_probe=False),
-        output_dir=os.path.join(out, "run"), write_report=False,
-    ).fit(table)
-    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    json.dump({**seen, "n_rows": n_rows, "alive_nodes": sorted(nodes),
-               "streaming": run.run_info_["streaming"]}, open(os.path.join(out, "result.json"), "w"))
-finally:
-    ray.shutdown()
-    cluster.shutdown()
-"""
-
-
-def _cluster_fit(tmp_path, *mode: str) -> tuple[dict, dict[str, list[str]], pd.DataFrame]:
-    """CLUSTER_SCRIPT's fit of a regression table on a two-node loopback cluster, in its own process
-    and process group: its result.json, the nodes each rank of the final ran on (one per start)
-    and the table."""
-    table = tmp_path / "table.parquet"
-    df = _table(4000, seed=5, regression=True)
-    df.to_parquet(table, index=False)
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CLUSTER_SCRIPT, str(table), str(marks), str(tmp_path), *mode],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: a timeout ends the nodes it started too
-    )
-    try:
-        out, _ = proc.communicate(timeout=900)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-    assert proc.returncode == 0, out[-4000:]
-    result = json.loads((tmp_path / "result.json").read_text())
-    return result, {p.name: p.read_text().split() for p in marks.iterdir()}, df
-
-
-@pytest.mark.slow
-def test_two_node_cluster_trains_the_final_on_both_nodes_and_the_driver_never_holds_the_table(tmp_path):
-    """A loopback cluster of two 1-CPU nodes with small object stores (its own Ray, in its own
-    process): the final's two Ray Train workers run one on each node, and the only table rows with
-    every column that reach the driver are the sample's. A regression target (the end-to-end fit
-    above is binary): the final's RMSE is near the noise floor."""
-    result, ranks, df = _cluster_fit(tmp_path)
-    assert set(ranks) == {"rank0", "rank1"} and all(len(nodes) == 1 for nodes in ranks.values())
-    workers = {rank: nodes[0] for rank, nodes in ranks.items()}
-    assert len(set(workers.values())) == 2 and set(workers.values()) <= set(result["alive_nodes"])
-    final = result["streaming"]["finals"]["lightgbm"]
-    assert final["workers"] == 2
-    # RMSE: the noise is 3 x 0.4 = 1.2, the target's spread about 5; the sample-trained model's too
-    assert 1.0 < final["score"] < 2.0 and final["sample_score"] < 2.5, final
-    full = result["streaming"]["full_validation"]
-    assert full["score"] < 0.4 * df["label"].std() and full["n_rows"] > 500, full
-    # the sample pass fetches the rows under a hash threshold of 1.25 x sample_rows / rows (binomial)
-    assert 0 < result["rows_with_every_column"] <= 1.5 * 500 < result["n_rows"]
-    assert result["largest_frame"] <= 500
-
-
-@pytest.mark.slow
-def test_a_final_that_loses_a_node_starts_again_on_the_node_left(tmp_path):
-    """The second node of the loopback cluster is removed (not gracefully) while the final's two
-    workers, one per node, start: the fit starts the final again with one half-CPU worker on the
-    head, whose other half CPU runs the Ray Data tasks feeding it, and the final finishes. Ray
-    Train's own restart kept two workers and put both on the 1-CPU head, where the data tasks
-    could not be scheduled: the fit hung."""
-    result, ranks, df = _cluster_fit(tmp_path, "lose-node")
-    first = {rank: nodes[0] for rank, nodes in ranks.items()}
-    assert set(first) == {"rank0", "rank1"} and len(set(first.values())) == 2  # one worker per node
-    assert ranks["rank0"][1:] == result["alive_nodes"] and len(ranks["rank1"]) == 1  # then one, on the head
-    stream = result["streaming"]
-    final = stream["finals"]["lightgbm"]
-    assert final["workers"] == 1 and final["restarts"] == 1 and 1.0 < final["score"] < 2.0, final
-    assert any(n.startswith("final lightgbm: its workers failed (") for n in stream["notes"]), stream["notes"]
-    assert stream["full_validation"]["score"] < 0.4 * df["label"].std()
 
 
 @pytest.mark.ray
