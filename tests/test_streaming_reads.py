@@ -58,3 +58,23 @@ def test_every_file_of_a_table_is_read_and_preprocessed_by_a_task_of_its_own(ray
     # a DataFrame streamed as it is (tests, a frame already in memory) is cut into blocks too
     frame = open_dataset(pd.DataFrame({"x": np.arange(150_000), "y": 0}), "t")
     assert frame.num_blocks() == 3 and frame.count() == 150_000
+
+
+@pytest.mark.ray
+def test_the_early_stopping_rows_are_read_from_the_table_once_for_every_final(ray_session, tmp_path):
+    """Every worker of every final reads all of them (they are not split): they are materialized in
+    the object store once, not read again from the whole table by each worker."""
+    from helpers import streaming_table
+    from ray.data.dataset import MaterializedDataset
+
+    from automl.config import FitSpec, StreamingConfig
+    from automl.streaming.run import plan_stream
+
+    df = streaming_table(2_000)
+    for i, idx in enumerate(np.array_split(np.arange(len(df)), 4)):
+        df.iloc[idx].to_parquet(tmp_path / f"p{i}.parquet", index=False)
+    spec = FitSpec(target="label", streaming=StreamingConfig(sample_rows=300, early_stopping_rows=150))
+    plan = plan_stream(spec, str(tmp_path))[0]
+    rows = plan.stopping_rows()
+    assert isinstance(rows, MaterializedDataset) and plan.stopping_rows() is rows
+    assert rows.count() == plan.stop.count() and 100 < rows.count() < 250  # ~150 of ~400 validation rows

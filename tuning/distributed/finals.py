@@ -202,7 +202,7 @@ def final_job(prep: Any, stream: Any, run: FinalRun) -> DistributedJob:
         metric=data.metric.name,
         datasets={
             "train": frames(stream.train_part(share), encoder, layout, weighted),
-            "validation": frames(stream.stop, encoder, layout, False),
+            "validation": frames(stream.stopping_rows(), encoder, layout, False),
         },
         layout=layout,
         weighted=weighted,
