@@ -59,3 +59,27 @@ def test_an_empty_shard_is_one_empty_block_with_the_layout_s_columns():
     layout = FeatureLayout(n_num=3, cat_sizes=(4,))
     chunks, y, w = dense_chunks(iter(()), layout)
     assert [c.shape for c in chunks] == [(0, 4)] and y.shape == (0,) and w is None
+
+
+def test_a_worker_keeps_no_view_of_the_batches_it_has_read():
+    """``iter_batches`` gives zero-copy views of blocks in the object store: a worker that kept the
+    label (or weight) views pinned every block of its shard there until it had read the last one.
+    By the time batch k is asked for, batch k - 2 must be gone (k - 1 is still the loop's)."""
+    import gc
+    import weakref
+
+    layout = FeatureLayout(n_num=2, cat_sizes=(3,))
+    rng = np.random.default_rng(2)
+    seen: list[list[weakref.ref]] = []
+
+    def batches():
+        for k, batch in enumerate(_batches(rng, layout, 4_000, 500, weighted=True)):
+            gc.collect()
+            if k >= 2:
+                alive = [r for r in seen[k - 2] if r() is not None]
+                assert not alive, f"batch {k - 2} is still held: {len(alive)} of its arrays"
+            seen.append([weakref.ref(a) for a in batch.values()])
+            yield batch
+
+    chunks, y, w = dense_chunks(batches(), layout)
+    assert len(seen) == 8 and len(chunks) == 8 and y.shape == w.shape == (4_000,)

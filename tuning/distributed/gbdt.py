@@ -148,13 +148,15 @@ def dense_chunks(
     or None). The blocks are not joined: LightGBM builds its Dataset from the list as it is
     (:func:`tuning.distributed.lightgbm.native_dataset`), so a shard's features are held once, not
     twice while one big array is copied together (at 10M rows that copy was ~800 MB per worker,
-    on every worker at the same moment)."""
+    on every worker at the same moment). Labels and weights are copied too: kept as the zero-copy
+    views ``iter_batches`` gives, they pinned every block of the shard in the object store until
+    the last one was read (at 10M rows the store peaked at 1.87 GB while the workers read)."""
     xs, ys, ws = [], [], []
-    for batch in batches:
+    for batch in batches:  # copies only: a batch's arrays are views of its block in the object store
         xs.append(layout.dense(batch))
-        ys.append(np.asarray(batch[LABEL]))
+        ys.append(np.array(batch[LABEL], copy=True))
         if WEIGHT in batch:
-            ws.append(np.asarray(batch[WEIGHT], dtype=np.float32))
+            ws.append(np.array(batch[WEIGHT], dtype=np.float32, copy=True))
     if not xs:
         return [np.zeros((0, layout.n_num + layout.n_cat), np.float32)], np.zeros(0), None
     return xs, np.concatenate(ys), (np.concatenate(ws) if ws else None)
