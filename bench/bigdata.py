@@ -182,7 +182,7 @@ def bigdata_markdown(res: dict[str, Any]) -> str:
     by = {(r.get("kind"), r.get("rows")): r for r in res.get("runs", [])}
     lines = [
         "| rows | Parquet MB | in-memory MB | budget s | data mode | status | wall s | driver peak MB "
-        "| all processes peak MB | spilled MB | test ROC AUC | LightGBM AUC | LightGBM train s "
+        "| all processes peak MB (x in-memory) | spilled MB | test ROC AUC | LightGBM AUC | LightGBM train s "
         "| LightGBM peak MB | AUC vs LightGBM |",
         "|" + "---|" * 15,
     ]
@@ -200,7 +200,7 @@ def bigdata_markdown(res: dict[str, Any]) -> str:
             f"| {n:,} | {_mb(t.get('parquet_bytes'))} | {_mb(t.get('arrow_bytes'))} "
             f"| {_f(ours.get('budget_s', res.get('budget_s')), 'g')} | {mode} "
             f"| {status} | {_f((ours.get('fit') or {}).get('wall_s'), '.0f')} "
-            f"| {_f(mem.get('driver_peak_rss_mb'), ',.0f')} | {_f(mem.get('peak_tree_pss_mb'), ',.0f')} "
+            f"| {_f(mem.get('driver_peak_rss_mb'), ',.0f')} | {_peak(mem, t)} "
             f"| {_mb(store.get('spilled_bytes'))} | {_f(auc, '.4f')} "
             f"| {b_note or _f(b_auc, '.4f')} | {_f(base.get('train_s'), '.0f')} "
             f"| {_f(base.get('peak_rss_mb'), ',.0f')} "
@@ -221,4 +221,33 @@ def bigdata_markdown(res: dict[str, Any]) -> str:
     ]
     skipped = [r for r in res.get("runs", []) if r.get("status") == "skipped" and r.get("kind") == "baseline"]
     lines += [f"\nSkipped: LightGBM at {r['rows']:,} rows: {r['reason']}." for r in skipped]
+    lines += [_breakdown(r) for r in res.get("runs", []) if (r.get("memory") or {}).get("peak_breakdown_mb")]
     return "## Big data (synthetic Parquet tables)\n\n" + "\n".join(lines)
+
+
+def _peak(mem: dict[str, Any], table: dict[str, Any]) -> str:
+    """All processes' peak PSS, and how many times the table's in-memory size it is."""
+    peak, size = mem.get("peak_tree_pss_mb"), table.get("arrow_bytes")
+    ratio = f" ({peak * 2**20 / size:.1f}x)" if peak is not None and size else ""
+    return f"{_f(peak, ',.0f')}{ratio}"
+
+
+#: processes named in a peak's breakdown; the rest are summed
+BREAKDOWN_TOP = 8
+
+
+def _breakdown(run: dict[str, Any]) -> str:
+    """What the all-processes peak of one fit was made of: the largest processes (PSS MB, and the
+    object store's pages among it), by their command line without the pid."""
+    mem = run["memory"]
+    rows = [(label.split(" ", 1)[-1], mb, shm) for label, mb, shm in mem["peak_breakdown_mb"]]
+    top, rest = rows[:BREAKDOWN_TOP], rows[BREAKDOWN_TOP:]
+    cells = [
+        f"{name} {mb:,.0f} ({shm:,.0f} object store)" if shm >= 1 else f"{name} {mb:,.0f}"
+        for name, mb, shm in top
+    ]
+    cells.append(f"{len(rest)} others {sum(mb for _, mb, _ in rest):,.0f}")
+    return (
+        f"\nAll processes' peak at {run.get('rows', 0):,} rows: {mem.get('peak_tree_pss_mb', 0):,.0f} MB at "
+        f"{_f(mem.get('peak_at_s'), '.0f')} s of the fit, PSS MB by process: " + "; ".join(cells) + "."
+    )

@@ -91,7 +91,13 @@ def test_big_data_helpers_decide_the_baseline_and_the_data_mode_and_render_the_t
                 "budget_s": 1800.0,
                 "data_mode": "streaming",
                 "fit": {"wall_s": 1790.4},
-                "memory": {"driver_peak_rss_mb": 1500.0, "peak_tree_pss_mb": 5000.0},
+                "memory": {
+                    "driver_peak_rss_mb": 1500.0,
+                    "peak_tree_pss_mb": 5000.0,
+                    "peak_at_s": 834.6,
+                    "peak_breakdown_mb": [["15114 ray::RayTrainWorker", 1425.1, 151.9]]
+                    + [[f"{i} ray::Actor{i}", 100.0, 0.0] for i in range(10)],
+                },
                 "object_store": {"spilled_bytes": 3 * 2**20},
                 "test": {"roc_auc": 0.8612},
             },
@@ -100,10 +106,16 @@ def test_big_data_helpers_decide_the_baseline_and_the_data_mode_and_render_the_t
     md = bigdata_markdown(res)
     row = next(ln for ln in md.splitlines() if ln.startswith("| 1,000,000"))
     assert row == (
-        "| 1,000,000 | 230 | 232 | 1800 | streaming | ok | 1790 | 1,500 | 5,000 | 3 | 0.8612 | skipped "
-        "| - | - | - |"
+        "| 1,000,000 | 230 | 232 | 1800 | streaming | ok | 1790 | 1,500 | 5,000 (21.6x) | 3 | 0.8612 "
+        "| skipped | - | - | - |"
     )
     assert "Skipped: LightGBM at 1,000,000 rows: too big." in md and "0.8760" in md
+    # what the peak was made of: the 8 largest processes (no pid), the object store's share, the rest summed
+    assert (
+        "All processes' peak at 1,000,000 rows: 5,000 MB at 835 s of the fit, PSS MB by process: "
+        "ray::RayTrainWorker 1,425 (152 object store); ray::Actor0 100;" in md
+    ), md
+    assert "ray::Actor6 100; 3 others 300." in md
 
 
 def test_tree_sampler_also_counts_session_processes_outside_the_tree():
