@@ -69,10 +69,11 @@ def to_frame(X: FeatureMatrix, y: np.ndarray, w: np.ndarray | None) -> pd.DataFr
 
 
 #: object store bytes the Ray Data pipeline feeding one dataset of a Ray Train fit may hold at a
-#: time. Ray Data's default is a share of the whole store (here 50 % of 7.4 GB): blocks read ahead
-#: of the workers then sat in shared memory, and at 10M rows the store held 1.1 GB of them while
-#: the workers held their shards. The workers stack blocks as fast as they come, so a few dozen
-#: 65,536-row blocks (~14 MB each at 50 columns) in flight keep them fed.
+#: time (Ray Data's default: a share of the whole store, 50 % of 7.4 GB here), a bound on what it
+#: reads ahead of the workers. The workers stack blocks as fast as they come, so a few dozen
+#: 65,536-row blocks (~14 MB each at 50 columns) in flight keep them fed. (The store's 1.87 GB
+#: peak at 10M rows came from the workers' label views, :func:`tuning.distributed.gbdt.dense_chunks`,
+#: not from read-ahead: with both in place it peaked at 606 MB.)
 INGEST_STORE_BYTES = 256 * 2**20
 
 
