@@ -148,13 +148,13 @@ class TreeMemorySampler:
             extra = {p for root in pids_with_cmdline(fragment) for p in tree_pids(root, kids)} - set(pids)
             self.outside_tree |= extra
             pids += sorted(extra)
-        mem = [_memory_kb(p) for p in pids]
+        mem = [_memory_kb(p, shmem=True) for p in pids]  # PSS, RSS, object-store PSS: one read each
         pss_kb, elapsed = sum(m[0] for m in mem), time.perf_counter() - self._t0
         if pss_kb > self.peak_pss_kb:  # what the peak is made of, and when it happened
             self.peak_pss_kb, self.peak_at_s = pss_kb, elapsed
             self.peak_breakdown = sorted(
                 (
-                    (f"{pid} {process_label(pid)}", m[0] / 1024, _memory_kb(pid, shmem=True)[2] / 1024)
+                    (f"{pid} {process_label(pid)}", m[0] / 1024, m[2] / 1024)
                     for pid, m in zip(pids, mem)
                     if m[0]
                 ),

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from automl.streaming.rows import clean_batch
-from automl.streaming.source import DATA_TASK_CPUS
+from automl.streaming.source import map_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +84,7 @@ def predictions(predictor: Any, ds: Any, target: str) -> tuple[np.ndarray, np.nd
     predictor._fast = None  # compiled per worker, not shipped
     fn = partial(_predict_batch, box=[ray.put(predictor)], target=target)
     ys, ps = [], []
-    for b in ds.map_batches(fn, batch_format="pandas", batch_size=None, num_cpus=DATA_TASK_CPUS).iter_batches(
-        batch_format="pandas", batch_size=None
-    ):
+    for b in map_blocks(ds, fn).iter_batches(batch_format="pandas", batch_size=None):
         ys.append(b[Y].to_numpy())
         ps.append(b[[c for c in b.columns if c != Y]].to_numpy(np.float64))
     y = np.concatenate(ys) if ys else np.zeros(0)

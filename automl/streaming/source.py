@@ -117,6 +117,13 @@ def open_dataset(source: Any, name: str = "data") -> Any:
     return items.map_batches(fn, batch_size=1, batch_format="pandas", num_cpus=DATA_TASK_CPUS)
 
 
+def map_blocks(ds: Any, fn: Any) -> Any:
+    """``ds.map_batches(fn)`` as every map of the streaming mode runs: pandas batches, a block as one
+    batch (see ``CHUNK_ROWS``: a batch_size here would bundle many files into one fused read task),
+    half a CPU per task (``DATA_TASK_CPUS``)."""
+    return ds.map_batches(fn, batch_format="pandas", batch_size=None, num_cpus=DATA_TASK_CPUS)
+
+
 def release_memory() -> None:
     """Give the memory freed after a file back to the system: pyarrow's pool and glibc's heap keep
     it otherwise (a read worker idled at ~590 MB after a 250,000-row Parquet file, ~310 MB after

@@ -24,7 +24,7 @@ import pandas as pd
 
 from automl.exceptions import DataError
 from automl.streaming.rows import clean_batch, row_uniform, sample_key, split_key
-from automl.streaming.source import DATA_TASK_CPUS
+from automl.streaming.source import map_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def part(ds: Any, rule: SplitRule, *, valid: bool, keep: float = 1.0) -> Any:
     """The training (``valid=False``) or validation part of ``ds``, a lazy Ray Dataset; ``keep``
     < 1 keeps a seeded uniform share of it (the early-stopping rows of the final fits)."""
     fn = partial(_side, rule=rule, valid=valid, keep=keep)
-    return ds.map_batches(fn, batch_format="pandas", batch_size=None, num_cpus=DATA_TASK_CPUS)
+    return map_blocks(ds, fn)
 
 
 def _sampled(batch: pd.DataFrame, seed: int, threshold: float) -> pd.DataFrame:
@@ -124,9 +124,7 @@ def uniform_sample(ds: Any, n_rows: int, cap: int, seed: int) -> pd.DataFrame:
     """At most ``cap`` rows of ``ds`` drawn uniformly (the ``cap`` smallest seeded row hashes):
     the same rows in the same order whatever the blocks. Only the sample reaches the driver."""
     threshold = min(1.0, 1.25 * cap / max(1, n_rows) + 1e-9)
-    parts = ds.map_batches(
-        partial(_sampled, seed=seed, threshold=threshold), batch_format="pandas", num_cpus=DATA_TASK_CPUS
-    )
+    parts = map_blocks(ds, partial(_sampled, seed=seed, threshold=threshold))
     frames = list(parts.iter_batches(batch_format="pandas", batch_size=None))
     sample = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not len(sample):

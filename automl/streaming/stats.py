@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from automl.streaming.rows import clean_batch
-from automl.streaming.source import DATA_TASK_CPUS
+from automl.streaming.source import map_blocks
 
 #: distinct values of one column counted per block; a column with more is "high cardinality" and
 #: its level counts are not exact (its kind comes from the sample)
@@ -131,6 +131,6 @@ def _stats_batch(batch: pd.DataFrame) -> pd.DataFrame:
 def table_stats(ds: Any) -> TableStats:
     """One streamed pass over ``ds``: its exact row count, missing cells, numeric moments and
     ranges, and level counts (columns with at most ``LEVEL_CAP`` distinct values)."""
-    parts = ds.map_batches(_stats_batch, batch_format="pandas", batch_size=None, num_cpus=DATA_TASK_CPUS)
+    parts = map_blocks(ds, _stats_batch)
     partials = [json.loads(r["partial"]) for r in parts.iter_rows()]
     return merge(partials)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from automl.runtime import responsive_cpus
 from automl.streaming.features import BatchEncoder
-from automl.streaming.source import DATA_TASK_CPUS
+from automl.streaming.source import map_blocks
 from automl.target import family_params
 from automl.training import CandidateResult, save_result
 from automl.trials import SearchOutcome, TrialRecord
@@ -74,9 +74,7 @@ class Frames:
 
 
 def frames(ds: Any, encoder: BatchEncoder, layout: FeatureLayout, weighted: bool) -> Any:
-    return ds.map_batches(
-        Frames(encoder, layout, weighted), batch_format="pandas", batch_size=None, num_cpus=DATA_TASK_CPUS
-    )
+    return map_blocks(ds, Frames(encoder, layout, weighted))
 
 
 def best_configs(outcome: SearchOutcome, metric: Any, families: dict[str, Any]) -> dict[str, TrialRecord]:
