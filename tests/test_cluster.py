@@ -51,6 +51,8 @@ SEARCH = [
     "--seed",
     "3",
     "--no-report",
+    "--refit",  # refit options are tested elsewhere; here they would add ~6 s to each fit
+    "no",
 ]
 
 
@@ -499,7 +501,7 @@ EARLY_IN_A_TRIAL_S = 1.5  # checkpoints come every 0.5 s (AUTOML_CHECKPOINT_EVER
 @pytest.mark.ray
 @pytest.mark.slow
 def test_search_survives_losing_a_node(cluster, tmp_path, ray_session):
-    from automl import AutoML, SearchConfig
+    from automl import AutoML, EnsembleConfig, SearchConfig
 
     # trials longer than a trial actor's start on the other node (3-5 s here): with shorter ones,
     # Tune hands the next trial to the actor that just finished (reuse_actors) and one node does all
@@ -570,7 +572,12 @@ def test_search_survives_losing_a_node(cluster, tmp_path, ray_session):
     t1 = time.time()
     search = SearchConfig(strategy="random", max_trials=4, families=("lightgbm", "xgboost"))
     base = AutoML(
-        target="class", search=search, output_dir=tmp_path / "undisturbed", seed=3, write_report=False
+        target="class",
+        search=search,
+        ensemble=EnsembleConfig(refit=False),  # as the CLI's --refit no
+        output_dir=tmp_path / "undisturbed",
+        seed=3,
+        write_report=False,
     ).fit(pd.read_csv(table))
     base_s = time.time() - t1
     ref = _trials(base.leaderboard())

@@ -295,6 +295,8 @@ def test_a_killed_fit_with_row_fidelity_resumes_without_repeating_finished_rungs
         "--seed",
         "3",
         "--no-report",
+        "--refit",  # refit options are not what this tests (~5 s per fit)
+        "no",
     ]
     kill_fit_midway(args, lambda: _finished(out), at_least=3, poll_s=0.3)
     before = _finished(out)
