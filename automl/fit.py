@@ -22,11 +22,13 @@ from automl import leaderboard as lb
 from automl.assemble import Assembly, assemble
 from automl.clock import Clock
 from automl.config import FitSpec
+from automl.deploy import MEASURE_S
 from automl.deploy_stage import save_alternatives
 from automl.fallback import FALLBACK_DEPLOY_S, FALLBACK_MIN_S, fallback_trial
 from automl.predictor import Predictor
 from automl.prepare import Prepared, prepare
 from automl.profile import DataProfile
+from automl.refit import RefitReserve
 from automl.splits import Folds
 from automl.trials import SearchOutcome
 
@@ -118,18 +120,41 @@ def _stop_ray(timings: dict[str, float]) -> None:
     timings["ray_stop_s"] = time.time() - t
 
 
+def _refit_reserve(spec: FitSpec, data: Any, deadline: float | None) -> RefitReserve | None:
+    """Time for refitting the best candidates: until the deploy stage's reserve, less the time to
+    measure the default option and one refit option, is spent; a short ensembling stage is slack."""
+    return RefitReserve.start(
+        data,
+        spec.ensemble.refit,
+        deadline=deadline,
+        keep_s=max(0.0, deploy_reserve_s(spec) - 2 * MEASURE_S),
+        slack_s=ensemble_reserve_s(spec),
+    )
+
+
 def search_reserve(spec: FitSpec) -> float:
     """Seconds the time limit keeps after the search: loading candidates and ensembling, the
     refit options and their measurement, saving, the report (when written) and the stack layer's
     nested fits (when on)."""
     if not spec.time_limit:
         return 0.0
-    reserve = min(60.0, max(3.0, 0.06 * spec.time_limit)) + after_assemble_s(spec)
-    if spec.ensemble.refit is not False or spec.ensemble.constrained:
-        reserve += min(DEPLOY_RESERVE_MAX_S, DEPLOY_RESERVE_SHARE * spec.time_limit)
+    reserve = ensemble_reserve_s(spec) + after_assemble_s(spec) + deploy_reserve_s(spec)
     if spec.ensemble.stack_levels:
         reserve += STACK_RESERVE_SHARE * spec.time_limit
     return reserve
+
+
+def ensemble_reserve_s(spec: FitSpec) -> float:
+    """Seconds kept after the search for loading the candidates and ensembling them."""
+    return min(60.0, max(3.0, 0.06 * spec.time_limit)) if spec.time_limit else 0.0
+
+
+def deploy_reserve_s(spec: FitSpec) -> float:
+    """Seconds kept for refitting the deployment options' members and measuring the options (the
+    search may end earlier to keep more: :class:`automl.refit.RefitReserve`)."""
+    if not spec.time_limit or (spec.ensemble.refit is False and not spec.ensemble.constrained):
+        return 0.0
+    return min(DEPLOY_RESERVE_MAX_S, DEPLOY_RESERVE_SHARE * spec.time_limit)
 
 
 def after_assemble_s(spec: FitSpec) -> float:
@@ -191,7 +216,11 @@ def _search(
             seed=spec.seed,
             resume=resume,
             extra_points=lb.warm_start_points(spec.search.warm_start, prep.families),
-            reserve=FinalsReserve.start(stream, cluster, finals_end),
+            reserve=(
+                FinalsReserve.start(stream, cluster, finals_end)
+                if stream is not None
+                else _refit_reserve(spec, data, deadline)
+            ),
         )
     timings["search_s"] = outcome.wall_s
     if stream is not None and outcome.completed():  # streaming: the best configs on every row

@@ -18,7 +18,7 @@ from automl.exceptions import ConfigError
 from automl.models import get_family
 from automl.options import Candidate, PredictorBuilder, single
 from automl.prepare import prepare
-from automl.refit import Refitter
+from automl.refit import RefitReserve, Refitter, refit_growth, row_scale
 from automl.training import train_candidate
 from automl.trials import TrialRecord
 from tests.helpers import trial_data
@@ -83,6 +83,34 @@ def test_refit_is_skipped_when_its_expected_cost_does_not_fit():
     assert Refitter(data, True).affordable([cand], time.time() + 5)[0]
     assert Refitter(data, "auto").affordable([cand], time.time() + 500)[0]
     assert not Refitter(data, False).enabled
+
+
+def test_the_search_ends_in_time_to_refit_its_best_candidates():
+    data, *_ = trial_data(_frame(300, 1, True), "y", recipes=("tree",), n_folds=5)
+    now = 1000.0
+    reserve = RefitReserve(refit_growth(data), row_scale(data), end=now + 10, earliest=now, slack=1.0)
+    assert reserve.growth == pytest.approx(1.2 * 1.25 / 5) and reserve.scale == pytest.approx(1.25)
+    assert reserve.reason(now + 9.9) is None  # no candidate yet: nothing to keep time for
+    reserve.observe("lightgbm", {"objective": -3.0, "fit_time_s": 8.0})  # refit: 8 x 0.3 x 1.25 = 3 s
+    reserve.observe("lightgbm", {"objective": -4.0, "fit_time_s": 80.0})  # not its family's best
+    reserve.observe("xgboost", {"objective": -3.5, "fit_time_s": 4.0})  # 1.5 s
+    reserve.observe("knn", {"objective": -9.0, "fit_time_s": 500.0})  # third family: not kept for
+    reserve.observe("linear", {"objective": 0.0, "failed": True, "fit_time_s": None})
+    assert reserve.need_s() == pytest.approx(4.5)
+    assert reserve.reason(now + 5.4) is None  # 5.5 s are left: the search goes on
+    why = reserve.reason(now + 5.6)
+    assert why == "time kept for refitting the best candidates on every row (~4.5s expected)"
+    assert reserve.reason(now + 1) == why  # once ended, it stays ended
+
+    late = RefitReserve(growth=0.3, scale=1.25, end=now + 10, earliest=now + 6, slack=1.0)
+    late.observe("lightgbm", {"objective": -3.0, "fit_time_s": 8.0})  # 3 s
+    assert late.reason(now + 5.5) is None  # before `earliest`: the search keeps its share
+    assert late.reason(now + 7.5) is not None  # ends 10.5 s: within the ensemble's slack
+    tight = RefitReserve(growth=0.3, scale=1.25, end=now + 10, earliest=now + 9, slack=1.0)
+    tight.observe("lightgbm", {"objective": -3.0, "fit_time_s": 8.0})
+    assert tight.reason(now + 9.5) is None  # 12.5 s: too late to refit anyway, the search goes on
+    assert RefitReserve.start(data, False, deadline=now, keep_s=1, slack_s=1) is None  # refit off
+    assert RefitReserve.start(data, "auto", deadline=None, keep_s=1, slack_s=1) is None  # no limit
 
 
 def _option(name: str, objective: float, latency: float, size: float, prefer: int = 0) -> Option:

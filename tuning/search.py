@@ -77,8 +77,10 @@ def run_search(
     extra_points: list[dict[str, Any]] | None = None,
     reserve: Any = None,
 ) -> SearchOutcome:
-    """``reserve``: a :class:`tuning.distributed.reserve.FinalsReserve` that may end the search
-    early to keep time for a streaming fit's final fits."""
+    """``reserve``: an object that may end the search early to keep time for what follows it
+    (``observe(family, result)`` for each completed candidate, ``reason()``: why to end now, or
+    None): :class:`tuning.distributed.reserve.FinalsReserve` for a streaming fit's final fits,
+    :class:`automl.refit.RefitReserve` for refitting the best candidates on every row."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     t0 = time.time()
     setup = _setup(data, families, cfg, cluster, resources, run_dir, deadline, seed, extra_points)

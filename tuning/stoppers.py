@@ -1,7 +1,8 @@
 """Completion criteria beyond Tune's own (trial count, time budget): a target score and a
 no-improvement patience, counted on trials that can join the ensemble (not the lower rungs of
-row fidelity), and the time a streaming fit keeps for its final fits
-(:class:`tuning.distributed.reserve.FinalsReserve`). The stopper remembers why it ended the search."""
+row fidelity), and the time kept for what follows the search: a streaming fit's final fits
+(:class:`tuning.distributed.reserve.FinalsReserve`) or refitting the best candidates on every row
+(:class:`automl.refit.RefitReserve`). The stopper remembers why it ended the search."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class SearchStopper(Stopper):
     def __init__(self, *, target_objective: float | None, patience: int | None, reserve: Any = None) -> None:
         self.target = target_objective
         self.patience = patience
-        self.reserve = reserve  # a FinalsReserve (None: no final fits to keep time for)
+        self.reserve = reserve  # FinalsReserve or RefitReserve (None: no time to keep)
         self.best = float("-inf")
         self.since_best = 0
         self.reason: str | None = None
