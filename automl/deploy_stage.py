@@ -71,6 +71,7 @@ def deploy(
         opt = Option(o.name, objective, lambda: None, prefer=int((o.refit_of is not None) == refit_first))
         opt.build = _builder(o, opt, builder, refitter, deadline)
         opts.append(opt)
+    _refit_first(sorted(zip(opts, options), key=lambda oo: -oo[0].objective), refitter, deadline)
     sizes = ModelSizes()
     for c in {c.name: c for o in bagged for c in o.candidates}.values():
         if c.trial.checkpoint:  # the bag's files as the trial saved them (training.save_result)
@@ -113,6 +114,22 @@ def deploy(
         {o.name: o.measured for o in opts if o.measured},
         cuts,
     )
+
+
+def _refit_first(
+    ranked: list[tuple[Option, DeploymentOption]], refitter: Refitter, deadline: float | None
+) -> None:
+    """Under a deadline, refit the refit options' candidates before anything is measured, best
+    option first, each candidate alone while its refit fits (keeping the time to measure two
+    options): measuring the bags first, then refitting an ensemble's members all at once, had
+    spent the time the search kept for the refits (:class:`automl.refit.RefitReserve`), and a
+    refit single model is the fastest option a fit offers."""
+    if deadline is None or not refitter.enabled:
+        return  # no deadline: every refit is built when its option is
+    for _, o in ranked:
+        for c in o.candidates if o.refit_of is not None else ():
+            if c.name not in refitter.models and refitter.affordable([c], deadline - 2 * MEASURE_S)[0]:
+                refitter.model(c)
 
 
 def _builder(

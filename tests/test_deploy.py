@@ -14,11 +14,12 @@ from automl import AutoML, EnsembleConfig
 from automl.cli import build_parser
 from automl.config import FitSpec, ValidationConfig
 from automl.deploy import Option, decide, pareto_front
+from automl.deploy_stage import _refit_first
 from automl.exceptions import ConfigError
 from automl.models import get_family
-from automl.options import Candidate, PredictorBuilder, single
+from automl.options import Candidate, DeploymentOption, PredictorBuilder, single
 from automl.prepare import prepare
-from automl.refit import RefitReserve, Refitter, refit_growth, row_scale
+from automl.refit import REFIT_TIME_FACTOR, RefitReserve, Refitter, refit_growth, row_scale
 from automl.training import train_candidate
 from automl.trials import TrialRecord
 from tests.helpers import trial_data
@@ -74,7 +75,7 @@ def test_refit_is_skipped_when_its_expected_cost_does_not_fit():
     data, *_ = trial_data(df, "y", recipes=("tree",), n_folds=3)
     family = get_family("lightgbm")
     res = train_candidate(family, family.portfolio(data.task)[0], data)
-    res.fit_time_s = 100.0  # as if the bag had taken 100 s: its refit would take ~60 s
+    res.fit_time_s = 100.0  # as if the bag had taken 100 s: its refit would take ~40 s
     cand = Candidate("m", res, TrialRecord("t", "lightgbm", {}, "completed"))
     import time
 
@@ -85,11 +86,35 @@ def test_refit_is_skipped_when_its_expected_cost_does_not_fit():
     assert not Refitter(data, False).enabled
 
 
+def test_under_a_deadline_each_candidate_is_refit_alone_before_any_option_is_measured():
+    import time
+
+    data, *_ = trial_data(_frame(300, 1, True), "y", recipes=("tree",), n_folds=3)
+    family = get_family("lightgbm")
+    fast, slow = (train_candidate(family, family.portfolio(data.task)[0], data) for _ in range(2))
+    slow.fit_time_s = 1000.0  # its refit would take far longer than the time left
+    a = Candidate("lightgbm_001", fast, TrialRecord("a", "lightgbm", {}, "completed"))
+    b = Candidate("lightgbm_002", slow, TrialRecord("b", "lightgbm", {}, "completed"))
+    ens = DeploymentOption("weighted_ensemble", "ensemble", fast.oof, [(b, 0.5), (a, 0.5)])
+    options = [ens, ens.refit_variant(), single(b), single(b).refit_variant()]
+    ranked = [(Option(o.name, 1.0, lambda: None), o) for o in options]
+    refitter = Refitter(data, "auto")
+    _refit_first(ranked, refitter, None)
+    assert refitter.models == {}  # no deadline: refits are built with their options, when measured
+    _refit_first(ranked, refitter, time.time() + 60)
+    # the ensemble's refit as a whole would not fit; its member that does is refit all the same
+    assert set(refitter.models) == {"lightgbm_001"} and len(
+        refitter.models["lightgbm_001"].booster.dump_model()
+    )
+    assert "iterations" in refitter.notes["lightgbm_001"]
+
+
 def test_the_search_ends_in_time_to_refit_its_best_candidates():
     data, *_ = trial_data(_frame(300, 1, True), "y", recipes=("tree",), n_folds=5)
     now = 1000.0
-    reserve = RefitReserve(refit_growth(data), row_scale(data), end=now + 10, earliest=now, slack=1.0)
-    assert reserve.growth == pytest.approx(1.2 * 1.25 / 5) and reserve.scale == pytest.approx(1.25)
+    # 5-fold: a refit trains on 1.25x a fold's rows, once instead of 5 times
+    assert refit_growth(data) == pytest.approx(REFIT_TIME_FACTOR * 1.25 / 5) and row_scale(data) == 1.25
+    reserve = RefitReserve(growth=0.3, scale=1.25, end=now + 10, earliest=now, slack=1.0)
     assert reserve.reason(now + 9.9) is None  # no candidate yet: nothing to keep time for
     reserve.observe("lightgbm", {"objective": -3.0, "fit_time_s": 8.0})  # refit: 8 x 0.3 x 1.25 = 3 s
     reserve.observe("lightgbm", {"objective": -4.0, "fit_time_s": 80.0})  # not its family's best
