@@ -40,6 +40,7 @@ class Option:
     objective: float  # the validation score (or its estimate), higher is better
     build: Callable[[], Predictor | None]  # None: not built (it sets ``note``, e.g. no time to refit)
     prefer: int = 0  # on equal objectives the higher is measured and chosen first
+    lean: bool = False  # one model per member (a refit option): measured right after the best
     measured: dict[str, float] = field(default_factory=dict)
     note: str = ""
     pareto: bool = False
@@ -132,7 +133,12 @@ class ModelSizes:
 def measure_all(
     options: list[Option], sample: pd.DataFrame, deadline: float | None, sizes: ModelSizes | None = None
 ) -> None:
-    """Build and measure ``options`` in order while time is left; mark the Pareto front."""
+    """Build and measure ``options`` while time is left, the best first (the default choice),
+    then the lean ones, then the rest, each in the given order; mark the Pareto front. Lean options
+    come second because they are the fast end of the front: measured in plain order, a 60 s fit
+    of adult measured the bags of lower score and ran out of time before its refit single model
+    (0.6 ms/row against the bags' 1.7-4.5 ms)."""
+    options = options[:1] + sorted(options[1:], key=lambda o: not o.lean)  # stable within each
     for i, opt in enumerate(options):
         left = float("inf") if deadline is None else deadline - time.time()
         if left < MIN_MEASURE_S:

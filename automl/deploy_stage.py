@@ -68,7 +68,8 @@ def deploy(
     opts = []
     for o in options:
         objective = metric.objective(metric.score(data.y[mask], o.oof[mask]))
-        opt = Option(o.name, objective, lambda: None, prefer=int((o.refit_of is not None) == refit_first))
+        refit = o.refit_of is not None
+        opt = Option(o.name, objective, lambda: None, prefer=int(refit == refit_first), lean=refit)
         opt.build = _builder(o, opt, builder, refitter, deadline)
         opts.append(opt)
     _refit_first(sorted(zip(opts, options), key=lambda oo: -oo[0].objective), refitter, deadline)

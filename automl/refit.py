@@ -9,7 +9,8 @@ says which, in the log, ``run.json`` and the leaderboard).
 
 ``EnsembleConfig.refit``: "auto" refits a candidate only when the expected time (the bag's
 training time grown to the rows and the count of one model, x ``REFIT_TIME_FACTOR``) fits before
-the deadline; ``True`` always refits; ``False`` never does. Each candidate is refit at most once, however many options use it.
+the deadline; ``True`` always refits; ``False`` never does. Each candidate is refit at most once,
+however many options use it.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ test_api.py)."""
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -180,6 +181,36 @@ def test_chooser_keeps_the_fastest_when_nothing_meets_and_says_so():
         o.measured = {}
     choice = decide(order, max_latency_ms=2.0, max_model_mb=None)
     assert choice.option.name == "weighted_ensemble" and "could be measured" in choice.reason
+
+
+def test_the_best_option_is_measured_first_then_the_lean_ones(monkeypatch):
+    import automl.deploy as deploy
+
+    measured: list[str] = []
+
+    def fake_measure(pred, sample, budget_s, sizes):  # the order is under test, not the timing
+        measured.append(pred)
+        return {"latency_ms": 1.0, "latency_p99_ms": 2.0, "rows_per_s": 1e4, "size_mb": 1.0}
+
+    monkeypatch.setattr(deploy, "measure", fake_measure)
+    names = ["weighted_ensemble", "weighted_ensemble_refit", "lightgbm_001", "lightgbm_001_refit", "knn"]
+    order = [Option(n, 1.0 - i / 10, lambda n=n: n, lean=n.endswith("_refit")) for i, n in enumerate(names)]
+    deploy.measure_all(order, pd.DataFrame({"x": [1.0]}), deadline=None)
+    assert measured == [
+        "weighted_ensemble",
+        "weighted_ensemble_refit",
+        "lightgbm_001_refit",
+        "lightgbm_001",
+        "knn",
+    ]
+    # a deadline that leaves time for three: the default and the lean ones, not the bag
+    measured.clear()
+    order = [Option(o.name, o.objective, o.build, lean=o.lean) for o in order]
+    clock = iter([100.0] * 6 + [109.9] * 4)  # two readings per measured option, one per skipped
+    monkeypatch.setattr(deploy, "time", SimpleNamespace(time=lambda: next(clock)))  # deploy's clock only
+    deploy.measure_all(order, pd.DataFrame({"x": [1.0]}), deadline=110.0)
+    assert measured == ["weighted_ensemble", "weighted_ensemble_refit", "lightgbm_001_refit"]
+    assert "no time left" in order[2].note and not order[2].measured  # lightgbm_001, the bag
 
 
 def test_pareto_front_of_score_against_latency():
