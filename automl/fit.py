@@ -20,15 +20,21 @@ import pandas as pd
 from automl import layout
 from automl import leaderboard as lb
 from automl.assemble import Assembly, assemble
+from automl.budget import (
+    MIN_SEARCH_S,
+    RAY_STOP_RESERVE_S,
+    REPORT_RESERVE_S,
+    after_assemble_s,
+    refit_reserve,
+    search_reserve,
+)
 from automl.clock import Clock
 from automl.config import FitSpec
-from automl.deploy import MEASURE_S
 from automl.deploy_stage import save_alternatives
 from automl.fallback import FALLBACK_DEPLOY_S, FALLBACK_MIN_S, fallback_trial
 from automl.predictor import Predictor
 from automl.prepare import Prepared, prepare
 from automl.profile import DataProfile
-from automl.refit import RefitReserve
 from automl.splits import Folds
 from automl.trials import SearchOutcome
 
@@ -120,52 +126,6 @@ def _stop_ray(timings: dict[str, float]) -> None:
     timings["ray_stop_s"] = time.time() - t
 
 
-def _refit_reserve(spec: FitSpec, data: Any, deadline: float | None) -> RefitReserve | None:
-    """Time for refitting the best candidates: until the deploy stage's reserve, less the time to
-    measure the default option and one refit option, is spent; a short ensembling stage is slack."""
-    return RefitReserve.start(
-        data,
-        spec.ensemble.refit,
-        deadline=deadline,
-        keep_s=max(0.0, deploy_reserve_s(spec) - 2 * MEASURE_S),
-        slack_s=ensemble_reserve_s(spec),
-    )
-
-
-def search_reserve(spec: FitSpec) -> float:
-    """Seconds the time limit keeps after the search: loading candidates and ensembling, the
-    refit options and their measurement, saving, the report (when written) and the stack layer's
-    nested fits (when on)."""
-    if not spec.time_limit:
-        return 0.0
-    reserve = ensemble_reserve_s(spec) + after_assemble_s(spec) + deploy_reserve_s(spec)
-    if spec.ensemble.stack_levels:
-        reserve += STACK_RESERVE_SHARE * spec.time_limit
-    return reserve
-
-
-def ensemble_reserve_s(spec: FitSpec) -> float:
-    """Seconds kept after the search for loading the candidates and ensembling them."""
-    return min(60.0, max(3.0, 0.06 * spec.time_limit)) if spec.time_limit else 0.0
-
-
-def deploy_reserve_s(spec: FitSpec) -> float:
-    """Seconds kept for refitting the deployment options' members and measuring the options (the
-    search may end earlier to keep more: :class:`automl.refit.RefitReserve`)."""
-    if not spec.time_limit or (spec.ensemble.refit is False and not spec.ensemble.constrained):
-        return 0.0
-    return min(DEPLOY_RESERVE_MAX_S, DEPLOY_RESERVE_SHARE * spec.time_limit)
-
-
-def after_assemble_s(spec: FitSpec) -> float:
-    """Seconds kept after the ensembling stage: saving the Predictor and the run's files, and the
-    report when one is written."""
-    if not spec.time_limit:
-        return 0.0
-    save = min(10.0, max(1.0, 0.03 * spec.time_limit))
-    return save + (min(REPORT_RESERVE_S, 0.1 * spec.time_limit) if spec.report else 0.0)
-
-
 def _search(
     spec: FitSpec,
     prep: Prepared,
@@ -205,6 +165,9 @@ def _search(
         clock.cut("the search: " + why)
         outcome = SearchOutcome([], why, 0.0, "", 0, spec.search.strategy)
     else:
+        # the time kept after the search: a streaming fit's finals, or refitting the best candidates
+        finals = FinalsReserve.start(stream, cluster, finals_end) if stream else None
+        reserve = finals if stream else refit_reserve(spec, data, deadline)
         outcome = run_search(
             data,
             prep.families,
@@ -216,11 +179,7 @@ def _search(
             seed=spec.seed,
             resume=resume,
             extra_points=lb.warm_start_points(spec.search.warm_start, prep.families),
-            reserve=(
-                FinalsReserve.start(stream, cluster, finals_end)
-                if stream is not None
-                else _refit_reserve(spec, data, deadline)
-            ),
+            reserve=reserve,
         )
     timings["search_s"] = outcome.wall_s
     if stream is not None and outcome.completed():  # streaming: the best configs on every row
@@ -334,22 +293,8 @@ def _write_report(run_dir: Path, run_info: dict[str, Any], clock: Clock) -> None
 
 
 VALIDATION_SAMPLE_ROWS = 10_000
-#: seconds the time limit keeps for writing report.html (about 4-6 s measured on 2 cores; its
-#: explanations shrink to the time left)
-REPORT_RESERVE_S = 5.0
 #: with less time left the report is not written (loading the run and drawing take about 1.5 s)
 REPORT_MIN_S = 1.5
-#: share of the time limit (at most DEPLOY_RESERVE_MAX_S) kept for refitting the deployment
-#: options' members on every row and measuring every option's latency and size
-DEPLOY_RESERVE_SHARE, DEPLOY_RESERVE_MAX_S = 0.06, 20.0
-#: seconds kept at the end for ray.shutdown() when the fit stops the Ray it started (1.8 s
-#: measured at a load of 43 on 2 cores; the process then exits in well under a second)
-RAY_STOP_RESERVE_S = 2.0
-#: a search is started only with this much time left before its deadline (Tune's start and its
-#: wind-down take a few seconds on a loaded 2-core machine)
-MIN_SEARCH_S = 3.0
-#: share of the time limit kept for the stack layer when stacking is on (its nested fits)
-STACK_RESERVE_SHARE = 0.15
 
 
 def save_validation_sample(

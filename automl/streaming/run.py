@@ -101,7 +101,7 @@ def _search(search: Any) -> Any:
 def _scoring_share(spec: FitSpec, plan: StreamPlan, predictor: Any, started_at: float) -> float:
     """The share of the validation part the deployed Predictor can score before the time limit
     (its in-process batch rows/s, measured by the deployment stage, scaled to the part's rows)."""
-    from automl.fit import RAY_STOP_RESERVE_S
+    from automl.budget import RAY_STOP_RESERVE_S
 
     if spec.time_limit is None:
         return 1.0
