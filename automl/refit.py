@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from automl.exceptions import ConfigError
 from automl.models.base import FittedModel, get_family
+from automl.reserve import SearchReserve
 from automl.training import CandidateResult, TrialData, refit_full
 
 if TYPE_CHECKING:
@@ -132,18 +133,17 @@ REFIT_MIN_SEARCH_SHARE = 0.5
 REFIT_FAMILIES = 2
 
 
-@dataclass
-class RefitReserve:
+@dataclass(kw_only=True)
+class RefitReserve(SearchReserve):
     """Time after the search for refitting its best candidates on every row, so that a fit with a
     time limit offers refit options (one model per member: the fast ones to deploy) instead of
     skipping them for want of a few seconds.
 
-    The search's stopper asks it (:class:`tuning.stoppers.SearchStopper`, the same protocol as
-    :class:`tuning.distributed.reserve.FinalsReserve`): it watches completed candidates and ends the
-    search once ``end`` (when the refits must start at the latest, ensembling included) minus the
-    expected refit time of the best candidate of each of the ``REFIT_FAMILIES`` best families has
-    come, but not before ``earliest``, and not when ending now would no longer leave that time
-    (``slack``: the time kept for ensembling, which a short ensemble leaves over).
+    It ends the search once ``end`` (when the refits must start at the latest, ensembling
+    included) minus the expected refit time of the best candidate of each of the
+    ``REFIT_FAMILIES`` best families has come, but not before ``earliest``, and not when ending
+    now would no longer leave that time (``slack``: the time kept for ensembling, which a short
+    ensemble leaves over).
 
     Measured before it (60 s fits of the shared tables, split seed 0): refits of the best singles
     were skipped on 7 of 10 tables for want of 1-3 s (``refitting would take ~2.8s, 1.4s were
@@ -151,11 +151,7 @@ class RefitReserve:
 
     growth: float  # refit time over the bag's recorded training time (refit_growth)
     scale: float  # boosting rounds' growth (row_scale)
-    end: float
-    earliest: float
     slack: float = 0.0
-    best: dict[str, tuple[float, float]] = field(default_factory=dict)  # family -> (objective, fit s)
-    ended: str | None = None
 
     @classmethod
     def start(
@@ -167,20 +163,12 @@ class RefitReserve:
             return None
         now = time.time()
         return cls(
-            refit_growth(data),
-            row_scale(data),
+            growth=refit_growth(data),
+            scale=row_scale(data),
             end=deadline + keep_s,
             earliest=now + REFIT_MIN_SEARCH_SHARE * max(0.0, deadline - now),
             slack=slack_s,
         )
-
-    def observe(self, family: str, result: Mapping[str, Any]) -> None:
-        """A candidate's final report (lower rungs of row fidelity are not handed over)."""
-        if result.get("fit_time_s") is None or result.get("failed"):
-            return
-        objective = float(result.get("objective", float("-inf")))
-        if family not in self.best or objective > self.best[family][0]:
-            self.best[family] = (objective, float(result["fit_time_s"]))
 
     def need_s(self) -> float | None:
         """Expected seconds to refit the best candidate of each of the best families (None: none
@@ -190,21 +178,11 @@ class RefitReserve:
         top = sorted(self.best.items(), key=lambda kv: -kv[1][0])[:REFIT_FAMILIES]
         return sum(expected_refit_s(family, fit_s, self.growth, self.scale) for family, (_, fit_s) in top)
 
-    def reason(self, now: float | None = None) -> str | None:
-        """Why the search is to end now (None: it goes on)."""
-        if self.ended is None:
-            now = time.time() if now is None else now
-            need = self.need_s()
-            if (
-                need is not None
-                and now >= self.earliest
-                and now + need >= self.end
-                and now + need <= self.end + self.slack  # ending now still leaves the time
-            ):
-                self.ended = (
-                    f"time kept for refitting the best candidates on every row (~{need:.1f}s expected)"
-                )
-        return self.ended
+    def worth(self, need: float, now: float) -> bool:
+        return now + need <= self.end + self.slack  # ending now still leaves the time
+
+    def because(self, need: float) -> str:
+        return f"time kept for refitting the best candidates on every row (~{need:.1f}s expected)"
 
 
 def expected_refit_s(family: str, fit_time_s: float, growth: float, scale: float) -> float:

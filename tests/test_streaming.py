@@ -157,7 +157,7 @@ def test_the_search_ends_when_the_best_boosting_config_needs_the_time_left_for_i
     from tuning.stoppers import ReserveWatch, SearchStopper
 
     stream = SimpleNamespace(config=StreamingConfig(), n_train_estimate=1_000_000, n_sample_train=10_000)
-    reserve = FinalsReserve(stream, workers=2, end=1000.0, earliest=100.0)
+    reserve = FinalsReserve(stream=stream, workers=2, end=1000.0, earliest=100.0)
     reserve.observe("random_forest", {"objective": 0.99, "fit_time_s": 50.0})  # no final for its family
     reserve.observe("lightgbm", {"objective": 0.5, "failed": True, "fit_time_s": 9.0})
     assert reserve.need_s() is None and reserve.reason(now=990.0) is None
@@ -175,7 +175,7 @@ def test_the_search_ends_when_the_best_boosting_config_needs_the_time_left_for_i
     assert "final fit (~345s expected" in reserve.reason(now=1000.0 - need)
     # through the search's stopper: a completed trial's flat config and last result reach the
     # reserve, and its reason ends the search
-    late = FinalsReserve(stream, workers=2, end=time.time() + 100, earliest=0.0)  # 145 s needed
+    late = FinalsReserve(stream=stream, workers=2, end=time.time() + 100, earliest=0.0)  # 145 s needed
     stopper = SearchStopper(target_objective=None, patience=None, reserve=late)
     assert not stopper.stop_all()
     final = {"objective": 0.8, "fit_time_s": 1.0, "done_training": True}
@@ -411,7 +411,7 @@ def test_the_time_kept_for_a_final_ends_a_real_search(ray_session, binary_df, tm
     prep = prepare(spec, binary_df)
     stream = SimpleNamespace(config=StreamingConfig(), n_train_estimate=10**9, n_sample_train=len(binary_df))
     now = time.time()
-    reserve = FinalsReserve(stream, workers=1, end=now + 3600, earliest=now)
+    reserve = FinalsReserve(stream=stream, workers=1, end=now + 3600, earliest=now)
     outcome = run_search(
         prep.data,
         prep.families,

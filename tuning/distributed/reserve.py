@@ -12,9 +12,10 @@ not for a final that could no longer train on enough rows to be worth starting.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from automl.reserve import SearchReserve
 
 #: families whose best config trains on the full data
 FINAL_FAMILIES = ("lightgbm", "xgboost")
@@ -60,18 +61,14 @@ def workers_for(cpus: float) -> int:
     return max(1, int(cpus))
 
 
-@dataclass
-class FinalsReserve:
+@dataclass(kw_only=True)
+class FinalsReserve(SearchReserve):
     """The search's stopper asks it (:class:`tuning.stoppers.SearchStopper`): it watches the
     completed trials of the final families and ends the search once ``end`` (when the finals must
     be done) minus the best config's expected final time has come, and ``earliest`` has passed."""
 
     stream: Any
     workers: int
-    end: float  # time.time() by which the finals must be done
-    earliest: float  # time.time() before which the search is never ended for a final
-    best: dict[str, tuple[float, float]] = field(default_factory=dict)  # family -> (objective, fit s)
-    ended: str | None = None
 
     @classmethod
     def start(cls, stream: Any, cluster: Any, end: float | None) -> FinalsReserve | None:
@@ -80,15 +77,11 @@ class FinalsReserve:
             return None
         workers = stream.config.final_workers or default_workers(cluster)
         now = time.time()
-        return cls(stream, workers, end, now + MIN_SEARCH_SHARE * max(0.0, end - now))
+        earliest = now + MIN_SEARCH_SHARE * max(0.0, end - now)
+        return cls(stream=stream, workers=workers, end=end, earliest=earliest)
 
-    def observe(self, family: str, result: Mapping[str, Any]) -> None:
-        """A candidate's final report (trials below the top rung of row fidelity do not count)."""
-        if family not in FINAL_FAMILIES or result.get("fit_time_s") is None or result.get("failed"):
-            return
-        objective = float(result.get("objective", float("-inf")))
-        if family not in self.best or objective > self.best[family][0]:
-            self.best[family] = (objective, float(result["fit_time_s"]))
+    def counts(self, family: str) -> bool:
+        return family in FINAL_FAMILIES
 
     def need_s(self) -> float | None:
         """The expected final time of the best config so far (None: no final family completed)."""
@@ -97,26 +90,15 @@ class FinalsReserve:
         _, fit_s = max(self.best.values())
         return expected_final_s(fit_s, self.stream, self.workers)
 
-    def reason(self, now: float | None = None) -> str | None:
-        """Why the search is to end now (None: it goes on)."""
-        if self.ended is None:
-            now = time.time() if now is None else now
-            need = self.need_s()
-            if (
-                need is not None
-                and now >= self.earliest
-                and now + need >= self.end
-                and self._worth(need, now)
-            ):
-                self.ended = (
-                    f"time kept for the final fit (~{need:.0f}s expected for the best boosting config "
-                    f"on every training row)"
-                )
-        return self.ended
-
-    def _worth(self, need: float, now: float) -> bool:
+    def worth(self, need: float, now: float) -> bool:
         """A final that is no longer worth starting will not be trained: the search goes on."""
         return worthwhile(affordable_share(need, self.end - now), self.stream)
+
+    def because(self, need: float) -> str:
+        return (
+            f"time kept for the final fit (~{need:.0f}s expected for the best boosting config "
+            f"on every training row)"
+        )
 
 
 __all__ = [

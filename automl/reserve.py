@@ -1,0 +1,57 @@
+"""Time a search keeps for what follows it: the protocol of :class:`tuning.stoppers.SearchStopper`'s
+reserve (``observe`` each completed candidate, ``reason`` to end the search), shared by
+:class:`automl.refit.RefitReserve` (refitting the best candidates on every row) and
+:class:`tuning.distributed.reserve.FinalsReserve` (a streaming fit's final fits)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(kw_only=True)
+class SearchReserve:
+    """Watches the completed candidates (the best objective of each family that counts, with its
+    training time) and ends the search once ``end`` minus the time the work after it is expected
+    to take (:meth:`need_s`) has come, not before ``earliest``, and only while that work is still
+    worth it when the search ends now (:meth:`worth`)."""
+
+    end: float  # time.time() by which the work after the search must be done (or started)
+    earliest: float  # time.time() before which the search is never ended for it
+    best: dict[str, tuple[float, float]] = field(default_factory=dict)  # family -> (objective, fit s)
+    ended: str | None = None
+
+    def counts(self, family: str) -> bool:
+        """Whether a candidate of ``family`` is one the kept time is for."""
+        return True
+
+    def need_s(self) -> float | None:
+        """Seconds the work after the search is expected to take (None: no candidate yet)."""
+        raise NotImplementedError
+
+    def worth(self, need: float, now: float) -> bool:
+        """Whether ending the search at ``now`` still leaves the work worth doing."""
+        raise NotImplementedError
+
+    def because(self, need: float) -> str:
+        """The reason the search ended, as the log and ``run.json`` say it."""
+        raise NotImplementedError
+
+    def observe(self, family: str, result: Mapping[str, Any]) -> None:
+        """A candidate's final report (trials below the top rung of row fidelity are not handed over)."""
+        if not self.counts(family) or result.get("fit_time_s") is None or result.get("failed"):
+            return
+        objective = float(result.get("objective", float("-inf")))
+        if family not in self.best or objective > self.best[family][0]:
+            self.best[family] = (objective, float(result["fit_time_s"]))
+
+    def reason(self, now: float | None = None) -> str | None:
+        """Why the search is to end now (None: it goes on). Once ended, it stays ended."""
+        if self.ended is None:
+            now = time.time() if now is None else now
+            need = self.need_s()
+            if need is not None and now >= self.earliest and now + need >= self.end and self.worth(need, now):
+                self.ended = self.because(need)
+        return self.ended
