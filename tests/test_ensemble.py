@@ -37,22 +37,23 @@ def test_auto_refit_only_when_its_expected_cost_fits_before_the_deadline():
     import time
     from types import SimpleNamespace
 
-    from automl.refit import Refitter, refit_growth, row_scale
+    from automl.refit import REFIT_TIME_FACTOR, Refitter, refit_growth, row_scale
 
-    # one holdout fold training on 80 of 100 rows: refit costs 1.2 x 100/80 = 1.5 x the fold's fit
+    # one holdout fold training on 80 of 100 rows: refit costs 0.8 x 100/80 = 1.0 x the fold's fit
     holdout = SimpleNamespace(y=np.zeros(100), folds=[(np.arange(80), np.arange(80, 100))])
-    assert refit_growth(holdout) == pytest.approx(1.5) and row_scale(holdout) == pytest.approx(1.25)
+    assert REFIT_TIME_FACTOR == 0.8 and refit_growth(holdout) == pytest.approx(1.0)
+    assert row_scale(holdout) == pytest.approx(1.25)
 
     def cand(name: str, family: str, seconds: float) -> SimpleNamespace:
         return SimpleNamespace(name=name, result=SimpleNamespace(family=family, fit_time_s=seconds))
 
     lgbm, knn = cand("lightgbm_001", "lightgbm", 10.0), cand("knn_002", "knn", 10.0)
     late = Refitter(holdout, "auto")
-    # boosting: 10 s x 1.5 x 1.25 more rounds = ~19 s; a k-NN keeps its count: ~15 s
-    assert late.expected_s([lgbm]) == pytest.approx(18.75) and late.expected_s([knn]) == pytest.approx(15.0)
+    # boosting: 10 s x 1.0 x 1.25 more rounds = 12.5 s; a k-NN keeps its count: 10 s
+    assert late.expected_s([lgbm]) == pytest.approx(12.5) and late.expected_s([knn]) == pytest.approx(10.0)
     assert late.affordable([lgbm], time.time() + 20)[0] is True
     ok, why = late.affordable([lgbm, knn], time.time() + 20)
-    assert ok is False and "~33.8s" in why and "refit=True forces it" in why
+    assert ok is False and "~22.5s" in why and "refit=True forces it" in why
     assert Refitter(holdout, True).affordable([lgbm, knn], time.time() + 1)[0] is True
     assert Refitter(holdout, "auto").affordable([lgbm, knn], None)[0] is True
     assert not Refitter(holdout, False).enabled
