@@ -135,6 +135,24 @@ def test_the_search_ends_in_time_to_refit_its_best_candidates():
     tight = RefitReserve(growth=0.3, scale=1.25, end=now + 10, earliest=now + 9, slack=1.0)
     tight.observe("lightgbm", {"objective": -3.0, "fit_time_s": 8.0})
     assert tight.reason(now + 9.5) is None  # 12.5 s: too late to refit anyway, the search goes on
+    # a trial in flight when the reserve ended the search: its record says so
+    from tuning.records import record
+    from tuning.stoppers import SearchStopper
+
+    stopper = SearchStopper(target_objective=None, patience=None, reserve=reserve)
+    assert stopper.stop_all() and stopper.ended()[1] == why
+    at = stopper.ended()[0]
+    result = SimpleNamespace(
+        config={"family": "xgboost"},
+        metrics={"trial_id": "abc", "objective": -3.0, "score": 3.0, "iteration": 20},
+        path="/x/run_trial_abc_3_family=xgboost",
+        error=None,
+        checkpoint=None,
+    )
+    progress = SimpleNamespace(times={"abc": (at - 5, at + 0.5)})
+    rec = record(result, progress, at - 10, at + 100, ended=stopper.ended())
+    assert rec.status == "stopped" and rec.stop_reason == f"stopped when the search ended: {why}"
+    assert record(result, progress, at - 10, at + 100).stop_reason == "early-stopped by the scheduler"
     assert RefitReserve.start(data, False, deadline=now, keep_s=1, slack_s=1) is None  # refit off
     assert RefitReserve.start(data, "auto", deadline=None, keep_s=1, slack_s=1) is None  # no limit
 

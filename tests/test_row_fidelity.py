@@ -347,7 +347,10 @@ def test_a_time_limited_fit_caps_the_lower_rungs_and_keeps_its_budget(ray_sessio
     trials = board[board["trial_id"].notna() & board["family"].isin(["lightgbm", "xgboost"])]
     trials = trials[~trials["status"].isin(["refit", "skipped"])]
     stopped = trials[(trials["status"] == "stopped") & trials["score_val"].notna()]
-    assert stopped["stop_reason"].str.contains("row fidelity rung [12] of 3").all()
-    assert len(stopped) >= 1
+    rung = stopped["stop_reason"].str.contains("row fidelity rung [12] of 3")
+    # a trial in flight when the search ended to keep time for refitting is stopped by that, and
+    # says so (not "early-stopped by the scheduler")
+    assert (rung | stopped["stop_reason"].str.startswith("stopped when the search ended: ")).all()
+    assert rung.sum() >= 1
     assert (trials["status"] == "completed").sum() >= 1
     assert run.predict(_table(5, 2)).isin(["lo", "mid", "hi"]).all()

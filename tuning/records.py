@@ -50,6 +50,11 @@ def _local_checkpoint(checkpoint: Any, cache_dir: Path) -> str:
     return str(dest)
 
 
+#: a trial whose end is logged up to this long before the stopper ended the search was stopped by
+#: it (the stopper is asked between Tune's events; the trial's end is logged as Tune handles it)
+STOP_SLACK_S = 1.0
+
+
 def record(
     result: Any,
     progress: ProgressCallback,
@@ -58,6 +63,7 @@ def record(
     *,
     retries: dict[str, int] | None = None,
     cache_dir: Path | None = None,
+    ended: tuple[float, str] | None = None,
 ) -> TrialRecord:
     config = result.config or {}
     try:
@@ -101,9 +107,11 @@ def record(
             )
     else:
         rec.status = "stopped"
-        ended = times[1] if times and times[1] else time.time()
-        if deadline is not None and ended >= deadline:
+        ended_at = times[1] if times and times[1] else time.time()
+        if deadline is not None and ended_at >= deadline:
             rec.stop_reason = "time limit"
+        elif ended is not None and ended_at >= ended[0] - STOP_SLACK_S:
+            rec.stop_reason = f"stopped when the search ended: {ended[1]}"
         else:
             rec.stop_reason = "early-stopped by the scheduler"
     return rec

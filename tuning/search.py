@@ -95,7 +95,16 @@ def run_search(
     wall = time.time() - t0
     retries = retries_of(grid)
     records = [
-        record(r, progress, t0, deadline, retries=retries, cache_dir=run_dir / EXPERIMENT) for r in grid
+        record(
+            r,
+            progress,
+            t0,
+            deadline,
+            retries=retries,
+            cache_dir=run_dir / EXPERIMENT,
+            ended=stopper.ended(),
+        )
+        for r in grid
     ]
     if setup.rungs is not None:
         annotate(records, setup.rungs)

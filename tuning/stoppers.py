@@ -6,6 +6,7 @@ row fidelity), and the time kept for what follows the search: a streaming fit's 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ray.tune import Callback, Stopper
@@ -22,6 +23,7 @@ class SearchStopper(Stopper):
         self.best = float("-inf")
         self.since_best = 0
         self.reason: str | None = None
+        self.ended_at: float | None = None  # time.time() when a reason first ended the search
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         if not is_candidate(result):  # a lower rung of row fidelity scores a sample: not comparable
@@ -40,7 +42,13 @@ class SearchStopper(Stopper):
     def stop_all(self) -> bool:
         if self.reason is None and self.reserve is not None:
             self.reason = self.reserve.reason()
+        if self.reason is not None and self.ended_at is None:
+            self.ended_at = time.time()
         return self.reason is not None
+
+    def ended(self) -> tuple[float, str] | None:
+        """When and why this stopper ended the search (None: it did not)."""
+        return None if self.reason is None or self.ended_at is None else (self.ended_at, self.reason)
 
 
 class ReserveWatch(Callback):
