@@ -6,13 +6,14 @@ reserve (``observe`` each completed candidate, ``reason`` to end the search), sh
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass(kw_only=True)
-class SearchReserve:
+class SearchReserve(ABC):
     """Watches the completed candidates (the best objective of each family that counts, with its
     training time) and ends the search once ``end`` minus the time the work after it is expected
     to take (:meth:`need_s`) has come, not before ``earliest``, and only while that work is still
@@ -27,17 +28,17 @@ class SearchReserve:
         """Whether a candidate of ``family`` is one the kept time is for."""
         return True
 
+    @abstractmethod
     def need_s(self) -> float | None:
         """Seconds the work after the search is expected to take (None: no candidate yet)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def worth(self, need: float, now: float) -> bool:
         """Whether ending the search at ``now`` still leaves the work worth doing."""
-        raise NotImplementedError
 
+    @abstractmethod
     def because(self, need: float) -> str:
         """The reason the search ended, as the log and ``run.json`` say it."""
-        raise NotImplementedError
 
     def observe(self, family: str, result: Mapping[str, Any]) -> None:
         """A candidate's final report (trials below the top rung of row fidelity are not handed over)."""
