@@ -285,6 +285,28 @@ def test_xgboost_bag_table_matches_xgboost(fitted, problem, monkeypatch):
     assert type(member.models[0]).joint_predictor(member.models) is None
 
 
+def test_predictors_over_the_same_fold_models_share_one_joint_predictor(fitted, monkeypatch):
+    """The deployment stage measures several options over the same bags: their XGBoost tables
+    are built once per set of model objects (seconds for big bags), not once per Predictor."""
+    from automl import fastpath
+    from automl.models.xgboost import XGBoostModel
+
+    pred, df = fitted[("xgboost", "binary")]
+    models = pred.members[0].models
+    built = []
+    original = XGBoostModel.joint_predictor.__func__
+    counted = classmethod(lambda cls, ms: built.append(len(ms)) or original(cls, ms))
+    monkeypatch.setattr(XGBoostModel, "joint_predictor", counted)
+    monkeypatch.setattr(fastpath, "_SHARED", type(fastpath._SHARED)())
+    first = fastpath.shared_joint(models)
+    assert first is not None and fastpath.shared_joint(list(models)) is first and built == [len(models)]
+    assert len(models) > 1 and fastpath.shared_joint(models[:1]) is not first  # another set of models
+    rows = df.head(3)
+    a, b = fastpath.compile_predict_path(pred), fastpath.compile_predict_path(pred)
+    np.testing.assert_array_equal(a.predict_raw(pred, rows)[0], b.predict_raw(pred, rows)[0])
+    assert built == [len(models), 1]  # both paths took the shared one
+
+
 def _clean(pred: Predictor, frame: pd.DataFrame) -> pd.DataFrame:
     from automl.schema import validate_frame
 
