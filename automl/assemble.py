@@ -24,6 +24,7 @@ from automl.options import Candidate, DeploymentOption, PredictorBuilder, single
 from automl.predictor import Predictor
 from automl.prepare import Prepared
 from automl.stack_fit import StackLayer, fit_layer
+from automl.stacking import stack_cost_s
 from automl.training import TrialData, load_result
 from automl.trials import SearchOutcome, TrialRecord
 
@@ -197,8 +198,7 @@ def _stack(
     if ens is None:
         return None, "skipped: no weighted ensemble to stack (one candidate, or ensembling off)"
     used = [c for c, _ in ens.parts]
-    # nested features: k(k-1)/2 fits per member on (k-2)/k of the rows, then the layer itself
-    cost = sum(c.result.fit_time_s for c in used) / k * (k - 2) / k * k * (k - 1) / 2 * 1.3 + 10.0
+    cost = stack_cost_s([c.result.fit_time_s for c in used], k)
     if deadline is not None and time.time() + cost > deadline:
         return (
             None,

@@ -25,8 +25,8 @@ from automl.budget import (
     RAY_STOP_RESERVE_S,
     REPORT_RESERVE_S,
     after_assemble_s,
-    refit_reserve,
     search_reserve,
+    search_time_reserve,
 )
 from automl.clock import Clock
 from automl.config import FitSpec
@@ -165,9 +165,9 @@ def _search(
         clock.cut("the search: " + why)
         outcome = SearchOutcome([], why, 0.0, "", 0, spec.search.strategy)
     else:
-        # the time kept after the search: a streaming fit's finals, or refitting the best candidates
+        # the time kept after the search: a streaming fit's finals, or the refits (and stack layer)
         finals = FinalsReserve.start(stream, cluster, finals_end) if stream else None
-        reserve = finals if stream else refit_reserve(spec, data, deadline)
+        reserve = finals if stream else search_time_reserve(spec, data, deadline)
         outcome = run_search(
             data,
             prep.families,

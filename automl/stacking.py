@@ -48,3 +48,11 @@ def stack_features(
         base.cat_names,
         base.cat_sizes,
     )
+
+
+def stack_cost_s(member_fit_s: list[float], n_folds: int) -> float:
+    """Expected seconds of the stack layer over members whose bags trained for ``member_fit_s``
+    (all folds) with ``n_folds``-fold validation: the nested out-of-fold features take k(k-1)/2
+    fits per member on (k-2)/k of the rows, then the layer itself (10 s, and 30 % of margin)."""
+    k = n_folds
+    return sum(member_fit_s) / k * (k - 2) / k * k * (k - 1) / 2 * 1.3 + 10.0

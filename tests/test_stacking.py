@@ -110,3 +110,51 @@ def test_stacking_constraints_and_calibration_end_to_end(ray_session, binary_df,
     chosen = board[board["chosen"]].iloc[0]
     assert chosen["deployment"].startswith("chosen: no option meets the constraints")
     assert tight.run_info_["deployment"]["constraints_met"] is False
+
+
+def test_the_search_keeps_time_for_the_stack_layer_only_when_it_fits():
+    """At 300 s a fixed 15 % was kept for a layer that needed 96-158 s and was skipped: the fits
+    ended 44-60 s early. The search now keeps the layer's expected time only when it fits in its
+    cap (and the refits' time either way)."""
+    from automl.budget import search_reserve, search_time_reserve
+    from automl.config import FitSpec
+    from automl.refit import RefitReserve
+    from automl.stack_reserve import StackReserve
+    from automl.stacking import stack_cost_s
+
+    assert stack_cost_s([5.0, 2.5], 5) == pytest.approx(1.56 * 7.5 + 10)  # (k-2)(k-1)/2k x 1.3, + 10 s
+    now = 1000.0
+    roomy = StackReserve(growth=0.3, scale=1.25, end=now + 60, earliest=now, slack=1.0, folds=5, cap=25.0)
+    assert roomy.need_s() is None and roomy.reason(now + 59) is None  # nothing observed yet
+    roomy.observe("lightgbm", {"objective": -3.0, "fit_time_s": 5.0})  # refit 5 x 0.3 x 1.25 = 1.875 s
+    roomy.observe("xgboost", {"objective": -3.5, "fit_time_s": 2.5})  # 0.9375 s
+    refit = 1.875 + 0.9375
+    assert roomy.need_s() == pytest.approx(1.56 * 7.5 + 10 + refit)  # 21.7 s of layer: under the cap
+    assert roomy.reason(now + 60 - 24.6) is None
+    why = roomy.reason(now + 60 - 24.4)
+    assert why == (
+        "time kept for the stack layer (~21.7s expected)"
+        " and refitting the best candidates on every row (~2.8s)"
+    )
+    # the layer needs more than the search may give up for it: only the refits' time is kept
+    tight = StackReserve(growth=0.3, scale=1.25, end=now + 60, earliest=now, slack=1.0, folds=5, cap=20.0)
+    tight.observe("lightgbm", {"objective": -3.0, "fit_time_s": 5.0})
+    tight.observe("xgboost", {"objective": -3.5, "fit_time_s": 2.5})
+    assert tight.need_s() == pytest.approx(refit) and tight.reason(now + 60 - 4) is None
+    assert tight.reason(now + 60 - 2.7).startswith("time kept for refitting")
+    # refit off: the layer alone
+    alone = StackReserve(growth=0.3, scale=1.25, end=now + 60, earliest=now, folds=5, cap=25.0, refit=False)
+    alone.observe("lightgbm", {"objective": -3.0, "fit_time_s": 5.0})
+    assert alone.need_s() == pytest.approx(1.56 * 5 + 10)
+    assert alone.because(17.8) == "time kept for the stack layer (~17.8s expected)"
+
+    # wiring: with stacking on and k-fold, the search's reserve is a StackReserve, and the fixed
+    # time after the search no longer holds a share for the layer
+    frame = pd.DataFrame({"x": np.random.default_rng(0).normal(size=200), "y": np.arange(200) % 2})
+    data = trial_data(frame, "y", n_folds=5)[0]
+    stacked = FitSpec("y", time_limit=300, ensemble=EnsembleConfig(stack_levels=1))
+    plain = FitSpec("y", time_limit=300)
+    assert search_reserve(stacked) == search_reserve(plain)
+    reserve = search_time_reserve(stacked, data, now + 200)
+    assert isinstance(reserve, StackReserve) and reserve.cap == pytest.approx(45.0) and reserve.folds == 5
+    assert type(search_time_reserve(plain, data, now + 200)) is RefitReserve
