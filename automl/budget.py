@@ -67,7 +67,13 @@ def search_time_reserve(spec: FitSpec, data: Any, deadline: float | None) -> Ref
     validation, for the stack layer when it is expected to fit in STACK_RESERVE_SHARE of the limit."""
     keep_s, slack_s = max(0.0, deploy_reserve_s(spec) - 2 * MEASURE_S), ensemble_reserve_s(spec)
     if deadline is not None and spec.time_limit and spec.ensemble.stack_levels and len(data.folds) >= 2:
-        cap = STACK_RESERVE_SHARE * spec.time_limit
-        refit = spec.ensemble.refit
-        return StackReserve.begin(data, refit, deadline=deadline, keep_s=keep_s, slack_s=slack_s, cap_s=cap)
+        return StackReserve.over(
+            data,
+            deadline=deadline,
+            keep_s=keep_s,
+            slack_s=slack_s,
+            folds=len(data.folds),
+            cap=STACK_RESERVE_SHARE * spec.time_limit,
+            refit=spec.ensemble.refit is not False,
+        )
     return RefitReserve.start(data, spec.ensemble.refit, deadline=deadline, keep_s=keep_s, slack_s=slack_s)

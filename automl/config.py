@@ -195,11 +195,13 @@ class EnsembleConfig:
         calibrate: calibrate classifier probabilities on out-of-fold predictions when it helps.
         max_predict_latency_ms, max_model_size_mb: the former names of ``max_latency_ms`` and
             ``max_model_mb`` (deprecated: still accepted, with a warning).
-
-    The best validation score that meets the constraints is deployed; when no option meets them,
-    the fastest is kept and the log, ``run.json`` and the leaderboard say so.
         clip_predictions: clip every regression member's predictions to the training target's
             range widened by 5 % on each side (``automl.target``); False lets them extrapolate.
+
+    The best validation score that meets the constraints is deployed; when no option meets them,
+    the fastest is kept and the log, ``run.json`` and the leaderboard say so. With a time limit,
+    the search may end early to keep time for the refit options and, when it is expected to fit
+    in 15 % of the limit, the stack layer (``docs/ensembling.md``).
     """
 
     enabled: bool = True

@@ -161,6 +161,12 @@ class RefitReserve(SearchReserve):
         refits may run until ``keep_s`` after it (None: no time limit, or refit off)."""
         if deadline is None or mode is False:
             return None
+        return cls.over(data, deadline=deadline, keep_s=keep_s, slack_s=slack_s)
+
+    @classmethod
+    def over(cls, data: TrialData, *, deadline: float, keep_s: float, slack_s: float, **fields: Any) -> Any:
+        """The reserve (of this class, with its own ``fields``) of a search over ``data`` starting
+        now and ending at ``deadline`` at the latest."""
         now = time.time()
         return cls(
             growth=refit_growth(data),
@@ -168,6 +174,7 @@ class RefitReserve(SearchReserve):
             end=deadline + keep_s,
             earliest=now + REFIT_MIN_SEARCH_SHARE * max(0.0, deadline - now),
             slack=slack_s,
+            **fields,
         )
 
     def need_s(self) -> float | None:

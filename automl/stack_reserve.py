@@ -12,12 +12,10 @@ skipped for time, as before, but the search had the time.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from automl.refit import REFIT_MIN_SEARCH_SHARE, RefitReserve, refit_growth, row_scale
+from automl.refit import RefitReserve
 from automl.stacking import stack_cost_s
-from automl.trial_data import TrialData
 
 #: the layer's members are estimated as the best candidate of each of this many best families
 #: (a weighted ensemble's members, which the layer stacks, usually come from two to four)
@@ -26,36 +24,12 @@ STACK_FAMILIES = 3
 
 @dataclass(kw_only=True)
 class StackReserve(RefitReserve):
-    """A :class:`RefitReserve` that also keeps the stack layer's expected time, up to ``cap``."""
+    """A :class:`RefitReserve` that also keeps the stack layer's expected time, up to ``cap``
+    (built with :meth:`RefitReserve.over`)."""
 
     folds: int
     cap: float  # the most time the search gives up for the layer
     refit: bool = True  # whether the refits' time is kept too
-
-    @classmethod
-    def begin(
-        cls,
-        data: TrialData,
-        refit: bool | str,
-        *,
-        deadline: float,
-        keep_s: float,
-        slack_s: float,
-        cap_s: float,
-    ) -> StackReserve:
-        """The reserve of a search starting now and ending at ``deadline`` at the latest (see
-        :meth:`RefitReserve.start` for ``keep_s`` and ``slack_s``)."""
-        now = time.time()
-        return cls(
-            growth=refit_growth(data),
-            scale=row_scale(data),
-            end=deadline + keep_s,
-            earliest=now + REFIT_MIN_SEARCH_SHARE * max(0.0, deadline - now),
-            slack=slack_s,
-            folds=len(data.folds),
-            cap=cap_s,
-            refit=refit is not False,
-        )
 
     def stack_s(self) -> float | None:
         """Expected seconds of the layer over the best candidates so far (None: none yet)."""
