@@ -5,8 +5,8 @@
 * A real two-node Ray cluster on loopback (``ray start``, token auth, 1 CPU per node): a fit
   submitted with ``ray job submit`` whose driver is killed resumes with ``--resume`` from S3 (moto
   on loopback) without repeating finished trials; a search whose second node is killed midway
-  completes (a shared path as storage) with every trial on the leaderboard and the quality of an
-  undisturbed run.
+  completes (a shared path as storage) with every trial on the leaderboard, and the trial it
+  retried has the quality of its config trained undisturbed.
 
 This module stops exactly the processes it started, by PID: each node's ``ray start --block``
 process and every process that inherited the node's marker variable (raylet, agents, workers, job
@@ -568,27 +568,32 @@ def test_search_survives_losing_a_node(cluster, tmp_path, ray_session):
     assert final["iterations_since_restore"] < final["training_iteration"], final
     assert (shared / out.name / "predictor.json").exists()  # the run directory, copied to storage
 
-    # quality: the same search undisturbed (a count-budgeted, seeded search is reproducible)
+    # quality: the victim's config trained undisturbed, alone (a seeded config trains the same model
+    # in any search; the whole search again took ~27 s of CI): the resumed trial's quality
     t1 = time.time()
-    search = SearchConfig(strategy="random", max_trials=4, families=("lightgbm", "xgboost"))
+    row = board[board["trial_id"] == victim]
+    previous = tmp_path / "victim-config"  # a run directory whose leaderboard holds the victim only
+    previous.mkdir()
+    row.to_csv(previous / "leaderboard.csv", index=False)
+    family = row["family"].iloc[0]
+    search = SearchConfig(
+        strategy="random", max_trials=1, portfolio=False, families=(family,), warm_start=str(previous)
+    )
     base = AutoML(
         target="class",
         search=search,
-        ensemble=EnsembleConfig(refit=False),  # as the CLI's --refit no
+        ensemble=EnsembleConfig(enabled=False, refit=False),
         output_dir=tmp_path / "undisturbed",
         seed=3,
         write_report=False,
     ).fit(pd.read_csv(table))
     base_s = time.time() - t1
     ref = _trials(base.leaderboard())
-    assert set(ref["params"]) == set(trials["params"])
-    for model, row in trials.iterrows():  # a resumed trial: the same quality, not bit-identical
-        tolerance = 0.01 if retries.get(row["trial_id"]) else 1e-9
-        assert row["score_val"] == pytest.approx(ref.loc[model, "score_val"], abs=tolerance), model
-    chosen = board.loc[board["chosen"], "score_val"].iloc[0]
-    assert chosen == pytest.approx(base.leaderboard().query("chosen")["score_val"].iloc[0], abs=0.005)
+    assert list(ref["params"]) == list(row["params"]) and (ref["status"] == "completed").all()
+    # resumed from its checkpoint: the same quality, not bit-identical
+    assert row["score_val"].iloc[0] == pytest.approx(ref["score_val"].iloc[0], abs=0.01)
     print(
         f"node killed after {killed_at:.1f}s; fit done in {took:.1f}s; retried: {retries} "
         f"(from step {final['training_iteration'] - final['iterations_since_restore']}); "
-        f"undisturbed run {base_s:.1f}s"
+        f"the victim's config undisturbed {base_s:.1f}s"
     )

@@ -132,6 +132,12 @@ def test_the_search_ends_in_time_to_refit_its_best_candidates():
     late.observe("lightgbm", {"objective": -3.0, "fit_time_s": 8.0})  # 3 s
     assert late.reason(now + 5.5) is None  # before `earliest`: the search keeps its share
     assert late.reason(now + 7.5) is not None  # ends 10.5 s: within the ensemble's slack
+    # a holdout search keeps no time for refits (its candidates are one model each already)
+    spec = FitSpec("y", validation=ValidationConfig(strategy="holdout"))
+    holdout = prepare(spec, _frame(300, 1, True), recipes=("tree",)).data
+    assert len(holdout.folds) == 1
+    assert RefitReserve.start(holdout, "auto", deadline=now + 30, keep_s=5.0, slack_s=1.0) is None
+    assert RefitReserve.start(data, "auto", deadline=now + 30, keep_s=5.0, slack_s=1.0) is not None
     tight = RefitReserve(growth=0.3, scale=1.25, end=now + 10, earliest=now + 9, slack=1.0)
     tight.observe("lightgbm", {"objective": -3.0, "fit_time_s": 8.0})
     assert tight.reason(now + 9.5) is None  # 12.5 s: too late to refit anyway, the search goes on

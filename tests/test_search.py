@@ -4,13 +4,15 @@ import json
 
 import pytest
 
-from automl import AutoML, SearchConfig, ValidationConfig
+from automl import AutoML, EnsembleConfig, SearchConfig, ValidationConfig
 from automl.exceptions import ConfigError
 from tests.helpers import trial_rows
 
 pytestmark = pytest.mark.ray
 
 STRATEGIES = ["bayesian", "random", "grid", "hyperband", "asha", "bohb"]
+#: the search is what these tests are about: no ensemble, refit options or their measurement
+SEARCH_ONLY = EnsembleConfig(enabled=False, refit=False)
 
 
 def fit(df, tmp_path, strategy, **search):
@@ -19,6 +21,7 @@ def fit(df, tmp_path, strategy, **search):
         write_report=False,
         target="label",
         search=SearchConfig(strategy=strategy, **search),
+        ensemble=SEARCH_ONLY,
         output_dir=tmp_path / strategy,
         seed=0,
     ).fit(df)
@@ -62,6 +65,7 @@ def test_same_seed_and_trial_budget_give_the_same_leaderboard(ray_session, multi
             write_report=False,
             target="label",
             search=SearchConfig(max_trials=6, families=("lightgbm", "xgboost")),
+            ensemble=SEARCH_ONLY,
             validation=ValidationConfig(n_folds=3),
             output_dir=tmp_path / f"r{i}",
             seed=7,
@@ -99,6 +103,7 @@ def test_mlflow_callback_logs_every_trial(ray_session, binary_df, tmp_path):
         write_report=False,
         target="label",
         search=SearchConfig(max_trials=2, families=("lightgbm",), mlflow=True),
+        ensemble=SEARCH_ONLY,
         output_dir=tmp_path / "ml",
     ).fit(binary_df)
     mlflow.set_tracking_uri((run.run_dir_ / "mlruns").as_uri())  # the fit allowed the file store
@@ -112,6 +117,7 @@ def test_warm_start_evaluates_the_previous_best_configs_first(ray_session, binar
         write_report=False,
         target="label",
         search=SearchConfig(max_trials=3, strategy="random", families=("lightgbm",)),
+        ensemble=SEARCH_ONLY,
         output_dir=tmp_path / "a",
         seed=1,
     ).fit(binary_df)
@@ -126,6 +132,7 @@ def test_warm_start_evaluates_the_previous_best_configs_first(ray_session, binar
             portfolio=False,
             warm_start=str(first.run_dir_),
         ),
+        ensemble=SEARCH_ONLY,
         output_dir=tmp_path / "b",
         seed=2,
     ).fit(binary_df)

@@ -25,7 +25,6 @@ import numpy as np, pandas as pd, ray
 from ray.cluster_utils import Cluster
 
 table, marks, out = sys.argv[1], sys.argv[2], sys.argv[3]
-lose_node = sys.argv[4:] == ["lose-node"]  # the second node is removed once the final's workers started
 columns = set(pd.read_parquet(table).columns)
 n_rows = len(pd.read_parquet(table))
 seen = {"rows_with_every_column": 0, "largest_frame": 0}
@@ -60,7 +59,7 @@ def loop(cfg):
     first = not os.path.exists(path)
     with open(path, "a") as f:  # one line per start of the final: the node the rank ran on
         f.write(node + "\\n")
-    if lose_node and first and node == doomed_id:
+    if first and node == doomed_id:
         time.sleep(600)  # its node is removed in this sleep
     original_loop(cfg)
 lg.lightgbm_loop = loop
@@ -77,8 +76,7 @@ try:
         while len(os.listdir(marks)) < 2:  # both ranks of the final's first start are in its loop
             time.sleep(0.2)
         cluster.remove_node(doomed, allow_graceful=False)
-    if lose_node:
-        threading.Thread(target=remove, daemon=True).start()
+    threading.Thread(target=remove, daemon=True).start()  # once the final's workers started
     env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}}
     ray.init(address=cluster.address, log_to_driver=False, runtime_env=env)
     from automl import AutoML
@@ -98,7 +96,7 @@ finally:
 """
 
 
-def _cluster_fit(tmp_path, *mode: str) -> tuple[dict, dict[str, list[str]], pd.DataFrame]:
+def _cluster_fit(tmp_path) -> tuple[dict, dict[str, list[str]], pd.DataFrame]:
     """CLUSTER_SCRIPT's fit of a regression table on a two-node loopback cluster, in its own process
     and process group: its result.json, the nodes each rank of the final ran on (one per start)
     and the table."""
@@ -109,7 +107,7 @@ def _cluster_fit(tmp_path, *mode: str) -> tuple[dict, dict[str, list[str]], pd.D
     marks.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", CLUSTER_SCRIPT, str(table), str(marks), str(tmp_path), *mode],
+        [sys.executable, "-c", CLUSTER_SCRIPT, str(table), str(marks), str(tmp_path)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -137,7 +135,7 @@ def test_both_nodes_train_the_final_the_driver_never_holds_the_table_and_a_lost_
     whose other half CPU runs the Ray Data tasks feeding it, and the final finishes. Ray Train's
     own restart kept two workers and put both on the 1-CPU head, where the data tasks could not be
     scheduled: the fit hung. (One cluster run for both: ~65 s of CI each.)"""
-    result, ranks, df = _cluster_fit(tmp_path, "lose-node")
+    result, ranks, df = _cluster_fit(tmp_path)
     first = {rank: nodes[0] for rank, nodes in ranks.items()}
     assert set(first) == {"rank0", "rank1"} and len(set(first.values())) == 2  # one worker per node
     assert ranks["rank0"][1:] == result["alive_nodes"] and len(ranks["rank1"]) == 1  # then one, on the head

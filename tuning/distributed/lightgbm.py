@@ -88,10 +88,10 @@ def lightgbm_loop(cfg: dict[str, Any]) -> None:
 def fit_lightgbm(job: DistributedJob) -> DistributedFit:
     from ray.train.lightgbm import LightGBMTrainer, RayTrainReportCallback
 
-    from automl.models.lightgbm import LightGBMModel, lgb_params
+    from automl.models.lightgbm import LightGBMModel, boosting_guard, lgb_params
 
     cfg = loop_config("lightgbm", job)
-    cfg["params"] = {**lgb_params(job.config, job.task), "num_threads": 1}
+    cfg["params"] = {**boosting_guard(job.task), **lgb_params(job.config, job.task), "num_threads": 1}
     cfg["layout"] = job.layout
     result = LightGBMTrainer(
         lightgbm_loop,
