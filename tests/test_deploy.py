@@ -235,6 +235,20 @@ def test_the_best_option_is_measured_first_then_the_lean_ones(monkeypatch):
     deploy.measure_all(order, pd.DataFrame({"x": [1.0]}), deadline=110.0)
     assert measured == ["weighted_ensemble", "weighted_ensemble_refit", "lightgbm_001_refit"]
     assert "no time left" in order[2].note and not order[2].measured  # lightgbm_001, the bag
+    # a short time left shared by many options: the best lean option is measured, not skipped for
+    # an equal share below MIN_MEASURE_S while smaller ones after it are measured
+    measured.clear()
+    budgets: list[float] = []
+    monkeypatch.setattr(deploy, "measure", lambda p, s, b, z: budgets.append(b) or fake_measure(p, s, b, z))
+    many = [*names, *(f"bag_{i}" for i in range(5))]
+    order = [Option(n, 1.0 - i / 20, lambda n=n: n, lean=n.endswith("_refit")) for i, n in enumerate(many)]
+    readings = [100.0, 100.0, 108.0, 108.0, 108.6, 108.6, 109.2, 109.2] + [109.9] * 20
+    clock = iter(readings)
+    monkeypatch.setattr(deploy, "time", SimpleNamespace(time=lambda: next(clock)))
+    deploy.measure_all(order, pd.DataFrame({"x": [1.0]}), deadline=110.0)
+    assert measured[:3] == ["weighted_ensemble", "weighted_ensemble_refit", "lightgbm_001_refit"]
+    assert budgets[1] == pytest.approx(deploy.MIN_MEASURE_S)  # 2 s left for 9 options: its minimum
+    assert all(b >= deploy.MIN_MEASURE_S for b in budgets)
 
 
 def test_pareto_front_of_score_against_latency():
