@@ -93,19 +93,9 @@ def run_search(
     tuner = _tuner(setup, data, families, cfg, run_dir, deadline, resume, [stopper, progress])
     grid = tuner.fit()
     wall = time.time() - t0
-    retries = retries_of(grid)
-    records = [
-        record(
-            r,
-            progress,
-            t0,
-            deadline,
-            retries=retries,
-            cache_dir=run_dir / EXPERIMENT,
-            ended=stopper.ended(),
-        )
-        for r in grid
-    ]
+    retries, ended = retries_of(grid), stopper.ended()
+    cache = run_dir / EXPERIMENT
+    records = [record(r, progress, t0, deadline, retries=retries, cache_dir=cache, ended=ended) for r in grid]
     if setup.rungs is not None:
         annotate(records, setup.rungs)
     if any(r.retries for r in records):
