@@ -41,8 +41,15 @@ FLAGS = [
     "--mute-audio",
     "--hide-scrollbars",
     "--remote-allow-origins=*",
+    # shared memory in /tmp, not /dev/shm: a container's /dev/shm may be small or taken by Ray's
+    # object store, and Chromium then stalls at start-up
+    "--disable-dev-shm-usage",
+    "--disable-quic",
 ]
-START_TIMEOUT_S = 30.0
+#: per attempt; a loaded 2-core CI machine once took over 30 s to open the port, so a start that
+#: stalls is retried once with a fresh profile before the fixture fails
+START_TIMEOUT_S = 45.0
+START_ATTEMPTS = 2
 LOAD_TIMEOUT_S = 30.0
 
 
@@ -76,20 +83,7 @@ class Browser:
     def __enter__(self) -> Browser:
         from websockets.sync.client import connect
 
-        self.profile = tempfile.mkdtemp(prefix="chromium-profile-")
-        self.proc = subprocess.Popen(
-            [
-                ensure_chromium(),
-                *FLAGS,
-                f"--user-data-dir={self.profile}",
-                "--remote-debugging-port=0",
-                f"--window-size={self.width},{self.height}",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        port = self._port()
+        port = self._start()
         targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
         page = next(t for t in targets if t.get("type") == "page")
         self.ws = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
@@ -105,6 +99,34 @@ class Browser:
         )
         return self
 
+    def _start(self) -> int:
+        """Start Chromium and return its DevTools port; a start that stalls or fails is retried
+        with a fresh profile, and the last failure names what Chromium printed."""
+        failures = []
+        for _ in range(START_ATTEMPTS):
+            self.profile = tempfile.mkdtemp(prefix="chromium-profile-")
+            self.log = Path(self.profile).with_suffix(".log")
+            with self.log.open("wb") as log:
+                self.proc = subprocess.Popen(
+                    [
+                        ensure_chromium(),
+                        *FLAGS,
+                        f"--user-data-dir={self.profile}",
+                        "--remote-debugging-port=0",
+                        f"--window-size={self.width},{self.height}",
+                        "about:blank",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            try:
+                return self._port()
+            except RuntimeError as e:
+                tail = self.log.read_text(errors="replace")[-2000:].strip()
+                failures.append(f"{e}; chromium printed: {tail or '(nothing)'}")
+                self._stop()
+        raise RuntimeError(f"chromium failed to start {START_ATTEMPTS} times: " + " | ".join(failures))
+
     def _port(self) -> int:
         marker = Path(self.profile) / "DevToolsActivePort"
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -114,19 +136,23 @@ class Browser:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"chromium exited with code {self.proc.returncode} at start-up")
             time.sleep(0.05)
-        raise RuntimeError("chromium did not open its DevTools port in time")
+        raise RuntimeError(f"chromium did not open its DevTools port within {START_TIMEOUT_S:.0f} s")
+
+    def _stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.profile, ignore_errors=True)
+        self.log.unlink(missing_ok=True)
 
     def __exit__(self, *exc: Any) -> None:
         try:
             self.ws.close()
         finally:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            shutil.rmtree(self.profile, ignore_errors=True)
+            self._stop()
 
     # -- protocol ------------------------------------------------------------------------------------
     def send(self, method: str, **params: Any) -> dict[str, Any]:
