@@ -1,7 +1,6 @@
-"""Beyond one machine.
+"""Beyond one machine (the cluster configuration files and storage settings, without a cluster:
+test_cluster_config.py).
 
-* ``cluster.yaml`` validates against Ray's cluster-launcher schema; ``k8s/rayjob.yaml`` has the
-  fields of a KubeRay RayJob (no cloud calls). Storage settings are checked before Ray starts.
 * A real two-node Ray cluster on loopback (``ray start``, token auth, 1 CPU per node): a fit
   submitted with ``ray job submit`` whose driver is killed resumes with ``--resume`` from S3 (moto
   on loopback) without repeating finished trials; a search whose second node is killed midway
@@ -17,7 +16,6 @@ on the machine).
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import logging
 import os
@@ -25,7 +23,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,9 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from tests.helpers import trial_rows
+from tests.loopback_cluster import Cluster, alive, cmdline, send_signal, stop_cluster, with_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -54,269 +51,6 @@ SEARCH = [
     "--refit",  # refit options are tested elsewhere; here they would add ~6 s to each fit
     "no",
 ]
-
-
-# --- cluster.yaml, the KubeRay RayJob, storage settings (no Ray) ----------------------------------
-def _validate(config: dict) -> dict:
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
-    prepared = prepare_config(copy.deepcopy(config))  # merges Ray's AWS defaults; no AWS call
-    validate_config(prepared)
-    return prepared
-
-
-def test_cluster_yaml_is_a_valid_ray_cluster_config():
-    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
-    prepared = _validate(config)
-    types = config["available_node_types"]
-    assert types[config["head_node_type"]]["resources"] == {"CPU": 0}  # the head runs no trials
-    workers = {n: t for n, t in types.items() if n != config["head_node_type"]}
-    gpu = [t for t in workers.values() if t["node_config"]["InstanceType"][:2] in ("g5", "g6")]
-    assert len(gpu) == 1 and len(workers) == 2
-    for t in workers.values():
-        assert 0 <= t["min_workers"] <= t["max_workers"]
-        assert t["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
-    # CPU nodes: the CPU torch wheel first; GPU nodes: CUDA torch first, then the CUDA xgboost build
-    cpu_setup = prepared["worker_setup_commands"]
-    assert "torch==2.13.0" in cpu_setup[0] and "download.pytorch.org/whl/cpu" in cpu_setup[0]
-    gpu_setup = gpu[0]["worker_setup_commands"]
-    assert "torch==2.13.0" in gpu_setup[0] and "whl/cpu" not in gpu_setup[0]
-    assert any("uninstall -y xgboost-cpu" in c and 'install -q "xgboost' in c for c in gpu_setup)
-    assert "gpu" in gpu[0]["docker"]["worker_image"]
-    # token auth and the token file on every node; runs in an S3 bucket
-    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
-        assert any("RAY_AUTH_MODE=token" in c and "ray start" in c for c in config[key])
-    assert any(dst.endswith(".ray/auth_token") for dst in config["file_mounts"])
-    assert all(any("AUTOML_STORAGE=s3://" in c for c in cmds) for cmds in (cpu_setup, gpu_setup))
-    bad = copy.deepcopy(config)  # the check is real: a misspelt field fails it
-    bad["available_node_types"]["gpu_worker"]["min_worker"] = 1
-    with pytest.raises(Exception, match="min_worker"):
-        _validate(bad)
-
-
-def test_kuberay_rayjob_manifest_has_the_expected_fields():
-    import ray
-
-    job = yaml.safe_load((ROOT / "k8s" / "rayjob.yaml").read_text())
-    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
-    spec = job["spec"]
-    assert spec["entrypoint"].startswith("automl fit ") and "--storage s3://" in spec["entrypoint"]
-    assert "--resume" in spec["entrypoint"] and spec["shutdownAfterJobFinishes"] is True
-    assert yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]["AUTOML_STORAGE"].startswith("s3://")
-    cluster = spec["rayClusterSpec"]
-    assert cluster["rayVersion"] == ray.__version__ and cluster["authOptions"] == {"mode": "token"}
-    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
-    groups = cluster["workerGroupSpecs"]
-    assert all(g["minReplicas"] <= g["replicas"] <= g["maxReplicas"] for g in groups)
-    gpu = [
-        g
-        for g in groups
-        if any("nvidia.com/gpu" in c["resources"]["limits"] for c in g["template"]["spec"]["containers"])
-    ]
-    assert len(gpu) == 1 and len(groups) == 2
-
-
-def test_storage_is_checked_and_the_run_is_copied_there(tmp_path):
-    from automl.exceptions import ConfigError
-    from automl.runtime import ClusterInfo, check_storage, publish_run, storage_uri
-
-    assert storage_uri("s3://bucket/runs/") == "s3://bucket/runs"
-    assert storage_uri(str(tmp_path) + "/") == str(tmp_path)
-    for bad, why in [
-        ("runs/x", "must be an absolute path"),
-        ("ftp://host/x", "unsupported scheme 'ftp'"),
-        ("s3://", "names no bucket"),
-    ]:
-        with pytest.raises(ConfigError, match=why):
-            storage_uri(bad)
-    (tmp_path / "a-file").write_text("x")
-    with pytest.raises(ConfigError, match="cannot write to storage"):
-        check_storage(str(tmp_path / "a-file" / "runs"), ClusterInfo(1, 0, True, "", nodes=1))
-    check_storage(str(tmp_path / "ok"), ClusterInfo(1, 0, True, "", nodes=1))
-    assert list((tmp_path / "ok").iterdir()) == []  # the marker is removed
-    run = tmp_path / "my-run"
-    (run / "search" / "trial").mkdir(parents=True)
-    (run / "models" / "m1").mkdir(parents=True)
-    (run / "predictor.json").write_text("{}")
-    (run / "models" / "m1" / "model.txt").write_text("tree")
-    dest = Path(publish_run(run, str(tmp_path / "store")))
-    assert dest == tmp_path / "store" / "my-run"
-    copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
-    assert copied == ["models", "models/m1", "models/m1/model.txt", "predictor.json"]  # not search/
-    # the CLI says so in one line, before Ray starts
-    data = ROOT / "tests" / "data" / "adult_small.csv.gz"
-    done = subprocess.run(
-        [
-            AUTOML,
-            "fit",
-            str(data),
-            "--target",
-            "class",
-            "--max-trials",
-            "1",
-            "--output",
-            str(tmp_path / "run"),
-            "--storage",
-            "shared/runs",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
-    )
-    assert done.returncode == 2 and "Ray" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1] == (
-        "error: storage must be an absolute path (shared by every node) or a URI such as s3://bucket/prefix; "
-        "got 'shared/runs'"
-    )
-
-
-# --- processes (Linux /proc) ----------------------------------------------------------------------
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def _with_env(*entries: str) -> set[int]:
-    """PIDs whose environment holds one of ``entries`` (NAME=value only this module's processes have)."""
-    keys = {e.encode() for e in entries}
-    return {
-        int(d)
-        for d in os.listdir("/proc")
-        if d.isdigit() and keys.intersection(_read(f"/proc/{d}/environ").split(b"\0"))
-    }
-
-
-def _alive(pid: int) -> bool:
-    stat = _read(f"/proc/{pid}/stat").decode(errors="replace")
-    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def _cmdline(pid: int) -> str:
-    return _read(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
-
-
-def _signal(pids: set[int], sig: int) -> None:
-    for p in pids - {os.getpid()}:
-        try:
-            os.kill(p, sig)
-        except ProcessLookupError:
-            pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Node:
-    """One ``ray start --block`` node (1 CPU); all it starts inherits ``AUTOML_TEST_NODE=<its dir>``."""
-
-    def __init__(self, name: str, root: Path, args: list[str], env: dict[str, str]):
-        self.dir, self.log = root / name, root / f"{name}.log"
-        self.marker = f"AUTOML_TEST_NODE={self.dir}"
-        cmd = [
-            RAY,
-            "start",
-            "--block",
-            "--node-ip-address=127.0.0.1",
-            "--num-cpus=1",
-            "--num-gpus=0",
-            "--memory=2000000000",
-            "--object-store-memory=200000000",
-            f"--temp-dir={self.dir}",
-            f"--dashboard-agent-listen-port={_free_port()}",
-            "--disable-usage-stats",
-            *args,
-        ]
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**env, "AUTOML_TEST_NODE": str(self.dir)},
-            )
-        end = time.time() + 180
-        while "Ray runtime started" not in self.log.read_text():
-            assert self.proc.poll() is None and time.time() < end, self.log.read_text()
-            time.sleep(0.3)
-
-    def pids(self) -> set[int]:
-        return {self.proc.pid} | _with_env(self.marker)
-
-    def kill(self) -> None:
-        """The node dies at once, as a machine would: SIGKILL to all its processes."""
-        _signal(self.pids(), signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-
-#: the GCS declares a node dead after health_check_failure_threshold missed checks, one every
-#: health_check_period_ms: Ray's defaults (5 x 3 s) kept the search waiting ~14 s for the lost node
-FAST_NODE_DEATH = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
-
-
-class Cluster:
-    def __init__(self, root: Path, env: dict[str, str], token: str):
-        self.root, self.token, self.nodes = root, token, []
-        self.env = {k: v for k, v in env.items() if not k.startswith("RAY_")}
-        self.env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token, PYTHONUNBUFFERED="1")
-        port, dash = _free_port(), _free_port()
-        self.address, self.dashboard = f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}"
-        self.nodes.append(
-            Node(
-                "head",
-                root,
-                [
-                    "--head",
-                    f"--port={port}",
-                    "--include-dashboard=true",
-                    "--dashboard-host=127.0.0.1",
-                    f"--dashboard-port={dash}",
-                    f"--ray-client-server-port={_free_port()}",
-                    f"--system-config={json.dumps(FAST_NODE_DEATH)}",
-                ],
-                self.env,
-            )
-        )
-        self.nodes.append(Node("worker", root, [f"--address={self.address}"], self.env))
-
-    def driver_env(self, **extra: str) -> dict[str, str]:
-        return {**self.env, "RAY_ADDRESS": self.address, **extra}
-
-    def job_status(self, submission_id: str) -> str:
-        import httpx
-
-        r = httpx.get(
-            f"{self.dashboard}/api/jobs/{submission_id}",
-            timeout=30,
-            headers={"Authorization": f"Bearer {self.token}"},
-        )
-        r.raise_for_status()
-        return r.json()["status"]
-
-
-def _stop(root: Path, token: str) -> None:
-    """SIGTERM to every process started for the cluster in ``root`` (its nodes' and the drivers
-    holding its token), 5 s of grace, then SIGKILL."""
-
-    def ours() -> set[int]:
-        found = _with_env(
-            f"AUTOML_TEST_NODE={root}/head", f"AUTOML_TEST_NODE={root}/worker", f"RAY_AUTH_TOKEN={token}"
-        )
-        return {p for p in found if _alive(p)}
-
-    _signal(ours(), signal.SIGTERM)
-    end = time.time() + 5
-    while ours() and time.time() < end:
-        time.sleep(0.2)
-    _signal(ours(), signal.SIGKILL)
-    time.sleep(0.5)
-    assert not ours(), f"processes left behind: {ours()}"
 
 
 @pytest.fixture(scope="module")
@@ -358,7 +92,7 @@ def cluster(s3):
         print(f"\ncluster of 2 nodes up in {time.time() - t:.1f}s")
         yield c
     finally:
-        _stop(root, token)
+        stop_cluster(root, token)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -449,9 +183,9 @@ def test_job_submit_driver_killed_midway_resumes_from_s3(cluster, s3, tmp_path):
         done = _recorded_done(env, search) if len(_saved(fs, search)) >= 2 else done
         time.sleep(0.3)
     # the entrypoint's processes (its shell, if any, and the python running `automl fit`)
-    drivers = [p for p in _with_env(f"RAY_AUTH_TOKEN={cluster.token}") if f"{AUTOML} fit" in _cmdline(p)]
+    drivers = [p for p in with_env(f"RAY_AUTH_TOKEN={cluster.token}") if f"{AUTOML} fit" in cmdline(p)]
     assert drivers
-    _signal(set(drivers), signal.SIGKILL)  # the driver dies without any clean-up
+    send_signal(set(drivers), signal.SIGKILL)  # the driver dies without any clean-up
     killed_at = time.time() - t0
     while cluster.job_status("automl-fit-1") not in ("FAILED", "STOPPED", "SUCCEEDED"):
         time.sleep(0.5)
@@ -559,7 +293,7 @@ def test_search_survives_losing_a_node(cluster, tmp_path, ray_session):
             proc.wait()
     took, stderr = time.time() - t0, log.read_text()
     assert proc.returncode == 0, stderr[-4000:]
-    assert not any(_alive(p) for p in worker.pids())
+    assert not any(alive(p) for p in worker.pids())
     board = pd.read_csv(out / "leaderboard.csv")
     trials = _trials(board)
     assert len(trials) == 4 and (trials["status"] == "completed").all(), trials[["status", "error"]]
