@@ -102,7 +102,8 @@ class Node:
 
 
 #: the GCS declares a node dead after health_check_failure_threshold missed checks, one every
-#: health_check_period_ms: Ray's defaults (5 x 3 s) kept the search waiting ~14 s for the lost node
+#: health_check_period_ms: Ray's defaults (5 x 3 s) kept a search or a streaming final waiting
+#: ~14 s for the lost node (also used by test_streaming_cluster.py's Ray cluster_utils cluster)
 FAST_NODE_DEATH = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
 
 

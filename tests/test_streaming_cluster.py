@@ -68,12 +68,10 @@ lg.lightgbm_loop = loop
 # /tmp/ray/ray_current_cluster, where every later ray.init() without an address would find it
 ray._private.utils.write_ray_address = lambda *a, **k: None
 store = 80 * 2**20
-# the GCS declares a node dead after health_check_failure_threshold missed checks, one every
-# health_check_period_ms (Ray's defaults, 5 x 3 s, kept the final waiting 14 s for the lost node)
-checks = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
+from tests.loopback_cluster import FAST_NODE_DEATH  # the lost node is declared dead in 2 s, not 15
 cluster = Cluster(
     initialize_head=True,
-    head_node_args={"num_cpus": 1, "object_store_memory": store, "_system_config": checks},
+    head_node_args={"num_cpus": 1, "object_store_memory": store, "_system_config": FAST_NODE_DEATH},
 )
 try:
     doomed = cluster.add_node(num_cpus=1, object_store_memory=store)
