@@ -27,6 +27,7 @@ PLUGINS = (
     "automl.report.cli",
     "automl.registry.cli",
     "automl.monitor.cli",
+    "automl.compiling",
 )
 
 

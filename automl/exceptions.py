@@ -37,3 +37,8 @@ class IntegrityError(AutoMLError):
 
 class NotFittedError(AutoMLError, _SkNotFittedError):
     """The object was used before ``fit`` (keeps scikit-learn's NotFittedError contract)."""
+
+
+class CompileError(AutoMLError, RuntimeError):
+    """A model could not be compiled on this machine (``automl compile``); the Predictor keeps
+    predicting with its libraries' own code."""

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from automl import layout
+from automl.compiling import attach_compiled
 from automl.exceptions import IntegrityError, NotFittedError, SchemaError
 from automl.fastpath import row_index
 from automl.models.base import FittedModel, Task, get_family
@@ -197,7 +198,7 @@ class Predictor:
         path = Path(path)
         if not (path / layout.MANIFEST).exists():
             raise IntegrityError(f"{str(path)!r} is not a saved model: it has no {layout.MANIFEST}")
-        verify_checksums(path)
+        checksums = verify_checksums(path)
         man = json.loads((path / layout.MANIFEST).read_text())
         if man.get("format_version") != FORMAT_VERSION:
             raise IntegrityError(
@@ -242,7 +243,15 @@ class Predictor:
         pred.path = path
         pred.versions = man.get("versions")
         warn_if_different(pred.versions, f"the model in {str(path)!r}")
+        attach_compiled(pred, checksums)
         return pred
+
+    def compile(self, opt_level: str = "O3") -> list[Any]:
+        """Compile this saved Predictor's LightGBM and XGBoost models for large batches on this
+        machine (``automl compile``; :mod:`automl.compiling`); one result per model file."""
+        from automl.compiling import compile_predictor
+
+        return compile_predictor(self, opt_level=opt_level)
 
 
 def _member_dict(m: Member) -> dict[str, Any]:
@@ -277,7 +286,7 @@ def write_checksums(path: Path) -> None:
     (path / layout.CHECKSUMS).write_text(json.dumps({"algorithm": "sha256", "files": sums}, indent=1))
 
 
-def verify_checksums(path: Path) -> None:
+def verify_checksums(path: Path) -> dict[str, str]:
     """Raise IntegrityError unless every recorded file exists with its recorded sha256, and no
     model or preprocessing file was added."""
     sums_file = path / layout.CHECKSUMS
@@ -299,6 +308,7 @@ def verify_checksums(path: Path) -> None:
             f"model files in {str(path)!r} do not match {layout.CHECKSUMS} ({detail.strip()}); "
             "the artifact was modified after it was saved: refusing to load it"
         )
+    return recorded
 
 
 def ensure_fitted(obj: Any, attr: str, what: str) -> Any:

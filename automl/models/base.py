@@ -86,6 +86,11 @@ class FittedModel(abc.ABC):
     """A trained model that predicts standardised outputs and saves itself in a native format."""
 
     family: ClassVar[str]
+    #: the file :meth:`save` writes that ``automl compile`` can compile (automl.models.compiled),
+    #: None for families with no compiled form
+    native_file: ClassVar[str | None] = None
+    #: the compiled library in use for large calls (automl.models.compiled.CompiledTrees), if any
+    compiled: Any = None
 
     @abc.abstractmethod
     def predict(self, X: FeatureMatrix) -> np.ndarray: ...

@@ -20,6 +20,7 @@ from automl.models.base import (
     register,
     write_json,
 )
+from automl.models.compiled import COMPILED_ROWS
 from automl.models.gbdt import (
     MAX_ROUNDS,
     data_sized_leaves,
@@ -83,20 +84,24 @@ def lgb_params(config: dict[str, Any], task: Task) -> dict[str, Any]:
 
 class LightGBMModel(FittedModel):
     family = "lightgbm"
+    native_file = "model.txt"
 
     def __init__(self, booster: Any, task: Task, n_iter: int, average: bool) -> None:
         self.booster, self.task, self._n_iter, self.average = booster, task, n_iter, average
 
     def predict(self, X: FeatureMatrix) -> np.ndarray:
-        return self._predict_dense(X.dense(), 1)
+        return self.predict_dense(X.dense(), 1)
 
     def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
-        return self._predict_dense(inputs.dense(), threads)
+        return self.predict_dense(inputs.dense(), threads)
 
-    def _predict_dense(self, dense: np.ndarray, threads: int) -> np.ndarray:
-        raw = self.booster.predict(dense, num_iteration=self._n_iter, raw_score=True, num_threads=threads)
-        if self.average:  # rf mode: raw scores are summed over trees; the forest is their mean
-            raw = raw / self._n_iter
+    def predict_dense(self, dense: np.ndarray, threads: int) -> np.ndarray:
+        if self.compiled is not None and len(dense) >= COMPILED_ROWS:
+            raw = self.compiled.margins(dense, threads)  # Treelite averages an rf model's trees itself
+        else:
+            raw = self.booster.predict(dense, num_iteration=self._n_iter, raw_score=True, num_threads=threads)
+            if self.average:  # rf mode: raw scores are summed over trees; the forest is their mean
+                raw = raw / self._n_iter
         return raw_to_output(raw, self.task.problem_type)
 
     @property

@@ -21,6 +21,7 @@ from automl.models.base import (
     register,
     write_json,
 )
+from automl.models.compiled import COMPILED_ROWS
 from automl.models.gbdt import (
     MAX_ROUNDS,
     patience_rounds,
@@ -64,6 +65,7 @@ def feature_types(X: FeatureMatrix) -> list[str]:
 
 class XGBoostModel(FittedModel):
     family = "xgboost"
+    native_file = "model.ubj"
 
     def __init__(self, booster: Any, task: Task) -> None:
         self.booster, self.task = booster, task
@@ -71,16 +73,19 @@ class XGBoostModel(FittedModel):
         self._threads = 1
 
     def predict(self, X: FeatureMatrix) -> np.ndarray:
-        return self._predict_dense(X.dense(), 1)
+        return self.predict_dense(X.dense(), 1)
 
     def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
-        return self._predict_dense(inputs.dense(), threads)
+        return self.predict_dense(inputs.dense(), threads)
 
-    def _predict_dense(self, dense: np.ndarray, threads: int) -> np.ndarray:
+    def predict_dense(self, dense: np.ndarray, threads: int) -> np.ndarray:
         if threads != self._threads:  # a booster parameter: changed only when the call size asks
             self.booster.set_param({"nthread": threads})
             self._threads = threads
-        raw = self.booster.inplace_predict(dense, predict_type="margin")
+        if self.compiled is not None and len(dense) >= COMPILED_ROWS:
+            raw = self.compiled.margins(dense, threads)
+        else:
+            raw = self.booster.inplace_predict(dense, predict_type="margin")
         return raw_to_output(raw, self.task.problem_type)
 
     @classmethod
