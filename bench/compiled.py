@@ -99,9 +99,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             }
             rows.append(row)
             write_json(out / "compiled.json", rows)
+            rates = f"{before.get('rows_per_s', 0):,.0f} -> {after.get('rows_per_s', 0):,.0f} rows/s"
             print(
-                f"{table} {role} {name}: {before.get('rows_per_s', 0):,.0f} -> {after.get('rows_per_s', 0):,.0f} "
-                f"rows/s, compile {comp['wall_s']:.0f}s",
+                f"{table} {role} {name}: {rates}, compile {comp['wall_s']:.0f}s",
                 flush=True,
             )
     return rows
