@@ -9,6 +9,7 @@ import logging
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import predictor_from, trial_data
 from test_fastpath import PROBLEMS, rich_frame
@@ -140,8 +141,8 @@ def test_no_compiler_is_a_clear_error(saved, cache, monkeypatch):
         load(path).compile()
 
 
-def test_the_command_compiles_and_reports(saved, cache, capsys):
-    path, _ = saved[("random_forest", "multiclass")]
+def test_the_command_compiles_and_reports(saved, cache, capsys, caplog, tmp_path):
+    path, big = saved[("random_forest", "multiclass")]
     assert main(["compile", str(path), "--opt-level", "O1"]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if "model.txt" in line]
@@ -149,3 +150,16 @@ def test_the_command_compiles_and_reports(saved, cache, capsys):
     assert str(cache) in out and f"{COMPILED_ROWS} rows or more" in out
     build = json.loads(next(cache.glob(f"*/{trees.BUILD_FILE}")).read_text())
     assert build["options"] == ["-O1"] and build["trees"] == 30 and len(build["library_sha256"]) == 64
+
+    # `automl predict` scores its blocks with the compiled trees, as the libraries would
+    big.to_csv(tmp_path / "big.csv", index=False)
+    args = ["predict", str(path), str(tmp_path / "big.csv"), "--no-ray", "--proba"]
+    with caplog.at_level(logging.INFO, logger="automl.compiling"):
+        assert main([*args, "--output", str(tmp_path / "scored.csv")]) == 0
+    assert "2 of 2 tree models use compiled libraries" in caplog.text
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    native = load_without_cache(path, cache)
+    ref = native.predict_proba(pd.read_csv(tmp_path / "big.csv"))
+    np.testing.assert_allclose(
+        scored[[f"proba_{c}" for c in ref.columns]].to_numpy(), ref.to_numpy(), rtol=1e-5
+    )

@@ -28,6 +28,7 @@ built from the model's own split thresholds and categories (:func:`probe_rows`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -90,6 +91,7 @@ def cache_root() -> Path:
     return Path(base) / "automl-on-ray" / "compiled"
 
 
+@functools.cache
 def _versions() -> str:
     return (
         "tl2cgen "
