@@ -105,12 +105,19 @@ def load_without_cache(path, cache):
 
 def test_a_second_compile_finds_the_cache_and_a_tampered_library_is_not_loaded(saved, cache, caplog):
     path, big = saved[("lightgbm", "binary")]
-    first = load(path).compile(opt_level="O1")
+    pred = load(path)
+    first = pred.compile(opt_level="O1")
+    o1 = {m.compiled.library.name for m in pred.members[0].models}
     again = load(path).compile(opt_level="O1")
     assert [r.cached for r in again] == [True, True] and all(r.compile_s == 0 for r in again)
-    assert all(r.used for r in first + again)
+    pred = load(path)
+    other = pred.compile(opt_level="O2")  # other compiler options: built again
+    assert [r.cached for r in other] == [False, False]
+    # under another name: this process keeps the O1 libraries it loaded open under theirs
+    assert o1.isdisjoint(m.compiled.library.name for m in pred.members[0].models)
+    assert all(r.used for r in first + again + other)
 
-    libraries = sorted(cache.glob(f"*/{trees.LIBRARY_FILE}"))
+    libraries = sorted(cache.glob(f"*/{trees.LIBRARY_GLOB}"))
     assert len(libraries) == 2
     with open(libraries[0], "ab") as f:
         f.write(b"\0")  # the library no longer matches the sha256 recorded when it was built
@@ -130,7 +137,7 @@ def test_a_library_whose_outputs_differ_is_discarded(saved, cache, monkeypatch):
     results = load(path).compile(opt_level="O1")
     assert [r.used for r in results] == [False, False]
     assert all("differ from xgboost's" in r.reason and "discarded" in r.reason for r in results)
-    assert not list(cache.glob(f"*/{trees.LIBRARY_FILE}"))  # nothing left for a later load
+    assert not list(cache.glob(f"*/{trees.LIBRARY_GLOB}"))  # nothing left for a later load
     assert all(m.compiled is None for m in load(path).members[0].models)
 
 

@@ -64,7 +64,9 @@ BUILD_FILE = "build.json"
 ZERO_THRESHOLD = 1e-35 * (1 + 1e-6)
 
 
-LIBRARY_FILE = "model.so"
+#: a library's file is named by its content: a process that loaded one library keeps it (the
+#: dynamic loader reuses an open library by name), so a rebuilt one must have another name
+LIBRARY_GLOB = "model-*.so"
 
 
 @dataclass(frozen=True)
@@ -108,11 +110,9 @@ def entry_dir(source_sha256: str, root: Path | None = None) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from automl.predictor import sha256_file  # (the Predictor imports the model families)
+
+    return sha256_file(path)
 
 
 class CompiledTrees:
@@ -202,14 +202,15 @@ def compile_model(
     tl_model = _treelite_model(model.family, source)
     entry = entry_dir(source_sha256, root)
     t = time.perf_counter()
-    cached = not rebuild and _verified_library(entry) is not None
+    # a library built with other compiler options is rebuilt (a later O3 must not find an O1)
+    cached = not rebuild and _verified_library(entry) is not None and _options(entry) == _flags(opt_level)
     if not cached:
         _build(tl_model, entry, source_sha256, opt_level, threads)
     compile_s = 0.0 if cached else time.perf_counter() - t
     probe = probe_rows(tl_model)
     model.compiled = None
     native = model.predict_dense(probe, 1)
-    compiled = CompiledTrees(entry / LIBRARY_FILE, n_outputs(model))
+    compiled = CompiledTrees(_library(entry), n_outputs(model))
     model.compiled = compiled
     got = model.predict_dense(probe, 1)
     diff = float(np.nanmax(np.abs(got - native))) if native.size else 0.0
@@ -252,22 +253,25 @@ def _build(tl_model: Any, entry: Path, source_sha256: str, opt_level: str, threa
     entry.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=entry.parent))
     try:
-        lib = work / LIBRARY_FILE
+        built = work / "model.so"
         t = time.perf_counter()
         # more translation units than threads: gcc compiles them side by side
         params = {"parallel_comp": max(2, 2 * threads)}
-        options = [f"-{opt_level}"]
+        options = _flags(opt_level)
         tl2cgen.export_lib(
             tl_model,
             toolchain="gcc",
-            libpath=str(lib),
+            libpath=str(built),
             params=params,
             nthread=threads,
             options=options,
         )
+        digest = _sha256(built)
+        lib = built.rename(work / LIBRARY_GLOB.replace("*", digest[:16]))
         build = {
             "source_sha256": source_sha256,
-            "library_sha256": _sha256(lib),
+            "library": lib.name,
+            "library_sha256": digest,
             "versions": _versions(),
             "options": options,
             "compile_s": round(time.perf_counter() - t, 2),
@@ -280,11 +284,25 @@ def _build(tl_model: Any, entry: Path, source_sha256: str, opt_level: str, threa
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _flags(opt_level: str) -> list[str]:
+    return [f"-{opt_level}"]
+
+
+def _options(entry: Path) -> list[str] | None:
+    """The compiler options the entry's library was built with."""
+    return json.loads((entry / BUILD_FILE).read_text()).get("options")
+
+
+def _library(entry: Path) -> Path:
+    return entry / json.loads((entry / BUILD_FILE).read_text())["library"]
+
+
 def _verified_library(entry: Path) -> Path | None:
     """The entry's library if its sha256 is the one recorded when it was built."""
-    lib, build = entry / LIBRARY_FILE, entry / BUILD_FILE
-    if not lib.is_file() or not build.is_file():
+    build = entry / BUILD_FILE
+    if not build.is_file() or not _library(entry).is_file():
         return None
+    lib = _library(entry)
     recorded = json.loads(build.read_text()).get("library_sha256")
     if recorded != _sha256(lib):
         logger.warning("compiled library %s does not match its recorded sha256: not used", lib)
