@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from automl import layout
+from automl.exceptions import CompileError
 from automl.models import compiled as trees
 
 logger = logging.getLogger(__name__)
@@ -74,15 +75,21 @@ def compile_predictor(
     results = []
     for model, rel in tree_models(pred):
         logger.info("compiling %s (%s, gcc -%s)", rel, model.family, opt_level)
-        res = trees.compile_model(
-            model,
-            Path(pred.path) / rel,
-            sums[rel],
-            opt_level=opt_level,
-            threads=threads,
-            root=root,
-            rebuild=rebuild,
-        )
+        try:
+            res = trees.compile_model(
+                model,
+                Path(pred.path) / rel,
+                sums[rel],
+                opt_level=opt_level,
+                threads=threads,
+                root=root,
+                rebuild=rebuild,
+            )
+        except CompileError:
+            raise  # the machine cannot compile (no gcc): every model would fail the same way
+        except Exception as exc:  # noqa: BLE001 - one model that fails to compile keeps its library
+            logger.warning("%s could not be compiled, it keeps %s's own predict: %r", rel, model.family, exc)
+            res = trees.failed(model, f"could not be compiled: {exc!r}")
         res = dataclasses.replace(res, model_file=rel)
         results.append(res)
         logger.info(

@@ -170,3 +170,25 @@ def test_the_command_compiles_and_reports(saved, cache, capsys, caplog, tmp_path
     np.testing.assert_allclose(
         scored[[f"proba_{c}" for c in ref.columns]].to_numpy(), ref.to_numpy(), rtol=1e-5
     )
+
+
+def test_one_model_that_fails_to_compile_does_not_stop_the_others(saved, cache, monkeypatch, capsys):
+    import tl2cgen
+
+    path, big = saved[("xgboost", "binary")]
+    real, calls = tl2cgen.export_lib, []
+
+    def first_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("gcc: internal compiler error")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tl2cgen, "export_lib", first_fails)
+    assert main(["compile", str(path), "--opt-level", "O1"]) == 0
+    out = capsys.readouterr().out
+    assert "could not be compiled: RuntimeError('gcc: internal compiler error')" in out
+    pred = load(path)
+    assert [m.compiled is None for m in pred.members[0].models] == [True, False]
+    ref, _ = reference_predict_raw(load_without_cache(path, cache), big)
+    np.testing.assert_allclose(pred.predict_raw(big)[0], ref, rtol=1e-5, atol=1e-6)

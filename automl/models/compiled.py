@@ -236,6 +236,12 @@ def compile_model(
     return CompileResult(**result, native_rows_s=native_rate, compiled_rows_s=compiled_rate, used=True)
 
 
+def failed(model: Any, reason: str) -> CompileResult:
+    """The result for a model that could not be compiled (it keeps its library's own predict)."""
+    model.compiled = None
+    return CompileResult("", model.family, 0, 0.0, False, float("nan"), 0.0, 0.0, used=False, reason=reason)
+
+
 def n_outputs(model: Any) -> int:
     """Margins per row: one per class for a multiclass model, else one."""
     task = model.task
