@@ -100,7 +100,7 @@ def read_columns(schema: InputSchema, plans: list[ColumnPlan], data: Any) -> Col
                 f"column name(s) {dup} appear more than once; give each column once",
                 [{"field": c, "message": "duplicate column"} for c in dup],
             )
-        n, names, get = len(data), list(data.columns), data.__getitem__
+        n, names, get = len(data), list(data.columns), _frame_columns(data)
     elif isinstance(data, Mapping):
         n, names, get = _mapping_rows(data), list(data.keys()), data.__getitem__
     else:
@@ -172,6 +172,27 @@ def _absent(p: ColumnPlan, n: int) -> Any:
 def _series(seq: Any) -> pd.Series:
     """A column as pandas would build it for a DataFrame (dtype inference included)."""
     return pd.Series(seq.to_numpy() if isinstance(seq, pd.Series) else seq)
+
+
+def _frame_columns(df: pd.DataFrame) -> Any:
+    """``name -> column`` for :func:`read_columns`: a column of a NumPy dtype as its array (as a
+    mapping of column -> array gives it; the tests hold both forms to the same results), any other
+    (strings, categories, nullable numbers) as its Series. Why: ``df[name]`` builds a Series per
+    column, 38 us each here, 0.5 ms of a one-row call with 13 columns; the array from the frame's
+    block manager takes 2 us. (``_mgr`` is pandas' own attribute: without it, Series for all.)"""
+    position = {name: i for i, name in enumerate(df.columns)}
+    manager = getattr(df, "_mgr", None)
+
+    def get(name: Any) -> Any:
+        try:
+            values = manager.iget_values(position[name])  # type: ignore[union-attr]
+        except (AttributeError, TypeError, IndexError):
+            values = None
+        if isinstance(values, np.ndarray) and values.ndim == 1 and len(values) == len(df):
+            return values
+        return df[name]
+
+    return get
 
 
 def _object_array(seq: Any) -> np.ndarray:

@@ -15,8 +15,9 @@ import numpy as np
 
 from automl.encoders import MISSING
 from automl.fastpath.columns import Columns, LevelUniverse
+from automl.fastpath.dates import date_parts
 from automl.models.base import ModelInput
-from automl.preprocessing import FeatureMatrix, Preprocessor, _date_parts, _hash_text, _numeric_out
+from automl.preprocessing import FeatureMatrix, Preprocessor, _hash_text, _numeric_out
 
 #: preprocessing steps that encode a column's levels as numbers (automl.encoders)
 ENCODING_STEPS = ("target_encoding", "frequency")
@@ -143,7 +144,7 @@ class RecipePlan:
             counts = np.log1p(_hash_text(s, st["buckets"]))
             num[:, pos : pos + st["buckets"]] = counts / st["scale"] if self.scaled else counts
             return
-        parts = _date_parts(s, st["origin"])
+        parts = date_parts(s, st["origin"])
         for part, stats in st["parts"].items():
             for col, _ in zip(*_numeric_out(f"{st['name']}.{part}", parts[part], stats, self.scaled)):
                 num[:, pos] = col[:, 0]
