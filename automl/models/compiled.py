@@ -122,6 +122,12 @@ class CompiledTrees:
         self.library, self.n_outputs = library, n_outputs
         self._predictors: dict[int, Any] = {}  # by thread count (tl2cgen fixes it per predictor)
 
+    def __getstate__(self) -> dict[str, Any]:  # a copy (e.g. sent by Ray) loads the library again
+        return {"library": self.library, "n_outputs": self.n_outputs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
     def margins(self, dense: np.ndarray, threads: int) -> np.ndarray:
         import tl2cgen
 

@@ -30,6 +30,7 @@ from automl.models.gbdt import (
     robust_space,
     rounds_per_step,
 )
+from automl.models.lightgbm_rows import FAST_ROWS, SingleRows
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -99,10 +100,21 @@ class LightGBMModel(FittedModel):
         if self.compiled is not None and len(dense) >= COMPILED_ROWS:
             raw = self.compiled.margins(dense, threads)  # Treelite averages an rf model's trees itself
         else:
-            raw = self.booster.predict(dense, num_iteration=self._n_iter, raw_score=True, num_threads=threads)
+            raw = self._single_rows().raw(dense) if len(dense) <= FAST_ROWS else None
+            if raw is None:
+                raw = self.booster.predict(
+                    dense, num_iteration=self._n_iter, raw_score=True, num_threads=threads
+                )
             if self.average:  # rf mode: raw scores are summed over trees; the forest is their mean
                 raw = raw / self._n_iter
         return raw_to_output(raw, self.task.problem_type)
+
+    def _single_rows(self) -> SingleRows:
+        rows = getattr(self, "_rows", None)
+        if rows is None:
+            k = self.task.n_classes if self.task.problem_type is ProblemType.MULTICLASS else 1
+            rows = self._rows = SingleRows(self.booster, self._n_iter, k)
+        return rows
 
     @property
     def n_iterations(self) -> int:
