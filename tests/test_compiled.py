@@ -125,6 +125,8 @@ def test_a_second_compile_finds_the_cache_and_a_tampered_library_is_not_loaded(s
         pred = load(path)
     assert sum(m.compiled is None for m in pred.members[0].models) == 1
     assert "does not match its recorded sha256: not used" in caplog.text
+    (libraries[1].parent / trees.BUILD_FILE).write_text("{")  # a half-written record: not used either
+    assert all(m.compiled is None for m in load(path).members[0].models)
     # still right: the tampered file's model predicts with LightGBM
     ref, _ = reference_predict_raw(load_without_cache(path, cache), big)
     np.testing.assert_allclose(pred.predict_raw(big)[0], ref, rtol=1e-5, atol=1e-6)

@@ -311,11 +311,13 @@ def _library(entry: Path) -> Path:
 
 def _verified_library(entry: Path) -> Path | None:
     """The entry's library if its sha256 is the one recorded when it was built."""
-    build = entry / BUILD_FILE
-    if not build.is_file() or not _library(entry).is_file():
+    try:
+        build = json.loads((entry / BUILD_FILE).read_text())
+        lib, recorded = entry / build["library"], build["library_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):  # absent, half-written or of another format
         return None
-    lib = _library(entry)
-    recorded = json.loads(build.read_text()).get("library_sha256")
+    if not lib.is_file():
+        return None
     if recorded != _sha256(lib):
         logger.warning("compiled library %s does not match its recorded sha256: not used", lib)
         return None
