@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import DEFAULT_MANIFEST, REPO, SHARED_BENCH, write_json
+from bench.compiled import CACHE_ENV
 
 FIGURES = ("one_row_p50_ms", "one_row_p99_ms", "rows_per_s")
 
@@ -34,7 +35,7 @@ def measure(
     env = {
         **os.environ,
         "PYTHONPATH": str(repo),
-        "AUTOML_COMPILE_CACHE": str(out.parent / "no-compiled-trees"),
+        CACHE_ENV: str(out.parent / "no-compiled-trees"),
     }
     subprocess.run(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
     return json.loads(out.read_text()) if out.is_file() else {"status": "error"}

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from automl.exceptions import CompileError
+from automl.problem import ProblemType
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ def failed(model: Any, reason: str) -> CompileResult:
 def n_outputs(model: Any) -> int:
     """Margins per row: one per class for a multiclass model, else one."""
     task = model.task
-    return task.n_classes if task.problem_type.value == "multiclass" else 1
+    return task.n_classes if task.problem_type is ProblemType.MULTICLASS else 1
 
 
 def _build(tl_model: Any, entry: Path, source_sha256: str, opt_level: str, threads: int) -> None:

@@ -20,7 +20,7 @@ from automl.models.base import (
     register,
     write_json,
 )
-from automl.models.compiled import COMPILED_ROWS
+from automl.models.compiled import COMPILED_ROWS, n_outputs
 from automl.models.gbdt import (
     MAX_ROUNDS,
     data_sized_leaves,
@@ -112,8 +112,7 @@ class LightGBMModel(FittedModel):
     def _single_rows(self) -> SingleRows:
         rows = getattr(self, "_rows", None)
         if rows is None:
-            k = self.task.n_classes if self.task.problem_type is ProblemType.MULTICLASS else 1
-            rows = self._rows = SingleRows(self.booster, self._n_iter, k)
+            rows = self._rows = SingleRows(self.booster, self._n_iter, n_outputs(self))
         return rows
 
     @property
