@@ -8,11 +8,18 @@ otherwise the better mean wins (higher for roc_auc/accuracy/r2, lower for rmse/l
 single common seed there is no spread, so any difference decides. The best peer of a (table,
 budget) is the peer with the better mean over the seeds it shares with us.
 
+A second, paired view (:data:`PAIRED_RULE`) is reported beside it and does not change the headline:
+every system is scored on the same test rows of a seed, so a split that is hard for one is hard for
+all, and the unpaired rule above counts that shared spread against any difference (credit_g's
+scores spread 0.066 ROC AUC over three splits for every system). The paired view takes each common
+seed's difference and compares their mean with their own sd.
+
 Everything here is pure: Entries (bench.table) in, dataclasses and markdown out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Iterable
@@ -27,6 +34,11 @@ TIE_RULE = (
     "otherwise the better mean wins. With one common seed there is no spread and any difference "
     "decides. The best peer is the peer with the better mean over the seeds it shares with us. "
     "'k/n seeds' counts the common seeds on which our score is strictly better."
+)
+
+PAIRED_RULE = (
+    "Paired view (beside the headline, not in it): d is our score minus the peer's on each common "
+    "seed (positive: ours better); |mean d| <= sd d is a tie, otherwise the sign of mean d decides."
 )
 
 Scores = dict[int, float]  # split seed -> test score
@@ -58,6 +70,8 @@ class Verdict:
     diff: float | None = None  # mean_ours - mean_peer, signed so that positive means ours is better
     spread: float | None = None  # max(sd_ours, sd_peer) over the common seeds
     seeds_won: int = 0
+    paired: str | None = None  # the paired view's outcome (PAIRED_RULE)
+    paired_sd: float | None = None  # sd of the per-seed differences
 
 
 def compare(ours: Scores, peer: Scores, greater_is_better: bool, name: str = "peer") -> Verdict:
@@ -70,8 +84,11 @@ def compare(ours: Scores, peer: Scores, greater_is_better: bool, name: str = "pe
     sign = 1.0 if greater_is_better else -1.0
     diff, spread = sign * (a.mean - b.mean), max(a.sd, b.sd)
     outcome = "tie" if abs(diff) <= spread else ("win" if diff > 0 else "loss")
-    won = sum(sign * (ours[s] - peer[s]) > 0 for s in common)
-    return Verdict(name, outcome, common, diff, spread, won)
+    d = [sign * (ours[s] - peer[s]) for s in common]
+    won = sum(x > 0 for x in d)
+    d_sd = statistics.stdev(d) if len(d) > 1 else 0.0
+    paired = "tie" if abs(diff) <= d_sd else ("win" if diff > 0 else "loss")
+    return Verdict(name, outcome, common, diff, spread, won, paired, d_sd)
 
 
 def best_peer(ours: Scores, peers: dict[str, Scores], greater_is_better: bool) -> str | None:
@@ -107,7 +124,7 @@ class Group:
         best = best_peer(ours, peers, self.greater_is_better)
         if best is not None:
             v = out[best]
-            out["best peer"] = Verdict(best, v.outcome, v.seeds, v.diff, v.spread, v.seeds_won)
+            out["best peer"] = dataclasses.replace(v, peer=best)
         return out
 
     def overshoot(self, system: str) -> tuple[float, float] | None:
@@ -164,10 +181,19 @@ def _verdict_cell(v: Verdict | None, like: float, with_name: bool = False) -> st
     return f"**{v.outcome}**{name} {fmt(v.diff, like, sign=True)} ({v.seeds_won}/{len(v.seeds)} seeds)"
 
 
-def headline(groups: list[Group], budget: float, against: str = "best peer") -> tuple[int, int, int, int]:
-    """(wins, ties, losses, tables compared) against one peer or the best peer at one budget."""
+def _paired_cell(v: Verdict | None, like: float) -> str:
+    if v is None or v.paired is None:
+        return "-"
+    return f"{v.paired} {fmt(v.diff, like, sign=True)} ± {fmt(v.paired_sd, like)}"
+
+
+def headline(
+    groups: list[Group], budget: float, against: str = "best peer", paired: bool = False
+) -> tuple[int, int, int, int]:
+    """(wins, ties, losses, tables compared) against one peer or the best peer at one budget,
+    under the tie rule or (``paired``) the paired view."""
     outs = [g.verdicts().get(against) for g in groups if g.budget == budget]
-    outs = [v.outcome for v in outs if v is not None and v.outcome is not None]
+    outs = [v.paired if paired else v.outcome for v in outs if v is not None and v.outcome is not None]
     return outs.count("win"), outs.count("tie"), outs.count("loss"), len(outs)
 
 
@@ -176,6 +202,7 @@ def seeds_markdown(groups: list[Group]) -> str:
     systems = systems_of(groups)
     peers = systems[1:]
     head = ["table", "budget", "metric", *systems, *(f"vs {p}" for p in peers), "vs best peer"]
+    head.append("paired vs best peer")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in sorted(groups, key=lambda g: (g.budget, g.table)):
         v = g.verdicts()
@@ -185,11 +212,14 @@ def seeds_markdown(groups: list[Group]) -> str:
         cells = [_cell(g.scores.get(s), g.failed.get(s, []), like) for s in systems]
         cells += [_verdict_cell(v.get(p), like) for p in peers]
         cells.append(_verdict_cell(v.get("best peer"), like, with_name=True))
+        cells.append(_paired_cell(v.get("best peer"), like))
         lines.append(f"| {g.table} | {g.budget:g}s | {g.metric} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Cells: mean ± sd (seeds with a result). Verdict: outcome, difference of means (positive: ours "
         "better, in metric units) and seeds won. " + TIE_RULE,
+        "",
+        PAIRED_RULE + " Cell: outcome, mean d ± sd d.",
     ]
     for budget in sorted({g.budget for g in groups}):
         wins, ties, losses, n = headline(groups, budget)
@@ -201,6 +231,9 @@ def seeds_markdown(groups: list[Group]) -> str:
             "",
             f"**At {budget:g} s: wins {wins}, ties {ties}, losses {losses} on {tables}** against the best "
             f"peer (wins/ties/losses {each}).",
+            "Paired view against the best peer: wins {}, ties {}, losses {}.".format(
+                *headline(groups, budget, paired=True)[:3]
+            ),
         ]
     return "\n".join(lines)
 

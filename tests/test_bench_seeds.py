@@ -84,6 +84,8 @@ def test_tie_rule_uses_the_spread_of_the_common_seeds_in_the_metric_direction():
     v = compare({0: 0.90, 1: 0.91, 2: 0.92}, {0: 0.905, 1: 0.915, 2: 0.925}, True)
     assert (v.outcome, v.seeds, v.seeds_won) == ("tie", (0, 1, 2), 0)
     assert v.diff == pytest.approx(-0.005) and v.spread == pytest.approx(0.01)
+    # paired: the peer is better by 0.005 on every seed, the split spread shared: a loss
+    assert v.paired == "loss" and v.paired_sd == pytest.approx(0.0, abs=1e-12)
     v = compare({0: 0.90, 1: 0.91, 2: 0.92}, {0: 0.88, 1: 0.885, 2: 0.89}, True)
     assert (v.outcome, v.seeds_won) == ("win", 3) and v.diff == pytest.approx(0.025)
     # lower is better: our higher rmse is a loss, a clearly higher peer rmse a win
@@ -92,6 +94,10 @@ def test_tie_rule_uses_the_spread_of_the_common_seeds_in_the_metric_direction():
     # a missing seed: only the common seeds count (over all three of ours this would be a win)
     v = compare({0: 0.80, 1: 0.82, 2: 0.90}, {0: 0.79, 1: 0.81}, True)
     assert (v.outcome, v.seeds) == ("tie", (0, 1)) and v.diff == pytest.approx(0.01)
+    # paired: +0.01 on both seeds, no spread between them: a win
+    assert v.paired == "win"
+    # paired differences of mixed sign (+0.03, -0.01, +0.01): mean 0.01 within their sd 0.02, a tie
+    assert compare({0: 0.93, 1: 0.89, 2: 0.91}, {0: 0.90, 1: 0.90, 2: 0.90}, True).paired == "tie"
     # one common seed: no spread, any difference decides; no common seed: no verdict
     assert compare({0: 0.9}, {0: 0.89, 1: 0.95}, True).outcome == "win"
     assert compare({0: 0.9}, {0: 0.9}, True).outcome == "tie"
@@ -99,7 +105,7 @@ def test_tie_rule_uses_the_spread_of_the_common_seeds_in_the_metric_direction():
 
 
 def test_seed_table_reports_mean_sd_verdicts_and_the_headline():
-    from bench.repeats import TIE_RULE, seeds_markdown
+    from bench.repeats import PAIRED_RULE, TIE_RULE, seeds_markdown
 
     groups = {g.table: g for g in seed_groups()}
     v = groups["auc_t"].verdicts()
@@ -115,14 +121,16 @@ def test_seed_table_reports_mean_sd_verdicts_and_the_headline():
         "**win** +0.0250 (3/3 seeds)",
         "**tie** -0.0050 (0/3 seeds)",
         "**tie** flaml -0.0050 (0/3 seeds)",
+        "loss -0.0050 ± 0.0000",
     ]
     assert rows["rmse_t"][:2] == ["11.00 ± 1.00 (3)", "8.50 ± 0.50 (3)"]
     assert rows["rmse_t"][3:5] == ["**loss** -2.50 (0/3 seeds)", "**win** +1.50 (3/3 seeds)"]
     assert rows["miss_t"][1:3] == ["0.8000 ± 0.0141 (2)", "0.7050 ± 0.0071 (2), failed s2"]
     assert rows["miss_t"][3] == "**tie** +0.0100 (2/2 seeds)"  # better on both, by less than the spread
-    assert TIE_RULE in md
+    assert TIE_RULE in md and PAIRED_RULE in md
     assert "**At 60 s: wins 0, ties 2, losses 1 on 3 tables** against the best peer" in md
     assert "against autogluon-medium_quality: 1/1/1; against flaml: 2/1/0" in md
+    assert "Paired view against the best peer: wins 1, ties 0, losses 2." in md
 
 
 def test_overshoot_is_fit_wall_minus_budget_mean_and_max_over_seeds():
