@@ -201,8 +201,8 @@ def seeds_markdown(groups: list[Group]) -> str:
     """The mean ± sd table with the verdicts, and the headline per budget."""
     systems = systems_of(groups)
     peers = systems[1:]
-    head = ["table", "budget", "metric", *systems, *(f"vs {p}" for p in peers), "vs best peer"]
-    head.append("paired vs best peer")
+    head = ["table", "budget", "metric", *systems, *(f"vs {p}" for p in peers)]
+    head += ["vs best peer", "paired vs best peer"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in sorted(groups, key=lambda g: (g.budget, g.table)):
         v = g.verdicts()
