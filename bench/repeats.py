@@ -79,16 +79,19 @@ def compare(ours: Scores, peer: Scores, greater_is_better: bool, name: str = "pe
     common = tuple(sorted(set(ours) & set(peer)))
     if not common:
         return Verdict(name, None, ())
-    a, b = stat(ours[s] for s in common), stat(peer[s] for s in common)
-    assert a is not None and b is not None
     sign = 1.0 if greater_is_better else -1.0
-    diff, spread = sign * (a.mean - b.mean), max(a.sd, b.sd)
-    outcome = "tie" if abs(diff) <= spread else ("win" if diff > 0 else "loss")
-    d = [sign * (ours[s] - peer[s]) for s in common]
+    d = [sign * (ours[s] - peer[s]) for s in common]  # per seed, positive: ours better
+    a, b, paired_d = stat(ours[s] for s in common), stat(peer[s] for s in common), stat(d)
+    assert a is not None and b is not None and paired_d is not None
+    diff, spread = sign * (a.mean - b.mean), max(a.sd, b.sd)  # diff is also paired_d's mean
     won = sum(x > 0 for x in d)
-    d_sd = statistics.stdev(d) if len(d) > 1 else 0.0
-    paired = "tie" if abs(diff) <= d_sd else ("win" if diff > 0 else "loss")
-    return Verdict(name, outcome, common, diff, spread, won, paired, d_sd)
+    return Verdict(
+        name, _outcome(diff, spread), common, diff, spread, won, _outcome(diff, paired_d.sd), paired_d.sd
+    )
+
+
+def _outcome(diff: float, spread: float) -> str:
+    return "tie" if abs(diff) <= spread else ("win" if diff > 0 else "loss")
 
 
 def best_peer(ours: Scores, peers: dict[str, Scores], greater_is_better: bool) -> str | None:
