@@ -42,9 +42,9 @@ def make_bohb(
     mode: str,
     max_steps: int,
     eta: int,
+    max_trials: int,
 ) -> tuple[Any, Any]:
     try:
-        from ray.tune.schedulers import HyperBandForBOHB
         from ray.tune.search.bohb import TuneBOHB
 
         space = _config_space(families, task, seed)
@@ -54,7 +54,14 @@ def make_bohb(
             f"pip install 'automl-on-ray[bohb]' ({exc})"
         ) from None
     searcher = TuneBOHB(space=space, metric=metric, mode=mode, seed=seed, points_to_evaluate=points or None)
-    scheduler = HyperBandForBOHB(
-        time_attr="training_iteration", metric=metric, mode=mode, max_t=max_steps, reduction_factor=eta
+    from tuning.brackets import BudgetedBOHB
+
+    scheduler = BudgetedBOHB(
+        time_attr="training_iteration",
+        metric=metric,
+        mode=mode,
+        max_t=max_steps,
+        reduction_factor=eta,
+        max_trials=max_trials,
     )
     return searcher, scheduler

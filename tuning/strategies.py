@@ -6,10 +6,12 @@ strategy    searcher                                     scheduler
 bayesian    Optuna TPE (define-by-run, family-aware)     ASHA (early-stops weak trials)
 random      Optuna random sampler                        FIFO (every trial runs to the end)
 grid        Tune's grid over each family's grid points   FIFO
-hyperband   Optuna random sampler                        HyperBand (synchronous brackets)
+hyperband   Optuna random sampler                        HyperBand (synchronous brackets)*
 asha        Optuna TPE, or random with ``searcher``      ASHA
-bohb        TuneBOHB (needs hpbandster + ConfigSpace)    HyperBandForBOHB
+bohb        TuneBOHB (needs hpbandster + ConfigSpace)    HyperBandForBOHB*
 ==========  ===========================================  ==================================
+
+Starred: with brackets no larger than the trials the budget has left (``tuning.brackets``).
 
 Searchers and schedulers carry the metric themselves (Tune refuses it twice), so
 ``TuneConfig`` gets none. Every strategy first evaluates the portfolio of default configs (except
@@ -129,14 +131,15 @@ def make_strategy(
             name, _optuna(families, task, points, seed, sampler), _asha(max_steps), {}, max_trials
         )
     if name == "hyperband":
-        from ray.tune.schedulers import HyperBandScheduler
+        from tuning.brackets import BudgetedHyperBand
 
-        sched = HyperBandScheduler(
+        sched = BudgetedHyperBand(
             time_attr="training_iteration",
             metric=METRIC,
             mode=MODE,
             max_t=HB_MAX_STEPS,
             reduction_factor=HB_ETA,
+            max_trials=max_trials,
         )
         return Strategy(
             name,
@@ -149,6 +152,14 @@ def make_strategy(
     from tuning.bohb import make_bohb
 
     search_alg, sched = make_bohb(
-        families, task, points, seed=seed, metric=METRIC, mode=MODE, max_steps=HB_MAX_STEPS, eta=HB_ETA
+        families,
+        task,
+        points,
+        seed=seed,
+        metric=METRIC,
+        mode=MODE,
+        max_steps=HB_MAX_STEPS,
+        eta=HB_ETA,
+        max_trials=max_trials,
     )
     return Strategy(name, search_alg, sched, {}, max_trials, hyperband_milestones())
