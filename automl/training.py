@@ -49,7 +49,8 @@ class CandidateResult:
     models: list[FittedModel]
     fit_time_s: float  # seconds inside the model library
     wall_time_s: float
-    stop_reason: str  # "converged" | "max_iterations" | "time_budget" | "health: <rule>: <detail>"
+    #: "converged" | "max_iterations" | "time_budget" | "search_ended" | "health: <rule>: <detail>"
+    stop_reason: str
     history: list[StepRecord] = field(default_factory=list)
     n_clipped: int = 0  # validation predictions clipped to the target's range (regression)
 
@@ -126,6 +127,7 @@ def train_candidate(
     resume_from: Path | None = None,
     features: FeatureMatrix | list[FeatureMatrix] | None = None,
     select_best: bool = True,
+    wrap_up: Callable[[], bool] | None = None,
 ) -> CandidateResult:
     """Train ``config`` of ``family`` on every fold; see the module docstring.
 
@@ -136,6 +138,9 @@ def train_candidate(
     layer's predictions, which differ per fold).
     ``select_best=False`` trains to the config's iteration count and keeps the last step, so
     no validation label influences which model predicts its row (stack layers use this).
+    ``wrap_up() -> True`` (read after each step, once ``min_steps_before_deadline`` are done) ends
+    the training as the deadline does, with stop reason ``search_ended``: the search it runs in
+    was ended and keeps what its trials have trained (``tuning.wrapup``).
     """
     t_start = time.perf_counter()
     learners, outputs = _build_learners(family, config, data, features, deadline)
@@ -174,6 +179,9 @@ def train_candidate(
             break
         if deadline is not None and time.time() >= deadline and prog.n_steps >= min_steps_before_deadline:
             stop_reason = "time_budget"
+            break
+        if wrap_up is not None and prog.n_steps >= min_steps_before_deadline and wrap_up():
+            stop_reason = "search_ended"
             break
     oof = _empty_oof(len(data.y), data)
     for (_, va), p in zip(data.folds, prog.best_preds):

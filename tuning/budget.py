@@ -52,6 +52,7 @@ class BudgetGuard(Searcher):
         self.durations: dict[str, list[float]] = {}
         self.skipped: list[str] = []
         self.finished_early = False
+        self.closed = False  # the search was ended: no more trials (see close)
 
     def unit_cost(self, kind: str) -> float:
         family, _, rung = kind.partition("@")
@@ -72,7 +73,13 @@ class BudgetGuard(Searcher):
             return None
         return statistics.median(per_unit) * self.unit_cost(kind)
 
+    def close(self) -> None:
+        """Launch no more trials: the search was ended while its running trials wrap up."""
+        self.closed = True
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.closed:
+            return Searcher.FINISHED
         for attempt in range(MAX_SKIPS):
             left = self.deadline - time.time()
             if left <= 0:

@@ -99,6 +99,9 @@ def record(
     rec.iteration = m.get("iteration")
     if is_final(m):
         rec.take_final(m)
+        if rec.stop_reason == "search_ended":  # it ended with its best step (tuning.wrapup)
+            why = f": {ended[1]}" if ended is not None else ""
+            rec.stop_reason = f"wrapped up with its best step when the search ended{why}"
         if result.checkpoint is not None:
             rec.checkpoint = (
                 _local_checkpoint(result.checkpoint, cache_dir)

@@ -22,10 +22,11 @@ from tuning.progress import ProgressCallback
 from tuning.records import record, retries_of, why_ended
 from tuning.rungs import annotate, setup_rungs
 from tuning.space import unflatten
-from tuning.stoppers import ReserveWatch, SearchStopper
+from tuning.stoppers import WRAP_GRACE_MAX_S, ReserveWatch, SearchStopper, wrap_grace_s
 from tuning.strategies import make_strategy
 from tuning.train_paths import TrainPath, choose_path
 from tuning.trainable import TrialSettings, run_trial
+from tuning.wrapup import WrapUpFlag
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +87,25 @@ def run_search(
     setup = _setup(data, families, cfg, cluster, resources, run_dir, deadline, seed, extra_points)
     metric = data.metric
     target = metric.objective(cfg.target_score) if cfg.target_score is not None else None
-    stopper = SearchStopper(target_objective=target, patience=cfg.patience, reserve=reserve)
+    # the trials of a searcher that can be closed wrap up when the search is ended early; a grid
+    # (no searcher to close) would go on launching its points, so Tune stops its trials instead
+    flag = WrapUpFlag.new() if setup.guard is not None else None
+    stopper = SearchStopper(
+        target_objective=target,
+        patience=cfg.patience,
+        reserve=reserve,
+        wrap_up=None if flag is None else _wrap_up(flag, setup.guard),
+        grace_s=wrap_grace_s(deadline - t0) if deadline is not None else WRAP_GRACE_MAX_S,
+    )
     progress = ProgressCallback(
         metric_name=metric.name, greater_is_better=metric.greater_is_better, deadline=deadline
     )
-    tuner = _tuner(setup, data, families, cfg, run_dir, deadline, resume, [stopper, progress])
-    grid = tuner.fit()
+    tuner = _tuner(setup, data, families, cfg, run_dir, deadline, resume, [stopper, progress], flag)
+    try:
+        grid = tuner.fit()
+    finally:
+        if flag is not None:
+            flag.clear()
     wall = time.time() - t0
     retries, ended = retries_of(grid), stopper.ended()
     cache = run_dir / EXPERIMENT
@@ -110,6 +124,14 @@ def run_search(
     return SearchOutcome(
         records, ended, wall, exp_path, setup.concurrency, setup.strategy.name, notes=skipped
     )
+
+
+def _wrap_up(flag: WrapUpFlag, guard: BudgetGuard) -> Any:
+    def wrap_up() -> None:
+        guard.close()
+        flag.raise_flag()
+
+    return wrap_up
 
 
 def _setup(
@@ -211,6 +233,7 @@ def _tuner(
     deadline: float | None,
     resume: bool,
     callbacks: list[Any],
+    wrap_up: WrapUpFlag | None = None,
 ) -> Any:
     """A new ``tune.Tuner`` for the search, or the restored one of an interrupted search."""
     from ray import tune
@@ -223,6 +246,7 @@ def _tuner(
         checkpoint_steps=strategy.checkpoint_steps,
         checkpoint_every_s=_checkpoint_every_s(),
         rungs=setup.rungs,
+        wrap_up=wrap_up,
     )
 
     def trial_resources(config: dict[str, Any]) -> dict[str, float]:

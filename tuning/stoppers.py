@@ -6,7 +6,9 @@ row fidelity), and the time kept for what follows the search: a streaming fit's 
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune import Callback, Stopper
@@ -14,12 +16,40 @@ from ray.tune import Callback, Stopper
 from automl.trials import is_candidate
 from tuning.space import unflatten
 
+logger = logging.getLogger(__name__)
+
+#: seconds the running trials get to wrap up once the search was ended (a step, the predict timing
+#: and saving their models): this share of the search's time, within [1 s, 5 s]; then Tune stops
+#: what still runs. The wait comes out of the time after the search: at 30 s, an MLP whose first
+#: step took 3.5 s left the deployment options unmeasured, so short fits wait little.
+WRAP_GRACE_SHARE, WRAP_GRACE_MIN_S, WRAP_GRACE_MAX_S = 0.05, 1.0, 5.0
+
+
+def wrap_grace_s(search_s: float) -> float:
+    """Seconds a search of ``search_s`` seconds waits for its trials to wrap up."""
+    return min(WRAP_GRACE_MAX_S, max(WRAP_GRACE_MIN_S, WRAP_GRACE_SHARE * search_s))
+
 
 class SearchStopper(Stopper):
-    def __init__(self, *, target_objective: float | None, patience: int | None, reserve: Any = None) -> None:
+    """Ends the search for a target score, patience or the reserve's time. With ``wrap_up`` (it
+    raises the trials' wrap-up flag and closes the searcher) the running trials first get up to
+    ``grace_s`` to end with their best step (``tuning.wrapup``); Tune ends the search as soon as
+    none runs. Without it, Tune stops them at once and drops what they trained."""
+
+    def __init__(
+        self,
+        *,
+        target_objective: float | None,
+        patience: int | None,
+        reserve: Any = None,
+        wrap_up: Callable[[], None] | None = None,
+        grace_s: float = WRAP_GRACE_MAX_S,
+    ) -> None:
         self.target = target_objective
         self.patience = patience
         self.reserve = reserve  # FinalsReserve or RefitReserve (None: no time to keep)
+        self.wrap_up = wrap_up
+        self.grace_s = grace_s
         self.best = float("-inf")
         self.since_best = 0
         self.reason: str | None = None
@@ -42,9 +72,14 @@ class SearchStopper(Stopper):
     def stop_all(self) -> bool:
         if self.reason is None and self.reserve is not None:
             self.reason = self.reserve.reason()
-        if self.reason is not None and self.ended_at is None:
+        if self.reason is None:
+            return False
+        if self.ended_at is None:
             self.ended_at = time.time()
-        return self.reason is not None
+            if self.wrap_up is not None:
+                self.wrap_up()
+                logger.info("search ended (%s): running trials wrap up with their best step", self.reason)
+        return self.wrap_up is None or time.time() >= self.ended_at + self.grace_s
 
     def ended(self) -> tuple[float, str] | None:
         """When and why this stopper ended the search (None: it did not)."""

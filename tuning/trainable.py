@@ -23,6 +23,7 @@ from automl.training import CandidateResult, TrialData, is_state_checkpoint, sav
 from automl.trials import FinalReport, failed_report
 from tuning.space import unflatten
 from tuning.train_paths import TrainPath, train_candidate_ray, uses_ray_train
+from tuning.wrapup import WrapUpFlag
 
 PREDICT_TIMING_ROWS = 1000
 #: the final metrics, saved next to a finished trial's models
@@ -39,6 +40,8 @@ class TrialSettings:
     checkpoint_every_s: float = 60.0
     #: row fidelity: the rungs a config's ``_rung`` setting names (None: every trial on all rows)
     rungs: RowRungPlan | None = None
+    #: raised when the search is ended early: the trial ends after its next step, keeping its best
+    wrap_up: WrapUpFlag | None = None
 
 
 def run_trial(config: dict[str, Any], data: TrialData, settings: TrialSettings) -> None:
@@ -93,6 +96,7 @@ def _run(
                 on_step=on_step,
                 checkpoint=checkpoint_now,
                 resume_from=resume_from,
+                wrap_up=settings.wrap_up.reader() if settings.wrap_up is not None else None,
             )
         if lower and result.stop_reason == "time_budget" and deadline != settings.deadline:
             result.stop_reason = f"the rung's time cap ({deadline - t0:.0f}s)"
