@@ -161,6 +161,7 @@ def test_cli_fit_with_validation_and_test_files(ray_session, tmp_path, binary_df
                 f"file://{tmp_path / 'test.jsonl'}",
                 "--output",
                 str(tmp_path / "cli"),
+                "--no-report",  # nothing here is about the report (~2 s)
             ]
         )
     finally:  # the CLI configures logging for its process; give the test session its own back

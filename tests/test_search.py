@@ -27,13 +27,21 @@ def fit(df, tmp_path, strategy, **search):
     ).fit(df)
 
 
+@pytest.fixture(scope="module")
+def random_run(ray_session, binary_df, tmp_path_factory):
+    """One random search (3 trials, MLflow on), shared by the tests that only read it: the strategy
+    check, TensorBoard, MLflow and the first run of the warm start (each fit costs 5-8 s here)."""
+    return fit(binary_df, tmp_path_factory.mktemp("shared"), "random", mlflow=True)
+
+
 @pytest.mark.parametrize(
     "strategy",
     # one strategy stays in `make test-fast`; the other five run in the full suite
     [s if s == "random" else pytest.param(s, marks=pytest.mark.slow) for s in STRATEGIES],
 )
-def test_each_strategy_runs_and_says_why_it_ended(ray_session, binary_df, tmp_path, strategy):
-    run = fit(binary_df, tmp_path, strategy)
+def test_each_strategy_runs_and_says_why_it_ended(request, binary_df, tmp_path, strategy):
+    shared = strategy == "random"
+    run = request.getfixturevalue("random_run") if shared else fit(binary_df, tmp_path, strategy)
     board = run.leaderboard()
     # the trials themselves: not the ensemble, nor the refit options built from the members
     trials = trial_rows(board)
@@ -88,41 +96,24 @@ def test_target_score_and_patience_end_the_search(ray_session, binary_df, tmp_pa
     assert run.run_info_["ended_because"].startswith("no improvement in 2 trials")
 
 
-@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
-def test_trial_metrics_are_written_for_tensorboard(ray_session, binary_df, tmp_path):
-    run = fit(binary_df, tmp_path, "random", max_trials=2)
-    events = list((run.run_dir_ / "search").rglob("events.out.tfevents*"))
-    assert len(events) >= 2  # one per trial
-    progress = json.loads((run.run_dir_ / "run.json").read_text())
-    assert progress["n_trials"] == 2
+def test_trial_metrics_are_written_for_tensorboard(random_run):
+    events = list((random_run.run_dir_ / "search").rglob("events.out.tfevents*"))
+    assert len(events) >= 3  # one per trial
+    progress = json.loads((random_run.run_dir_ / "run.json").read_text())
+    assert progress["n_trials"] == 3
 
 
-@pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
-def test_mlflow_callback_logs_every_trial(ray_session, binary_df, tmp_path):
+def test_mlflow_callback_logs_every_trial(random_run):
     import mlflow
 
-    run = AutoML(
-        write_report=False,
-        target="label",
-        search=SearchConfig(max_trials=2, families=("lightgbm",), mlflow=True),
-        ensemble=SEARCH_ONLY,
-        output_dir=tmp_path / "ml",
-    ).fit(binary_df)
-    mlflow.set_tracking_uri((run.run_dir_ / "mlruns").as_uri())  # the fit allowed the file store
-    runs = mlflow.search_runs(experiment_names=[run.run_dir_.name])
-    assert len(runs) == 2 and "metrics.best_objective" in runs.columns
+    mlflow.set_tracking_uri((random_run.run_dir_ / "mlruns").as_uri())  # the fit allowed the file store
+    runs = mlflow.search_runs(experiment_names=[random_run.run_dir_.name])
+    assert len(runs) == 3 and "metrics.best_objective" in runs.columns
 
 
 @pytest.mark.slow  # a full fit or several processes: kept out of `make test-fast`
-def test_warm_start_evaluates_the_previous_best_configs_first(ray_session, binary_df, tmp_path):
-    first = AutoML(
-        write_report=False,
-        target="label",
-        search=SearchConfig(max_trials=3, strategy="random", families=("lightgbm",)),
-        ensemble=SEARCH_ONLY,
-        output_dir=tmp_path / "a",
-        seed=1,
-    ).fit(binary_df)
+def test_warm_start_evaluates_the_previous_best_configs_first(random_run, binary_df, tmp_path):
+    first = random_run  # LightGBM and XGBoost trials; the second search takes its best LightGBM config
     best = json.loads(first.leaderboard().query("family == 'lightgbm'").iloc[0]["params"])
     second = AutoML(
         write_report=False,

@@ -1,0 +1,154 @@
+"""A search ended early lets its running trials wrap up with their best step (tuning.wrapup):
+the flag crosses processes through Ray, training ends on it with its models, the stopper waits
+for the trials within its grace, the searcher launches nothing more, and the record says why."""
+
+import time
+from types import SimpleNamespace
+
+import pytest
+from helpers import trial_data
+
+from automl.models import get_family
+from automl.training import train_candidate
+from tuning.budget import BudgetGuard
+from tuning.records import record
+from tuning.stoppers import SearchStopper, wrap_grace_s
+from tuning.wrapup import WrapUpFlag
+
+
+@pytest.mark.ray
+def test_a_trial_process_sees_the_flag_the_driver_raises(ray_session, tmp_path):
+    flag, reading = WrapUpFlag.new(), tmp_path / "reading"
+
+    @ray_session.remote(num_cpus=0)
+    def trial(flag: WrapUpFlag, poll_s: float) -> float | None:
+        raised, t0 = flag.reader(poll_s), time.time()
+        reading.touch()  # the same machine: the driver waits for this before raising the flag
+        while time.time() - t0 < 60:
+            if raised():
+                return time.time()
+            time.sleep(0.01)
+        return None
+
+    assert not flag.is_raised()
+    seen = trial.remote(flag, 0.05)
+    t0 = time.time()
+    while not reading.exists():  # a new worker process starts first
+        assert time.time() - t0 < 60 and not ray_session.wait([seen], timeout=0)[0]
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert not ray_session.wait([seen], timeout=0)[0], "the trial wrapped up before the flag was raised"
+    raised_at = time.time()
+    flag.raise_flag()
+    seen_at = ray_session.get(seen, timeout=60)
+    assert seen_at is not None and seen_at - raised_at < 1.0
+    assert not WrapUpFlag.new().is_raised()  # another search's flag is its own
+    flag.clear()
+    assert not flag.is_raised()
+
+
+def test_training_ends_on_the_flag_with_its_best_step_and_its_models(binary_df):
+    data = trial_data(binary_df, "label", recipes=("tree",))[0]
+    family = get_family("lightgbm")
+    config = {**family.portfolio(data.task)[0], "n_estimators": 2000, "learning_rate": 0.01}
+    reads = []
+
+    def raised() -> bool:
+        reads.append(1)
+        return len(reads) >= 3  # raised before the third step's check
+
+    res = train_candidate(family, config, data, wrap_up=raised)
+    assert res.stop_reason == "search_ended"
+    assert len(res.history) == 3 and len(res.models) == len(data.folds)
+    assert res.best_iteration == max(res.history, key=lambda h: h.score).iteration
+    full = train_candidate(family, config, data)
+    assert full.stop_reason != "search_ended" and len(full.history) > 3
+
+
+class _Reserve:
+    """A reserve that ends the search at once."""
+
+    def reason(self) -> str:
+        return "time kept for refitting the best candidates on every row (~1.0s expected)"
+
+
+def test_the_stopper_raises_the_flag_once_and_waits_out_its_grace():
+    calls = []
+    stopper = SearchStopper(
+        target_objective=None, patience=None, reserve=_Reserve(), wrap_up=lambda: calls.append(1), grace_s=0.3
+    )
+    assert not stopper.stop_all() and calls == [1]  # the trials wrap up: Tune does not stop them
+    assert not stopper.stop_all() and calls == [1]
+    time.sleep(0.35)
+    assert stopper.stop_all() and calls == [1]  # the grace is over: Tune stops what still runs
+    assert stopper.ended()[1] == _Reserve().reason()
+    # without a flag to raise (a grid search), Tune stops the trials at once, as before
+    assert SearchStopper(target_objective=None, patience=None, reserve=_Reserve()).stop_all()
+    assert wrap_grace_s(20) == 1.0 and wrap_grace_s(45) == pytest.approx(2.25) and wrap_grace_s(600) == 5.0
+
+
+def test_a_closed_guard_launches_no_more_trials():
+    inner = SimpleNamespace(metric="m", mode="max", suggest=lambda trial_id: {"family": "lightgbm"})
+    guard = BudgetGuard(inner, deadline=time.time() + 60, costs={"lightgbm": 1.0})
+    assert guard.suggest("a") == {"family": "lightgbm"}
+    guard.close()
+    assert guard.suggest("b") == "FINISHED"
+
+
+def test_the_record_of_a_wrapped_up_trial_says_why_it_ended():
+    why = "time kept for refitting the best candidates on every row (~1.0s expected)"
+    result = SimpleNamespace(
+        config={"family": "xgboost"},
+        metrics={
+            "trial_id": "abc",
+            "done_training": True,
+            "objective": -3.0,
+            "score": 3.0,
+            "iteration": 20,
+            "fit_time_s": 1.0,
+            "stop_reason": "search_ended",
+        },
+        path="/x/run_trial_abc_3_family=xgboost",
+        error=None,
+        checkpoint=None,
+    )
+    now = time.time()
+    progress = SimpleNamespace(times={"abc": (now - 5, now)})
+    rec = record(result, progress, now - 10, now + 100, ended=(now - 1, why))
+    assert rec.status == "completed" and rec.iteration == 20
+    assert rec.stop_reason == f"wrapped up with its best step when the search ended: {why}"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_trial_in_flight_when_the_target_is_reached_wraps_up_and_joins(ray_session, tmp_path):
+    """The linear trial reaches the target score at once while the MLP trains: the MLP ends after
+    its next step, completed with its models, and is a candidate like any other."""
+    import numpy as np
+    import pandas as pd
+
+    from automl import AutoML, SearchConfig
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 6))
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(6)])
+    df["label"] = np.where(X[:, 0] + np.sin(2 * X[:, 1]) + rng.normal(scale=0.5, size=4000) > 0, "yes", "no")
+    run = AutoML(
+        write_report=False,
+        target="label",
+        time_limit=120,  # a searcher that can be closed runs under a time limit only
+        search=SearchConfig(families=("linear", "mlp"), target_score=0.6, max_trials=4),
+        output_dir=tmp_path / "run",
+        seed=0,
+    ).fit(df)
+    assert run.run_info_["ended_because"] == "target score reached"
+    board = run.leaderboard()
+    mlp = board[board["model"].str.fullmatch(r"mlp_\d+")]
+    assert len(mlp) == 1, board[["model", "status", "stop_reason"]]
+    row = mlp.iloc[0]
+    assert row["status"] == "completed", row
+    # (the chosen model's reason also says it was calibrated)
+    wrapped = "wrapped up with its best step when the search ended: target score reached"
+    assert row["stop_reason"].startswith(wrapped), row["stop_reason"]
+    # its final report: the bag's score and the timing of its saved fold models
+    assert np.isfinite(row["score_val"]) and row["predict_time_s"] > 0 and row["iterations"] >= 1
