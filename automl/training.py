@@ -9,6 +9,7 @@ knows nothing about Ray.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -96,8 +97,6 @@ class _Progress:
     best_clipped: int = 0  # validation predictions clipped at the best step
 
     def save(self, directory: Path, elapsed: float) -> None:
-        import json
-
         meta = {k: v for k, v in self.__dict__.items() if k not in ("best_preds", "history")}
         meta["history"] = [h.__dict__ for h in self.history]
         meta["elapsed_before"] = elapsed
@@ -106,8 +105,6 @@ class _Progress:
 
     @classmethod
     def load(cls, directory: Path) -> _Progress:
-        import json
-
         meta = json.loads((directory / "progress.json").read_text())
         meta["history"] = [StepRecord(**h) for h in meta["history"]]
         with np.load(directory / "best_preds.npz", allow_pickle=False) as z:
@@ -153,8 +150,8 @@ def train_candidate(
         logger.info("%s: resumed at step %d (iteration %d)", family.name, prog.n_steps, learners[0].iteration)
     step = family.step_size(config, data.task)
     patience = _patience(family, config, data.task)
-    stop_reason = "max_iterations"
-    while not all(learner.done for learner in learners) or prog.best_preds is None:
+    stop_reason = None
+    while stop_reason is None and (not all(learner.done for learner in learners) or prog.best_preds is None):
         for learner in learners:
             learner.step(step)
         prog.n_steps += 1
@@ -168,21 +165,9 @@ def train_candidate(
                     on_step(metrics, d)
             else:
                 on_step(metrics)
-        fired = next((learner.health_stop for learner in learners if learner.health_stop), None)
-        if fired:
-            stop_reason = f"health: {fired}"
-            break
-        if all(learner.done for learner in learners):
-            break
-        if select_best and metrics["iteration"] - max(prog.last_gain.values()) >= patience:
-            stop_reason = "converged"
-            break
-        if deadline is not None and time.time() >= deadline and prog.n_steps >= min_steps_before_deadline:
-            stop_reason = "time_budget"
-            break
-        if wrap_up is not None and prog.n_steps >= min_steps_before_deadline and wrap_up():
-            stop_reason = "search_ended"
-            break
+        stalled = select_best and metrics["iteration"] - max(prog.last_gain.values()) >= patience
+        late = prog.n_steps >= min_steps_before_deadline
+        stop_reason = _stop_reason(learners, stalled, late, deadline, wrap_up)
     oof = _empty_oof(len(data.y), data)
     for (_, va), p in zip(data.folds, prog.best_preds):
         oof[va] = p
@@ -198,10 +183,28 @@ def train_candidate(
         models=models,
         fit_time_s=float(sum(learner.fit_time_s() for learner in learners) + finish_s),
         wall_time_s=prog.elapsed_before + time.perf_counter() - t_start,
-        stop_reason=stop_reason,
+        stop_reason=stop_reason or "max_iterations",
         history=prog.history,
         n_clipped=prog.best_clipped,
     )
+
+
+def _stop_reason(
+    learners: list[Any], stalled: bool, late: bool, deadline: float | None, wrap_up: Callable[[], bool] | None
+) -> str | None:
+    """Why training ends after this step, or None (``late``: the steps the deadline waits for are done)."""
+    fired = next((learner.health_stop for learner in learners if learner.health_stop), None)
+    if fired:
+        return f"health: {fired}"
+    if all(learner.done for learner in learners):
+        return "max_iterations"
+    if stalled:
+        return "converged"
+    if late and deadline is not None and time.time() >= deadline:
+        return "time_budget"
+    if late and wrap_up is not None and wrap_up():
+        return "search_ended"
+    return None
 
 
 def _build_learners(
@@ -291,8 +294,6 @@ def is_state_checkpoint(directory: str | Path) -> bool:
 # --- persistence of a candidate (trial checkpoints, run directories) --------------------------------
 def save_result(result: CandidateResult, directory: str | Path) -> None:
     """Write fold models (native formats), out-of-fold predictions and metadata into ``directory``."""
-    import json
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for i, model in enumerate(result.models):
@@ -307,8 +308,6 @@ def save_result(result: CandidateResult, directory: str | Path) -> None:
 
 
 def load_result(directory: str | Path, task: Task) -> CandidateResult:
-    import json
-
     from automl.models import get_family
 
     directory = Path(directory)

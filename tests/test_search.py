@@ -39,7 +39,7 @@ def random_run(ray_session, binary_df, tmp_path_factory):
     # one strategy stays in `make test-fast`; the other five run in the full suite
     [s if s == "random" else pytest.param(s, marks=pytest.mark.slow) for s in STRATEGIES],
 )
-def test_each_strategy_runs_and_says_why_it_ended(request, binary_df, tmp_path, strategy):
+def test_each_strategy_runs_and_says_why_it_ended(request, ray_session, binary_df, tmp_path, strategy):
     shared = strategy == "random"
     run = request.getfixturevalue("random_run") if shared else fit(binary_df, tmp_path, strategy)
     board = run.leaderboard()

@@ -427,18 +427,25 @@ def test_the_time_kept_for_a_final_ends_a_real_search(ray_session, binary_df, tm
     # the trial the time was kept for has its models (its checkpoint was saved before the stop)
     assert 1 <= len(outcome.completed()) < 10 and reserve.need_s() > 3600
 
-    # a resumed search answers to the resuming fit's stopper, callbacks and budget: Tuner.restore
-    # brings back the interrupted one's, pickled at its start with its clock (the old finals' end)
+    # a resumed search answers to the resuming fit's stopper, callbacks, budget and deadline.
+    # Tuner.restore brings back the interrupted one's run config and searcher; a SearchStopper is
+    # pickled by reference and comes back as the running search's (outside one: an inert one),
+    # never with the old clock (the old finals' end) that once kept a resumed search from ending
     from ray import tune
 
-    from tuning.search import renewed
+    from tuning.budget import BudgetGuard
+    from tuning.resume import renewed
     from tuning.stoppers import SearchStopper
     from tuning.trainable import run_trial
 
     restored = tune.Tuner.restore(outcome.experiment_path, trainable=run_trial)
     old = restored._local_tuner.get_run_config()
-    assert old.stop.reserve.end == reserve.end and old.stop.reserve is not reserve  # ran under it before
+    assert old.stop.reserve is None and not old.stop.stop_all()
     stopper, callbacks = SearchStopper(target_objective=None, patience=None, reserve=None), [object()]
-    internal = renewed(restored, stopper, callbacks, 123.0)._local_tuner
+    guard = restored._local_tuner._tune_config.search_alg
+    assert isinstance(guard, BudgetGuard) and guard.deadline != 999.0
+    guard.close()  # as if the interrupted search had been ending
+    internal = renewed(restored, stopper, callbacks, 123.0, deadline=999.0)._local_tuner
     assert internal.get_run_config().stop is stopper and internal.get_run_config().callbacks == callbacks
     assert internal._tune_config.time_budget_s == 123.0
+    assert guard.deadline == 999.0 and not guard.closed

@@ -78,7 +78,7 @@ class BudgetGuard(Searcher):
         self.closed = True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self.closed:
+        if getattr(self, "closed", False):  # (a guard pickled before it had the attribute)
             return Searcher.FINISHED
         for attempt in range(MAX_SKIPS):
             left = self.deadline - time.time()

@@ -20,6 +20,7 @@ from tuning import distributed
 from tuning.budget import BudgetGuard
 from tuning.progress import ProgressCallback
 from tuning.records import record, retries_of, why_ended
+from tuning.resume import live_guard, renewed
 from tuning.rungs import annotate, setup_rungs
 from tuning.space import unflatten
 from tuning.stoppers import WRAP_GRACE_MAX_S, ReserveWatch, SearchStopper, wrap_grace_s
@@ -87,22 +88,25 @@ def run_search(
     setup = _setup(data, families, cfg, cluster, resources, run_dir, deadline, seed, extra_points)
     metric = data.metric
     target = metric.objective(cfg.target_score) if cfg.target_score is not None else None
-    # the trials of a searcher that can be closed wrap up when the search is ended early; a grid
-    # (no searcher to close) would go on launching its points, so Tune stops its trials instead
-    flag = WrapUpFlag.new() if setup.guard is not None else None
     stopper = SearchStopper(
         target_objective=target,
         patience=cfg.patience,
         reserve=reserve,
-        wrap_up=None if flag is None else _wrap_up(flag, setup.guard),
         grace_s=wrap_grace_s(deadline - t0) if deadline is not None else WRAP_GRACE_MAX_S,
     )
     progress = ProgressCallback(
         metric_name=metric.name, greater_is_better=metric.greater_is_better, deadline=deadline
     )
+    # the trials of a searcher that can be closed wrap up when the search is ended early; a grid
+    # (no searcher to close) would go on launching its points, so Tune stops its trials instead
+    flag = WrapUpFlag.new() if setup.guard is not None else None
     tuner = _tuner(setup, data, families, cfg, run_dir, deadline, resume, [stopper, progress], flag)
+    guard = live_guard(tuner, setup.guard)  # on resume, the restored searcher Tune runs
+    if flag is not None and guard is not None:
+        stopper.wrap_up = flag.ending(guard)
     try:
-        grid = tuner.fit()
+        with stopper.live():
+            grid = tuner.fit()
     finally:
         if flag is not None:
             flag.clear()
@@ -124,14 +128,6 @@ def run_search(
     return SearchOutcome(
         records, ended, wall, exp_path, setup.concurrency, setup.strategy.name, notes=skipped
     )
-
-
-def _wrap_up(flag: WrapUpFlag, guard: BudgetGuard) -> Any:
-    def wrap_up() -> None:
-        guard.close()
-        flag.raise_flag()
-
-    return wrap_up
 
 
 def _setup(
@@ -233,7 +229,7 @@ def _tuner(
     deadline: float | None,
     resume: bool,
     callbacks: list[Any],
-    wrap_up: WrapUpFlag | None = None,
+    flag: WrapUpFlag | None = None,
 ) -> Any:
     """A new ``tune.Tuner`` for the search, or the restored one of an interrupted search."""
     from ray import tune
@@ -246,7 +242,7 @@ def _tuner(
         checkpoint_steps=strategy.checkpoint_steps,
         checkpoint_every_s=_checkpoint_every_s(),
         rungs=setup.rungs,
-        wrap_up=wrap_up,
+        wrap_up=flag,
     )
 
     def trial_resources(config: dict[str, Any]) -> dict[str, float]:
@@ -278,7 +274,7 @@ def _tuner(
         tuner = tune.Tuner.restore(
             exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False
         )
-        return renewed(tuner, stopper, tune_callbacks, budget)
+        return renewed(tuner, stopper, tune_callbacks, budget, deadline=deadline)
     run_config = tune.RunConfig(
         name=setup.name,
         storage_path=setup.storage,
@@ -303,23 +299,6 @@ def _tuner(
         ),
         run_config=run_config,
     )
-
-
-def renewed(tuner: Any, stopper: Any, callbacks: list[Any], budget: float | None) -> Any:
-    """A restored tuner with this fit's stopper, callbacks and time budget. ``Tuner.restore``
-    brings back the interrupted search's, pickled with their clocks: the progress callback, the
-    stopper and the time kept for a streaming final counted from the old start, so the reserve
-    never ended a resumed search, and the budget was the old one. Ray 2.60 takes no run config on
-    restore; ``fit()`` reads these from the tuner's ``TunerInternal`` (``get_run_config()`` and its
-    tune config), which is set here."""
-    internal = getattr(tuner, "_local_tuner", None)
-    if internal is None or not hasattr(internal, "_tune_config"):
-        logger.warning("the resumed search keeps the interrupted one's stopper, callbacks and budget")
-        return tuner
-    run_config = internal.get_run_config()
-    run_config.stop, run_config.callbacks = stopper, callbacks
-    internal._tune_config.time_budget_s = budget
-    return tuner
 
 
 def _checkpoint_every_s() -> float:

@@ -6,9 +6,10 @@ row fidelity), and the time kept for what follows the search: a streaming fit's 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ray.tune import Callback, Stopper
@@ -69,6 +70,28 @@ class SearchStopper(Stopper):
             self.reason = f"no improvement in {self.patience} trials"
         return False
 
+    @contextlib.contextmanager
+    def live(self) -> Iterator[SearchStopper]:
+        """While the search runs: Tune's controller pickles its stopper into the experiment state
+        and, on resume, puts the unpickled copy in place of the stopper it was given (Ray 2.60's
+        ``TuneController.__setstate__``); that copy would hold the interrupted search's clock,
+        reserve and wrap-up flag. A pickled SearchStopper comes back as this one instead."""
+        global _LIVE
+        _LIVE = self
+        try:
+            yield self
+        finally:
+            _LIVE = None
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        return live_stopper, ()
+
+    def __copy__(self) -> SearchStopper:  # a copy is this stopper, as an unpickled one is
+        return self
+
+    def __deepcopy__(self, memo: dict) -> SearchStopper:
+        return self
+
     def stop_all(self) -> bool:
         if self.reason is None and self.reserve is not None:
             self.reason = self.reserve.reason()
@@ -77,8 +100,12 @@ class SearchStopper(Stopper):
         if self.ended_at is None:
             self.ended_at = time.time()
             if self.wrap_up is not None:
-                self.wrap_up()
-                logger.info("search ended (%s): running trials wrap up with their best step", self.reason)
+                try:
+                    self.wrap_up()
+                    logger.info("search ended (%s): running trials wrap up with their best step", self.reason)
+                except Exception as exc:  # noqa: BLE001 - the flag is an extra: end as Tune would
+                    logger.warning("search ended (%s); its trials are stopped: %s", self.reason, exc)
+                    self.wrap_up = None
         return self.wrap_up is None or time.time() >= self.ended_at + self.grace_s
 
     def ended(self) -> tuple[float, str] | None:
@@ -99,3 +126,13 @@ class ReserveWatch(Callback):
         result = trial.last_result or {}
         if is_candidate(result):
             self.reserve.observe(unflatten(trial.config)[0], result)
+
+
+#: the stopper of the search running in this process (SearchStopper.live)
+_LIVE: SearchStopper | None = None
+
+
+def live_stopper() -> SearchStopper:
+    """What an unpickled :class:`SearchStopper` becomes: the running search's, or (read outside a
+    search, such as by ``ExperimentAnalysis``) one that never stops anything."""
+    return _LIVE if _LIVE is not None else SearchStopper(target_objective=None, patience=None)

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +45,25 @@ class WrapUpFlag:
 
         _internal_kv_put(self.key, b"1", overwrite=True, namespace=NAMESPACE)
 
+    def ending(self, searcher: Any) -> Callable[[], None]:
+        """What ends the search early (the stopper calls it): ``searcher.close()`` (a
+        :class:`tuning.budget.BudgetGuard`: no more trials), then the flag raised."""
+
+        def end() -> None:
+            searcher.close()
+            self.raise_flag()
+
+        return end
+
     def clear(self) -> None:
+        """Removes the flag; never raises (it runs after the search, whatever its outcome)."""
         from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_initialized
 
-        if _internal_kv_initialized():
-            _internal_kv_del(self.key, namespace=NAMESPACE)
+        try:
+            if _internal_kv_initialized():
+                _internal_kv_del(self.key, namespace=NAMESPACE)
+        except Exception as exc:  # noqa: BLE001 - a left-over key of a few bytes is harmless
+            logger.debug("could not remove the wrap-up flag %s: %s", self.key, exc)
 
     def is_raised(self) -> bool:
         from ray.experimental.internal_kv import _internal_kv_exists, _internal_kv_initialized
