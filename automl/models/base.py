@@ -91,6 +91,9 @@ class FittedModel(abc.ABC):
     native_file: ClassVar[str | None] = None
     #: the compiled library in use for large calls (automl.models.compiled.CompiledTrees), if any
     compiled: Any = None
+    #: calls of at most this many rows go through :meth:`joint_predictor` (0: never); it is built at
+    #: the first such call, so a process that predicts only larger batches never builds it
+    joint_rows: ClassVar[int] = 0
 
     @abc.abstractmethod
     def predict(self, X: FeatureMatrix) -> np.ndarray: ...

@@ -66,6 +66,7 @@ def feature_types(X: FeatureMatrix) -> list[str]:
 class XGBoostModel(FittedModel):
     family = "xgboost"
     native_file = "model.ubj"
+    joint_rows = TABLE_ROWS  # the table of every fold's trees: a few rows only
 
     def __init__(self, booster: Any, task: Task) -> None:
         self.booster, self.task = booster, task
@@ -130,7 +131,7 @@ class _TablePredictor(JointPredictor):
         self.table, self.task = table, task
 
     def predict(self, inputs: ModelInput, threads: int) -> list[np.ndarray] | None:
-        if inputs.n_rows > TABLE_ROWS:
+        if inputs.n_rows > TABLE_ROWS:  # the caller asks only for calls of up to joint_rows rows
             return None
         return [raw_to_output(m, self.task.problem_type) for m in self.table.margins(inputs.dense())]
 
