@@ -97,8 +97,11 @@ def test_the_stopper_raises_the_flag_once_and_waits_out_its_grace():
     )
     assert not stopper.stop_all() and calls == [1]  # the trials wrap up: Tune does not stop them
     assert not stopper.stop_all() and calls == [1]
+    # a trial stopped during the grace was stopped by the scheduler, not by the search's end
+    assert stopper.ended()[0] == float("inf")
     time.sleep(0.35)
     assert stopper.stop_all() and calls == [1]  # the grace is over: Tune stops what still runs
+    assert stopper.ended()[0] >= stopper.ended_at + 0.3
     assert stopper.ended()[1] == _Reserve().reason()
     # without a flag to raise (a grid search), Tune stops the trials at once, as before
     assert SearchStopper(target_objective=None, patience=None, reserve=_Reserve()).stop_all()
@@ -135,6 +138,12 @@ def test_the_record_of_a_wrapped_up_trial_says_why_it_ended():
     rec = record(result, progress, now - 10, now + 100, ended=(now - 1, why))
     assert rec.status == "completed" and rec.iteration == 20
     assert rec.stop_reason == f"wrapped up with its best step when the search ended: {why}"
+    # a trial the scheduler stopped while the others wrapped up (none was left for Tune to stop)
+    pruned = SimpleNamespace(**{**result.__dict__, "metrics": {"trial_id": "abc", "objective": -3.0}})
+    rec = record(pruned, progress, now - 10, now + 100, ended=(float("inf"), why))
+    assert rec.status == "stopped" and rec.stop_reason == "early-stopped by the scheduler"
+    rec = record(pruned, progress, now - 10, now + 100, ended=(now - 0.5, why))  # Tune stopped it
+    assert rec.stop_reason == f"stopped when the search ended: {why}"
 
 
 @pytest.mark.ray

@@ -55,6 +55,7 @@ class SearchStopper(Stopper):
         self.since_best = 0
         self.reason: str | None = None
         self.ended_at: float | None = None  # time.time() when a reason first ended the search
+        self.stopped_at: float | None = None  # when Tune was told to stop the trials still running
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         if not is_candidate(result):  # a lower rung of row fidelity scores a sample: not comparable
@@ -106,11 +107,18 @@ class SearchStopper(Stopper):
                 except Exception as exc:  # noqa: BLE001 - the flag is an extra: end as Tune would
                     logger.warning("search ended (%s); its trials are stopped: %s", self.reason, exc)
                     self.wrap_up = None
-        return self.wrap_up is None or time.time() >= self.ended_at + self.grace_s
+        if self.wrap_up is None or time.time() >= self.ended_at + self.grace_s:
+            self.stopped_at = self.stopped_at or time.time()
+            return True
+        return False
 
     def ended(self) -> tuple[float, str] | None:
-        """When and why this stopper ended the search (None: it did not)."""
-        return None if self.reason is None or self.ended_at is None else (self.ended_at, self.reason)
+        """Why this stopper ended the search, and when it had Tune stop the trials still running:
+        infinity when every one wrapped up within the grace, so a trial stopped in the meantime was
+        stopped by the scheduler (None: the stopper did not end the search)."""
+        if self.reason is None or self.ended_at is None:
+            return None
+        return (self.stopped_at or float("inf"), self.reason)
 
 
 class ReserveWatch(Callback):
