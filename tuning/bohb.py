@@ -54,14 +54,7 @@ def make_bohb(
             f"pip install 'automl-on-ray[bohb]' ({exc})"
         ) from None
     searcher = TuneBOHB(space=space, metric=metric, mode=mode, seed=seed, points_to_evaluate=points or None)
-    from tuning.brackets import BudgetedBOHB
+    from tuning.brackets import budgeted
 
-    scheduler = BudgetedBOHB(
-        time_attr="training_iteration",
-        metric=metric,
-        mode=mode,
-        max_t=max_steps,
-        reduction_factor=eta,
-        max_trials=max_trials,
-    )
+    scheduler = budgeted(True, metric=metric, mode=mode, max_t=max_steps, eta=eta, max_trials=max_trials)
     return searcher, scheduler

@@ -63,3 +63,16 @@ class BudgetedHyperBand(_BudgetedBrackets, HyperBandScheduler):
 
 class BudgetedBOHB(_BudgetedBrackets, HyperBandForBOHB):
     """Ray's HyperBandForBOHB, brackets capped at the trials left."""
+
+
+def budgeted(bohb: bool, *, metric: str, mode: str, max_t: int, eta: int, max_trials: int) -> Any:
+    """The scheduler of a HyperBand (``bohb=False``) or BOHB search over ``max_t`` steps."""
+    cls = BudgetedBOHB if bohb else BudgetedHyperBand
+    return cls(
+        time_attr="training_iteration",
+        metric=metric,
+        mode=mode,
+        max_t=max_t,
+        reduction_factor=eta,
+        max_trials=max_trials,
+    )

@@ -131,20 +131,12 @@ def make_strategy(
             name, _optuna(families, task, points, seed, sampler), _asha(max_steps), {}, max_trials
         )
     if name == "hyperband":
-        from tuning.brackets import BudgetedHyperBand
+        from tuning.brackets import budgeted
 
-        sched = BudgetedHyperBand(
-            time_attr="training_iteration",
-            metric=METRIC,
-            mode=MODE,
-            max_t=HB_MAX_STEPS,
-            reduction_factor=HB_ETA,
-            max_trials=max_trials,
-        )
         return Strategy(
             name,
             _optuna(families, task, points, seed, "random"),
-            sched,
+            budgeted(False, metric=METRIC, mode=MODE, max_t=HB_MAX_STEPS, eta=HB_ETA, max_trials=max_trials),
             {},
             max_trials,
             hyperband_milestones(),
