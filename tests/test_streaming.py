@@ -427,25 +427,31 @@ def test_the_time_kept_for_a_final_ends_a_real_search(ray_session, binary_df, tm
     # the trial the time was kept for has its models (its checkpoint was saved before the stop)
     assert 1 <= len(outcome.completed()) < 10 and reserve.need_s() > 3600
 
-    # a resumed search answers to the resuming fit's stopper, callbacks, budget and deadline.
-    # Tuner.restore brings back the interrupted one's run config and searcher; a SearchStopper is
-    # pickled by reference and comes back as the running search's (outside one: an inert one),
-    # never with the old clock (the old finals' end) that once kept a resumed search from ending
+    # a resumed search answers to the resuming fit's stopper, callbacks and deadline.
+    # Tuner.restore brings back the interrupted one's run config and searcher: its stopper with
+    # the old clock (the old finals' end, the old time limit) that once kept a resumed search from
+    # ending; renewed() puts this fit's in place (and Tune's controller, which restores its own
+    # copy, gets the running search's: test_wrapup.py)
     from ray import tune
 
     from tuning.budget import BudgetGuard
     from tuning.resume import renewed
+    from tuning.search import GRACE_S
     from tuning.stoppers import SearchStopper
     from tuning.trainable import run_trial
 
     restored = tune.Tuner.restore(outcome.experiment_path, trainable=run_trial)
     old = restored._local_tuner.get_run_config()
-    assert old.stop.reserve is None and not old.stop.stop_all()
+    assert isinstance(old.stop, SearchStopper) and old.stop.hard_end == pytest.approx(
+        now + 3000 + GRACE_S, abs=1
+    )
     stopper, callbacks = SearchStopper(target_objective=None, patience=None, reserve=None), [object()]
     guard = restored._local_tuner._tune_config.search_alg
     assert isinstance(guard, BudgetGuard) and guard.deadline != 999.0
     guard.close()  # as if the interrupted search had been ending
-    internal = renewed(restored, stopper, callbacks, 123.0, deadline=999.0)._local_tuner
+    internal = renewed(restored, stopper, callbacks, deadline=999.0)._local_tuner
     assert internal.get_run_config().stop is stopper and internal.get_run_config().callbacks == callbacks
-    assert internal._tune_config.time_budget_s == 123.0
+    assert internal._tune_config.time_budget_s is None  # Tune would restore its old TimeoutStopper
     assert guard.deadline == 999.0 and not guard.closed
+    renewed(restored, stopper, callbacks, deadline=None)  # resumed without a time limit
+    assert guard.deadline == float("inf")

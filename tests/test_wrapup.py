@@ -79,8 +79,21 @@ def test_a_pickled_stopper_comes_back_as_the_running_searchs():
     running = SearchStopper(target_objective=None, patience=None)
     with running.live():
         assert pickle.loads(saved) is running
-    inert = pickle.loads(saved)  # read outside a search (ExperimentAnalysis): stops nothing
-    assert inert is not running and inert.reserve is None and not inert.stop_all()
+    # outside a search (ExperimentAnalysis; the Tune driver a Ray Client connection runs on the
+    # cluster): a copy of the pickled one, with its criteria
+    copy = pickle.loads(saved)
+    assert copy is not running and copy is not old and (copy.target, copy.patience) == (0.9, 3)
+    assert isinstance(copy.reserve, _Reserve)
+
+
+def test_the_stopper_ends_the_search_at_its_hard_end():
+    """The search's time limit is the stopper's (Tune's time_budget_s would come back on resume
+    with the interrupted search's budget left): past hard_end Tune stops every trial, and the
+    stopper has not ended the search for a reason of its own (records say "time limit")."""
+    stopper = SearchStopper(target_objective=None, patience=None, hard_end=time.time() + 0.2)
+    assert not stopper.stop_all()
+    time.sleep(0.25)
+    assert stopper.stop_all() and stopper.ended() is None
 
 
 class _Reserve:

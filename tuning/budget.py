@@ -1,6 +1,6 @@
 """BudgetGuard: a searcher wrapper that only launches trials that can finish in the time left.
 
-Tune's ``time_budget_s`` kills whatever runs when it expires, and trials wrap up at the deadline
+The search's time limit (``SearchStopper.hard_end``) stops whatever runs, and trials wrap up at the deadline
 (see ``automl.training``); neither stops the search from *starting* a trial in the last seconds,
 which only yields a half-trained model. The guard estimates how long a suggested config will
 take: the median duration of finished trials of its family, or, for a family not seen yet, its

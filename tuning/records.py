@@ -50,8 +50,9 @@ def _local_checkpoint(checkpoint: Any, cache_dir: Path) -> str:
     return str(dest)
 
 
-#: a trial whose end is logged up to this long before the stopper ended the search was stopped by
-#: it (the stopper is asked between Tune's events; the trial's end is logged as Tune handles it)
+#: a trial whose end is logged up to this long before the stopper had Tune stop the trials still
+#: running was stopped by it (the stopper is asked between Tune's events; the trial's end is
+#: logged as Tune handles it)
 STOP_SLACK_S = 1.0
 
 

@@ -93,6 +93,8 @@ def run_search(
         patience=cfg.patience,
         reserve=reserve,
         grace_s=wrap_grace_s(deadline - t0) if deadline is not None else WRAP_GRACE_MAX_S,
+        # trials get GRACE_S after the deadline to hand in their final checkpoint
+        hard_end=None if deadline is None else max(time.time() + 1.0, deadline + GRACE_S),
     )
     progress = ProgressCallback(
         metric_name=metric.name, greater_is_better=metric.greater_is_better, deadline=deadline
@@ -120,9 +122,9 @@ def run_search(
         logger.info(
             "trials retried after a failure: %s", {r.trial_id: r.retries for r in records if r.retries}
         )
-    ended = why_ended(stopper, records, cfg, deadline, setup.strategy.name, setup.guard)
+    ended = why_ended(stopper, records, cfg, deadline, setup.strategy.name, guard)
     logger.info("search ended: %s (%d trials in %.1fs)", ended, len(records), wall)
-    skipped = [f"skipped for lack of time: {s}" for s in (setup.guard.skipped if setup.guard else [])]
+    skipped = [f"skipped for lack of time: {s}" for s in (guard.skipped if guard else [])]
     skipped.insert(0, setup.rungs_note)
     exp_path = f"{setup.storage}/{setup.name}"
     return SearchOutcome(
@@ -254,7 +256,7 @@ def _tuner(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, data=data, settings=settings), trial_resources
     )
-    budget = None if deadline is None else max(1.0, deadline - time.time() + GRACE_S)
+    budget = None if stopper.hard_end is None else stopper.hard_end - time.time()
     exp_path = f"{setup.storage}/{setup.name}"
     tune_callbacks: list[Any] = [progress]
     if stopper.reserve is not None:
@@ -274,7 +276,7 @@ def _tuner(
         tuner = tune.Tuner.restore(
             exp_path, trainable=trainable, resume_unfinished=True, resume_errored=False
         )
-        return renewed(tuner, stopper, tune_callbacks, budget, deadline=deadline)
+        return renewed(tuner, stopper, tune_callbacks, deadline=deadline)
     run_config = tune.RunConfig(
         name=setup.name,
         storage_path=setup.storage,
@@ -294,7 +296,7 @@ def _tuner(
             scheduler=strategy.scheduler,
             num_samples=strategy.num_samples if strategy.name == "grid" else setup.max_trials,
             max_concurrent_trials=setup.tune_concurrency,
-            time_budget_s=budget,
+            time_budget_s=None,  # the stopper's hard_end
             reuse_actors=True,
         ),
         run_config=run_config,

@@ -45,8 +45,13 @@ class SearchStopper(Stopper):
         reserve: Any = None,
         wrap_up: Callable[[], None] | None = None,
         grace_s: float = WRAP_GRACE_MAX_S,
+        hard_end: float | None = None,
     ) -> None:
         self.target = target_objective
+        # time.time() at which Tune stops every trial still running (the search's time limit; kept
+        # here rather than in Tune's time_budget_s: Tune restores its own TimeoutStopper with the
+        # budget an interrupted search had left, where this stopper comes back as the live one)
+        self.hard_end = hard_end
         self.patience = patience
         self.reserve = reserve  # FinalsReserve or RefitReserve (None: no time to keep)
         self.wrap_up = wrap_up
@@ -78,14 +83,14 @@ class SearchStopper(Stopper):
         ``TuneController.__setstate__``); that copy would hold the interrupted search's clock,
         reserve and wrap-up flag. A pickled SearchStopper comes back as this one instead."""
         global _LIVE
-        _LIVE = self
+        before, _LIVE = _LIVE, self
         try:
             yield self
         finally:
-            _LIVE = None
+            _LIVE = before
 
     def __reduce__(self) -> tuple[Any, tuple]:
-        return live_stopper, ()
+        return unpickled_stopper, (self.__dict__.copy(),)
 
     def __copy__(self) -> SearchStopper:  # a copy is this stopper, as an unpickled one is
         return self
@@ -94,6 +99,8 @@ class SearchStopper(Stopper):
         return self
 
     def stop_all(self) -> bool:
+        if self.hard_end is not None and time.time() >= self.hard_end:
+            return True  # the time limit: Tune stops what runs (records say "time limit")
         if self.reason is None and self.reserve is not None:
             self.reason = self.reserve.reason()
         if self.reason is None:
@@ -140,7 +147,12 @@ class ReserveWatch(Callback):
 _LIVE: SearchStopper | None = None
 
 
-def live_stopper() -> SearchStopper:
-    """What an unpickled :class:`SearchStopper` becomes: the running search's, or (read outside a
-    search, such as by ``ExperimentAnalysis``) one that never stops anything."""
-    return _LIVE if _LIVE is not None else SearchStopper(target_objective=None, patience=None)
+def unpickled_stopper(state: dict[str, Any]) -> SearchStopper:
+    """What an unpickled :class:`SearchStopper` becomes: the running search's in the process that
+    runs it, else a copy of the pickled one (read by ``ExperimentAnalysis``, or sent to the Tune
+    driver a Ray Client connection runs on the cluster)."""
+    if _LIVE is not None:
+        return _LIVE
+    stopper = SearchStopper.__new__(SearchStopper)
+    stopper.__dict__.update(state)
+    return stopper
