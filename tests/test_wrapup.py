@@ -197,3 +197,27 @@ def test_a_trial_in_flight_when_the_target_is_reached_wraps_up_and_joins(ray_ses
     assert row["stop_reason"].startswith(wrapped), row["stop_reason"]
     # its final report: the bag's score and the timing of its saved fold models
     assert np.isfinite(row["score_val"]) and row["predict_time_s"] > 0 and row["iterations"] >= 1
+
+
+def test_a_trial_ends_for_the_first_reason_that_holds():
+    """train_candidate's stop decision, in its order: a health check, every learner done, no gain
+    for the patience, the deadline, then the wrap-up flag (read only when nothing before holds,
+    and, like the deadline, only once the minimum steps are done)."""
+    from automl.training import _stop_reason
+
+    going, done = SimpleNamespace(health_stop=None, done=False), SimpleNamespace(health_stop=None, done=True)
+    sick = SimpleNamespace(health_stop="nan_loss: loss became NaN", done=True)
+    reads = []
+
+    def flag() -> bool:
+        reads.append(1)
+        return True
+
+    assert _stop_reason([going, sick], True, True, 0.0, flag) == "health: nan_loss: loss became NaN"
+    assert _stop_reason([going, done], True, True, 0.0, flag) == "converged"  # a fold still trains
+    assert _stop_reason([done, done], True, True, 0.0, flag) == "max_iterations"
+    assert _stop_reason([going], True, True, 0.0, flag) == "converged"
+    assert _stop_reason([going], False, True, 0.0, flag) == "time_budget" and reads == []
+    assert _stop_reason([going], False, False, 0.0, flag) is None and reads == []  # too few steps
+    assert _stop_reason([going], False, True, time.time() + 60, flag) == "search_ended" and reads == [1]
+    assert _stop_reason([going], False, True, None, None) is None
