@@ -74,7 +74,7 @@ def test_a_pickled_stopper_comes_back_as_the_running_searchs():
 
     import cloudpickle
 
-    old = SearchStopper(target_objective=0.9, patience=3, reserve=_Reserve())
+    old = SearchStopper(target_objective=0.9, patience=3, reserve=_Reserve(), wrap_up=lambda: None)
     saved = cloudpickle.dumps(old)
     running = SearchStopper(target_objective=None, patience=None)
     with running.live():
@@ -83,7 +83,7 @@ def test_a_pickled_stopper_comes_back_as_the_running_searchs():
     # cluster): a copy of the pickled one, with its criteria
     copy = pickle.loads(saved)
     assert copy is not running and copy is not old and (copy.target, copy.patience) == (0.9, 3)
-    assert isinstance(copy.reserve, _Reserve)
+    assert isinstance(copy.reserve, _Reserve) and copy.wrap_up is None and old.wrap_up is not None
 
 
 def test_the_stopper_ends_the_search_at_its_hard_end():

@@ -90,7 +90,9 @@ class SearchStopper(Stopper):
             _LIVE = before
 
     def __reduce__(self) -> tuple[Any, tuple]:
-        return unpickled_stopper, (self.__dict__.copy(),)
+        # without the wrap-up (a closure over the searcher, which Tune saves on its own): Tune
+        # pickles its stopper with every experiment snapshot
+        return unpickled_stopper, ({**self.__dict__, "wrap_up": None},)
 
     def __copy__(self) -> SearchStopper:  # a copy is this stopper, as an unpickled one is
         return self
