@@ -1,15 +1,15 @@
 """BudgetGuard: a searcher wrapper that only launches trials that can finish in the time left.
 
-The search's time limit (``SearchStopper.hard_end``) stops whatever runs, and trials wrap up at the deadline
-(see ``automl.training``); neither stops the search from *starting* a trial in the last seconds,
-which only yields a half-trained model. The guard estimates how long a suggested config will
-take: the median duration of finished trials of its family, or, for a family not seen yet, its
+The search's time limit (``SearchStopper.hard_end``) stops whatever runs, and trials wrap up at the
+deadline (see ``automl.training``); neither stops the search from *starting* a trial in the last
+seconds, which only yields a half-trained model. The guard estimates how long a suggested config
+will take: the median duration of finished trials of its family, or, for a family not seen yet, its
 ``relative_cost`` times the typical duration per unit of cost seen so far (FLAML-style cost
 awareness). With row fidelity a trial's kind is its family and rung (``lightgbm@0``), whose unit
-cost is the family's times the rung's share of the rows. A suggestion that would not finish in
-the time left is skipped (the searcher is told
-it failed, so TPE learns to avoid it) and the next one is asked for; when nothing fits any more,
-or time is up, the guard ends the search (``FINISHED``) and lets running trials finish.
+cost is the family's times the rung's share of the rows. A suggestion that would not finish in the
+time left is skipped (the searcher is told it failed, so TPE learns to avoid it) and the next one is
+asked for; when nothing fits any more, or time is up, the guard ends the search (``FINISHED``) and
+lets running trials finish.
 """
 
 from __future__ import annotations
