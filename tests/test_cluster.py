@@ -171,7 +171,12 @@ def test_job_submit_driver_killed_midway_resumes_from_s3(cluster, s3, tmp_path):
             *fit,
             *extra,
         ]
-        return subprocess.run(cmd, env=cluster.env, capture_output=True, text=True, timeout=600)
+        for _ in range(20):  # the head's job agent may still be starting: Ray says to try again
+            ran = subprocess.run(cmd, env=cluster.env, capture_output=True, text=True, timeout=600)
+            if ran.returncode == 0 or "No available agent to submit job" not in ran.stderr:
+                return ran
+            time.sleep(1.0)
+        return ran
 
     t0 = time.time()
     first = submit("automl-fit-1", wait=False)
