@@ -1,6 +1,8 @@
 """The Ray Train path of the boosting families: two CPU workers give models of the same quality
 as training inside the trial, on the same data; and a fit can route its trials through it."""
 
+import time
+
 import numpy as np
 import pytest
 from helpers import trial_data, two_worker_job
@@ -33,26 +35,85 @@ def test_two_workers_match_in_process_quality(ray_session, binary_df, family, tm
     assert abs(score - local.score) < 0.02, (score, local.score)
 
 
-# LightGBM only (CI time: ~20 s per Ray Train run): the deadline's decision and broadcast are the
-# shared gbdt.Tracker's; XGBoost's callback returns that decision to xgboost.train
+# LightGBM only (CI time: ~20 s per Ray Train run): the stop decision and its broadcast are the
+# shared gbdt.Tracker's; XGBoost's callback returns that decision to xgboost.train. One run for both
+# causes: the deadline and the wrap-up flag take the same decision and broadcast (_why_stop below)
 @pytest.mark.parametrize("family", ["lightgbm"])
-def test_boosting_on_two_workers_stops_together_at_the_deadline(ray_session, binary_df, family, tmp_path):
-    """A deadline that has passed: rank 0 decides at the first step report and both workers stop
-    at that round (one going on alone would wait for the other in its next allreduce forever)."""
-    import time
-
+def test_a_raised_wrap_up_flag_stops_both_workers_together_with_the_best_round(
+    ray_session, binary_df, family, tmp_path
+):
+    """A search trial's job on the Ray Train path whose search has ended (its wrap-up flag
+    raised): rank 0 reads the flag at the first step report and both workers stop at that round
+    (one going on alone would wait for the other in its next allreduce forever), keeping the best
+    round so far and saying why."""
     from tuning import distributed
+    from tuning.wrapup import WrapUpFlag
 
     data = trial_data(binary_df, "label", recipes=("tree",))[0]
     data.folds = make_folds(len(binary_df), strategy="holdout", y=data.y, seed=0).folds
     tr, va = data.folds[0]
     X = data.features["tree"]
     config = {**get_family(family).portfolio(data.task)[0], "n_estimators": 2000}
-    job = two_worker_job(data, X, tr, va, config, tmp_path, f"d-{family}", deadline=time.time())
-    done = distributed.fit(family, job)
-    assert done.stopped_at_deadline
+    flag = WrapUpFlag.new()
+    flag.raise_flag()
+    try:
+        job = two_worker_job(data, X, tr, va, config, tmp_path, f"w-{family}", wrap_up=flag)
+        done = distributed.fit(family, job)
+    finally:
+        flag.clear()
+    assert done.search_ended and not done.stopped_at_deadline
     assert 1 <= done.best_iteration <= 50 and done.model.n_iterations <= 50, done.best_iteration
     assert data.metric.score(data.y[va], done.model.predict(X.take(va))) > 0.8  # a usable model
+
+
+def test_the_stop_decision_reads_the_deadline_first_then_the_flag(ray_session):
+    from tuning.distributed.gbdt import Tracker
+    from tuning.wrapup import WrapUpFlag
+
+    flag = WrapUpFlag.new()
+    base = {"flip": False, "higher": True, "exact": True, "deadline": None, "wrap_up": flag.key}
+    try:
+        assert Tracker(base)._why_stop() is None
+        assert Tracker({**base, "deadline": time.time() - 1})._why_stop() == "deadline"
+        assert Tracker({**base, "deadline": time.time() + 60})._why_stop() is None
+        flag.raise_flag()
+        assert Tracker({**base, "deadline": time.time() + 60})._why_stop() == "search_ended"
+        assert Tracker({**base, "deadline": time.time() - 1})._why_stop() == "deadline"
+        assert Tracker({**base, "wrap_up": None})._why_stop() is None  # a job outside a search
+    finally:
+        flag.clear()
+
+
+def test_a_cut_holdout_candidate_keeps_its_model_and_a_cut_k_fold_one_fails(
+    ray_session, binary_df, monkeypatch
+):
+    """What train_candidate_ray makes of a fold cut short (distributed.fit stands in for Ray Train
+    here; the stop itself is the test above): a holdout candidate keeps its model and says why it
+    ended, so it can join the ensemble; the folds train one after another, so a k-fold candidate
+    cut in fold 1 of 3 has no models for folds 2 and 3 and fails with the reason."""
+    from tuning import distributed, train_paths
+    from tuning.wrapup import WrapUpFlag
+
+    data = trial_data(binary_df, "label", recipes=("tree",))[0]
+    fam = get_family("lightgbm")
+    config = fam.portfolio(data.task)[0]
+    fitted = train_candidate(fam, config, data)  # a real fold model to hand back
+    jobs = []
+
+    def cut(family, job):
+        jobs.append(job)
+        return distributed.DistributedFit(fitted.models[0], 7, 0.1, search_ended=True)
+
+    monkeypatch.setattr(distributed, "fit", cut)
+    path, flag = train_paths.TrainPath(True, 2, False, "/tmp/unused"), WrapUpFlag.new()
+    with pytest.raises(train_paths.TrainingCutError, match=r"search ended during fold 1 of 3"):
+        train_paths.train_candidate_ray(fam, config, data, path, "t", deadline=123.0, wrap_up=flag)
+    assert len(jobs) == 1 and jobs[0].deadline == 123.0 and jobs[0].wrap_up == flag
+    data.folds = make_folds(len(binary_df), strategy="holdout", y=data.y, seed=0).folds
+    result = train_paths.train_candidate_ray(fam, config, data, path, "t", wrap_up=flag)
+    va = data.folds[0][1]
+    assert result.stop_reason == "search_ended" and result.best_iteration == 7
+    assert data.metric.score(data.y[va], result.oof[va]) > 0.8
 
 
 def test_every_distributed_path_belongs_to_a_registered_family():

@@ -21,9 +21,14 @@ from automl.models.base import Family
 from automl.target import family_params
 from automl.training import CandidateResult, StepRecord, TrialData
 from tuning import distributed
+from tuning.wrapup import WrapUpFlag
 
 #: Ray Train restarts of one fold's workers inside a search trial
 TRIAL_TRAIN_RESTARTS = 1
+
+
+class TrainingCutError(RuntimeError):
+    """A fold-sequential trial was cut short before its last fold (it reports as failed)."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,23 @@ def uses_ray_train(family: Family, path: TrainPath) -> bool:
 
 
 def train_candidate_ray(
-    family: Family, config: dict[str, Any], data: TrialData, path: TrainPath, trial_name: str
+    family: Family,
+    config: dict[str, Any],
+    data: TrialData,
+    path: TrainPath,
+    trial_name: str,
+    *,
+    deadline: float | None = None,
+    wrap_up: WrapUpFlag | None = None,
 ) -> CandidateResult:
     """Train every fold through Ray Train (one after another) and score it exactly (in the
-    target's units: a transformed target's predictions are inverted and clipped first)."""
+    target's units: a transformed target's predictions are inverted and clipped first).
+
+    At ``deadline``, or once the search raises ``wrap_up``, boosting stops with its best round so
+    far, as a trial in process does (stop reason ``time_budget`` / ``search_ended``). The folds
+    train one after another here, so a cut that comes before the last fold leaves a k-fold
+    candidate without the other folds' models: it fails then, saying so.
+    """
     t_start = time.perf_counter()
     n = len(data.y)
     k = data.n_outputs
@@ -57,6 +75,7 @@ def train_candidate_ray(
     models, scores, iters = [], [], []
     fit_time = 0.0
     history: list[StepRecord] = []
+    cut: str | None = None
     params, tf = family_params(config), data.target_transform(config)
     for i, (tr, va) in enumerate(data.folds):
         w = data.weights[tr] if data.weights is not None else None
@@ -78,8 +97,11 @@ def train_candidate_ray(
             # library rejects): Ray Train itself restarts the workers once after a worker error
             # (a 2-worker LightGBM fold once failed so in CI and passed when run again)
             max_failures=TRIAL_TRAIN_RESTARTS,
+            deadline=deadline,
+            wrap_up=wrap_up,
         )
         done = distributed.fit(family.name, job)
+        cut = _cut(done, i, len(data.folds))
         valid_pred = done.model.predict(valid)
         step = data.output_step(config, tr)
         if step is not None:
@@ -101,6 +123,20 @@ def train_candidate_ray(
         models=models,
         fit_time_s=fit_time,
         wall_time_s=time.perf_counter() - t_start,
-        stop_reason="ray_train",
+        stop_reason=cut or "ray_train",
         history=history,
     )
+
+
+def _cut(done: distributed.DistributedFit, fold: int, k: int) -> str | None:
+    """``time_budget`` or ``search_ended`` when boosting of fold ``fold`` (0-based) was cut
+    short, else None; raises :class:`TrainingCutError` when folds remain."""
+    cut = "search_ended" if done.search_ended else "time_budget" if done.stopped_at_deadline else None
+    if cut is not None and fold + 1 < k:
+        why = "the search ended" if done.search_ended else "the time limit came"
+        raise TrainingCutError(
+            f"{why} during fold {fold + 1} of {k} on the Ray Train path, which trains the folds "
+            "one after another: the candidate has no models for the other folds (a holdout "
+            "validation fits the time)"
+        )
+    return cut

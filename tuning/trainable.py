@@ -85,7 +85,13 @@ def _run(
     try:
         if not lower and settings.path is not None and uses_ray_train(family, settings.path):
             result = train_candidate_ray(
-                family, params, data, settings.path, tune.get_context().get_trial_name()
+                family,
+                params,
+                data,
+                settings.path,
+                tune.get_context().get_trial_name(),
+                deadline=deadline,
+                wrap_up=settings.wrap_up,
             )
         else:
             result = train_candidate(

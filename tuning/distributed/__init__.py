@@ -23,6 +23,7 @@ from automl.exceptions import ConfigError
 from automl.models.base import FittedModel, Task
 from automl.preprocessing import FeatureMatrix
 from tuning.distributed.frames import FeatureLayout, to_frame
+from tuning.wrapup import WrapUpFlag
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class DistributedJob:
     #: Ray Train restarts the workers this many times after one dies (a lost node: the restarted
     #: group is placed on the nodes left); search trials set it too (tuning.train_paths)
     max_failures: int = 0
+    #: the search's wrap-up flag (a search trial's job): once raised, boosting stops as at the
+    #: deadline, keeping the best round so far (the XGBoost and LightGBM paths)
+    wrap_up: WrapUpFlag | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class DistributedFit:
     best_iteration: int  # boosting rounds or epochs of the returned model
     seconds: float  # wall time of the trainer
     stopped_at_deadline: bool = False  # boosting ended at ``DistributedJob.deadline``, not by itself
+    search_ended: bool = False  # boosting ended when the search raised ``DistributedJob.wrap_up``
 
 
 FitFn = Callable[[DistributedJob], DistributedFit]

@@ -20,6 +20,7 @@ import numpy as np
 
 from automl.problem import ProblemType
 from automl.trials import FAILED_OBJECTIVE
+from tuning.distributed import DistributedFit
 from tuning.distributed.frames import LABEL, WEIGHT, FeatureLayout
 
 # our metric -> native name per library and problem ("bin" / "multi" / "reg"), and whether the
@@ -70,6 +71,7 @@ def loop_config(library: str, job: Any) -> dict[str, Any]:
     native = native_metric(library, job.metric, job.task.problem_type)
     return {
         "deadline": job.deadline,
+        "wrap_up": job.wrap_up.key if job.wrap_up is not None else None,
         "rounds": int(config.get("n_estimators", MAX_ROUNDS)),
         "patience": patience_rounds(config),
         "step": rounds_per_step(config),
@@ -78,6 +80,18 @@ def loop_config(library: str, job: Any) -> dict[str, Any]:
         "flip": native.flip,
         "higher": native.higher_is_better,
     }
+
+
+def fit_result(model: Any, metrics: dict[str, Any]) -> DistributedFit:
+    """A trainer's fit from its model and rank 0's final report (:meth:`Tracker.final`): the
+    rounds kept and whether boosting was cut short by the deadline or the search's end."""
+    return DistributedFit(
+        model,
+        int(metrics.get("iteration", model.n_iterations)),
+        0.0,
+        bool(metrics.get("stopped_at_deadline")),
+        bool(metrics.get("search_ended")),
+    )
 
 
 def report(metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
@@ -92,11 +106,16 @@ class Tracker:
     and says when the job's deadline has come."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
+        from tuning.wrapup import WrapUpFlag
+
         self.flip, self.higher, self.exact = cfg["flip"], cfg["higher"], cfg["exact"]
         self.deadline = cfg.get("deadline")
+        key = cfg.get("wrap_up")
+        self.wrap_up = WrapUpFlag(key).reader() if key else None
         self.best = float("-inf")
         self.best_iteration = 0  # the step report's round of the best objective (1-based)
         self.stopped_at_deadline = False
+        self.search_ended = False
 
     def final(self, best_iteration: int) -> dict[str, Any]:
         """The last report of a fold (Tune sees it too, so it carries the search metric)."""
@@ -107,20 +126,30 @@ class Tracker:
             "iteration": best_iteration,
             "fold_finished": True,
             "stopped_at_deadline": self.stopped_at_deadline,
+            "search_ended": self.search_ended,
         }
 
     def past_deadline(self) -> bool:
-        """Whether to stop boosting now; called by every worker at the same round (a step
-        report's), it is rank 0's clock that decides, so all workers stop together: one that went
-        on alone would wait for the others in its next allreduce forever."""
-        if self.deadline is None:
+        """Whether to stop boosting now: the deadline has come, or the search raised its wrap-up
+        flag. Called by every worker at the same round (a step report's), it is rank 0's clock and
+        rank 0's reading of the flag that decide, so all workers stop together: one that went on
+        alone would wait for the others in its next allreduce forever."""
+        if self.deadline is None and self.wrap_up is None:
             return False
         from ray.train import get_context
         from ray.train.collective import broadcast_from_rank_zero
 
-        mine = time.time() >= self.deadline if get_context().get_world_rank() == 0 else None
-        self.stopped_at_deadline = bool(broadcast_from_rank_zero(mine))
-        return self.stopped_at_deadline
+        why = self._why_stop() if get_context().get_world_rank() == 0 else None
+        why = broadcast_from_rank_zero(why)
+        self.stopped_at_deadline, self.search_ended = why == "deadline", why == "search_ended"
+        return why is not None
+
+    def _why_stop(self) -> str | None:
+        if self.deadline is not None and time.time() >= self.deadline:
+            return "deadline"
+        if self.wrap_up is not None and self.wrap_up():
+            return "search_ended"
+        return None
 
     def metrics(self, value: float, iteration: int) -> dict[str, Any]:
         score = 1.0 - value if self.flip else value

@@ -13,6 +13,7 @@ from tuning.distributed import DistributedFit, DistributedJob, register
 from tuning.distributed.frames import FeatureLayout, data_config
 from tuning.distributed.gbdt import (
     Tracker,
+    fit_result,
     loop_config,
     report,
     run_config,
@@ -103,5 +104,4 @@ def fit_lightgbm(job: DistributedJob) -> DistributedFit:
     ).fit()
     booster = RayTrainReportCallback.get_model(result.checkpoint, "model.txt")
     model = LightGBMModel(booster, job.task, booster.current_iteration(), average=False)
-    iterations = int(result.metrics.get("iteration", model.n_iterations))
-    return DistributedFit(model, iterations, 0.0, bool(result.metrics.get("stopped_at_deadline")))
+    return fit_result(model, result.metrics)

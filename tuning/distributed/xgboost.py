@@ -10,6 +10,7 @@ from tuning.distributed import DistributedFit, DistributedJob, register
 from tuning.distributed.frames import data_config
 from tuning.distributed.gbdt import (
     Tracker,
+    fit_result,
     loop_config,
     report,
     run_config,
@@ -76,5 +77,4 @@ def fit_xgboost(job: DistributedJob) -> DistributedFit:
         dataset_config=data_config(),
     ).fit()
     model = XGBoostModel(RayTrainReportCallback.get_model(result.checkpoint, "model.ubj"), job.task)
-    iterations = int(result.metrics.get("iteration", model.n_iterations))
-    return DistributedFit(model, iterations, 0.0, bool(result.metrics.get("stopped_at_deadline")))
+    return fit_result(model, result.metrics)
