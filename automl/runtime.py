@@ -22,14 +22,6 @@ from automl.exceptions import ConfigError
 logger = logging.getLogger(__name__)
 
 #: URI schemes pyarrow (and so Ray Tune's storage_path) can write to
-#: seconds between the Ray Train controller's polls of its workers (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S),
-#: set only when the caller has not set it. Each ray.train.report() blocks until the next poll
-#: (Ray's default 2 s): 50 boosting rounds reporting every round took 134 s instead of 55 s with
-#: 0.2 s (Ray 2.60, 2 cores). 0.05 s, measured on 200,000 rows with 2 workers (one LightGBM trial,
-#: alternating runs): the trial took 61.8 s against 68.9 and 70.9 s with 0.2 s, same score. A poll
-#: that takes longer is not an error: Ray waits for it and marks a worker dead only after
-#: RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S (600 s)
-TRAIN_POLL_INTERVAL_S = "0.05"
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "file")
 #: how long a joined cluster that has no CPU yet (a head with CPU: 0 whose workers are still
 #: booting) is waited for before the search starts anyway (it then queues until a worker joins);
@@ -52,7 +44,9 @@ def ensure_ray(resources: ResourceConfig) -> ClusterInfo:
     """Use the running Ray, join ``resources.address`` / ``RAY_ADDRESS``, or start one in-process."""
     if resources.storage:
         storage_uri(resources.storage)  # a malformed storage fails before Ray starts
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_INTERVAL_S)
+    # Each ray.train.report() blocks for this interval (Ray's default 2 s): 50 boosting rounds reporting
+    # every round took 134 s instead of 55 s with 0.2 s (Ray 2.60, measured on 2 cores)
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     import ray
 
     started = False

@@ -42,7 +42,6 @@ def refuse(*a, **k):
 ray.data.Dataset.to_pandas = ray.data.Dataset.take_all = refuse
 
 import automl.fit
-from automl.runtime import TRAIN_POLL_INTERVAL_S
 original_fit = automl.fit.run_fit
 def run_fit(spec, train, **k):
     valid = k.get("validation")
@@ -82,7 +81,7 @@ try:
             time.sleep(0.2)
         cluster.remove_node(doomed, allow_graceful=False)
     threading.Thread(target=remove, daemon=True).start()  # once the final's workers started
-    env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": TRAIN_POLL_INTERVAL_S}}
+    env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}}
     ray.init(address=cluster.address, log_to_driver=False, runtime_env=env)
     from automl import AutoML
     from automl.config import SearchConfig, StreamingConfig

@@ -26,12 +26,14 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 
 from automl.exceptions import ConfigError
 from automl.models.base import Task
-from automl.runtime import TRAIN_POLL_INTERVAL_S
 from tuning.distributed import DistributedFit, DistributedJob, register
 from tuning.distributed.frames import LABEL, WEIGHT, data_config
 
 logger = logging.getLogger(__name__)
 
+#: seconds between the Train controller's polls of its workers (Ray's default 2 s adds ~2 s to
+#: every epoch's report); set only when the caller has not set RAY_TRAIN_HEALTH_CHECK_INTERVAL_S
+TRAIN_POLL_INTERVAL_S = "0.2"
 #: rows each worker's local shuffle buffer holds, in multiples of its batch size
 SHUFFLE_BUFFER_BATCHES = 4
 
