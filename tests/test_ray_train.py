@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import trial_data, two_worker_job
+from helpers import trial_data, trial_rows, two_worker_job
 
 from automl import AutoML, ResourceConfig, SearchConfig, ValidationConfig
 from automl.models import get_family
@@ -13,26 +13,6 @@ from automl.splits import make_folds
 from automl.training import train_candidate
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-# LightGBM's Ray Train path is fitted by test_fit_routes_boosting_trials_through_ray_train below
-# (two workers) and by the streaming fits' finals (tests/test_streaming.py); XGBoost's only here
-@pytest.mark.parametrize("family", ["xgboost"])
-def test_two_workers_match_in_process_quality(ray_session, binary_df, family, tmp_path):
-    from tuning import distributed
-
-    data = trial_data(binary_df, "label", recipes=("tree",))[0]
-    data.folds = make_folds(len(binary_df), strategy="holdout", y=data.y, seed=0).folds
-    tr, va = data.folds[0]
-    X = data.features["tree"]
-    fam = get_family(family)
-    config = fam.portfolio(data.task)[0]
-    local = train_candidate(fam, config, data)
-    job = two_worker_job(data, X, tr, va, config, tmp_path, f"t-{family}")
-    done = distributed.fit(family, job)
-    score = data.metric.score(data.y[va], done.model.predict(X.take(va)))
-    assert done.best_iteration > 1 and done.seconds > 0
-    assert abs(score - local.score) < 0.02, (score, local.score)
 
 
 # LightGBM only (CI time: ~20 s per Ray Train run): the stop decision and its broadcast are the
@@ -128,18 +108,34 @@ def test_every_distributed_path_belongs_to_a_registered_family():
         distributed.fit("knn", None)
 
 
-def test_fit_routes_boosting_trials_through_ray_train(ray_session, binary_df, tmp_path):
-    run = AutoML(
-        write_report=False,
-        target="label",
-        search=SearchConfig(max_trials=1, families=("lightgbm",)),
-        validation=ValidationConfig(strategy="holdout"),
-        resources=ResourceConfig(train_workers=2),
-        output_dir=tmp_path / "r",
-    ).fit(binary_df)
-    board = run.leaderboard()
-    trial = board[board["family"] == "lightgbm"].iloc[0]
+def test_fit_routes_boosting_trials_through_ray_train_with_in_process_quality(
+    ray_session, binary_df, tmp_path
+):
+    """A fit with two Train workers trains its XGBoost trial through Ray Train (rabit allreduce
+    over the workers' shards), and the trial scores as the same config trained in process on the
+    same split does. XGBoost here: LightGBM's Ray Train path is trained by the wrap-up test above
+    and by the streaming fits' finals (tests/test_streaming.py)."""
+
+    def fit(out: str, workers: int):
+        return AutoML(
+            write_report=False,
+            target="label",
+            search=SearchConfig(max_trials=1, families=("xgboost",)),
+            validation=ValidationConfig(strategy="holdout"),
+            resources=ResourceConfig(train_workers=workers),
+            output_dir=tmp_path / out,
+            seed=0,
+        ).fit(binary_df)
+
+    run, local = fit("r", 2), fit("local", 1)
+    trial = trial_rows(run.leaderboard()).iloc[0]
+    in_process = trial_rows(local.leaderboard()).iloc[0]
     assert trial["status"] == "completed" and trial["stop_reason"] == "ray_train"
+    assert in_process["stop_reason"] != "ray_train" and in_process["params"] == trial["params"]
+    assert abs(trial["score_val"] - in_process["score_val"]) < 0.02, (
+        trial["score_val"],
+        in_process["score_val"],
+    )
     assert trial["score_val"] > 0.9
     assert (tmp_path / "r" / "train").exists()  # Ray Train wrote its runs under the run directory
     assert np.isin(run.predict(binary_df.head(5)), ["yes", "no"]).all()
