@@ -291,6 +291,41 @@ def environment(load_start: tuple[float, float, float] | None = None) -> dict[st
     }
 
 
+#: the speed probe's workloads: a pure-Python loop and a seeded single-threaded LightGBM fit
+PROBE_LOOP, PROBE_ROWS, PROBE_ROUNDS = 5_000_000, 20_000, 100
+
+
+def speed_probe(repeats: int = 3) -> dict[str, float]:
+    """Seconds (best of ``repeats``) of two fixed single-threaded workloads: this 2-core machine's
+    speed moved from day to day (the same code trained 40 % fewer trials in one 60 s fit on a
+    slow day), so results of different runs compare only beside this probe. Lower is faster."""
+    import lightgbm
+    import numpy as np
+
+    def best(fn: Callable[[], Any]) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return round(min(times), 3)
+
+    def loop() -> int:
+        total = 0
+        for i in range(PROBE_LOOP):
+            total += i
+        return total
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(PROBE_ROWS, 20))
+    y = X[:, 0] + np.sin(3 * X[:, 1]) + rng.normal(scale=0.3, size=PROBE_ROWS)
+    params = {"objective": "regression", "num_threads": 1, "verbosity": -1, "seed": 0}
+    return {
+        "python_loop_s": best(loop),
+        "lightgbm_fit_s": best(lambda: lightgbm.train(params, lightgbm.Dataset(X, y), PROBE_ROUNDS)),
+    }
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     info: dict[str, Any] = {
@@ -316,6 +351,7 @@ def machine() -> dict[str, Any]:
         info["gpus"] = torch.cuda.device_count()
     except Exception:  # noqa: BLE001 - a description, not a requirement
         info["gpus"] = None
+    info["speed_probe"] = speed_probe()
     info["python"] = platform.python_version()
     info["packages"] = package_versions(EXTRA_PACKAGES)
     info["git"] = git_state()

@@ -102,8 +102,15 @@ def describe(host: dict[str, Any]) -> str:
     git = host.get("git") or {}
     commit = (git.get("commit") or "?")[:10] + (" (with uncommitted changes)" if git.get("dirty") else "")
     load = ", ".join(f"{v:.1f}" for v in host.get("loadavg") or ())
+    probe = host.get("speed_probe") or {}
+    speed = (
+        f"; speed probe {probe['python_loop_s']:.2f} s Python loop, {probe['lightgbm_fit_s']:.2f} s "
+        "LightGBM fit (lower is faster: compare runs of different days beside it)"
+        if probe
+        else ""
+    )
     return (
         f"Machine: {host.get('cpu_model', '?')}, {host.get('cpus_usable')} usable CPUs, "
         f"{host.get('memory_total_gb', 0):.0f} GB RAM, {host.get('gpus') or 0} GPUs; "
-        f"Python {host.get('python')}; commit {commit}; load average at start {load} (`machine.json`)."
+        f"Python {host.get('python')}; commit {commit}; load average at start {load}{speed} (`machine.json`)."
     )

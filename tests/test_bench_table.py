@@ -246,3 +246,17 @@ def test_scaling_speed_up_counts_trials_finished_per_search_second():
     md = scaling_markdown(res)
     assert "| lightgbm | 2 | 3 | 30.0 | 15.0 | 2.00x |" in md
     assert "Skipped: knn at 1,000,000 rows" in md
+
+
+def test_the_summary_header_carries_the_machines_speed_probe():
+    """Runs of different days compare only beside the machine's speed at the time (the same code
+    trained 40 % fewer trials in a 60 s fit on a slow day): machine.json holds a probe of two fixed
+    single-threaded workloads, and the summary's first line quotes it."""
+    from bench.measure import speed_probe
+    from bench.summary import describe
+
+    probe = speed_probe(repeats=1)
+    assert set(probe) == {"python_loop_s", "lightgbm_fit_s"} and all(0 < v < 60 for v in probe.values())
+    line = describe({"cpu_model": "x", "cpus_usable": 2, "loadavg": (1.0, 1.0, 1.0), "speed_probe": probe})
+    assert f"speed probe {probe['python_loop_s']:.2f} s Python loop" in line
+    assert "speed probe" not in describe({"cpu_model": "x", "cpus_usable": 2})  # older machine.json
