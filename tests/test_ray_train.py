@@ -87,8 +87,8 @@ def test_a_cut_holdout_candidate_keeps_its_model_and_a_cut_k_fold_one_fails(
     monkeypatch.setattr(distributed, "fit", cut)
     path, flag = train_paths.TrainPath(True, 2, False, "/tmp/unused"), WrapUpFlag.new()
     with pytest.raises(train_paths.TrainingCutError, match=r"search ended during fold 1 of 3"):
-        train_paths.train_candidate_ray(fam, config, data, path, "t", deadline=123.0, wrap_up=flag)
-    assert len(jobs) == 1 and jobs[0].deadline == 123.0 and jobs[0].wrap_up == flag
+        train_paths.train_candidate_ray(fam, config, data, path, "t", wrap_up=flag)
+    assert len(jobs) == 1 and jobs[0].wrap_up == flag and jobs[0].deadline is None
     data.folds = make_folds(len(binary_df), strategy="holdout", y=data.y, seed=0).folds
     result = train_paths.train_candidate_ray(fam, config, data, path, "t", wrap_up=flag)
     va = data.folds[0][1]

@@ -90,7 +90,6 @@ def _run(
                 data,
                 settings.path,
                 tune.get_context().get_trial_name(),
-                deadline=deadline,
                 wrap_up=settings.wrap_up,
             )
         else:
