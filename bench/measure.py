@@ -9,6 +9,7 @@ import platform
 import subprocess
 import threading
 import time
+import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -303,12 +304,7 @@ def speed_probe(repeats: int = 3) -> dict[str, float]:
     import numpy as np
 
     def best(fn: Callable[[], Any]) -> float:
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return round(min(times), 3)
+        return round(min(timeit.repeat(fn, number=1, repeat=repeats)), 3)
 
     def loop() -> int:
         total = 0

@@ -103,7 +103,7 @@ def report(metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
 
 class Tracker:
     """Turns native metric values into the trial's step reports (objective, best so far, score),
-    and says when the job's deadline has come."""
+    and says when to stop boosting: at the job's deadline or once the search's wrap-up flag is up."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         from tuning.wrapup import WrapUpFlag
@@ -129,7 +129,7 @@ class Tracker:
             "search_ended": self.search_ended,
         }
 
-    def past_deadline(self) -> bool:
+    def stop_now(self) -> bool:
         """Whether to stop boosting now: the deadline has come, or the search raised its wrap-up
         flag. Called by every worker at the same round (a step report's), it is rank 0's clock and
         rank 0's reading of the flag that decide, so all workers stop together: one that went on

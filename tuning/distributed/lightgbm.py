@@ -59,7 +59,7 @@ def lightgbm_loop(cfg: dict[str, Any]) -> None:
         if (env.iteration + 1) % cfg["step"] == 0:
             value = next(v for _, name, v, _ in env.evaluation_result_list if name == cfg["native"])
             report(tracker.metrics(float(value), env.iteration + 1))
-            if tracker.past_deadline():  # keep the best round so far, as early stopping does
+            if tracker.stop_now():  # keep the best round so far, as early stopping does
                 best = max(1, tracker.best_iteration)
                 raise lightgbm.callback.EarlyStopException(best - 1, env.evaluation_result_list)
 

@@ -38,7 +38,7 @@ def xgboost_loop(cfg: dict[str, Any]) -> None:
         def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
             if (epoch + 1) % cfg["step"] == 0:
                 report(tracker.metrics(float(evals_log["valid"][cfg["native"]][-1]), epoch + 1))
-                return tracker.past_deadline()  # True stops; the booster keeps its best_iteration
+                return tracker.stop_now()  # True stops; the booster keeps its best_iteration
             return False
 
     params = {**cfg["params"], "eval_metric": cfg["native"]}
