@@ -319,3 +319,28 @@ def test_ray_train_ddp_matches_the_in_process_learner(ray_session, binary_df, tm
     assert local_auc > 0.9 and abs(ddp_auc - local_auc) <= RAY_TRAIN_AUC_TOLERANCE, (ddp_auc, local_auc)
     assert abs(ddp_loss - local_loss) <= RAY_TRAIN_LOG_LOSS_TOLERANCE, (ddp_loss, local_loss)
     assert list(tmp_path.iterdir()), "the run wrote its checkpoints under storage_path"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_train_ddp_stops_together_when_the_search_ends(ray_session, binary_df, tmp_path):
+    """A search trial's MLP job whose search has ended (its wrap-up flag raised): rank 0 reads
+    the flag after the first epoch, the reading travels in the epoch's all_reduce and both workers
+    stop there (one going on alone would wait in its next collective forever), keeping the model
+    and saying why."""
+    from tuning import distributed
+    from tuning.wrapup import WrapUpFlag
+
+    data = _data(binary_df)
+    X, idx = data.features["nn"], np.arange(len(binary_df))
+    tr, va = idx[:240], idx[240:]
+    config = {**FAMILY.portfolio(data.task)[0], "max_epochs": 200}
+    flag = WrapUpFlag.new()
+    flag.raise_flag()
+    try:
+        job = two_worker_job(data, X, tr, va, config, tmp_path, "w-mlp", max_epochs=200, wrap_up=flag)
+        done = distributed.fit("mlp", job)
+    finally:
+        flag.clear()
+    assert done.search_ended and done.best_iteration == 1
+    assert done.model.predict(X.take(va)).shape == (60, 2)

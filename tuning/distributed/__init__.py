@@ -63,7 +63,7 @@ class DistributedJob:
     #: group is placed on the nodes left); search trials set it too (tuning.train_paths)
     max_failures: int = 0
     #: the search's wrap-up flag (a search trial's job): once raised, boosting stops as at the
-    #: deadline, keeping the best round so far (the XGBoost and LightGBM paths)
+    #: deadline, keeping the best round so far; the MLP stops after the epoch, keeping its best
     wrap_up: WrapUpFlag | None = None
 
 
@@ -73,7 +73,7 @@ class DistributedFit:
     best_iteration: int  # boosting rounds or epochs of the returned model
     seconds: float  # wall time of the trainer
     stopped_at_deadline: bool = False  # boosting ended at ``DistributedJob.deadline``, not by itself
-    search_ended: bool = False  # boosting ended when the search raised ``DistributedJob.wrap_up``
+    search_ended: bool = False  # training ended when the search raised ``DistributedJob.wrap_up``
 
 
 FitFn = Callable[[DistributedJob], DistributedFit]

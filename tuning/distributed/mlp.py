@@ -8,7 +8,9 @@ reports each epoch; rank 0 attaches a checkpoint (safetensors + JSON, the saved-
 the checkpoint with the lowest validation loss becomes the returned model. The training data are
 split across workers, the validation set is not (every worker scores it with rank 0's batch-norm
 statistics); early stopping and the health rules read totals reduced over all workers, so every
-worker stops at the same epoch.
+worker stops at the same epoch. A search trial's job also stops once the search raises its wrap-up
+flag (:mod:`tuning.wrapup`): rank 0 reads it after each epoch and its reading travels in the same
+``all_reduce``, keeping the best epoch so far.
 """
 
 from __future__ import annotations
@@ -106,7 +108,10 @@ def fit_mlp(job: DistributedJob) -> DistributedFit:
         model = load_model(Path(d), task)
     if not np.isfinite(metrics["val_loss"]):  # diverged from the first epoch: predict the constant
         model.constant = constant
-    return DistributedFit(model, int(metrics["epoch"]), 0.0)
+    ended = bool((result.metrics or {}).get("search_ended"))
+    if ended:
+        logger.info("mlp: Ray Train run %s stopped when the search ended", name)
+    return DistributedFit(model, int(metrics["epoch"]), 0.0, search_ended=ended)
 
 
 def _loop_config(
@@ -134,6 +139,7 @@ def _loop_config(
         "steps_per_epoch": max(1, math.ceil(job.n_train_rows / settings["batch_size"])),
         "weighted": job.weighted,
         "layout": job.layout,
+        "wrap_up": job.wrap_up.key if job.wrap_up is not None else None,
     }
 
 
@@ -188,6 +194,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         unwrap,
     )
     from automl.problem import ProblemType
+    from tuning.wrapup import WrapUpFlag
 
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(cfg["seed"])  # DDP also broadcasts rank 0's initial weights
@@ -204,6 +211,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     valid_shard = ray.train.get_dataset_shard("validation")
     rank = ray.train.get_context().get_world_rank()
+    wrap_up = WrapUpFlag(cfg["wrap_up"]).reader() if cfg.get("wrap_up") and rank == 0 else None
     best, best_epoch = math.inf, 0
     for epoch in range(1, s["max_epochs"] + 1):
         shuffled = train_shard.iter_torch_batches(
@@ -220,11 +228,12 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             for buffer in unwrap(model).buffers():
                 dist.broadcast(buffer, src=0)
         val_sum, val_rows = _validation_loss_sum(unwrap(model), valid_shard, collate, target)
-        sums = [stats.loss_sum, stats.rows, stats.first_grad_sum, stats.batches, val_sum, val_rows]
+        flag = 1.0 if wrap_up is not None and wrap_up() else 0.0  # rank 0's reading only
+        sums = [stats.loss_sum, stats.rows, stats.first_grad_sum, stats.batches, val_sum, val_rows, flag]
         sums = torch.tensor(sums, dtype=torch.float64, device=device)
         if distributed:  # totals over all workers: every worker takes the same stopping decision
             dist.all_reduce(sums)
-        tl, rows, gs, nb, vs, vr = sums.tolist()
+        tl, rows, gs, nb, vs, vr, search_ended = sums.tolist()
         record = EpochHealth(epoch, tl / max(rows, 1), vs / max(vr, 1), gs / max(nb, 1))
         verdict = health.check(record)
         val_loss = record.val_loss if math.isfinite(record.val_loss) else math.inf
@@ -233,6 +242,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             "train_loss": record.train_loss,
             "val_loss": val_loss,
             "health": verdict or "",
+            "search_ended": search_ended > 0,
         }
         with tempfile.TemporaryDirectory() as d:
             checkpoint = None
@@ -243,7 +253,7 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=checkpoint)
         if val_loss < best:
             best, best_epoch = val_loss, epoch
-        if verdict or epoch - best_epoch >= cfg["patience"]:
+        if verdict or epoch - best_epoch >= cfg["patience"] or search_ended > 0:
             break
 
 
