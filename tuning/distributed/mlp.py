@@ -180,7 +180,6 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     import torch.distributed as dist
     from ray.train.torch import get_device, prepare_model
 
-    from automl.models.mlp import MLPModel
     from automl.models.mlp_health import EpochHealth, HealthMonitor
     from automl.models.mlp_net import (
         Amp,
@@ -244,17 +243,27 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             "health": verdict or "",
             "search_ended": search_ended > 0,
         }
-        with tempfile.TemporaryDirectory() as d:
-            checkpoint = None
-            if rank == 0:
-                state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
-                MLPModel(spec, target, state, Task.from_dict(cfg["task"]), epoch).save(Path(d))
-                checkpoint = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(metrics, checkpoint=checkpoint)
+        _report(metrics, unwrap(model) if rank == 0 else None, spec, target, cfg["task"])
         if val_loss < best:
             best, best_epoch = val_loss, epoch
         if verdict or epoch - best_epoch >= cfg["patience"] or search_ended > 0:
             break
+
+
+def _report(metrics: dict[str, Any], model: Any, spec: Any, target: Any, task: dict[str, Any]) -> None:
+    """Report the epoch; ``model`` (rank 0's unwrapped module, None on other ranks) goes with it
+    as a checkpoint in the saved-model format."""
+    import ray.train
+
+    from automl.models.mlp import MLPModel
+
+    with tempfile.TemporaryDirectory() as d:
+        checkpoint = None
+        if model is not None:
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            MLPModel(spec, target, state, Task.from_dict(task), metrics["epoch"]).save(Path(d))
+            checkpoint = ray.train.Checkpoint.from_directory(d)
+        ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def _validation_loss_sum(
