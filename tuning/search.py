@@ -18,6 +18,7 @@ from automl.training import TrialData
 from automl.trials import SearchOutcome
 from tuning import distributed
 from tuning.budget import BudgetGuard
+from tuning.linger import EndStoppedTrials
 from tuning.progress import ProgressCallback
 from tuning.records import record, retries_of, why_ended
 from tuning.resume import live_guard, renewed
@@ -258,7 +259,7 @@ def _tuner(
     )
     budget = None if stopper.hard_end is None else stopper.hard_end - time.time()
     exp_path = f"{setup.storage}/{setup.name}"
-    tune_callbacks: list[Any] = [progress]
+    tune_callbacks: list[Any] = [progress, EndStoppedTrials(stopper)]
     if stopper.reserve is not None:
         tune_callbacks.append(ReserveWatch(stopper.reserve))
     if cfg.mlflow:

@@ -121,6 +121,11 @@ class SearchStopper(Stopper):
             return True
         return False
 
+    def stopping(self) -> bool:
+        """Whether Tune has been told to stop the trials still running (the hard end, or a reason
+        whose wrap-up grace is over)."""
+        return self.stopped_at is not None or (self.hard_end is not None and time.time() >= self.hard_end)
+
     def ended(self) -> tuple[float, str] | None:
         """Why this stopper ended the search, and when it had Tune stop the trials still running:
         infinity when every one wrapped up within the grace, so a trial stopped in the meantime was
