@@ -101,7 +101,7 @@ class SearchStopper(Stopper):
         return self
 
     def stop_all(self) -> bool:
-        if self.hard_end is not None and time.time() >= self.hard_end:
+        if self._past_hard_end():
             return True  # the time limit: Tune stops what runs (records say "time limit")
         if self.reason is None and self.reserve is not None:
             self.reason = self.reserve.reason()
@@ -124,7 +124,10 @@ class SearchStopper(Stopper):
     def stopping(self) -> bool:
         """Whether Tune has been told to stop the trials still running (the hard end, or a reason
         whose wrap-up grace is over)."""
-        return self.stopped_at is not None or (self.hard_end is not None and time.time() >= self.hard_end)
+        return self.stopped_at is not None or self._past_hard_end()
+
+    def _past_hard_end(self) -> bool:
+        return self.hard_end is not None and time.time() >= self.hard_end
 
     def ended(self) -> tuple[float, str] | None:
         """Why this stopper ended the search, and when it had Tune stop the trials still running:

@@ -232,7 +232,8 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
         sums = torch.tensor(sums, dtype=torch.float64, device=device)
         if distributed:  # totals over all workers: every worker takes the same stopping decision
             dist.all_reduce(sums)
-        tl, rows, gs, nb, vs, vr, search_ended = sums.tolist()
+        tl, rows, gs, nb, vs, vr, flags = sums.tolist()
+        search_ended = flags > 0  # rank 0 read the raised flag
         record = EpochHealth(epoch, tl / max(rows, 1), vs / max(vr, 1), gs / max(nb, 1))
         verdict = health.check(record)
         val_loss = record.val_loss if math.isfinite(record.val_loss) else math.inf
@@ -241,12 +242,12 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
             "train_loss": record.train_loss,
             "val_loss": val_loss,
             "health": verdict or "",
-            "search_ended": search_ended > 0,
+            "search_ended": search_ended,
         }
         _report(metrics, unwrap(model) if rank == 0 else None, spec, target, cfg["task"])
         if val_loss < best:
             best, best_epoch = val_loss, epoch
-        if verdict or epoch - best_epoch >= cfg["patience"] or search_ended > 0:
+        if verdict or epoch - best_epoch >= cfg["patience"] or search_ended:
             break
 
 
