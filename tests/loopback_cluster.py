@@ -53,10 +53,20 @@ def send_signal(pids: set[int], sig: int) -> None:
             pass
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port not handed out before by this process: the OS may offer a port it
+    has just released again (two calls once gave Ray's dashboard and its agent the same port, and
+    `ray start` refused it)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 class Node:
