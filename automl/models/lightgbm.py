@@ -31,6 +31,7 @@ from automl.models.gbdt import (
     rounds_per_step,
 )
 from automl.models.lightgbm_rows import FAST_ROWS, SingleRows
+from automl.models.lightgbm_xgb import XGB_ROWS, BatchForm
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -100,7 +101,10 @@ class LightGBMModel(FittedModel):
         if self.compiled is not None and len(dense) >= COMPILED_ROWS:
             raw = self.compiled.margins(dense, threads)  # Treelite averages an rf model's trees itself
         else:
-            raw = self._single_rows().raw(dense) if len(dense) <= FAST_ROWS else None
+            batch = len(dense) >= XGB_ROWS and dense.dtype == np.float32  # XGBoost reads float32
+            raw = self._batch().raw(dense, threads) if batch else None
+            if raw is None and len(dense) <= FAST_ROWS:
+                raw = self._single_rows().raw(dense)
             if raw is None:
                 raw = self.booster.predict(
                     dense, num_iteration=self._n_iter, raw_score=True, num_threads=threads
@@ -108,6 +112,12 @@ class LightGBMModel(FittedModel):
             if self.average:  # rf mode: raw scores are summed over trees; the forest is their mean
                 raw = raw / self._n_iter
         return raw_to_output(raw, self.task.problem_type)
+
+    def _batch(self) -> BatchForm:
+        batch = getattr(self, "_xgb", None)
+        if batch is None:
+            batch = self._xgb = BatchForm(self.booster, self._n_iter, n_outputs(self))
+        return batch
 
     def _single_rows(self) -> SingleRows:
         rows = getattr(self, "_rows", None)
