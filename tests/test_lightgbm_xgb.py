@@ -14,7 +14,7 @@ import pytest
 from helpers import trial_data
 from test_fastpath import PROBLEMS, rich_frame
 
-from automl.models import get_family
+from automl.models import get_family, lightgbm_trees
 from automl.models.base import raw_to_output
 from automl.models.lightgbm_xgb import XGB_ROWS, XGBoostForm, pays
 from automl.training import train_candidate
@@ -70,8 +70,10 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("indicators", [True, False], ids=["indicator_columns", "categorical_splits"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_xgboost_gives_lightgbms_raw_scores(case):
+def test_xgboost_gives_lightgbms_raw_scores(case, indicators, monkeypatch):
+    monkeypatch.setattr(lightgbm_trees, "MAX_INDICATORS_PER_TREE", 10**6 if indicators else 0)
     params, n_classes = CASES[case]
     booster, cats = synthetic(params, n_classes)
     k = n_classes if n_classes > 2 else 1
@@ -80,6 +82,7 @@ def test_xgboost_gives_lightgbms_raw_scores(case):
     if case == "missing_as_zero" and form is None:
         return  # a split sending zero and missing values against zero's side: nothing built (checked below)
     assert form is not None
+    assert bool(form.indicators) == indicators  # every case has categorical splits
     X = hard_rows(6, cats)
     assert form.raw(X, 2) is None  # rows with infinities: LightGBM's predictor answers them
     X = X[~np.isinf(X).any(axis=1)]

@@ -18,8 +18,20 @@ class Unsupported(Exception):
     """A tree form the conversion does not cover (the caller keeps LightGBM's predictor)."""
 
 
-def parse(text: str) -> tuple[list[dict[str, Any]], int, Splits]:
-    """XGBoost JSON trees from LightGBM's text model, the feature count and the split values."""
+#: a model's categorical splits become numeric splits on "code in the split's set" columns
+#: appended to the input (:func:`indicator_columns`) when it has at most this many distinct
+#: (feature, set) pairs per tree. XGBoost's predictor takes a slower path for categorical splits,
+#: and each column costs about 0.5 ms per 100,000 rows to build. 100,000 rows, 2 threads, on the
+#: 2-core test machine (LightGBM / XGBoost with categorical splits / with indicator columns):
+#: 400 synthetic trees, 54 sets: 0.73 / 0.51 / 0.33 s; diamonds' refit LightGBM, 762 trees, 109
+#: sets: 2.80 / 1.34 / 0.90 s; nlswork's, 425 trees, 586 sets: 1.15 / 0.62 / 1.15 s; adult's,
+#: 275 trees, 613 sets: 0.72 / 0.53 / 0.80 s
+MAX_INDICATORS_PER_TREE = 0.25
+
+
+def parse(text: str) -> tuple[list[dict[str, Any]], int, Splits, list[tuple[int, np.ndarray]]]:
+    """XGBoost JSON trees from LightGBM's text model, the feature count, the split values and the
+    indicator columns the trees read after the features: (feature, categories) each."""
     head, _, body = text.partition("\nTree=")
     header = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
     n_features = int(header["max_feature_idx"]) + 1
@@ -27,8 +39,29 @@ def parse(text: str) -> tuple[list[dict[str, Any]], int, Splits]:
     blocks = [dict(ln.split("=", 1) for ln in b.splitlines()[1:] if "=" in ln) for b in body.split("\nTree=")]
     if any(f.get("is_linear", "0") != "0" for f in blocks):
         raise Unsupported("linear trees")
-    forest = _Forest(blocks)
-    return forest.trees(n_features), n_features, forest.splits
+    forest = _Forest(blocks, n_features)
+    return forest.trees(n_features + len(forest.indicators)), n_features, forest.splits, forest.indicators
+
+
+def indicator_columns(dense: np.ndarray, indicators: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """``dense`` with one float32 column per indicator: 1 where the feature's code is in the set
+    as LightGBM reads it (truncated to an integer; missing and negative codes are in no set). One
+    table lookup per feature: ``np.isin`` per indicator cost 0.1 s on 100,000 rows and 54 sets."""
+    out = np.empty((len(dense), dense.shape[1] + len(indicators)), np.float32)
+    out[:, : dense.shape[1]] = dense
+    index: dict[int, tuple[np.ndarray, int]] = {}  # per feature: each row's table slot, the table size
+    for j, (f, members) in enumerate(indicators):
+        if f not in index:
+            size = max(int(m.max(initial=-1)) for g, m in indicators if g == f) + 1
+            with np.errstate(invalid="ignore"):
+                code = np.trunc(dense[:, f])
+                inside = (code >= 0) & (code < size)  # False for missing codes
+            index[f] = (np.where(inside, code, size).astype(np.intp), size)
+        slot, size = index[f]
+        table = np.zeros(size + 1, np.float32)  # the last slot: codes in no set
+        table[members] = 1.0
+        out[:, dense.shape[1] + j] = table[slot]
+    return out
 
 
 class Splits:
@@ -43,7 +76,7 @@ class Splits:
 class _Forest:
     """Every tree's nodes in one set of arrays: LightGBM's fields read once for all trees."""
 
-    def __init__(self, blocks: list[dict[str, str]]) -> None:
+    def __init__(self, blocks: list[dict[str, str]], n_features: int) -> None:
         def col(key: str, dtype: Any) -> np.ndarray:
             return np.array(" ".join(b.get(key, "") for b in blocks).split(), dtype=dtype)
 
@@ -85,7 +118,31 @@ class _Forest:
         for f, (_, members) in zip(feat[is_cat], cat_sets):
             categories.setdefault(int(f), []).extend(int(m) for m in members)
         self.cat_sets = cat_sets
+        self.indicators = self._as_indicators(feat[is_cat], n_features, len(blocks))
         self.splits = Splits(feat[~is_cat], thr[~is_cat], categories)
+
+    def _as_indicators(
+        self, features: np.ndarray, n_features: int, trees: int
+    ) -> list[tuple[int, np.ndarray]]:
+        """Turn the categorical splits into numeric ones on indicator columns (see
+        MAX_INDICATORS_PER_TREE);
+        the indicators, or [] when there are none or too many."""
+        ids: dict[tuple[int, bytes], int] = {}
+        indicators, columns = [], []
+        for f, (_, members) in zip(features, self.cat_sets):
+            key = (int(f), members.tobytes())
+            if key not in ids:
+                ids[key] = len(indicators)
+                indicators.append((int(f), members))
+            columns.append(n_features + ids[key])
+        if not indicators or len(indicators) > MAX_INDICATORS_PER_TREE * trees:
+            return []
+        nodes = np.array([node for node, _ in self.cat_sets], np.int64)
+        # the children are already XGBoost's (left: not in the set): indicator < 0.5 goes left
+        self.feature[nodes], self.cond[nodes] = columns, 0.5
+        self.split_type[nodes], self.default_left[nodes] = 0, 1
+        self.cat_sets = []
+        return indicators
 
     def _category_sets(self, blocks, col, nodes, idx, trees) -> list[tuple[int, np.ndarray]]:  # noqa: ANN001
         """Per categorical node (global number), the categories LightGBM's bitset sends left."""

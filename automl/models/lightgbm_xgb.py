@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from automl.models.lightgbm_trees import ZERO, Unsupported, parse
+from automl.models.lightgbm_trees import ZERO, Unsupported, indicator_columns, parse
 from automl.models.lightgbm_trees import probe as probe_rows
 
 logger = logging.getLogger(__name__)
@@ -67,9 +67,16 @@ class XGBoostForm:
     """An in-memory XGBoost booster holding a LightGBM booster's trees; :meth:`raw` gives raw
     scores shaped as LightGBM's ``predict(raw_score=True)`` (before any rf-mode averaging)."""
 
-    def __init__(self, booster: Any, offset: np.ndarray, n_outputs: int, cat_features: list[int]) -> None:
+    def __init__(
+        self,
+        booster: Any,
+        offset: np.ndarray,
+        n_outputs: int,
+        cat_features: list[int],
+        indicators: list[tuple[int, np.ndarray]],
+    ) -> None:
         self.booster, self.offset, self.n_outputs = booster, offset, n_outputs
-        self.cat_features = cat_features
+        self.cat_features, self.indicators = cat_features, indicators
         self._threads = 0
         self._lock = threading.Lock()
 
@@ -80,11 +87,11 @@ class XGBoostForm:
         import xgboost as xgb
 
         try:
-            trees, n_features, splits = parse(lgb_booster.model_to_string(num_iteration=n_iter))
+            trees, n_features, splits, indicators = parse(lgb_booster.model_to_string(num_iteration=n_iter))
         except Unsupported as e:
             logger.info("LightGBM model kept on its own predictor: %s", e)
             return None
-        model = _template(n_outputs, n_features)
+        model = _template(n_outputs, n_features + len(indicators))
         gb = model["learner"]["gradient_booster"]["model"]
         gb["trees"] = [dict(t, id=i) for i, t in enumerate(trees)]
         gb["tree_info"] = [i % n_outputs for i in range(len(trees))]
@@ -99,7 +106,7 @@ class XGBoostForm:
         booster.load_model(bytearray(text))
         probe = probe_rows(splits, n_features, PROBE_ROWS)
         want = np.asarray(lgb_booster.predict(probe, num_iteration=n_iter, raw_score=True), np.float64)
-        form = cls(booster, np.zeros(want.shape[1:]), n_outputs, sorted(splits.categories))
+        form = cls(booster, np.zeros(want.shape[1:]), n_outputs, sorted(splits.categories), indicators)
         got = form.raw(probe, 1).reshape(want.shape)  # type: ignore[union-attr]
         form.offset = (got - want)[0]  # XGBoost adds its base score; LightGBM folds its own into the trees
         if not np.allclose(got - form.offset, want, rtol=RTOL, atol=ATOL * (1 + np.abs(want).max())):
@@ -119,6 +126,8 @@ class XGBoostForm:
             )
         if tiny.any():
             dense = np.where(tiny, np.float32(0), dense)
+        if self.indicators:
+            dense = indicator_columns(dense, self.indicators)
         with self._lock:  # nthread is a booster parameter: one call at a time sets and uses it
             if threads != self._threads:
                 self.booster.set_param({"nthread": threads})
@@ -127,7 +136,7 @@ class XGBoostForm:
         return np.asarray(out, dtype=np.float64) - self.offset
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: getattr(self, k) for k in ("offset", "n_outputs", "cat_features")}
+        state = {k: getattr(self, k) for k in ("offset", "n_outputs", "cat_features", "indicators")}
         return {"raw": bytes(self.booster.save_raw("ubj")), **state}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -135,7 +144,7 @@ class XGBoostForm:
 
         booster = xgb.Booster()
         booster.load_model(bytearray(state["raw"]))
-        self.__init__(booster, state["offset"], state["n_outputs"], state["cat_features"])  # type: ignore[misc]
+        self.__init__(booster, **{k: v for k, v in state.items() if k != "raw"})  # type: ignore[misc]
 
 
 class BatchForm:
