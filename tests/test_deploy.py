@@ -217,6 +217,7 @@ def test_the_best_option_is_measured_first_then_the_lean_ones(monkeypatch):
         return {"latency_ms": 1.0, "latency_p99_ms": 2.0, "rows_per_s": 1e4, "size_mb": 1.0}
 
     monkeypatch.setattr(deploy, "measure", fake_measure)
+    monkeypatch.setattr(deploy, "setup_s", lambda pred: 0.0)  # no joint predictor to build
     names = ["weighted_ensemble", "weighted_ensemble_refit", "lightgbm_001", "lightgbm_001_refit", "knn"]
     order = [Option(n, 1.0 - i / 10, lambda n=n: n, lean=n.endswith("_refit")) for i, n in enumerate(names)]
     deploy.measure_all(order, pd.DataFrame({"x": [1.0]}), deadline=None)
@@ -249,6 +250,63 @@ def test_the_best_option_is_measured_first_then_the_lean_ones(monkeypatch):
     assert measured[:3] == ["weighted_ensemble", "weighted_ensemble_refit", "lightgbm_001_refit"]
     assert budgets[1] == pytest.approx(deploy.MIN_MEASURE_S)  # 2 s left for 9 options: its minimum
     assert all(b >= deploy.MIN_MEASURE_S for b in budgets)
+
+
+def test_lean_options_go_first_when_the_best_ones_first_call_builds_for_long(monkeypatch):
+    """wine_quality's case: the best option's first one-row call builds its bags' joint table
+    (seconds), so with little time left the lean options are measured before it."""
+    import automl.deploy as deploy
+
+    measured: list[str] = []
+    monkeypatch.setattr(
+        deploy, "measure", lambda p, s, b, z: measured.append(p) or {"latency_ms": 1.0, "size_mb": 1.0}
+    )
+    monkeypatch.setattr(deploy, "setup_s", lambda pred: 3.4 if pred == "weighted_ensemble" else 0.0)
+    names = ["weighted_ensemble", "weighted_ensemble_refit", "xgboost_002", "xgboost_002_refit"]
+
+    def run(left: float) -> list[str]:
+        measured.clear()
+        order = [
+            Option(n, 1.0 - i / 10, lambda n=n: n, lean=n.endswith("_refit")) for i, n in enumerate(names)
+        ]
+        monkeypatch.setattr(deploy, "time", SimpleNamespace(time=lambda: 100.0))
+        deploy.measure_all(order, pd.DataFrame({"x": [1.0]}), deadline=100.0 + left)
+        return measured
+
+    assert run(left=5.0) == [
+        "weighted_ensemble_refit",
+        "xgboost_002_refit",
+        "weighted_ensemble",
+        "xgboost_002",
+    ]
+    assert run(left=60.0) == [
+        "weighted_ensemble",
+        "weighted_ensemble_refit",
+        "xgboost_002_refit",
+        "xgboost_002",
+    ]
+
+
+def test_joint_setup_is_estimated_until_the_joint_predictor_is_built():
+    """XGBoost bags: the estimate is their trees times the measured cost per tree, and 0 once
+    this process has built the table (the deployment stage measures several options over it)."""
+    from automl.fastpath import joint_setup_s
+    from automl.models.xgboost import TABLE_S_PER_TREE
+
+    df = _frame(300, 1, True)
+    prep = prepare(
+        FitSpec("y", validation=ValidationConfig(strategy="kfold", n_folds=2)), df, recipes=("tree",)
+    )
+    family = get_family("xgboost")
+    res = train_candidate(family, {**family.portfolio(prep.data.task)[0], "n_estimators": 30}, prep.data)
+    pred = single(Candidate("xgboost_001", res, TrialRecord("t1", "xgboost", {}, "completed"))).build(
+        PredictorBuilder(prep, search_ended_because="test")
+    )
+    bag = pred.members[0].models
+    assert len(bag) == 2
+    assert joint_setup_s(pred) == pytest.approx(sum(m.n_iterations for m in bag) * TABLE_S_PER_TREE)
+    pred.predict(df.drop(columns=["y"]).head(1))  # a one-row call builds the table
+    assert joint_setup_s(pred) == 0.0
 
 
 def test_pareto_front_of_score_against_latency():

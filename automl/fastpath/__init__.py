@@ -174,13 +174,30 @@ def shared_joint(models: list[Any]) -> Any:
     kind = type(models[0])
     if not all(type(m) is kind for m in models):
         return None
-    entries = _SHARED.setdefault(models[0], [])
-    for refs, joint in entries:
-        if len(refs) == len(models) and all(r() is m for r, m in zip(refs, models)):
-            return joint
-    joint = kind.joint_predictor(models)
-    entries.append(([weakref.ref(m) for m in models], joint))
+    found, joint = _lookup(models)
+    if not found:
+        joint = kind.joint_predictor(models)
+        _SHARED.setdefault(models[0], []).append(([weakref.ref(m) for m in models], joint))
     return joint
+
+
+def _lookup(models: list[Any]) -> tuple[bool, Any]:
+    """Whether this process built ``models``' joint predictor, and that predictor."""
+    for refs, joint in _SHARED.get(models[0], []):
+        if len(refs) == len(models) and all(r() is m for r, m in zip(refs, models)):
+            return True, joint
+    return False, None
+
+
+def joint_setup_s(predictor: Predictor) -> float:
+    """Estimated seconds a first call of a few rows would spend building the joint predictors of
+    ``predictor``'s bags that this process has not built yet."""
+    total = 0.0
+    for member in [*(m for layer in predictor.stack_layers for m in layer), *predictor.members]:
+        kind = type(member.models[0])
+        if kind.joint_rows and not _lookup(member.models)[0]:
+            total += kind.joint_setup_s(member.models)
+    return total
 
 
 class ReferencePath:

@@ -109,6 +109,11 @@ class FittedModel(abc.ABC):
         a bag), or None when the family has no such thing."""
         return None
 
+    @classmethod
+    def joint_setup_s(cls, models: list[FittedModel]) -> float:
+        """Estimated seconds :meth:`joint_predictor` takes to build for ``models`` (0: no such thing)."""
+        return 0.0
+
     @abc.abstractmethod
     def save(self, directory: Path) -> None:
         """Write the model's files into ``directory`` (which exists)."""

@@ -36,6 +36,9 @@ from automl.problem import ProblemType
 #: calls with at most this many rows go through the NumPy table of a bag's trees (the table costs
 #: one gather per tree level for all rows and trees; XGBoost's own call wins on larger batches)
 TABLE_ROWS = 8
+#: the table's build time per tree: wine_quality's two 7-class 5-fold bags (20,650 trees) took
+#: 3.4-5.1 s on the 2-core test machine (JSON dumps and parsing, the probe check, the table)
+TABLE_S_PER_TREE = 2e-4
 
 
 def xgb_params(config: dict[str, Any], task: Task) -> dict[str, Any]:
@@ -97,6 +100,12 @@ class XGBoostModel(FittedModel):
         k = task.n_classes if task.problem_type is ProblemType.MULTICLASS else 1
         table = XGBoostTable.build([m.booster for m in models], k)  # type: ignore[attr-defined]
         return None if table is None else _TablePredictor(table, task)
+
+    @classmethod
+    def joint_setup_s(cls, models: list[FittedModel]) -> float:
+        task = models[0].task
+        k = task.n_classes if task.problem_type is ProblemType.MULTICLASS else 1
+        return sum(m.n_iterations for m in models) * k * TABLE_S_PER_TREE
 
     @property
     def n_iterations(self) -> int:
