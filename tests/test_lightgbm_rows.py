@@ -17,16 +17,21 @@ from automl.models.lightgbm_rows import FAST_ROWS
 from automl.training import train_candidate
 
 
-@pytest.fixture(scope="module")
-def models():
+def lightgbm_models(rows: int, rounds: int) -> dict:
+    """A LightGBM booster and a LightGBM-based forest per problem, by (family, problem)."""
     out = {}
     for problem in PROBLEMS:
-        data, *_ = trial_data(rich_frame(300, 5, problem), "label", n_folds=2)
+        data, *_ = trial_data(rich_frame(rows, 5, problem), "label", n_folds=2)
         for name in ("lightgbm", "random_forest"):
             family = get_family(name)
-            res = train_candidate(family, {**family.portfolio(data.task)[0], "n_estimators": 12}, data)
+            res = train_candidate(family, {**family.portfolio(data.task)[0], "n_estimators": rounds}, data)
             out[(name, problem)] = res.models[0]
     return out
+
+
+@pytest.fixture(scope="module")
+def models():
+    return lightgbm_models(300, 12)
 
 
 def booster_scores(model, dense):

@@ -11,13 +11,12 @@ import pickle
 import lightgbm as lgb
 import numpy as np
 import pytest
-from helpers import trial_data
-from test_fastpath import PROBLEMS, rich_frame
+from test_fastpath import PROBLEMS
+from test_lightgbm_rows import lightgbm_models
 
-from automl.models import get_family, lightgbm_trees
+from automl.models import lightgbm_trees
 from automl.models.base import raw_to_output
 from automl.models.lightgbm_xgb import XGB_ROWS, XGBoostForm, pays
-from automl.training import train_candidate
 
 
 def hard_rows(n_features: int, cat_cols: list[int], n: int = 3000, seed: int = 1) -> np.ndarray:
@@ -114,14 +113,7 @@ def test_the_zero_side_rule_refuses_what_xgboost_cannot_express(monkeypatch):
 
 @pytest.fixture(scope="module")
 def models():
-    out = {}
-    for problem in PROBLEMS:
-        data, *_ = trial_data(rich_frame(400, 5, problem), "label", n_folds=2)
-        for name in ("lightgbm", "random_forest"):
-            family = get_family(name)
-            res = train_candidate(family, {**family.portfolio(data.task)[0], "n_estimators": 40}, data)
-            out[(name, problem)] = res.models[0]
-    return out
+    return lightgbm_models(400, 40)
 
 
 @pytest.mark.parametrize("problem", PROBLEMS)
