@@ -25,6 +25,10 @@ from automl.problem import ProblemType
 
 #: above this many training rows k-NN is left out of the search (slow queries, large artifacts)
 MAX_ROWS = 200_000
+#: calls of at most this many rows query scikit-learn's search tree directly, without the checks
+#: and joblib set-up of its ``predict_proba``: one row of wine_quality's 60 s k-NN fold model
+#: (4,157 training rows, 14 features, a k-d tree) 0.27 ms against 0.48 ms
+FEW_ROWS = 8
 
 
 class KNNModel(FittedModel):
@@ -46,6 +50,9 @@ class KNNModel(FittedModel):
 
     def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
         Xq = inputs.cached("num_float32", lambda X: X.num.astype(np.float32))
+        few = self._few_rows(Xq) if len(Xq) <= FEW_ROWS else None
+        if few is not None:  # a tree query runs no OpenMP threads
+            return few
         self.est.n_jobs = threads  # read by kneighbors at predict time; put back after the call
         try:
             # scikit-learn's brute-force search runs OpenMP threads on every core: a one-row query
@@ -56,10 +63,43 @@ class KNNModel(FittedModel):
             self.est.n_jobs = 1
 
     def _predict_num(self, Xq: np.ndarray) -> np.ndarray:
+        few = self._few_rows(Xq) if len(Xq) <= FEW_ROWS else None
+        if few is not None:
+            return few
         if self.task.problem_type is ProblemType.REGRESSION:
             return self.est.predict(Xq).astype(float)
         proba = np.zeros((len(Xq), self.task.n_classes))
         proba[:, self.est.classes_] = self.est.predict_proba(Xq)
+        return proba
+
+    def _few_rows(self, Xq: np.ndarray) -> np.ndarray | None:
+        """scikit-learn's predictions for a few rows, from its own search tree queried directly
+        (the same neighbours, weights and votes as its ``predict`` / ``predict_proba``), or None
+        when the model searches by brute force."""
+        est = self.est
+        if getattr(est, "_fit_method", None) not in ("kd_tree", "ball_tree"):
+            return None
+        dist, ind = est._tree.query(Xq, k=est.n_neighbors)
+        if self.config["weights"] == "distance":  # scikit-learn's _get_weights
+            with np.errstate(divide="ignore"):
+                w = 1.0 / dist
+            exact = np.isinf(w)
+            rows = exact.any(axis=1)
+            w[rows] = exact[rows]  # a training row at distance 0 takes all the weight
+        else:
+            w = np.ones_like(dist)
+        if self.task.problem_type is ProblemType.REGRESSION:
+            y = est._y[ind]
+            return (
+                y.mean(axis=1)
+                if self.config["weights"] != "distance"
+                else (y * w).sum(axis=1) / w.sum(axis=1)
+            ).astype(float)
+        votes = np.zeros((len(Xq), len(est.classes_)))
+        for i in range(ind.shape[1]):  # as predict_proba: one neighbour rank at a time
+            votes[np.arange(len(Xq)), est._y[ind[:, i]]] += w[:, i]
+        proba = np.zeros((len(Xq), self.task.n_classes))
+        proba[:, est.classes_] = votes / votes.sum(axis=1, keepdims=True)
         return proba
 
     @property
