@@ -78,7 +78,10 @@ class _Forest:
 
     def __init__(self, blocks: list[dict[str, str]], n_features: int) -> None:
         def col(key: str, dtype: Any) -> np.ndarray:
-            return np.array(" ".join(b.get(key, "") for b in blocks).split(), dtype=dtype)
+            # parsed in C from one string (a token list of a large model held ~60 MB); integers and
+            # thresholds are exact in float64
+            text = " ".join(b.get(key, "") for b in blocks)
+            return np.fromstring(text, dtype=np.float64, sep=" ").astype(dtype)
 
         n_leaves = np.array([int(b["num_leaves"]) for b in blocks], np.int64)
         n_int, self.sizes = n_leaves - 1, 2 * n_leaves - 1
@@ -191,13 +194,18 @@ class _Forest:
         inner = np.flatnonzero(has)
         parents[pos[self.left[inner]]] = self.new[inner]
         parents[pos[self.right[inner]]] = self.new[inner]
-        cond, feature = self.cond[order], self.feature[order]
-        default_left, split_type = self.default_left[order], self.split_type[order]
+        # the dtypes of XGBoost's own typed arrays in its .ubj files
+        left, right, parents = left.astype(np.int32), right.astype(np.int32), parents.astype(np.int32)
+        cond, feature = self.cond[order], self.feature[order].astype(np.int32)
+        default_left, split_type = (
+            self.default_left[order].astype(np.uint8),
+            self.split_type[order].astype(np.uint8),
+        )
         zeros = np.zeros(len(pos), np.float32)
         by_tree: dict[int, list[tuple[int, np.ndarray]]] = {}
         for node, members in self.cat_sets:  # XGBoost reads a tree's categorical nodes in node order
             by_tree.setdefault(int(self.tree_of[node]), []).append((int(self.new[node]), members))
-        empty = np.zeros(0, np.int64)
+        empty, empty64 = np.zeros(0, np.int32), np.zeros(0, np.int64)
         out = []
         for t, (a, n) in enumerate(zip(self.node_off, self.sizes)):
             sl = slice(int(a), int(a + n))
@@ -206,10 +214,10 @@ class _Forest:
             out.append(
                 {
                     "base_weights": cond[sl],
-                    "categories": np.concatenate([m for _, m in cats]).astype(np.int64) if cats else empty,
-                    "categories_nodes": np.array([c for c, _ in cats], np.int64) if cats else empty,
-                    "categories_segments": (np.cumsum(sizes) - sizes) if cats else empty,
-                    "categories_sizes": sizes if cats else empty,
+                    "categories": np.concatenate([m for _, m in cats]).astype(np.int32) if cats else empty,
+                    "categories_nodes": np.array([c for c, _ in cats], np.int32) if cats else empty,
+                    "categories_segments": (np.cumsum(sizes) - sizes) if cats else empty64,
+                    "categories_sizes": sizes if cats else empty64,
                     "default_left": default_left[sl],
                     "id": t,
                     "left_children": left[sl],

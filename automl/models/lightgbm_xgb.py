@@ -34,8 +34,8 @@ import threading
 from typing import Any
 
 import numpy as np
-import orjson
 
+from automl.models import ubjson
 from automl.models.lightgbm_trees import ZERO, Unsupported, indicator_columns, parse
 from automl.models.lightgbm_trees import probe as probe_rows
 
@@ -99,11 +99,7 @@ class XGBoostForm:
         if "iteration_indptr" in gb:
             gb["iteration_indptr"] = list(range(0, len(trees) + 1, n_outputs))
         booster = xgb.Booster()
-        # a split above every finite float32 (LightGBM writes 1.8e308 for "every number left") is
-        # at +inf, which orjson writes as null and XGBoost's JSON reads as Infinity (nothing else
-        # in the model is null: leaves and splits are finite)
-        text = orjson.dumps(model, option=orjson.OPT_SERIALIZE_NUMPY).replace(b"null", b"Infinity")
-        booster.load_model(bytearray(text))
+        booster.load_model(bytearray(ubjson.dumps(model)))  # typed arrays: see automl.models.ubjson
         probe = probe_rows(splits, n_features, PROBE_ROWS)
         want = np.asarray(lgb_booster.predict(probe, num_iteration=n_iter, raw_score=True), np.float64)
         form = cls(booster, np.zeros(want.shape[1:]), n_outputs, sorted(splits.categories), indicators)
@@ -199,4 +195,4 @@ def _template(n_outputs: int, n_features: int) -> dict[str, Any]:
     if n_outputs > 1:
         params.update(objective="multi:softprob", num_class=n_outputs)
     booster = xgb.train(params, xgb.DMatrix(X, label=y), num_boost_round=1)
-    return orjson.loads(booster.save_raw("json"))
+    return ubjson.loads(bytes(booster.save_raw("ubj")))
