@@ -153,6 +153,12 @@ def measure_all(
         if left < MIN_MEASURE_S:
             opt.note = "built, not measured: no time left before the fit's deadline"
             continue
+        setup = setup_s(opt.predictor) if deadline is not None else 0.0
+        if setup > left - MIN_MEASURE_S:  # its first call alone would run past the deadline
+            opt.note = (
+                f"built, not measured: its first call would build for ~{setup:.1f}s, {left:.1f}s were left"
+            )
+            continue
         # the best option built (the default choice) may take what is left; the others share it,
         # each at least MIN_MEASURE_S in this order: an equal share of a short time left skipped
         # the best refit option of a 60 s fit of car (8 options, 1.6 s left) and measured the

@@ -264,9 +264,11 @@ def test_lean_options_go_first_when_the_best_ones_first_call_builds_for_long(mon
     monkeypatch.setattr(deploy, "setup_s", lambda pred: 3.4 if pred == "weighted_ensemble" else 0.0)
     names = ["weighted_ensemble", "weighted_ensemble_refit", "xgboost_002", "xgboost_002_refit"]
 
+    last: list[Option] = []
+
     def run(left: float) -> list[str]:
         measured.clear()
-        order = [
+        order = last[:] = [
             Option(n, 1.0 - i / 10, lambda n=n: n, lean=n.endswith("_refit")) for i, n in enumerate(names)
         ]
         monkeypatch.setattr(deploy, "time", SimpleNamespace(time=lambda: 100.0))
@@ -285,6 +287,10 @@ def test_lean_options_go_first_when_the_best_ones_first_call_builds_for_long(mon
         "xgboost_002_refit",
         "xgboost_002",
     ]
+    # less time left than the build itself: the best option is not measured, and says why
+    measured_names = run(left=3.0)
+    assert measured_names == ["weighted_ensemble_refit", "xgboost_002_refit", "xgboost_002"]
+    assert "its first call would build for ~3.4s, 3.0s were left" in last[0].note
 
 
 def test_joint_setup_is_estimated_until_the_joint_predictor_is_built():

@@ -14,7 +14,7 @@ import pytest
 from test_fastpath import PROBLEMS
 from test_lightgbm_rows import lightgbm_models
 
-from automl.models import lightgbm_trees
+from automl.models import lightgbm_trees, lightgbm_xgb
 from automl.models.base import raw_to_output
 from automl.models.lightgbm_xgb import XGB_ROWS, XGBoostForm, pays
 
@@ -28,6 +28,8 @@ def hard_rows(n_features: int, cat_cols: list[int], n: int = 3000, seed: int = 1
     X[rng.random(X.shape) < 0.05] = 0.0
     X[rng.random(X.shape) < 0.02] = 1e-36
     X[rng.random(X.shape) < 0.02] = -1e-36
+    X[rng.random(X.shape) < 0.02] = np.float32(1e-35)  # LightGBM's zero threshold itself
+    X[rng.random(X.shape) < 0.02] = -np.float32(1e-35)
     X[rng.random(X.shape) < 0.01] = np.inf
     X[rng.random(X.shape) < 0.01] = -np.inf
     for c in cat_cols:
@@ -89,6 +91,59 @@ def test_xgboost_gives_lightgbms_raw_scores(case, indicators, monkeypatch):
     want = booster.predict(X, num_iteration=n_iter, raw_score=True)
     got = form.raw(X, 2).reshape(want.shape)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * (1 + np.abs(want).max()))
+
+
+def test_a_large_regression_target_keeps_its_precision_and_a_wrong_tree_is_caught(monkeypatch):
+    """A target around 1e6: the first trees' constant is added back in float64 (float32 sums of
+    it lost about 1 unit), and a conversion that sends missing values the wrong way in some trees
+    is refused by the exact leaf check, which a tolerance scaled to 1e6 would not see."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 5))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    y = 1e6 + 20 * np.nan_to_num(X[:, 0]) + 5 * np.sin(np.nan_to_num(X[:, 1])) + rng.normal(size=3000)
+    booster = lgb.train({"verbosity": -1, "num_leaves": 31, "seed": 0}, lgb.Dataset(X, y), 300)
+    form = XGBoostForm.build(booster, 300, 1)
+    assert form is not None
+    Q = hard_rows(5, [])
+    Q = Q[~np.isinf(Q).any(axis=1)]
+    np.testing.assert_allclose(form.raw(Q, 2), booster.predict(Q, raw_score=True), rtol=0, atol=1e-3)
+
+    real_parse = lightgbm_trees.parse
+
+    def wrong_missing_side(text):  # trees 50 and later send missing values to the other side
+        parsed = real_parse(text)
+        for tree in parsed.trees[50:]:
+            tree["default_left"] = (1 - tree["default_left"]).astype(np.uint8)
+        return parsed
+
+    monkeypatch.setattr(lightgbm_xgb, "parse", wrong_missing_side)
+    assert XGBoostForm.build(booster, 300, 1) is None
+
+
+def test_zero_as_missing_splits_on_zeros_own_side_are_converted():
+    """LightGBM's "Zero" missing type sends zero and missing values to the default side; when that
+    is the side zero takes by its value, XGBoost can follow it."""
+    booster, cats = synthetic({"objective": "regression", "zero_as_missing": True}, rounds=30)
+    lines, zero_splits = [], 0
+    for line in booster.model_to_string().splitlines():  # every Zero split: default side = zero's
+        if line.startswith("threshold="):
+            thresholds = [float(v) for v in line[10:].split()]
+        if line.startswith("decision_type="):
+            types = [int(v) for v in line[14:].split()]
+            for i, (dt, thr) in enumerate(zip(types, thresholds)):
+                if dt & 1 == 0 and (dt >> 2) & 3 == 1:
+                    types[i] = (dt & ~2) | (2 if thr >= 0 else 0)
+                    zero_splits += 1
+            line = "decision_type=" + " ".join(map(str, types))
+        lines.append(line)
+    edited = lgb.Booster(model_str="\n".join(lines) + "\n")
+    assert zero_splits > 0
+    form = XGBoostForm.build(edited, 30, 1)
+    assert form is not None
+    X = hard_rows(6, cats)
+    X = X[~np.isinf(X).any(axis=1)]
+    want = edited.predict(X, raw_score=True)
+    np.testing.assert_allclose(form.raw(X, 2), want, rtol=0, atol=1e-4 * (1 + np.abs(want).max()))
 
 
 def test_a_form_the_conversion_does_not_cover_keeps_lightgbm():

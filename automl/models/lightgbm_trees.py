@@ -4,13 +4,15 @@ each split's sides."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-#: LightGBM's kZeroThreshold: it reads |x| <= 1e-35 as zero (its dense rows drop such values), and
-#: its splits of zero against the rest sit at +-1e-35; inputs in that band are zeroed for XGBoost
-ZERO = 1e-35
+#: LightGBM's kZeroThreshold (1e-35f): it reads |x| <= 1e-35 as zero (its dense rows drop such
+#: values), and its splits of zero against the rest sit at +-1e-35f, which LightGBM writes as
+#: 1.0000000180025095e-35; inputs in that band are zeroed for XGBoost
+ZERO = float(np.float32(1e-35))
 _ROOT_PARENT = 2147483647  # XGBoost's "no parent"
 
 
@@ -29,9 +31,21 @@ class Unsupported(Exception):
 MAX_INDICATORS_PER_TREE = 0.25
 
 
-def parse(text: str) -> tuple[list[dict[str, Any]], int, Splits, list[tuple[int, np.ndarray]]]:
-    """XGBoost JSON trees from LightGBM's text model, the feature count, the split values and the
-    indicator columns the trees read after the features: (feature, categories) each."""
+@dataclass
+class Parsed:
+    """A LightGBM model read for XGBoost: its trees, what the probe rows and the checks need."""
+
+    trees: list[dict[str, Any]]
+    n_features: int
+    splits: Splits
+    indicators: list[tuple[int, np.ndarray]]  # columns appended after the features: (feature, set)
+    leaf_nodes: np.ndarray  # each tree's leaves in LightGBM's order, as XGBoost node numbers
+    leaf_start: np.ndarray  # per tree, where its leaves start in leaf_nodes
+    base: np.ndarray  # per output, the constant taken out of the first iteration's trees
+
+
+def parse(text: str) -> Parsed:
+    """XGBoost JSON-shaped trees from LightGBM's text model (see :class:`Parsed`)."""
     head, _, body = text.partition("\nTree=")
     header = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
     n_features = int(header["max_feature_idx"]) + 1
@@ -39,8 +53,11 @@ def parse(text: str) -> tuple[list[dict[str, Any]], int, Splits, list[tuple[int,
     blocks = [dict(ln.split("=", 1) for ln in b.splitlines()[1:] if "=" in ln) for b in body.split("\nTree=")]
     if any(f.get("is_linear", "0") != "0" for f in blocks):
         raise Unsupported("linear trees")
-    forest = _Forest(blocks, n_features)
-    return forest.trees(n_features + len(forest.indicators)), n_features, forest.splits, forest.indicators
+    forest = _Forest(blocks, n_features, int(header.get("num_tree_per_iteration", "1")))
+    trees = forest.trees(n_features + len(forest.indicators))
+    return Parsed(
+        trees, n_features, forest.splits, forest.indicators, forest.leaf_nodes, forest.leaf_start, forest.base
+    )
 
 
 def indicator_columns(dense: np.ndarray, indicators: list[tuple[int, np.ndarray]]) -> np.ndarray:
@@ -76,7 +93,7 @@ class Splits:
 class _Forest:
     """Every tree's nodes in one set of arrays: LightGBM's fields read once for all trees."""
 
-    def __init__(self, blocks: list[dict[str, str]], n_features: int) -> None:
+    def __init__(self, blocks: list[dict[str, str]], n_features: int, per_iteration: int) -> None:
         def col(key: str, dtype: Any) -> np.ndarray:
             # parsed in C from one string (a token list of a large model held ~60 MB); integers and
             # thresholds are exact in float64
@@ -106,7 +123,18 @@ class _Forest:
         self.left, self.right = np.full(total, -1, np.int64), np.full(total, -1, np.int64)
         self.left[inner], self.right[inner] = np.where(is_cat, rc, lc), np.where(is_cat, lc, rc)
         self.cond, self.feature = np.zeros(total, np.float32), np.zeros(total, np.int64)
-        self.cond[leaves] = col("leaf_value", np.float64).astype(np.float32)
+        self.leaf_start = np.cumsum(n_leaves) - n_leaves
+        self.base = np.zeros(per_iteration)
+        leaf_values = col("leaf_value", np.float64)
+        for t in range(min(per_iteration, len(blocks))):
+            # LightGBM starts each output from the first iteration's tree (the target's average): a
+            # large constant there would cost float32 sums their precision (a regression target
+            # around 1e6 lost about 1 unit), so it is taken out and added back in float64
+            first = blocks[t].get("internal_value", "").split()
+            mine = slice(self.leaf_start[t], self.leaf_start[t] + n_leaves[t])
+            self.base[t] = float(first[0]) if n_int[t] and first else float(leaf_values[mine].mean())
+            leaf_values[mine] -= self.base[t]
+        self.cond[leaves] = leaf_values.astype(np.float32)
         # numbers: x <= thr (double) left  <=>  float32 x < the float32 above the largest float32 <= thr
         low = thr.astype(np.float32)
         low = np.where(low.astype(np.float64) > thr, np.nextafter(low, np.float32(-np.inf)), low)
@@ -116,6 +144,7 @@ class _Forest:
         self.default_left[inner] = np.where(is_cat, True, np.where(missing == 2, dflt_left, zero_left))
         self.split_type[inner] = is_cat
         self.new = self._adjacent_children()
+        self.leaf_nodes = self.new[leaves]
         cat_sets = self._category_sets(blocks, col, inner[is_cat], thr[is_cat], int_tree[is_cat])
         categories: dict[int, list[int]] = {}
         for f, (_, members) in zip(feat[is_cat], cat_sets):

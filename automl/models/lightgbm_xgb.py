@@ -8,8 +8,9 @@ code ``automl compile`` builds (:mod:`automl.models.compiled`: 58,000 rows/s at 
 first shape, where XGBoost gave 121,000), and it costs no compiler.
 
 The XGBoost model is built in memory from the booster's own text dump (the native ``model.txt``
-stays the artifact's only model file) and kept only when XGBoost reproduces LightGBM's raw scores
-on probe rows taken from the model's split thresholds and categories. LightGBM's decisions map to
+stays the artifact's only model file) and kept only when, on probe rows taken from the model's
+split thresholds and categories, every row reaches the same leaf of every tree as in LightGBM and
+the raw scores agree. LightGBM's decisions map to
 XGBoost's as follows:
 
 - a number goes left when ``x <= threshold`` (in double); XGBoost goes left when ``x < split``
@@ -19,7 +20,8 @@ XGBoost's as follows:
   None it counts as 0, so it takes the side 0 takes; of type Zero (zero and missing take the
   default side) only when that is the side 0 takes by its value, otherwise nothing is built;
 - a category in a split's set goes left in LightGBM and right in XGBoost, so the children swap;
-  a missing value and a negative code go right in LightGBM, which is XGBoost's default (left,
+  a missing value and a negative code go right in LightGBM (on x86, where LightGBM's cast of NaN
+  to int is negative; elsewhere the probe check decides), which is XGBoost's default (left,
   after the swap) and its side for an invalid code. LightGBM truncates a code to an integer, so a
   code in (-1, 0) is category 0 there: such inputs are passed to XGBoost as 0.
 - LightGBM reads |x| <= 1e-35 as zero; such inputs are passed to XGBoost as 0.
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from automl.models import ubjson
-from automl.models.lightgbm_trees import ZERO, Unsupported, indicator_columns, parse
+from automl.models.lightgbm_trees import ZERO, Parsed, Unsupported, indicator_columns, parse
 from automl.models.lightgbm_trees import probe as probe_rows
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,8 @@ logger = logging.getLogger(__name__)
 #: single-row API is faster for a handful of rows)
 XGB_ROWS = 64
 PROBE_ROWS = 512
+#: rows per XGBoost call of a large batch
+CHUNK_ROWS = 65_536
 #: the build pays for itself once the rows predicted would have taken LightGBM that much longer
 #: (ski rental: the rows before the build cost at most what the build costs). Measured on the
 #: 2-core test machine: a build takes 2.4-3 us per tree node (a 7-class model of 2,100 trees x
@@ -53,8 +57,9 @@ PROBE_ROWS = 512
 #: 150-tree model with missing values and categories; 13.9 s against 3.5 s for 100,000 rows of
 #: that 7-class model; 15 ns on 400 trees x 31 leaves without missing values); 10 ns is taken
 BUILD_S_PER_NODE, SAVED_S_PER_TREE_ROW = 3e-6, 1e-8
-#: LightGBM sums leaves in double, XGBoost in float32
-RTOL, ATOL = 1e-5, 1e-4
+#: LightGBM sums leaves in double, XGBoost in float32: raw scores (less the first trees' constant,
+#: see automl.models.lightgbm_trees) must agree within this times their largest magnitude + 1
+ATOL = 1e-4
 
 
 def pays(rows: int, trees: int, splits: int) -> bool:
@@ -87,11 +92,12 @@ class XGBoostForm:
         import xgboost as xgb
 
         try:
-            trees, n_features, splits, indicators = parse(lgb_booster.model_to_string(num_iteration=n_iter))
+            parsed = parse(lgb_booster.model_to_string(num_iteration=n_iter))
         except Unsupported as e:
             logger.info("LightGBM model kept on its own predictor: %s", e)
             return None
-        model = _template(n_outputs, n_features + len(indicators))
+        trees = parsed.trees
+        model = _template(n_outputs, parsed.n_features + len(parsed.indicators))
         gb = model["learner"]["gradient_booster"]["model"]
         gb["trees"] = [dict(t, id=i) for i, t in enumerate(trees)]
         gb["tree_info"] = [i % n_outputs for i in range(len(trees))]
@@ -100,35 +106,67 @@ class XGBoostForm:
             gb["iteration_indptr"] = list(range(0, len(trees) + 1, n_outputs))
         booster = xgb.Booster()
         booster.load_model(bytearray(ubjson.dumps(model)))  # typed arrays: see automl.models.ubjson
-        probe = probe_rows(splits, n_features, PROBE_ROWS)
-        want = np.asarray(lgb_booster.predict(probe, num_iteration=n_iter, raw_score=True), np.float64)
-        form = cls(booster, np.zeros(want.shape[1:]), n_outputs, sorted(splits.categories), indicators)
-        got = form.raw(probe, 1).reshape(want.shape)  # type: ignore[union-attr]
-        form.offset = (got - want)[0]  # XGBoost adds its base score; LightGBM folds its own into the trees
-        if not np.allclose(got - form.offset, want, rtol=RTOL, atol=ATOL * (1 + np.abs(want).max())):
-            logger.info("XGBoost disagrees with LightGBM on probe rows: keeping LightGBM's predictor")
-            return None
-        return form
+        form = cls(
+            booster,
+            np.zeros(n_outputs if n_outputs > 1 else ()),
+            n_outputs,
+            sorted(parsed.splits.categories),
+            parsed.indicators,
+        )
+        return form if form._check(lgb_booster, n_iter, parsed) else None
 
-    def raw(self, dense: np.ndarray, threads: int) -> np.ndarray | None:
-        """Raw scores of float32 rows, or None for rows holding an infinity (LightGBM compares it
-        with a split at +inf as equal, XGBoost as not less: the caller keeps LightGBM for them)."""
+    def _check(self, lgb_booster: Any, n_iter: int, parsed: Parsed) -> bool:
+        """Every probe row reaches the same leaf of every tree as in LightGBM (exact), and the raw
+        scores agree; sets :attr:`offset` (XGBoost's base score less the constant taken out)."""
+        import xgboost as xgb
+
+        probe = probe_rows(parsed.splits, parsed.n_features, PROBE_ROWS)
+        lgb_leaves = lgb_booster.predict(probe, num_iteration=n_iter, pred_leaf=True).astype(np.int64)
+        want_nodes = parsed.leaf_nodes[parsed.leaf_start[None, : lgb_leaves.shape[1]] + lgb_leaves]
+        nodes = self.booster.predict(xgb.DMatrix(self._prepared(probe)), pred_leaf=True)
+        if not np.array_equal(np.asarray(nodes, np.int64).reshape(want_nodes.shape), want_nodes):
+            logger.info(
+                "XGBoost reaches other leaves than LightGBM on probe rows: keeping LightGBM's predictor"
+            )
+            return False
+        want = np.asarray(lgb_booster.predict(probe, num_iteration=n_iter, raw_score=True), np.float64)
+        got = self.raw(probe, 1).reshape(want.shape)  # type: ignore[union-attr]
+        base = parsed.base if self.n_outputs > 1 else parsed.base[0]
+        self.offset = (got - want)[0]  # XGBoost adds its base score, LightGBM the constant taken out
+        scale = 1 + np.abs(want - base).max()
+        if not np.allclose(got - self.offset, want, rtol=0, atol=ATOL * scale):
+            logger.info("XGBoost disagrees with LightGBM on probe rows: keeping LightGBM's predictor")
+            return False
+        return True
+
+    def _prepared(self, dense: np.ndarray) -> np.ndarray | None:
+        """Float32 rows as XGBoost is to read them, or None for rows holding an infinity (LightGBM
+        compares it with a split at +inf as equal, XGBoost as not less)."""
         if np.isinf(dense).any():
             return None
         tiny = (np.abs(dense) <= ZERO) & (dense != 0)
         if self.cat_features:  # LightGBM truncates a code to an int: (-1, 0) is category 0
-            tiny[:, self.cat_features] |= (dense[:, self.cat_features] < 0) & (
-                dense[:, self.cat_features] > -1
-            )
+            codes = dense[:, self.cat_features]
+            tiny[:, self.cat_features] |= (codes < 0) & (codes > -1)
         if tiny.any():
             dense = np.where(tiny, np.float32(0), dense)
-        if self.indicators:
-            dense = indicator_columns(dense, self.indicators)
+        return indicator_columns(dense, self.indicators) if self.indicators else dense
+
+    def raw(self, dense: np.ndarray, threads: int) -> np.ndarray | None:
+        """Raw scores of float32 rows, or None when a row holds an infinity (the caller keeps
+        LightGBM's predictor then). Large calls go by chunks of CHUNK_ROWS rows (the prepared
+        copy with indicator columns would otherwise be as large as the call)."""
+        if len(dense) > CHUNK_ROWS:
+            parts = [self.raw(dense[i : i + CHUNK_ROWS], threads) for i in range(0, len(dense), CHUNK_ROWS)]
+            return None if any(p is None for p in parts) else np.concatenate(parts)  # type: ignore[arg-type]
+        prepared = self._prepared(dense)
+        if prepared is None:
+            return None
         with self._lock:  # nthread is a booster parameter: one call at a time sets and uses it
             if threads != self._threads:
                 self.booster.set_param({"nthread": threads})
                 self._threads = threads
-            out = self.booster.inplace_predict(dense, predict_type="margin")
+            out = self.booster.inplace_predict(prepared, predict_type="margin")
         return np.asarray(out, dtype=np.float64) - self.offset
 
     def __getstate__(self) -> dict[str, Any]:
@@ -164,10 +202,25 @@ class BatchForm:
             self.rows_seen += len(dense)
             if not pays(self.rows_seen, self.trees, self.splits):
                 return None
-            with self._build_lock:
+            # while another thread builds (this model's form or another's), LightGBM answers
+            if not self._build_lock.acquire(blocking=False):
+                return None
+            try:
                 if self.form is None and not self.failed:
                     self._build()
-        return None if self.form is None else self.form.raw(dense, threads)
+            finally:
+                self._build_lock.release()
+        form = self.form
+        if form is None:
+            return None
+        try:
+            return form.raw(dense, threads)
+        except Exception:  # noqa: BLE001 - e.g. out of memory: LightGBM answers, now and after
+            logger.warning(
+                "the XGBoost form of a LightGBM model failed: its own predictor stays", exc_info=True
+            )
+            self.form, self.failed = None, True
+            return None
 
     def _build(self) -> None:
         try:
