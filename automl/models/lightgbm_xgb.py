@@ -52,7 +52,7 @@ CHUNK_ROWS = 65_536
 #: the build pays for itself once the rows predicted would have taken LightGBM that much longer
 #: (ski rental: the rows before the build cost at most what the build costs). Measured on the
 #: 2-core test machine: a build takes 2.4-3 us per tree node (a 7-class model of 2,100 trees x
-#: 127 leaves: 1.27 s, of which 0.35 s LightGBM's text dump and 0.17 s writing the UBJSON);
+#: 127 leaves: 1.27-1.44 s, of which 0.35 s LightGBM's text dump and 0.17 s writing the UBJSON);
 #: XGBoost saves 7-46 ns per tree and row (LightGBM 0.17 s against 0.12 s for 50,000 rows of a
 #: 150-tree model with missing values and categories; 13.9 s against 3.5 s for 100,000 rows of
 #: that 7-class model; 15 ns on 400 trees x 31 leaves without missing values); 10 ns is taken
