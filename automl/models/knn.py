@@ -58,14 +58,16 @@ class KNNModel(FittedModel):
             # scikit-learn's brute-force search runs OpenMP threads on every core: a one-row query
             # took 5.7 ms that way on a busy 2-core machine, 0.36 ms with one thread
             with _openmp_limit(threads):
-                return self._predict_num(Xq)
+                return self._library_predict(Xq)
         finally:
             self.est.n_jobs = 1
 
     def _predict_num(self, Xq: np.ndarray) -> np.ndarray:
         few = self._few_rows(Xq) if len(Xq) <= FEW_ROWS else None
-        if few is not None:
-            return few
+        return self._library_predict(Xq) if few is None else few
+
+    def _library_predict(self, Xq: np.ndarray) -> np.ndarray:
+        """scikit-learn's own predictions (probabilities over every class of the task)."""
         if self.task.problem_type is ProblemType.REGRESSION:
             return self.est.predict(Xq).astype(float)
         proba = np.zeros((len(Xq), self.task.n_classes))

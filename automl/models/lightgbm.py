@@ -114,9 +114,9 @@ class LightGBMModel(FittedModel):
         return raw_to_output(raw, self.task.problem_type)
 
     def _batch(self) -> BatchForm:
-        batch = getattr(self, "_xgb", None)
+        batch = getattr(self, "_batch_form", None)
         if batch is None:
-            batch = self._xgb = BatchForm(self.booster, self._n_iter, n_outputs(self))
+            batch = self._batch_form = BatchForm(self.booster, self._n_iter, n_outputs(self))
         return batch
 
     def _single_rows(self) -> SingleRows:
