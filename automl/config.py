@@ -116,6 +116,15 @@ class SearchConfig:
 
 KFOLD_ROW_FOLDS_PER_SECOND = 5_000
 
+#: a holdout's share when ``holdout_fraction`` is not set: a fifth, at most HOLDOUT_VALIDATION_ROWS
+DEFAULT_HOLDOUT_FRACTION = 0.2
+#: AutoGluon's default holdout grows to 2,500 validation rows, doubled when the validation score also
+#: chooses hyperparameters (as every search here does). Rows past that train the model: covertype's
+#: LightGBM model scored 0.9165 test accuracy trained on 48,000 of 60,000 rows; the same config in
+#: plain LightGBM 0.9186 on 54,000 and 0.9223 on all 60,000 (same test rows).
+HOLDOUT_VALIDATION_ROWS = 5_000
+MIN_HOLDOUT_FRACTION = 0.02
+
 
 @dataclass(frozen=True)
 class ValidationConfig:
@@ -128,7 +137,7 @@ class ValidationConfig:
 
     strategy: str = "auto"
     n_folds: int = 5
-    holdout_fraction: float = 0.2
+    holdout_fraction: float | None = None  # None: holdout_share's rule by the row count
     kfold_max_rows: int = 100_000
     time_column: str | None = None
     group_column: str | None = None
@@ -137,7 +146,7 @@ class ValidationConfig:
         _choice("validation strategy", self.strategy, VALIDATION_STRATEGIES)
         if self.n_folds < 2:
             raise ConfigError(f"n_folds must be at least 2; got {self.n_folds}")
-        if not 0 < self.holdout_fraction < 1:
+        if self.holdout_fraction is not None and not 0 < self.holdout_fraction < 1:
             raise ConfigError(f"holdout_fraction must be between 0 and 1; got {self.holdout_fraction}")
         if self.time_column and self.group_column:
             raise ConfigError("give either time_column or group_column, not both")
@@ -164,6 +173,19 @@ class ValidationConfig:
                 f"{KFOLD_ROW_FOLDS_PER_SECOND:,} row-folds per second); strategy='kfold' forces it"
             )
         return "kfold", f"{n_rows:,} rows fit {self.n_folds}-fold within the budget"
+
+    def holdout_share(self, n_rows: int | None) -> tuple[float, str]:
+        """A holdout's share of ``n_rows`` training rows (None: not known in advance, as in streaming
+        mode), and the reason: ``holdout_fraction`` when set; otherwise a fifth of the rows, capped at
+        ``HOLDOUT_VALIDATION_ROWS`` validation rows on tables above 25,000 rows, so that the rows past
+        a stable validation set train the model."""
+        if self.holdout_fraction is not None:
+            return self.holdout_fraction, "holdout_fraction set by the user"
+        if n_rows is None or n_rows * DEFAULT_HOLDOUT_FRACTION <= HOLDOUT_VALIDATION_ROWS:
+            return DEFAULT_HOLDOUT_FRACTION, f"a {DEFAULT_HOLDOUT_FRACTION:.0%} holdout"
+        share = max(MIN_HOLDOUT_FRACTION, HOLDOUT_VALIDATION_ROWS / n_rows)
+        rows = round(share * n_rows)
+        return share, f"holdout share {share:.1%} ({rows:,} validation rows; holdout_fraction sets it)"
 
     def budget_is_short(self, n_rows: int, *, n_classes: int = 0, time_limit: float | None = None) -> bool:
         """Whether ``time_limit`` is short for ``n_rows`` rows: k-fold work (rows x folds x classes

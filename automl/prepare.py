@@ -279,12 +279,15 @@ def make_run_folds(
     v = spec.validation
     n_classes = int(y.max()) + 1 if profile.problem.is_classification and len(y) else 0
     strategy, why = v.resolve(n, n_classes=n_classes, time_limit=spec.time_limit)
+    share, share_why = v.holdout_share(n)
+    if strategy == "holdout":
+        why = f"{why}; {share_why}"
     logger.info("validation scheme %s: %s", strategy, why)
     return make_folds(
         n,
         strategy=strategy,
         n_folds=v.n_folds,
-        holdout_fraction=v.holdout_fraction,
+        holdout_fraction=share,
         y=y if profile.problem.is_classification else None,
         time_values=df[v.time_column] if v.time_column else None,
         groups=df[v.group_column] if v.group_column else None,

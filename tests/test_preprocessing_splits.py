@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from automl.exceptions import ConfigError
 from automl.prepare import build_schema
 from automl.preprocessing import Preprocessor
 from automl.profile import profile_table
@@ -143,6 +144,37 @@ def test_auto_validation_trades_kfold_for_holdout_when_the_budget_is_short():
         "kfold",
         "set by the user",
     )
+
+
+def test_a_holdout_keeps_a_stable_validation_set_and_trains_on_the_rest():
+    from automl.config import FitSpec, ValidationConfig
+    from automl.prepare import make_run_folds, profile_for
+
+    v = ValidationConfig()
+    assert v.holdout_share(20_000)[0] == 0.2  # 4,000 validation rows: a fifth
+    share, why = v.holdout_share(60_000)  # covertype's training rows
+    assert round(share * 60_000) == 5_000 and "5,000 validation rows" in why
+    assert v.holdout_share(1_000_000)[0] == 0.02  # the floor
+    assert v.holdout_share(None)[0] == 0.2  # streaming: the row count is not known up front
+    assert ValidationConfig(holdout_fraction=0.3).holdout_share(60_000) == (
+        0.3,
+        "holdout_fraction set by the user",
+    )
+    with pytest.raises(ConfigError, match="holdout_fraction"):
+        ValidationConfig(holdout_fraction=1.5)
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=30_000), "y": rng.integers(0, 2, 30_000)})
+    y = df["y"].to_numpy()
+    for validation, n_valid in (
+        (ValidationConfig(strategy="holdout"), 5_000),
+        (ValidationConfig(strategy="holdout", holdout_fraction=0.2), 6_000),
+    ):
+        spec = FitSpec("y", validation=validation)
+        folds = make_run_folds(spec, df, y, profile_for(spec, df), 0)
+        ((tr, va),) = folds.folds
+        assert len(va) == n_valid and len(tr) == 30_000 - n_valid
+        assert abs(y[va].mean() - y.mean()) < 0.01  # still stratified
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,7 @@ def time_values(s: pd.Series) -> np.ndarray:
 def make_rule(spec: Any, sample: pd.DataFrame) -> SplitRule:
     """The split of ``spec.validation`` (the time cutoff read from the sample's time column)."""
     v = spec.validation
+    share, _ = v.holdout_share(None)  # the stream's length is not known before it is read
     if v.strategy == "kfold":
         logger.warning("streaming mode validates on a holdout, not k-fold (k-fold was asked for)")
     if v.time_column:
@@ -89,11 +90,11 @@ def make_rule(spec: Any, sample: pd.DataFrame) -> SplitRule:
         t = t[~np.isnan(t)]
         if not len(t):
             raise DataError(f"time_column {v.time_column!r} holds no readable time in the sample")
-        cutoff = float(np.quantile(t, 1 - v.holdout_fraction, method="higher"))
-        return SplitRule("time", v.holdout_fraction, spec.seed, spec.target, v.time_column, cutoff)
+        cutoff = float(np.quantile(t, 1 - share, method="higher"))
+        return SplitRule("time", share, spec.seed, spec.target, v.time_column, cutoff)
     if v.group_column:
-        return SplitRule("group", v.holdout_fraction, spec.seed, spec.target, v.group_column)
-    return SplitRule("hash", v.holdout_fraction, spec.seed, spec.target)
+        return SplitRule("group", share, spec.seed, spec.target, v.group_column)
+    return SplitRule("hash", share, spec.seed, spec.target)
 
 
 def _side(batch: pd.DataFrame, rule: SplitRule, valid: bool, keep: float = 1.0) -> pd.DataFrame:
