@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from automl.models.base import FittedModel, ModelInput, Task, read_json, write_json
+from automl.models.mlp_rows import FEW_ROWS, NumpyNet
 from automl.preprocessing import FeatureMatrix
 from automl.problem import ProblemType
 
@@ -48,6 +49,7 @@ class MLPModel(FittedModel):
         self.module = TabularMLP(spec)
         self.module.load_state_dict({k: v.to("cpu") for k, v in state.items()})
         self.module.to(self.device).eval()
+        self._numpy_net: NumpyNet | None = None
 
     @property
     def n_iterations(self) -> int:
@@ -60,13 +62,30 @@ class MLPModel(FittedModel):
 
         if self.constant is not None:
             return tile_constant(self.constant, X.n_rows, self.task)
+        if X.n_rows <= FEW_ROWS and self._rows() is not None:
+            return self._few(X.num, X.cat)
         threads = 1 if X.n_rows < PARALLEL_PREDICT_ROWS else torch.get_num_threads()
         return self._forward(input_tensors(X), threads)
 
     def predict_input(self, inputs: ModelInput, threads: int) -> np.ndarray:
         if self.constant is not None:
             return tile_constant(self.constant, inputs.n_rows, self.task)
+        if inputs.n_rows <= FEW_ROWS and self._rows() is not None:
+            return self._few(inputs.X.num, inputs.X.cat)
         return self._forward(inputs.cached("torch", input_tensors), threads)
+
+    def _rows(self) -> NumpyNet | None:
+        """The NumPy pass for a few rows (:mod:`automl.models.mlp_rows`), built on first use; None
+        on a GPU, where the network stays."""
+        if getattr(self, "_numpy_net", None) is None and self.device.type == "cpu":
+            self._numpy_net = NumpyNet(self.module)
+        return self._numpy_net
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_numpy_net": None}  # rebuilt where it is used (closures do not pickle)
+
+    def _few(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
+        return self.target.outputs(self._rows().forward(num, cat))  # type: ignore[union-attr]
 
     def _forward(self, tensors: tuple[torch.Tensor, torch.Tensor], threads: int) -> np.ndarray:
         from automl.models.mlp_net import forward_all, torch_threads
