@@ -17,6 +17,7 @@ from automl import layout
 from automl.calibration import choose_calibration
 from automl.config import EnsembleConfig
 from automl.deploy import MEASURE_S, ModelSizes, Option, choose, summary
+from automl.fastpath import available_threads
 from automl.leaderboard import Row
 from automl.metrics import Metric
 from automl.options import DeploymentOption, PredictorBuilder
@@ -53,7 +54,7 @@ def deploy(
     deadline: float | None,
 ) -> Deployment:
     """Offer ``bagged`` and the refit variants of those that can be refit, choose, and record."""
-    refitter = Refitter(prep.data, cfg.refit, deadline=deadline)
+    refitter = Refitter(prep.data, cfg.refit, deadline=deadline, threads=available_threads())
     options = list(bagged)
     if refitter.enabled:
         refits = [o.refit_variant() for o in bagged if o.can_refit]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,8 +39,15 @@ REFIT_SUFFIX = "_refit"
 class Refitter:
     """Refit models of the candidates, trained on demand and kept for every option that uses them."""
 
-    def __init__(self, data: TrialData, mode: bool | str, *, deadline: float | None = None) -> None:
+    def __init__(
+        self, data: TrialData, mode: bool | str, *, deadline: float | None = None, threads: int | None = None
+    ) -> None:
+        """``threads``: the refits' (None: the trials' count, ``data.task.num_threads``). They run
+        after the search, in this process, when the trials' cores are free again."""
         self.data, self.mode, self.deadline = data, mode, deadline
+        self._fit_data = data
+        if threads is not None:
+            self._fit_data = replace(data, task=replace(data.task, num_threads=threads))
         self.scale = row_scale(data)
         self.growth = refit_growth(data)
         self.models: dict[str, FittedModel] = {}
@@ -91,7 +98,7 @@ class Refitter:
         if cand.name not in self.models:
             res, t = cand.result, time.time()
             n_iter = self.iterations(res)
-            self.models[cand.name] = refit_full(get_family(res.family), res.config, self.data, n_iter)
+            self.models[cand.name] = refit_full(get_family(res.family), res.config, self._fit_data, n_iter)
             scaled = (
                 f" (the bag's {res.best_iteration} x {self.scale:.2f})"
                 if n_iter != res.best_iteration

@@ -47,7 +47,7 @@ def test_refit_member_predicts_close_to_its_bag_on_held_back_rows(regression):
     family = get_family("lightgbm")
     res = train_candidate(family, {**family.portfolio(data.task)[0], "n_estimators": 400}, data)
     cand = Candidate("lightgbm_001", res, TrialRecord("t1", "lightgbm", {}, "completed"))
-    refitter = Refitter(data, "auto")
+    refitter = Refitter(data, "auto", threads=2)  # the search's cores, free again after it
     # boosting rounds grow with the rows: 4-fold trains on 3/4 of them
     assert refitter.iterations(res) == round(res.best_iteration * 4 / 3)
     bag_option = single(cand)
@@ -57,6 +57,8 @@ def test_refit_member_predicts_close_to_its_bag_on_held_back_rows(regression):
     refit_pred = refit_option.build(builder, refitter)
     assert refit_option.name == "lightgbm_001_refit" and len(refit_pred.members[0].models) == 1
     assert refit_pred.members[0].refit and "iterations" in refitter.notes["lightgbm_001"]
+    assert refit_pred.members[0].models[0].booster.params["num_threads"] == 2
+    assert data.task.num_threads == 1  # the trials' count is left as it was
     refit = refit_pred.predict_raw(held.drop(columns=["y"]))[0]
     if regression:
         y = held["y"].to_numpy(float)
