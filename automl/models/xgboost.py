@@ -36,11 +36,12 @@ from automl.problem import ProblemType
 #: calls with at most this many rows go through the NumPy table of a bag's trees (the table costs
 #: one gather per tree level for all rows and trees; XGBoost's own call wins on larger batches)
 TABLE_ROWS = 8
-#: the table's build time per tree (JSON dumps and parsing, the probe check, the table), on the
-#: 2-core test machine: wine_quality's two 7-class 5-fold bags (20,650 trees) 3.4-5.1 s, 0.17-0.25
-#: ms a tree; another fit's single bag (4,550 deeper trees) 1.71 s, 0.38 ms a tree. The higher
-#: figure is taken: an estimate under the truth let that fit measure its default first and run
-#: out of time for its refit options
+#: the table's build time per tree (UBJSON dumps and reading, the probe check, the table), on the
+#: 2-core test machine: 0.09-0.32 ms a tree over five 60 s fits' bags (wine_quality's 16,100
+#: shallow 7-class trees 1.50-1.64 s; california_housing's 2,200 depth-10 trees, 1.8 M nodes,
+#: 0.53-0.71 s). Through JSON text it was 0.17-0.38 ms (the latter bag: 2.6 s). The estimate stays
+#: above the highest figure: one under the truth let a fit measure its default first and run out
+#: of time for its refit options
 TABLE_S_PER_TREE = 4e-4
 
 

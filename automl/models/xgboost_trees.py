@@ -6,7 +6,7 @@ each tree's depth per call: a quarter of the profile), so a one-row call on a 27
 cost 0.25 ms warm and 1-2 ms when ten fold models take turns. Here a call costs one NumPy gather
 per tree level for all the trees at once.
 
-The table is built from the booster's own JSON dump (the native model file stays the source of
+The table is built from the booster's own UBJSON dump (the native model file stays the source of
 truth) and checked against XGBoost on probe rows before use: :meth:`XGBoostTable.build` returns
 None (and the caller keeps XGBoost) unless the margins agree. Decisions follow XGBoost's:
 ``x < split`` goes left; a missing value takes the default branch; a categorical split sends the
@@ -17,11 +17,11 @@ in float32, tree after tree, from the model's intercept.
 from __future__ import annotations
 
 import logging
-from itertools import chain
 from typing import Any
 
 import numpy as np
-import orjson
+
+from automl.models import ubjson
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +34,15 @@ class XGBoostTable:
     """Every tree of some boosters; :meth:`margins` gives each booster's raw margins."""
 
     def __init__(self, trees: list[dict[str, Any]], groups: list[list[np.ndarray]], n_features: int) -> None:
-        """``trees``: XGBoost JSON trees; ``groups[m][c]``: the tree numbers of booster m, output c."""
+        """``trees``: XGBoost trees as its model UBJSON holds them; ``groups[m][c]``: the tree numbers
+        of booster m, output c."""
         sizes = np.fromiter((len(t["left_children"]) for t in trees), np.int64, count=len(trees))
         start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         total = int(sizes.sum())
 
-        def cat(key: str, dtype: Any) -> np.ndarray:  # one array of every tree's list (no per-tree arrays)
-            return np.fromiter(chain.from_iterable(t[key] for t in trees), dtype, count=total)
+        def cat(key: str, dtype: Any) -> np.ndarray:  # one array of every tree's (typed) array
+            parts = [np.asarray(t[key], dtype=dtype) for t in trees]
+            return np.concatenate(parts) if total else np.empty(0, dtype)
 
         left, right = cat("left_children", np.int64), cat("right_children", np.int64)
         offset = np.repeat(start, sizes)
@@ -88,7 +90,9 @@ class XGBoostTable:
         booster has a form this table does not cover or the probe check fails."""
         trees, groups, n_features = [], [], None
         for b in boosters:
-            model = orjson.loads(b.save_raw("json"))["learner"]  # 3x json's speed on 10 MB dumps
+            # UBJSON with typed arrays: 2,200 depth-10 trees took 0.28 s to save and read, against
+            # 1.74 s through the JSON text (with orjson)
+            model = ubjson.loads(bytes(b.save_raw("ubj")))["learner"]
             gb = model["gradient_booster"]
             scalar = all(int(t["tree_param"].get("size_leaf_vector", "1")) <= 1 for t in gb["model"]["trees"])
             if (
