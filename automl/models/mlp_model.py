@@ -77,9 +77,10 @@ class MLPModel(FittedModel):
     def _rows(self) -> NumpyNet | None:
         """The NumPy pass for a few rows (:mod:`automl.models.mlp_rows`), built on first use; None
         on a GPU, where the network stays."""
-        if getattr(self, "_numpy_net", None) is None and self.device.type == "cpu":
-            self._numpy_net = NumpyNet(self.module)
-        return self._numpy_net
+        net = getattr(self, "_numpy_net", None)  # a model pickled before this attribute has none
+        if net is None and self.device.type == "cpu":
+            net = self._numpy_net = NumpyNet(self.module)
+        return net
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_numpy_net": None}  # rebuilt where it is used (closures do not pickle)
