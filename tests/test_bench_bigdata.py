@@ -118,26 +118,33 @@ def test_big_data_helpers_decide_the_baseline_and_the_data_mode_and_render_the_t
     assert "ray::Actor6 100; 3 others 300." in md
 
 
-def test_tree_sampler_also_counts_session_processes_outside_the_tree():
+def test_tree_sampler_also_counts_session_processes_outside_the_tree(tmp_path):
     import os
     import signal
     import subprocess
     import time
+    from pathlib import Path
 
     from bench.measure import TreeMemorySampler
 
     marker = f"bench-marker-{os.getpid()}"
+    pid_file = tmp_path / "pid"
+    child = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(30)"
     # a shell that exits at once leaves its background child reparented: outside our tree
     subprocess.run(
-        ["sh", "-c", f'{sys.executable} -c "import time; time.sleep(30)" {marker} >/dev/null 2>&1 &'],
+        ["sh", "-c", f'{sys.executable} -c "{child}" {pid_file} {marker} >{tmp_path}/out 2>&1 &'],
         check=True,
     )
     from bench.measure import _memory_kb, pids_with_cmdline
 
-    deadline = time.time() + 10
-    while not pids_with_cmdline(marker) and time.time() < deadline:
+    deadline = time.time() + 30
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
         time.sleep(0.05)
-    pid = pids_with_cmdline(marker)[0]
+    # once, in a full run, no process with the marker was found within 10 s: say what happened
+    assert pid_file.exists(), f"the child never started: {(tmp_path / 'out').read_text()!r}"
+    pid = int(pid_file.read_text())
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}").exists() else b"(gone)"
+    assert pids_with_cmdline(marker) == [pid], (pid, cmdline)
     try:
         plain, also = TreeMemorySampler(), TreeMemorySampler(also=lambda: marker)
         plain.sample(), also.sample()
@@ -149,7 +156,7 @@ def test_tree_sampler_also_counts_session_processes_outside_the_tree():
         assert outside_pss > 0 and also.peak_pss_kb >= outside_pss
         # the peak's breakdown names each process (its pid and command line) with its share
         labels = [label for label, _, _ in also.result()["peak_breakdown_mb"]]
-        assert any(label.startswith(f"{pid} ") and "time.sleep" in label for label in labels), labels
+        assert any(label.startswith(f"{pid} ") and "python -c import os" in label for label in labels), labels
         assert also.result()["peak_at_s"] is not None and also.result()["timeline_s_mb_processes"]
     finally:
         os.kill(pid, signal.SIGTERM)
