@@ -248,4 +248,4 @@ def _template(n_outputs: int, n_features: int) -> dict[str, Any]:
     if n_outputs > 1:
         params.update(objective="multi:softprob", num_class=n_outputs)
     booster = xgb.train(params, xgb.DMatrix(X, label=y), num_boost_round=1)
-    return ubjson.loads(bytes(booster.save_raw("ubj")))
+    return ubjson.loads(booster.save_raw("ubj"))

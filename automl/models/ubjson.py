@@ -60,7 +60,8 @@ def _write(obj: Any, out: list[bytes]) -> None:
         raise TypeError(f"no UBJSON form for {type(obj).__name__}")
 
 
-def loads(raw: bytes) -> Any:
+def loads(raw: bytes | bytearray) -> Any:
+    """The value ``raw`` holds (a bytearray as XGBoost's ``save_raw`` gives is read in place)."""
     value, end = _read(memoryview(raw), 0)
     if end != len(raw):
         raise ValueError(f"UBJSON: {len(raw) - end} bytes after the value")

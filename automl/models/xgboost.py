@@ -21,7 +21,7 @@ from automl.models.base import (
     register,
     write_json,
 )
-from automl.models.compiled import COMPILED_ROWS
+from automl.models.compiled import COMPILED_ROWS, n_outputs
 from automl.models.gbdt import (
     MAX_ROUNDS,
     patience_rounds,
@@ -100,16 +100,12 @@ class XGBoostModel(FittedModel):
     def joint_predictor(cls, models: list[FittedModel]) -> JointPredictor | None:
         from automl.models.xgboost_trees import XGBoostTable
 
-        task = models[0].task
-        k = task.n_classes if task.problem_type is ProblemType.MULTICLASS else 1
-        table = XGBoostTable.build([m.booster for m in models], k)  # type: ignore[attr-defined]
-        return None if table is None else _TablePredictor(table, task)
+        table = XGBoostTable.build([m.booster for m in models], n_outputs(models[0]))  # type: ignore[attr-defined]
+        return None if table is None else _TablePredictor(table, models[0].task)
 
     @classmethod
     def joint_setup_s(cls, models: list[FittedModel]) -> float:
-        task = models[0].task
-        k = task.n_classes if task.problem_type is ProblemType.MULTICLASS else 1
-        return sum(m.n_iterations for m in models) * k * TABLE_S_PER_TREE
+        return sum(m.n_iterations for m in models) * n_outputs(models[0]) * TABLE_S_PER_TREE
 
     @property
     def n_iterations(self) -> int:

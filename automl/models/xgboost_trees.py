@@ -92,7 +92,7 @@ class XGBoostTable:
         for b in boosters:
             # UBJSON with typed arrays: 2,200 depth-10 trees took 0.28 s to save and read, against
             # 1.74 s through the JSON text (with orjson)
-            model = ubjson.loads(bytes(b.save_raw("ubj")))["learner"]
+            model = ubjson.loads(b.save_raw("ubj"))["learner"]
             gb = model["gradient_booster"]
             scalar = all(int(t["tree_param"].get("size_leaf_vector", "1")) <= 1 for t in gb["model"]["trees"])
             if (
