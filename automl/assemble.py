@@ -16,7 +16,7 @@ import pandas as pd
 from automl.calibration import apply_calibration, choose_calibration
 from automl.config import EnsembleConfig, FitSpec
 from automl.deploy_stage import Deployment, deploy
-from automl.ensemble import combine, greedy_ensemble
+from automl.ensemble import combine, fold_scores, greedy_ensemble
 from automl.exceptions import AutoMLError
 from automl.leaderboard import Row
 from automl.metrics import Metric
@@ -85,10 +85,6 @@ def pick_candidates(trials: list[TrialRecord], metric: Metric, max_members: int)
             picked.append(r)
     picked.sort(key=lambda r: -metric.objective(r.score))
     return picked[:max_members]
-
-
-def fold_scores(oof: np.ndarray, data: TrialData, metric: Metric) -> list[float]:
-    return [metric.score(data.y[va], oof[va]) for _, va in data.folds]
 
 
 def assemble(

@@ -11,16 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from automl import layout
 from automl.calibration import choose_calibration
 from automl.config import EnsembleConfig
 from automl.deploy import MEASURE_S, ModelSizes, Option, choose, summary
+from automl.ensemble import fold_scores
 from automl.fastpath import available_threads
 from automl.leaderboard import Row
 from automl.metrics import Metric
-from automl.options import DeploymentOption, PredictorBuilder
+from automl.options import DeploymentOption, PredictorBuilder, ensemble_of_refits
 from automl.predictor import Predictor
 from automl.prepare import Prepared
 from automl.refit import Refitter
@@ -66,14 +68,26 @@ def deploy(
     # rows) or under refit=True; the bag after k-fold (its score is measured, not estimated)
     refit_first = cfg.refit is True or len(prep.data.folds) == 1
     data, metric, mask = prep.data, prep.metric, prep.folds.oof_mask
-    opts = []
-    for o in options:
+
+    def option(o: DeploymentOption) -> Option:
         objective = metric.objective(metric.score(data.y[mask], o.oof[mask]))
         refit = o.refit_of is not None
         opt = Option(o.name, objective, lambda: None, prefer=int(refit == refit_first), lean=refit)
         opt.build = _builder(o, opt, builder, refitter, deadline)
-        opts.append(opt)
+        return opt
+
+    opts = [option(o) for o in options]
     _refit_first(sorted(zip(opts, options), key=lambda oo: -oo[0].objective), refitter, deadline)
+    if deadline is not None and refitter.enabled:
+        partial = ensemble_of_refits(options, refitter, data.y, metric, size=cfg.size, mask=mask)
+        if partial is not None:
+            options.append(partial)
+            opts.append(option(partial))
+            logger.info(
+                "%s: the weighted ensemble over the candidates refit in time (%s)",
+                partial.name,
+                ", ".join(c.name for c in partial.candidates),
+            )
     sizes = ModelSizes()
     for c in {c.name: c for o in bagged for c in o.candidates}.values():
         if c.trial.checkpoint:  # the bag's files as the trial saved them (training.save_result)
@@ -164,7 +178,7 @@ def _record_rows(
     for o, opt in zip(options, opts):
         row = by_model.get(o.name)
         if row is None and o.refit_of is not None:
-            row = _refit_row(o, by_model.get(o.refit_of), opt, refitter, metric)
+            row = _refit_row(o, None if o.own_estimate else by_model.get(o.refit_of), opt, refitter, metric)
             rows.append(row)
         if row is None:
             continue
@@ -184,20 +198,22 @@ def _refit_row(o: DeploymentOption, bag: Row | None, opt: Option, refitter: Refi
         if c.name in refitter.notes
     ]
     res = o.parts[0][0].result
+    scores = fold_scores(o.oof, refitter.data, metric) if o.own_estimate else None
+    estimate = "its members' bags, weighted alike" if o.own_estimate else "the bag's"
     return Row(
         model=o.name,
         family=res.family if single else "ensemble",
         status="refit" if built else "skipped",
         metric=metric.name,
-        score_val=bag.score_val if bag else None,
-        score_std=bag.score_std if bag else None,
+        score_val=float(np.mean(scores)) if scores else bag.score_val if bag else None,
+        score_std=float(np.std(scores)) if scores else bag.score_std if bag else None,
         members=None if single else {c.name: round(w, 4) for c, w in o.parts},
         params=res.config if single else {},
         iterations=refitter.iterations(res) if single else None,
         fit_time_s=None,
         refit=True,
         stop_reason=(
-            f"refit on all {len(refitter.data.y):,} rows: " + "; ".join(notes) + " (score_val: the bag's)"
+            f"refit on all {len(refitter.data.y):,} rows: " + "; ".join(notes) + f" (score_val: {estimate})"
             if built
             else (opt.note or "not built")
         ),

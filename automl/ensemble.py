@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,11 @@ class EnsembleResult:
     score: float  # metric of the weighted out-of-fold predictions
     trajectory: list[float]  # score after each round
     rounds: int  # rounds run (fewer than asked when the deadline came first)
+
+
+def fold_scores(oof: np.ndarray, data: Any, metric: Metric) -> list[float]:
+    """``metric`` of ``oof`` on each validation fold of ``data`` (a TrialData)."""
+    return [metric.score(data.y[va], oof[va]) for _, va in data.folds]
 
 
 def combine(preds: list[np.ndarray], weights: np.ndarray) -> np.ndarray:

@@ -15,10 +15,18 @@ from automl import AutoML, EnsembleConfig
 from automl.cli import build_parser
 from automl.config import FitSpec, ValidationConfig
 from automl.deploy import Option, decide, pareto_front
-from automl.deploy_stage import _refit_first
+from automl.deploy_stage import _refit_first, _refit_row
+from automl.ensemble import fold_scores
 from automl.exceptions import ConfigError
 from automl.models import get_family
-from automl.options import Candidate, DeploymentOption, PredictorBuilder, single
+from automl.options import (
+    REFITS_ENSEMBLE,
+    Candidate,
+    DeploymentOption,
+    PredictorBuilder,
+    ensemble_of_refits,
+    single,
+)
 from automl.prepare import prepare
 from automl.refit import REFIT_TIME_FACTOR, RefitReserve, Refitter, refit_growth, row_scale
 from automl.training import train_candidate
@@ -110,6 +118,58 @@ def test_under_a_deadline_each_candidate_is_refit_alone_before_any_option_is_mea
         refitter.models["lightgbm_001"].booster.dump_model()
     )
     assert "iterations" in refitter.notes["lightgbm_001"]
+
+
+def test_an_ensemble_of_the_refit_candidates_stands_in_when_a_member_was_not_refit_in_time():
+    import time
+
+    spec = FitSpec("y", validation=ValidationConfig(strategy="kfold", n_folds=3))
+    prep = prepare(spec, _frame(300, 1, True), recipes=("tree",))
+    data, metric = prep.data, prep.metric
+    family = get_family("lightgbm")
+    fast, slow, other = (train_candidate(family, family.portfolio(data.task)[0], data) for _ in range(3))
+    slow.fit_time_s = 1000.0  # its refit would take far longer than the time left
+    # out-of-fold predictions with independent errors: averaging two of them beats either alone
+    rng = np.random.default_rng(0)
+    for res in (fast, slow, other):
+        res.oof = data.y + rng.normal(scale=2.0, size=len(data.y))
+    a, b, c = (
+        Candidate(f"lightgbm_00{i}", res, TrialRecord(str(i), "lightgbm", {}, "completed"))
+        for i, res in enumerate((fast, slow, other), start=1)
+    )
+    ens = DeploymentOption(
+        "weighted_ensemble",
+        "ensemble",
+        (fast.oof + slow.oof + other.oof) / 3,
+        [(a, 1 / 3), (b, 1 / 3), (c, 1 / 3)],
+    )
+    options = [ens, single(a), ens.refit_variant(), single(a).refit_variant()]
+    refitter = Refitter(data, "auto")
+    mask = prep.folds.oof_mask
+    kw = {"size": 25, "mask": mask}
+    assert ensemble_of_refits(options, refitter, data.y, metric, **kw) is None  # nothing refit yet
+    _refit_first([(Option(o.name, 1.0, lambda: None), o) for o in options], refitter, time.time() + 60)
+    assert set(refitter.models) == {"lightgbm_001", "lightgbm_003"}  # lightgbm_002: no time
+    partial = ensemble_of_refits(options, refitter, data.y, metric, **kw)
+    assert partial is not None and partial.name == REFITS_ENSEMBLE and partial.own_estimate
+    assert {cand.name for cand in partial.candidates} == {"lightgbm_001", "lightgbm_003"}
+    assert sum(w for _, w in partial.parts) == pytest.approx(1.0)
+    # its estimate is its own members' out-of-fold score, better than either member's alone
+    own = metric.score(data.y[mask], partial.oof[mask])
+    assert own < min(metric.score(data.y[mask], r.oof[mask]) for r in (fast, other))
+    pred = partial.build(PredictorBuilder(prep, search_ended_because="test"), refitter)
+    assert [len(m.models) for m in pred.members] == [1, 1] and all(m.refit for m in pred.members)
+    assert np.isfinite(pred.predict_raw(_frame(20, 2, True).drop(columns=["y"]))[0]).all()
+    opt = Option(partial.name, 1.0, lambda: None)
+    opt.predictor = pred
+    row = _refit_row(partial, None, opt, refitter, metric)
+    assert row.score_val == pytest.approx(np.mean(fold_scores(partial.oof, data, metric)))
+    assert row.status == "refit" and row.stop_reason.endswith(
+        "(score_val: its members' bags, weighted alike)"
+    )
+    # every member of the ensemble refit: the refit ensemble itself is offered, no stand-in
+    refitter.model(b)
+    assert ensemble_of_refits(options, refitter, data.y, metric, **kw) is None
 
 
 def test_the_search_ends_in_time_to_refit_its_best_candidates():
