@@ -78,16 +78,10 @@ def deploy(
 
     opts = [option(o) for o in options]
     _refit_first(sorted(zip(opts, options), key=lambda oo: -oo[0].objective), refitter, deadline)
-    if deadline is not None and refitter.enabled:
-        partial = ensemble_of_refits(options, refitter, data.y, metric, size=cfg.size, mask=mask)
-        if partial is not None:
-            options.append(partial)
-            opts.append(option(partial))
-            logger.info(
-                "%s: the weighted ensemble over the candidates refit in time (%s)",
-                partial.name,
-                ", ".join(c.name for c in partial.candidates),
-            )
+    partial = ensemble_of_refits(options, refitter, data.y, metric, size=cfg.size, mask=mask)
+    if deadline is not None and partial is not None:
+        options.append(partial)
+        opts.append(option(partial))
     sizes = ModelSizes()
     for c in {c.name: c for o in bagged for c in o.candidates}.values():
         if c.trial.checkpoint:  # the bag's files as the trial saved them (training.save_result)

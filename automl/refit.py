@@ -122,7 +122,9 @@ def row_scale(data: TrialData) -> float:
 #: Below 1: a bag's time also holds what a refit does not do (a validation prediction after every
 #: step, the rounds trained past the best one before early stopping). Measured on 60 s fits of
 #: adult, diamonds, bike_sharing and california_housing (LightGBM and XGBoost, 5-fold): a refit
-#: took 0.35-0.46 of the bag's time so grown; 0.8 keeps a margin of 1.7x or more.
+#: took 0.35-0.46 of the bag's time so grown on one thread. On two threads (the ten shared tables'
+#: 60 s fits of 2026-12-04, 20 refits): 0.41-1.12, median 0.65, so 0.8 covers most refits, not all;
+#: a refit that runs over takes its time from the options' measurement, not from the search.
 REFIT_TIME_FACTOR = 0.8
 
 
@@ -134,10 +136,12 @@ def refit_growth(data: TrialData) -> float:
 
 #: the search runs at least this share of its time before the time kept for refitting may end it
 REFIT_MIN_SEARCH_SHARE = 0.5
-#: time is kept for the refit of the best candidate of this many families: the ensemble's members
-#: usually come from the two best (a refit single model is the fastest option; the refit ensemble
-#: needs its members refit too)
-REFIT_FAMILIES = 2
+#: time is kept for the refit of this many best candidates, whatever their family: a refit single
+#: model is the fastest option, and the refit ensemble needs its members refit too, which at 60 s
+#: are usually the three best candidates, often two of one family (bike_sharing: two LightGBM
+#: bags and an extra-trees bag; nlswork: two LightGBM and an XGBoost). Time kept for the best
+#: candidate of each of the two best families had left one of them unrefit on both tables.
+REFIT_CANDIDATES = 3
 
 
 @dataclass(kw_only=True)
@@ -147,10 +151,9 @@ class RefitReserve(SearchReserve):
     skipping them for want of a few seconds.
 
     It ends the search once ``end`` (when the refits must start at the latest, ensembling
-    included) minus the expected refit time of the best candidate of each of the
-    ``REFIT_FAMILIES`` best families has come, but not before ``earliest``, and not when ending
-    now would no longer leave that time (``slack``: the time kept for ensembling, which a short
-    ensemble leaves over).
+    included) minus the expected refit time of the ``REFIT_CANDIDATES`` best candidates has
+    come, but not before ``earliest``, and not when ending now would no longer leave that time
+    (``slack``: the time kept for ensembling, which a short ensemble leaves over).
 
     Measured before it (60 s fits of the shared tables, split seed 0): refits of the best singles
     were skipped on 7 of 10 tables for want of 1-3 s (``refitting would take ~2.8s, 1.4s were
@@ -188,12 +191,11 @@ class RefitReserve(SearchReserve):
         )
 
     def need_s(self) -> float | None:
-        """Expected seconds to refit the best candidate of each of the best families (None: none
-        completed yet)."""
-        if not self.best:
+        """Expected seconds to refit the best candidates (None: none completed yet)."""
+        if not self.completed:
             return None
-        top = sorted(self.best.items(), key=lambda kv: -kv[1][0])[:REFIT_FAMILIES]
-        return sum(expected_refit_s(family, fit_s, self.growth, self.scale) for family, (_, fit_s) in top)
+        top = sorted(self.completed, key=lambda c: -c[0])[:REFIT_CANDIDATES]
+        return sum(expected_refit_s(family, fit_s, self.growth, self.scale) for _, fit_s, family in top)
 
     def worth(self, need: float, now: float) -> bool:
         return now + need <= self.end + self.slack  # ending now still leaves the time

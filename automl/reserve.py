@@ -22,6 +22,8 @@ class SearchReserve(ABC):
     end: float  # time.time() by which the work after the search must be done (or started)
     earliest: float  # time.time() before which the search is never ended for it
     best: dict[str, tuple[float, float]] = field(default_factory=dict)  # family -> (objective, fit s)
+    #: (objective, fit s, family) of every completed candidate that counts
+    completed: list[tuple[float, float, str]] = field(default_factory=list)
     ended: str | None = None
 
     def counts(self, family: str) -> bool:
@@ -45,6 +47,7 @@ class SearchReserve(ABC):
         if not self.counts(family) or result.get("fit_time_s") is None or result.get("failed"):
             return
         objective = float(result.get("objective", float("-inf")))
+        self.completed.append((objective, float(result["fit_time_s"]), family))
         if family not in self.best or objective > self.best[family][0]:
             self.best[family] = (objective, float(result["fit_time_s"]))
 

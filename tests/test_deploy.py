@@ -180,14 +180,16 @@ def test_the_search_ends_in_time_to_refit_its_best_candidates():
     reserve = RefitReserve(growth=0.3, scale=1.25, end=now + 10, earliest=now, slack=1.0)
     assert reserve.reason(now + 9.9) is None  # no candidate yet: nothing to keep time for
     reserve.observe("lightgbm", {"objective": -3.0, "fit_time_s": 8.0})  # refit: 8 x 0.3 x 1.25 = 3 s
-    reserve.observe("lightgbm", {"objective": -4.0, "fit_time_s": 80.0})  # not its family's best
+    reserve.observe("knn", {"objective": -9.0, "fit_time_s": 500.0})  # fourth best: not kept for
     reserve.observe("xgboost", {"objective": -3.5, "fit_time_s": 4.0})  # 1.5 s
-    reserve.observe("knn", {"objective": -9.0, "fit_time_s": 500.0})  # third family: not kept for
+    reserve.observe(
+        "lightgbm", {"objective": -4.0, "fit_time_s": 2.4}
+    )  # third best, 2nd of its family: 0.9 s
     reserve.observe("linear", {"objective": 0.0, "failed": True, "fit_time_s": None})
-    assert reserve.need_s() == pytest.approx(4.5)
-    assert reserve.reason(now + 5.4) is None  # 5.5 s are left: the search goes on
-    why = reserve.reason(now + 5.6)
-    assert why == "time kept for refitting the best candidates on every row (~4.5s expected)"
+    assert reserve.need_s() == pytest.approx(5.4)
+    assert reserve.reason(now + 4.5) is None  # 5.5 s are left: the search goes on
+    why = reserve.reason(now + 4.7)
+    assert why == "time kept for refitting the best candidates on every row (~5.4s expected)"
     assert reserve.reason(now + 1) == why  # once ended, it stays ended
 
     late = RefitReserve(growth=0.3, scale=1.25, end=now + 10, earliest=now + 6, slack=1.0)
