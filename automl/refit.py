@@ -191,10 +191,11 @@ class RefitReserve(SearchReserve):
         )
 
     def need_s(self) -> float | None:
-        """Expected seconds to refit the best candidates (None: none completed yet)."""
+        """Expected seconds to refit the best candidates, completed or still training (with their
+        time so far; None: none completed yet)."""
         if not self.completed:
             return None
-        top = sorted(self.completed, key=lambda c: -c[0])[:REFIT_CANDIDATES]
+        top = sorted([*self.completed, *self.running.values()], key=lambda c: -c[0])[:REFIT_CANDIDATES]
         return sum(expected_refit_s(family, fit_s, self.growth, self.scale) for _, fit_s, family in top)
 
     def worth(self, need: float, now: float) -> bool:

@@ -24,6 +24,8 @@ class SearchReserve(ABC):
     best: dict[str, tuple[float, float]] = field(default_factory=dict)  # family -> (objective, fit s)
     #: (objective, fit s, family) of every completed candidate that counts
     completed: list[tuple[float, float, str]] = field(default_factory=list)
+    #: trial id -> (objective, seconds so far, family) of each candidate still training
+    running: dict[str, tuple[float, float, str]] = field(default_factory=dict)
     ended: str | None = None
 
     def counts(self, family: str) -> bool:
@@ -42,8 +44,18 @@ class SearchReserve(ABC):
     def because(self, need: float) -> str:
         """The reason the search ended, as the log and ``run.json`` say it."""
 
-    def observe(self, family: str, result: Mapping[str, Any]) -> None:
+    def progress(self, trial_id: str, family: str, result: Mapping[str, Any]) -> None:
+        """A step report of a candidate still training (``time_total_s``: Tune's seconds since the
+        trial started). A search ended for the reserve lets its running trials wrap up, and they
+        join the ensemble; counted only once completed, the best of them had no time kept for
+        them (bike_sharing at 60 s: its best LightGBM bag)."""
+        if self.counts(family) and "objective" in result and result.get("time_total_s") is not None:
+            objective = float(result.get("best_objective", result["objective"]))
+            self.running[trial_id] = (objective, float(result["time_total_s"]), family)
+
+    def observe(self, family: str, result: Mapping[str, Any], trial_id: str | None = None) -> None:
         """A candidate's final report (trials below the top rung of row fidelity are not handed over)."""
+        self.running.pop(trial_id or "", None)
         if not self.counts(family) or result.get("fit_time_s") is None or result.get("failed"):
             return
         objective = float(result.get("objective", float("-inf")))

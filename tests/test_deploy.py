@@ -187,6 +187,21 @@ def test_the_search_ends_in_time_to_refit_its_best_candidates():
     )  # third best, 2nd of its family: 0.9 s
     reserve.observe("linear", {"objective": 0.0, "failed": True, "fit_time_s": None})
     assert reserve.need_s() == pytest.approx(5.4)
+    # a candidate still training counts with its time so far: it wraps up and joins the ensemble
+    from automl.row_rungs import RUNG_KEY
+    from tuning.stoppers import ReserveWatch
+
+    watch = ReserveWatch(reserve, SimpleNamespace(is_lower=lambda rung: rung == 0))
+    trial = SimpleNamespace(trial_id="t9", config={"family": "xgboost"}, last_result=None)
+    step = {"objective": -3.4, "best_objective": -3.2, "iteration": 5, "time_total_s": 4.0}
+    watch.on_trial_result(0, [], trial, step)  # second best so far: 4 x 0.3 x 1.25 = 1.5 s
+    watch.on_trial_result(
+        0, [], SimpleNamespace(trial_id="t8", config={"family": "xgboost", RUNG_KEY: 0}), step
+    )
+    assert set(reserve.running) == {"t9"}  # a lower rung of row fidelity never joins the ensemble
+    assert reserve.need_s() == pytest.approx(6.0)  # 3 + 1.5 + 1.5: the fourth best drops out
+    watch.on_trial_error(0, [], trial)
+    assert reserve.running == {} and reserve.need_s() == pytest.approx(5.4)
     assert reserve.reason(now + 4.5) is None  # 5.5 s are left: the search goes on
     why = reserve.reason(now + 4.7)
     assert why == "time kept for refitting the best candidates on every row (~5.4s expected)"

@@ -261,7 +261,7 @@ def _tuner(
     exp_path = f"{setup.storage}/{setup.name}"
     tune_callbacks: list[Any] = [progress, EndStoppedTrials(stopper)]
     if stopper.reserve is not None:
-        tune_callbacks.append(ReserveWatch(stopper.reserve))
+        tune_callbacks.append(ReserveWatch(stopper.reserve, setup.rungs))
     if cfg.mlflow:
         tune_callbacks.append(_mlflow_callback(cfg.mlflow, run_dir, setup.name))
     logger.info(

@@ -14,7 +14,8 @@ from typing import Any
 
 from ray.tune import Callback, Stopper
 
-from automl.trials import is_candidate
+from automl.row_rungs import RUNG_KEY, RowRungPlan
+from automl.trials import is_candidate, is_final
 from tuning.space import unflatten
 
 logger = logging.getLogger(__name__)
@@ -139,18 +140,31 @@ class SearchStopper(Stopper):
 
 
 class ReserveWatch(Callback):
-    """Hands each completed trial's last result to the reserve (:class:`SearchStopper`'s). Only
-    once the trial completed: Tune saves a reported checkpoint in a task of its own after the
-    result, and a search stopped on the result itself would drop that save, and with it the model
-    of the very trial whose final the time was kept for."""
+    """Hands each completed trial's last result to the reserve (:class:`SearchStopper`'s), and
+    the step reports of candidates still training (they wrap up and join the ensemble when the
+    reserve ends the search). A candidate counts as completed only once its trial completed: Tune
+    saves a reported checkpoint in a task of its own after the result, and a search stopped on
+    the result itself would drop that save, and with it the model of the very trial whose final
+    the time was kept for."""
 
-    def __init__(self, reserve: Any) -> None:
+    def __init__(self, reserve: Any, rungs: RowRungPlan | None = None) -> None:
         self.reserve = reserve
+        self.rungs = rungs  # row fidelity: trials below its top rung never join the ensemble
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        lower = self.rungs is not None and self.rungs.is_lower(trial.config.get(RUNG_KEY))
+        if not is_final(result) and not lower:
+            self.reserve.progress(trial.trial_id, unflatten(trial.config)[0], result)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
         if is_candidate(result):
-            self.reserve.observe(unflatten(trial.config)[0], result)
+            self.reserve.observe(unflatten(trial.config)[0], result, trial.trial_id)
+        else:
+            self.reserve.observe("", {}, trial.trial_id)  # a lower rung or a failure: no longer running
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.reserve.observe("", {}, trial.trial_id)
 
 
 #: the stopper of the search running in this process (SearchStopper.live)
