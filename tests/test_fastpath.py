@@ -275,10 +275,13 @@ def test_xgboost_bag_table_matches_xgboost(fitted, problem, monkeypatch):
     joint = type(member.models[0]).joint_predictor(member.models)
     assert joint is not None
     X = pred.preprocessors["tree"].transform(_clean(pred, variants(df)["unknown_categories"]))
-    margins = joint.table.margins(X.dense())
-    for model, own in zip(member.models, margins):
-        lib = model.booster.inplace_predict(X.dense(), predict_type="margin")
-        np.testing.assert_allclose(own, np.asarray(lib).reshape(own.shape), rtol=1e-6, atol=1e-6)
+    assert xgboost_trees.walk_compiler() is not None  # numba is a dependency
+    for compiled in (False, True):  # the NumPy pass and the compiled walk (calls of up to 8 rows)
+        margins = joint.table.margins(X.dense(), compiled=compiled)
+        for model, own in zip(member.models, margins):
+            lib = model.booster.inplace_predict(X.dense(), predict_type="margin")
+            np.testing.assert_allclose(own, np.asarray(lib).reshape(own.shape), rtol=1e-6, atol=1e-6)
+    assert xgboost_trees.walk_compiled_yet()
     small = ModelInput(X.take(np.arange(3)))
     assert joint.predict(small, 1) is not None and joint.predict(ModelInput(X), 1) is None  # 40 rows: XGBoost
     monkeypatch.setattr(xgboost_trees, "TOLERANCE", -1.0)  # no table can pass the probe check now
