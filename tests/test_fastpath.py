@@ -282,6 +282,10 @@ def test_xgboost_bag_table_matches_xgboost(fitted, problem, monkeypatch):
             lib = model.booster.inplace_predict(X.dense(), predict_type="margin")
             np.testing.assert_allclose(own, np.asarray(lib).reshape(own.shape), rtol=1e-6, atol=1e-6)
     assert xgboost_trees.walk_compiled_yet()
+    monkeypatch.setattr(xgboost_trees, "_WALK", None)  # as in a new process started with:
+    monkeypatch.setenv(xgboost_trees.WALK_ENV, "numpy")  # Numba's memory not wanted
+    assert xgboost_trees.walk_compiler() is None and not xgboost_trees.walk_compiled_yet()
+    np.testing.assert_array_equal(joint.table.margins(X.dense()[:3])[0], margins[0][:3])  # the NumPy pass
     small = ModelInput(X.take(np.arange(3)))
     assert joint.predict(small, 1) is not None and joint.predict(ModelInput(X), 1) is None  # 40 rows: XGBoost
     monkeypatch.setattr(xgboost_trees, "TOLERANCE", -1.0)  # no table can pass the probe check now
