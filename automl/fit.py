@@ -74,6 +74,10 @@ def run_fit(
     prep.profile.save(run_dir / layout.PROFILE)
     (run_dir / layout.FOLDS).write_text(json.dumps(prep.folds.to_dict()))
     timings = dict(prep.timings)
+    if "xgboost" in prep.families:  # few-row calls of its models walk compiled code: compile it now
+        from automl.models.xgboost_trees import warm_walk
+
+        warm_walk()
     outcome, ray_started = _search(
         spec,
         prep,

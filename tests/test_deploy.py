@@ -372,7 +372,7 @@ def test_lean_options_go_first_when_the_best_ones_first_call_builds_for_long(mon
     assert "its first call would build for ~3.4s, 3.0s were left" in last[0].note
 
 
-def test_joint_setup_is_estimated_until_the_joint_predictor_is_built():
+def test_joint_setup_is_estimated_until_the_joint_predictor_is_built(monkeypatch):
     """XGBoost bags: the estimate is their trees times the measured cost per tree, and 0 once
     this process has built the table (the deployment stage measures several options over it)."""
     from automl.fastpath import joint_setup_s
@@ -391,9 +391,13 @@ def test_joint_setup_is_estimated_until_the_joint_predictor_is_built():
     bag = pred.members[0].models
     assert len(bag) == 2
     trees_s = sum(m.n_iterations for m in bag) * TABLE_S_PER_TREE
-    # plus compiling the few-row walk, until a table of this process has compiled it
-    compile_s = 0.0 if xgboost_trees.walk_compiled_yet() else WALK_COMPILE_S
-    assert joint_setup_s(pred) == pytest.approx(compile_s + trees_s)
+    monkeypatch.setattr(xgboost_trees, "_WALK", None)  # as in a new process: the walk not compiled
+    assert joint_setup_s(pred) == pytest.approx(WALK_COMPILE_S + trees_s)  # the first table compiles it
+    thread = xgboost_trees.warm_walk()  # what a fit starts before its search
+    assert thread is not None
+    thread.join(60)
+    assert xgboost_trees.walk_compiled_yet() and xgboost_trees.warm_walk() is None
+    assert joint_setup_s(pred) == pytest.approx(trees_s)
     pred.predict(df.drop(columns=["y"]).head(1))  # a one-row call builds the table
     assert joint_setup_s(pred) == 0.0 and xgboost_trees.walk_compiled_yet()
     assert type(bag[0]).joint_setup_s(bag) == pytest.approx(trees_s)  # another bag: no compiling
