@@ -78,10 +78,11 @@ def deploy(
 
     opts = [option(o) for o in options]
     _refit_first(sorted(zip(opts, options), key=lambda oo: -oo[0].objective), refitter, deadline)
-    partial = ensemble_of_refits(options, refitter, data.y, metric, size=cfg.size, mask=mask)
-    if deadline is not None and partial is not None:
-        options.append(partial)
-        opts.append(option(partial))
+    if deadline is not None and refitter.enabled:  # a stand-in when missing refits no longer fit
+        kw = {"size": cfg.size, "mask": mask, "deadline": deadline - MEASURE_S}
+        if (partial := ensemble_of_refits(options, refitter, data.y, metric, **kw)) is not None:
+            options.append(partial)
+            opts.append(option(partial))
     sizes = ModelSizes()
     for c in {c.name: c for o in bagged for c in o.candidates}.values():
         if c.trial.checkpoint:  # the bag's files as the trial saved them (training.save_result)

@@ -159,12 +159,14 @@ def ensemble_of_refits(
     *,
     size: int,
     mask: Any,
+    deadline: float,
 ) -> DeploymentOption | None:
-    """When the deadline left some members of the refit weighted ensemble without their refit: the
-    greedy weighted ensemble (``size`` rounds, scored on ``mask``'s rows of ``y``) over the
-    candidates that were refit, as a refit option of its own, when it combines at least two of them
-    (None otherwise). Its score estimate is the out-of-fold score of its members' bags with the same
-    weights (as a refit option's is its bag's).
+    """When some members of the refit weighted ensemble were not refit and their refits no longer
+    fit before ``deadline`` (when the options' measurement must start): the greedy weighted
+    ensemble (``size`` rounds, scored on ``mask``'s rows of ``y``) over the candidates that were
+    refit, as a refit option of its own, when it combines at least two of them (None otherwise).
+    Its score estimate is the out-of-fold score of its members' bags with the same weights (as a
+    refit option's is its bag's).
 
     Why: the search keeps time for refitting its best three candidates
     (:data:`automl.refit.REFIT_CANDIDATES`), on an estimate; an ensemble may hold more, or a refit
@@ -173,13 +175,14 @@ def ensemble_of_refits(
     members, refit, scored 0.9381 (validation roc_auc) against the bagged ensemble's 0.9383, with
     0.49 ms one-row p50 against 2.24 ms."""
     full = next((o for o in options if o.refit_of is not None and o.kind == "ensemble"), None)
-    if full is None or all(c.name in refitter.models for c in full.candidates):
-        return None
+    missing = [c for c in (full.candidates if full else []) if c.name not in refitter.models]
+    if not missing or refitter.affordable(missing, deadline)[0]:
+        return None  # no refit ensemble, or it can still be built whole
     pool = list({c.name: c for o in options for c in o.candidates if c.name in refitter.models}.values())
     if len(pool) < 2:
         return None
     preds = [c.result.oof for c in pool]
-    ens = greedy_ensemble(preds, y, metric, size=size, mask=mask)
+    ens = greedy_ensemble(preds, y, metric, size=size, mask=mask, deadline=deadline)
     parts = [(c, float(w)) for c, w in zip(pool, ens.weights) if w > 0]
     if len(parts) < 2:
         return None  # one candidate: its refit single option is already offered

@@ -1,5 +1,6 @@
 """Time a search keeps for what follows it: the protocol of :class:`tuning.stoppers.SearchStopper`'s
-reserve (``observe`` each completed candidate, ``reason`` to end the search), shared by
+reserve (``observe`` each completed candidate, ``progress`` each step of one still training,
+``reason`` to end the search), shared by
 :class:`automl.refit.RefitReserve` (refitting the best candidates on every row) and
 :class:`tuning.distributed.reserve.FinalsReserve` (a streaming fit's final fits)."""
 
@@ -14,10 +15,11 @@ from typing import Any
 
 @dataclass(kw_only=True)
 class SearchReserve(ABC):
-    """Watches the completed candidates (the best objective of each family that counts, with its
-    training time) and ends the search once ``end`` minus the time the work after it is expected
-    to take (:meth:`need_s`) has come, not before ``earliest``, and only while that work is still
-    worth it when the search ends now (:meth:`worth`)."""
+    """Watches the candidates (the completed ones, the best of each family that counts, and
+    those still training) and ends the search once ``end`` minus the time the work after it is
+    expected to take (:meth:`need_s`, from the records a subclass needs) has come, not before
+    ``earliest``, and only while that work is still worth it when the search ends now
+    (:meth:`worth`)."""
 
     end: float  # time.time() by which the work after the search must be done (or started)
     earliest: float  # time.time() before which the search is never ended for it

@@ -146,7 +146,7 @@ def test_an_ensemble_of_the_refit_candidates_stands_in_when_a_member_was_not_ref
     options = [ens, single(a), ens.refit_variant(), single(a).refit_variant()]
     refitter = Refitter(data, "auto")
     mask = prep.folds.oof_mask
-    kw = {"size": 25, "mask": mask}
+    kw = {"size": 25, "mask": mask, "deadline": time.time() + 60}
     assert ensemble_of_refits(options, refitter, data.y, metric, **kw) is None  # nothing refit yet
     _refit_first([(Option(o.name, 1.0, lambda: None), o) for o in options], refitter, time.time() + 60)
     assert set(refitter.models) == {"lightgbm_001", "lightgbm_003"}  # lightgbm_002: no time
@@ -167,6 +167,10 @@ def test_an_ensemble_of_the_refit_candidates_stands_in_when_a_member_was_not_ref
     assert row.status == "refit" and row.stop_reason.endswith(
         "(score_val: its members' bags, weighted alike)"
     )
+    # the missing member's refit fits before the deadline after all: the refit ensemble is built whole
+    slow.fit_time_s = 0.01
+    assert ensemble_of_refits(options, refitter, data.y, metric, **kw) is None
+    slow.fit_time_s = 1000.0
     # every member of the ensemble refit: the refit ensemble itself is offered, no stand-in
     refitter.model(b)
     assert ensemble_of_refits(options, refitter, data.y, metric, **kw) is None
@@ -192,7 +196,7 @@ def test_the_search_ends_in_time_to_refit_its_best_candidates():
     from tuning.stoppers import ReserveWatch
 
     watch = ReserveWatch(reserve, SimpleNamespace(is_lower=lambda rung: rung == 0))
-    trial = SimpleNamespace(trial_id="t9", config={"family": "xgboost"}, last_result=None)
+    trial = SimpleNamespace(trial_id="t9", config={"family": "xgboost"}, last_result=None, status="RUNNING")
     step = {"objective": -3.4, "best_objective": -3.2, "iteration": 5, "time_total_s": 4.0}
     watch.on_trial_result(0, [], trial, step)  # second best so far: 4 x 0.3 x 1.25 = 1.5 s
     watch.on_trial_result(
@@ -202,6 +206,20 @@ def test_the_search_ends_in_time_to_refit_its_best_candidates():
     assert reserve.need_s() == pytest.approx(6.0)  # 3 + 1.5 + 1.5: the fourth best drops out
     watch.on_trial_error(0, [], trial)
     assert reserve.running == {} and reserve.need_s() == pytest.approx(5.4)
+    # once it completes it counts once, as a completed candidate
+    other = RefitReserve(growth=0.3, scale=1.25, end=now + 10, earliest=now, slack=1.0)
+    watch2 = ReserveWatch(other)
+    watch2.on_trial_result(0, [trial], trial, step)
+    trial.last_result = {"objective": -3.2, "fit_time_s": 4.0, "done_training": True}
+    watch2.on_trial_complete(0, [trial], trial)
+    assert other.running == {} and other.completed == [(-3.2, 4.0, "xgboost")]
+    # paused by HyperBand (no callback): not counted while it does not run
+    paused = SimpleNamespace(trial_id="t7", config={"family": "lightgbm"}, status="RUNNING")
+    watch2.on_trial_result(0, [paused], paused, {**step, "best_objective": -1.0})
+    assert "t7" in other.running
+    paused.status = "PAUSED"
+    watch2.on_trial_result(0, [paused, trial], trial, step)
+    assert "t7" not in other.running
     assert reserve.reason(now + 4.5) is None  # 5.5 s are left: the search goes on
     why = reserve.reason(now + 4.7)
     assert why == "time kept for refitting the best candidates on every row (~5.4s expected)"
@@ -377,7 +395,8 @@ def test_joint_setup_is_estimated_until_the_joint_predictor_is_built(monkeypatch
     this process has built the table (the deployment stage measures several options over it)."""
     from automl.fastpath import joint_setup_s
     from automl.models import xgboost_trees
-    from automl.models.xgboost import TABLE_S_PER_TREE, WALK_COMPILE_S
+    from automl.models.xgboost import TABLE_S_PER_TREE
+    from automl.models.xgboost_trees import WALK_COMPILE_S, WALK_ENV
 
     df = _frame(300, 1, True)
     prep = prepare(
@@ -392,6 +411,10 @@ def test_joint_setup_is_estimated_until_the_joint_predictor_is_built(monkeypatch
     assert len(bag) == 2
     trees_s = sum(m.n_iterations for m in bag) * TABLE_S_PER_TREE
     monkeypatch.setattr(xgboost_trees, "_WALK", None)  # as in a new process: the walk not compiled
+    with monkeypatch.context() as m:  # a process started with AUTOML_TREE_WALK=numpy never compiles it
+        m.setenv(WALK_ENV, "numpy")
+        assert joint_setup_s(pred) == pytest.approx(trees_s) and xgboost_trees.warm_walk() is None
+    monkeypatch.setattr(xgboost_trees, "_WALK", None)
     assert joint_setup_s(pred) == pytest.approx(WALK_COMPILE_S + trees_s)  # the first table compiles it
     thread = xgboost_trees.warm_walk()  # what a fit starts before its search
     assert thread is not None

@@ -179,7 +179,9 @@ def test_the_search_ends_when_the_best_boosting_config_needs_the_time_left_for_i
     stopper = SearchStopper(target_objective=None, patience=None, reserve=late)
     assert not stopper.stop_all()
     final = {"objective": 0.8, "fit_time_s": 1.0, "done_training": True}
-    trial = SimpleNamespace(config={"family": "lightgbm", "lightgbm.num_leaves": 31}, last_result=final)
+    trial = SimpleNamespace(
+        trial_id="t1", config={"family": "lightgbm", "lightgbm.num_leaves": 31}, last_result=final
+    )
     ReserveWatch(late).on_trial_complete(1, [], trial)
     assert stopper.stop_all() and stopper.reason.startswith("time kept for the final fit")
     # no time limit or no finals: nothing is kept

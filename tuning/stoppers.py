@@ -155,6 +155,10 @@ class ReserveWatch(Callback):
         lower = self.rungs is not None and self.rungs.is_lower(trial.config.get(RUNG_KEY))
         if not is_final(result) and not lower:
             self.reserve.progress(trial.trial_id, unflatten(trial.config)[0], result)
+        # a trial paused by HyperBand gets no callback: it counts again when it reports again
+        for t in trials:
+            if t.trial_id in self.reserve.running and t.status != "RUNNING":
+                self.reserve.running.pop(t.trial_id)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}

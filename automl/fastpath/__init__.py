@@ -192,12 +192,13 @@ def _lookup(models: list[Any]) -> tuple[bool, Any]:
 def joint_setup_s(predictor: Predictor) -> float:
     """Estimated seconds a first call of a few rows would spend building the joint predictors of
     ``predictor``'s bags that this process has not built yet."""
-    total = 0.0
+    total, kinds = 0.0, set()
     for member in [*(m for layer in predictor.stack_layers for m in layer), *predictor.members]:
         kind = type(member.models[0])
         if kind.joint_rows and not _lookup(member.models)[0]:
             total += kind.joint_setup_s(member.models)
-    return total
+            kinds.add(kind)
+    return total + sum(kind.joint_once_s() for kind in kinds)  # once per class, not per bag
 
 
 class ReferencePath:

@@ -114,6 +114,12 @@ class FittedModel(abc.ABC):
         """Estimated seconds :meth:`joint_predictor` takes to build for ``models`` (0: no such thing)."""
         return 0.0
 
+    @classmethod
+    def joint_once_s(cls) -> float:
+        """Estimated seconds the first joint predictor of this class in a process takes on top of
+        :meth:`joint_setup_s` (code compiled once per process), 0 once paid."""
+        return 0.0
+
     @abc.abstractmethod
     def save(self, directory: Path) -> None:
         """Write the model's files into ``directory`` (which exists)."""

@@ -43,9 +43,6 @@ TABLE_ROWS = 8
 #: above the highest figure: one under the truth let a fit measure its default first and run out
 #: of time for its refit options
 TABLE_S_PER_TREE = 4e-4
-#: the first table of a process also compiles its few-row walk (Numba): 0.54 s measured, 0.21 s
-#: when loaded from Numba's disk cache, plus 0.17 s to import Numba
-WALK_COMPILE_S = 0.7
 
 
 def xgb_params(config: dict[str, Any], task: Task) -> dict[str, Any]:
@@ -108,10 +105,13 @@ class XGBoostModel(FittedModel):
 
     @classmethod
     def joint_setup_s(cls, models: list[FittedModel]) -> float:
-        from automl.models.xgboost_trees import walk_compiled_yet
+        return sum(m.n_iterations for m in models) * n_outputs(models[0]) * TABLE_S_PER_TREE
 
-        compile_s = 0.0 if walk_compiled_yet() else WALK_COMPILE_S
-        return compile_s + sum(m.n_iterations for m in models) * n_outputs(models[0]) * TABLE_S_PER_TREE
+    @classmethod
+    def joint_once_s(cls) -> float:
+        from automl.models.xgboost_trees import walk_pending_s
+
+        return walk_pending_s()  # the first table of a process compiles the few-row walk
 
     @property
     def n_iterations(self) -> int:

@@ -3,8 +3,9 @@ boosters in one vectorised pass.
 
 Why: XGBoost 3.2 walks every node of every tree on each prediction call (its predictor computes
 each tree's depth per call: a quarter of the profile), so a one-row call on a 270-tree booster
-cost 0.25 ms warm and 1-2 ms when ten fold models take turns. Here a call costs one NumPy gather
-per tree level for all the trees at once.
+cost 0.25 ms warm and 1-2 ms when ten fold models take turns. Here a call of up to
+``COMPILED_ROWS`` rows walks every tree node by node in Numba-compiled code (:func:`walk_compiler`),
+and a larger one costs one NumPy gather per tree level for all the trees at once.
 
 The table is built from the booster's own UBJSON dump (the native model file stays the source of
 truth) and checked against XGBoost on probe rows before use: :meth:`XGBoostTable.build` returns
@@ -36,6 +37,9 @@ PROBE_ROWS = 64
 #: compiled, 1.70 ms in NumPy; 16,100 depth-6 trees 1.02 and 2.90 ms. The compiled walk takes every
 #: row through every tree with no reuse of the nodes in cache, so larger calls keep NumPy.
 COMPILED_ROWS = 8
+#: compiling the walk: 0.54 s measured, 0.21 s when loaded from Numba's disk cache, plus 0.17 s to
+#: import Numba
+WALK_COMPILE_S = 0.7
 
 
 class XGBoostTable:
@@ -166,7 +170,8 @@ class XGBoostTable:
         """Per booster, its raw margins for the rows of the float32 matrix X: (n,) or (n, k).
         ``compiled``: walk the trees in compiled code (None: for up to COMPILED_ROWS rows, when
         Numba is installed)."""
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        # C order and writeable: Numba compiles a read-only array's signature anew
+        X = np.require(X, dtype=np.float32, requirements=["C", "W"])
         if compiled is None:
             compiled = X.shape[0] <= COMPILED_ROWS and walk_compiler() is not None
         values = self._walk_compiled(X) if compiled else self._walk(X)
@@ -242,23 +247,35 @@ def walk_compiler() -> Any:
     not installed or ``AUTOML_TREE_WALK=numpy`` (the NumPy pass then serves every call)."""
     global _WALK
     if _WALK is None:
-        try:
-            if os.environ.get(WALK_ENV, "").lower() == "numpy":
-                raise ImportError(f"{WALK_ENV}=numpy")
-            from numba import njit
-        except ImportError:  # numba is a dependency; a stripped install still works
-            _WALK = False
-            return None
-        _WALK = njit(cache=True, nogil=True)(_walk_rows)
+        _WALK = _make_walk()
     return _WALK or None
 
 
+def _make_walk() -> Any:
+    """Numba's dispatcher of the walk, or False (not installed, or ``AUTOML_TREE_WALK=numpy``).
+    Where neither the package's ``__pycache__`` nor the user's cache directory can be written
+    (a read-only container), Numba refuses ``cache=True``: the walk is then compiled in each
+    process instead."""
+    if os.environ.get(WALK_ENV, "").lower() == "numpy":
+        return False
+    try:
+        from numba import njit
+    except ImportError:  # numba is a dependency; a stripped install still predicts, in NumPy
+        return False
+    try:
+        return njit(cache=True, nogil=True)(_walk_rows)
+    except Exception as exc:  # noqa: BLE001 - no cache locator: compile without a disk cache
+        logger.info("the compiled tree walk is not cached on disk (%s)", exc)
+        return njit(cache=False, nogil=True)(_walk_rows)
+
+
 def warm_walk() -> threading.Thread | None:
-    """Compile the walk in a background thread, unless it is compiled already or cannot be (the
-    thread, or None). A fit starts this before its search, whose trials run in other processes, so
-    that its deployment stage does not spend 0.2-0.7 s of its time on the compile: a 60 s fit of
-    wine_quality (split seed 0) left its refit options unmeasured for want of 0.1 s."""
-    if walk_compiler() is None or walk_compiled_yet():
+    """Compile the walk in a background thread (importing Numba there too), unless it is compiled
+    already or cannot be (the thread, or None). A fit starts this before its search, whose trials
+    run in other processes, so that its deployment stage does not spend 0.4-0.7 s of its time on
+    Numba: a 60 s fit of wine_quality (split seed 0) left its refit options unmeasured for want of
+    0.1 s."""
+    if _WALK is False or walk_compiled_yet():
         return None
     thread = threading.Thread(target=_compile_walk, name="automl-walk-compile", daemon=True)
     thread.start()
@@ -267,14 +284,28 @@ def warm_walk() -> threading.Thread | None:
 
 def _compile_walk() -> None:
     """One call of the walk on a one-node tree, with the argument types a table passes."""
+    walk = walk_compiler()
+    if walk is None:
+        return
     one = np.zeros(1, np.int32)
     tree = (one, np.zeros((1, 2), np.int32), one, np.zeros(1, np.float32), np.zeros(1, bool))
-    walk_compiler()(np.zeros((1, 1), np.float32), *tree, one, np.zeros(1, bool), 1, 0)
+    try:
+        walk(np.zeros((1, 1), np.float32), *tree, one, np.zeros(1, bool), 1, 0)
+    except Exception as exc:  # noqa: BLE001 - a background extra: the first table compiles it instead
+        logger.warning("compiling the few-row tree walk failed: %s", exc)
 
 
 def walk_compiled_yet() -> bool:
     """Whether this process has compiled (or loaded from the disk cache) the walk already."""
     return bool(_WALK) and bool(_WALK.signatures)
+
+
+def walk_pending_s() -> float:
+    """Seconds the first compiled walk of this process is still expected to take: 0 once compiled,
+    or when no call will compile it (Numba not installed, or ``AUTOML_TREE_WALK=numpy``)."""
+    if walk_compiled_yet() or walk_compiler() is None:
+        return 0.0
+    return WALK_COMPILE_S
 
 
 def _walk_rows(X, roots, child, feature, cond, default_right, cat_of, cat_flat, width, n_cat):  # noqa: ANN001, ANN202
