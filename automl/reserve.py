@@ -23,7 +23,6 @@ class SearchReserve(ABC):
 
     end: float  # time.time() by which the work after the search must be done (or started)
     earliest: float  # time.time() before which the search is never ended for it
-    best: dict[str, tuple[float, float]] = field(default_factory=dict)  # family -> (objective, fit s)
     #: (objective, fit s, family) of every completed candidate that counts
     completed: list[tuple[float, float, str]] = field(default_factory=list)
     #: trial id -> (objective, seconds so far, family) of each candidate still training
@@ -62,8 +61,15 @@ class SearchReserve(ABC):
             return
         objective = float(result.get("objective", float("-inf")))
         self.completed.append((objective, float(result["fit_time_s"]), family))
-        if family not in self.best or objective > self.best[family][0]:
-            self.best[family] = (objective, float(result["fit_time_s"]))
+
+    @property
+    def best(self) -> dict[str, tuple[float, float]]:
+        """family -> (objective, fit s) of its best completed candidate (the first of equals)."""
+        out: dict[str, tuple[float, float]] = {}
+        for objective, fit_s, family in self.completed:
+            if family not in out or objective > out[family][0]:
+                out[family] = (objective, fit_s)
+        return out
 
     def reason(self, now: float | None = None) -> str | None:
         """Why the search is to end now (None: it goes on). Once ended, it stays ended."""

@@ -117,3 +117,14 @@ def streaming_table(n: int = 2000, seed: int = 0, regression: bool = False) -> p
     df["label"] = 10 + 3 * signal if regression else np.where(signal > 0.3, "yes", "no")
     df.loc[rng.random(n) < 0.01, "label"] = None
     return df
+
+
+def signal_frame(n: int, seed: int, regression: bool) -> pd.DataFrame:
+    """x1, x2, color and a target y that depends on all three (numbers, or "yes"/"no")."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.uniform(-1, 1, size=n)
+    color = rng.choice(["red", "green", "blue"], size=n)
+    signal = 1.5 * x1 - x2 + (color == "red") + rng.normal(scale=0.3, size=n)
+    df = pd.DataFrame({"x1": x1, "x2": x2, "color": color})
+    df["y"] = 10 + 3 * signal if regression else np.where(signal > 0.3, "yes", "no")
+    return df
